@@ -1,0 +1,108 @@
+"""What every command shares: resolving the home, the output mode, and running guarded."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+from ..context import Context
+from ..errors import Error, NotFoundError, OperationalError, UsageError
+from .output import Output
+
+__all__ = ["State", "guarded", "make_context", "read_input", "write_output"]
+
+
+class State:
+    """Global options, gathered by the root callback (or the fast path)."""
+
+    def __init__(self, home: str | None = None, json_mode: bool = False) -> None:
+        self.home = home
+        self.json_mode = json_mode or os.environ.get("AGENTCTL_FORMAT", "").lower() == "json"
+
+    def output(self, json_flag: bool = False) -> Output:
+        return Output(self.json_mode or json_flag)
+
+
+def _prompt(out: Output) -> Callable[[str], "bytes | None"] | None:
+    if not sys.stdin.isatty() or not sys.stderr.isatty():
+        return None  # never prompt in scripts or CI
+
+    def ask(purpose: str) -> bytes | None:
+        import getpass
+
+        if purpose == "new":
+            first = getpass.getpass("agentctl: passphrase for the new key file (empty for none): ")
+            if not first:
+                return None
+            if getpass.getpass("agentctl: repeat the passphrase: ") != first:
+                raise UsageError("the passphrases do not match; nothing was created")
+            return first.encode("utf-8")
+        value = getpass.getpass("agentctl: passphrase for the key file: ")
+        return value.encode("utf-8") if value else None
+
+    return ask
+
+
+def make_context(state: State, out: Output) -> Context:
+    return Context.for_home(state.home, notify=out.note, prompt=_prompt(out))
+
+
+def guarded(out: Output, body: Callable[[], "int | None"]) -> int:
+    """Run a command body; turn every failure into a one-line message and an exit code."""
+    try:
+        return body() or 0
+    except Error as e:
+        return out.error(e)
+    except KeyboardInterrupt:
+        out.stderr.write("agentctl: interrupted\n")
+        return 130
+    except Exception as e:  # the last line of defence: no traceback unless asked for
+        if os.environ.get("AGENTCTL_DEBUG") == "1":
+            raise
+        return out.error(
+            OperationalError(
+                f"internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'}",
+                hint="rerun with AGENTCTL_DEBUG=1 for a traceback, and report it",
+            )
+        )
+
+
+def read_input(source: str, what: str = "input") -> str:
+    """A token or document from ``-`` (stdin), a file, or the text itself when it is neither."""
+    if source == "-":
+        return sys.stdin.read()
+    try:
+        is_file = len(source) < 4096 and Path(source).is_file()
+    except (OSError, ValueError):  # too long or NUL: not a file name, so the text itself
+        is_file = False
+    if is_file:
+        try:
+            return Path(source).read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise UsageError(f"cannot read {what} {source}: {getattr(e, 'strerror', None) or e}") from None
+    return source
+
+
+def read_file(source: str, what: str = "file") -> str:
+    if source == "-":
+        return sys.stdin.read()
+    try:
+        return Path(source).read_text("utf-8")
+    except FileNotFoundError:
+        raise NotFoundError(f"no such file: {source}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read {what} {source}: {getattr(e, 'strerror', None) or e}") from None
+
+
+def write_output(path: str, text: str) -> None:
+    """Write a (public) output file atomically: it exists only once the command has succeeded."""
+    from ..home import atomic_write
+
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"cannot write {path}: it is a directory")
+    if not target.parent.exists():
+        raise NotFoundError(f"cannot write {path}: no directory {target.parent}")
+    atomic_write(target, text.encode("utf-8"), mode=0o644)

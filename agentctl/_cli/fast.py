@@ -1,0 +1,69 @@
+"""The start-up fast path: ``--version`` and ``pubkey`` without importing Typer.
+
+It accepts only the exact shapes it knows (global ``--home DIR``/``--json`` before the command,
+``--format``/``--json`` after it) and returns None for anything else, which the Typer application
+then handles, errors and help included. Both paths call the same ``do_*`` functions.
+"""
+
+from __future__ import annotations
+
+__all__ = ["try_fast"]
+
+
+def _globals(args: list[str]) -> tuple[str | None, bool, list[str]] | None:
+    home, json_mode, i = None, False, 0
+    while i < len(args):
+        a = args[i]
+        if a == "--json":
+            json_mode = True
+        elif a == "--home" and i + 1 < len(args):
+            home = args[i + 1]
+            i += 1
+        elif a.startswith("--home="):
+            home = a[len("--home="):]
+        elif a.startswith("-"):
+            return None
+        else:
+            return home, json_mode, args[i:]
+        i += 1
+    return None
+
+
+def try_fast(args: list[str]) -> int | None:
+    if args == ["--version"]:
+        from .. import __version__
+
+        print(f"agentctl {__version__}")
+        return 0
+    parsed = _globals(args)
+    if parsed is None:
+        return None
+    home, json_mode, rest = parsed
+    if rest[0] == "pubkey":
+        return _pubkey(home, json_mode, rest[1:])
+    return None
+
+
+def _pubkey(home: str | None, json_mode: bool, rest: list[str]) -> int | None:
+    name, fmt, i = None, "did", 0
+    while i < len(rest):
+        a = rest[i]
+        if a == "--json":
+            json_mode = True
+        elif a == "--format" and i + 1 < len(rest):
+            fmt = rest[i + 1]
+            i += 1
+        elif a.startswith("--format="):
+            fmt = a[len("--format="):]
+        elif a.startswith("-") or name is not None:
+            return None
+        else:
+            name = a
+        i += 1
+    if name is None:
+        return None
+    from .common import State
+    from .identity_cmds import do_pubkey
+
+    state = State(home, json_mode)
+    return do_pubkey(state, state.output(), name, fmt)

@@ -1,0 +1,57 @@
+"""The one clock seam: every time check in agentctl asks a :data:`Clock` for "now".
+
+A clock is any zero-argument callable returning POSIX seconds as a float. Library functions take a
+``clock`` argument defaulting to :func:`system_clock`; tests pass a :class:`FixedClock` instead of
+sleeping.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Callable
+
+__all__ = ["Clock", "system_clock", "FixedClock", "rfc3339", "parse_rfc3339"]
+
+Clock = Callable[[], float]
+
+
+def system_clock() -> float:
+    return time.time()
+
+
+class FixedClock:
+    """A clock that stands still until moved: ``clock.advance(90)``."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = float(now)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def rfc3339(ts: float, *, micro: bool = False) -> str:
+    """UTC RFC 3339 text for POSIX seconds, e.g. ``2026-11-29T14:30:00Z``."""
+    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
+    if micro:
+        return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_rfc3339(text: str) -> float:
+    """POSIX seconds for an RFC 3339 time with an explicit offset (``Z`` or ``±HH:MM``).
+
+    Raises ``ValueError`` for anything else, including a time without an offset.
+    """
+    t = text.strip()
+    if len(t) < 20 or t[10] not in "Tt ":
+        raise ValueError(f"not an RFC 3339 time: {text!r}")
+    if t[-1] in "Zz":
+        t = t[:-1] + "+00:00"
+    dt = datetime.fromisoformat(t)
+    if dt.tzinfo is None:
+        raise ValueError(f"RFC 3339 time without an offset: {text!r}")
+    return dt.timestamp()

@@ -1,0 +1,142 @@
+"""The only module that imports nacl: Ed25519 keys and signatures, passphrase sealing.
+
+Public keys are checked wherever they enter (:func:`check_public_key`): exactly 32 bytes, a canonical
+encoding of a point on the curve, in the prime-order subgroup and not of small order. Signature
+verification is libsodium's ``crypto_sign_verify_detached``, which refuses a non-canonical ``S`` and
+small-order ``R`` and ``A``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import nacl.bindings as _b
+import nacl.exceptions as _nexc
+
+__all__ = [
+    "SEED_BYTES",
+    "PUBLIC_BYTES",
+    "SIGNATURE_BYTES",
+    "InvalidKey",
+    "new_seed",
+    "public_key",
+    "sign",
+    "verify",
+    "check_public_key",
+    "seal",
+    "unseal",
+    "SealParams",
+]
+
+SEED_BYTES = 32
+PUBLIC_BYTES = 32
+SIGNATURE_BYTES = 64
+
+# Ed25519 group order L, little-endian bytes comparison for S < L.
+_L = 2**252 + 27742317777372353535851937790883648493
+
+
+class InvalidKey(ValueError):
+    """A public key that is not a usable Ed25519 point (wrong size, small order, off the curve)."""
+
+
+def new_seed() -> bytes:
+    return os.urandom(SEED_BYTES)
+
+
+def _secret_key(seed: bytes) -> bytes:
+    if len(seed) != SEED_BYTES:
+        raise ValueError("an Ed25519 seed is 32 bytes")
+    _pk, sk = _b.crypto_sign_seed_keypair(seed)
+    return sk
+
+
+def public_key(seed: bytes) -> bytes:
+    """The 32-byte public key of a 32-byte seed."""
+    if len(seed) != SEED_BYTES:
+        raise ValueError("an Ed25519 seed is 32 bytes")
+    return _b.crypto_sign_seed_keypair(seed)[0]
+
+
+def sign(seed: bytes, message: bytes) -> bytes:
+    """A 64-byte detached Ed25519 signature of ``message``."""
+    return _b.crypto_sign(message, _secret_key(seed))[:SIGNATURE_BYTES]
+
+
+def verify(public: bytes, message: bytes, signature: bytes) -> bool:
+    """True when ``signature`` is a valid signature of ``message`` by ``public``; never raises."""
+    if len(public) != PUBLIC_BYTES or len(signature) != SIGNATURE_BYTES:
+        return False
+    if int.from_bytes(signature[32:], "little") >= _L:
+        return False  # non-canonical S (malleability)
+    try:
+        return bool(_b.crypto_sign_verify_detached(signature, message, public))
+    except _nexc.BadSignatureError:
+        return False
+    except (_nexc.CryptoError, ValueError, TypeError):
+        return False
+
+
+def check_public_key(public: bytes) -> bytes:
+    """Return ``public`` if it is a canonical, prime-order Ed25519 point; raise :class:`InvalidKey`."""
+    if not isinstance(public, (bytes, bytearray)) or len(public) != PUBLIC_BYTES:
+        raise InvalidKey("an Ed25519 public key is 32 bytes")
+    public = bytes(public)
+    # libsodium: on the curve, canonical, in the main subgroup, not of small order.
+    if not _b.crypto_core_ed25519_is_valid_point(public):
+        raise InvalidKey("not a valid Ed25519 public key (small order, non-canonical or not on the curve)")
+    # is_valid_point accepts the non-canonical encoding of y with the sign bit set on x = 0; refuse
+    # any y >= p as well.
+    y = int.from_bytes(public, "little") & ((1 << 255) - 1)
+    if y >= 2**255 - 19:
+        raise InvalidKey("not a valid Ed25519 public key (non-canonical encoding)")
+    return public
+
+
+# --- passphrase sealing (file keystore) -------------------------------------------------------
+
+
+class SealParams:
+    """Argon2id cost parameters; kept with the sealed data so they can be raised later."""
+
+    OPSLIMIT = _b.crypto_pwhash_argon2id_OPSLIMIT_INTERACTIVE
+    MEMLIMIT = _b.crypto_pwhash_argon2id_MEMLIMIT_INTERACTIVE
+    SALT_BYTES = _b.crypto_pwhash_SALTBYTES
+    NONCE_BYTES = _b.crypto_secretbox_NONCEBYTES
+
+
+def _kdf(passphrase: bytes, salt: bytes, opslimit: int, memlimit: int) -> bytes:
+    return _b.crypto_pwhash_alg(
+        _b.crypto_secretbox_KEYBYTES, passphrase, salt, opslimit, memlimit, _b.crypto_pwhash_ALG_ARGON2ID13
+    )
+
+
+def seal(passphrase: bytes, plaintext: bytes) -> dict:
+    """Encrypt with a key from Argon2id(passphrase) and XSalsa20-Poly1305; return the parameters."""
+    salt = os.urandom(SealParams.SALT_BYTES)
+    nonce = os.urandom(SealParams.NONCE_BYTES)
+    key = _kdf(passphrase, salt, SealParams.OPSLIMIT, SealParams.MEMLIMIT)
+    box = _b.crypto_secretbox(plaintext, nonce, key)
+    return {
+        "kdf": "argon2id",
+        "opslimit": SealParams.OPSLIMIT,
+        "memlimit": SealParams.MEMLIMIT,
+        "salt": salt,
+        "nonce": nonce,
+        "ciphertext": box,
+    }
+
+
+def unseal(passphrase: bytes, sealed: dict) -> bytes | None:
+    """The plaintext, or None when the passphrase is wrong or the data was altered."""
+    if sealed.get("kdf") != "argon2id":
+        return None
+    ops, mem = int(sealed["opslimit"]), int(sealed["memlimit"])
+    # Bound the cost an altered file could make us pay.
+    if not (1 <= ops <= 64 and 8192 <= mem <= 4 * 1024**3):
+        return None
+    key = _kdf(passphrase, sealed["salt"], ops, mem)
+    try:
+        return _b.crypto_secretbox_open(sealed["ciphertext"], sealed["nonce"], key)
+    except _nexc.CryptoError:
+        return None

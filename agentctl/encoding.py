@@ -1,0 +1,206 @@
+"""Encodings: strict base64url, base58btc, did:key, JWK and RFC 7638 thumbprints, strict and
+canonical JSON. Pure functions, no I/O, no nacl.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+
+__all__ = [
+    "b64u_encode",
+    "b64u_decode",
+    "b58_encode",
+    "b58_decode",
+    "did_key",
+    "public_from_did_key",
+    "jwk",
+    "public_from_jwk",
+    "thumbprint",
+    "loads_strict",
+    "canonical_json",
+    "EncodingError",
+]
+
+
+class EncodingError(ValueError):
+    """Input that is not in the expected encoding; the message says what is wrong."""
+
+
+_B64U = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def b64u_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64u_decode(text: str) -> bytes:
+    """Strict base64url without padding: no '=', no other alphabet, no non-zero trailing bits."""
+    if not isinstance(text, str) or not _B64U.fullmatch(text):
+        raise EncodingError("not base64url (only A-Z a-z 0-9 - _ without padding)")
+    if len(text) % 4 == 1:
+        raise EncodingError("not base64url (impossible length)")
+    try:
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as e:
+        raise EncodingError("not base64url") from e
+    if b64u_encode(data) != text:
+        raise EncodingError("not canonical base64url (non-zero trailing bits)")
+    return data
+
+
+_B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_B58_INDEX = {c: i for i, c in enumerate(_B58_ALPHABET)}
+
+
+def b58_encode(data: bytes) -> str:
+    n = int.from_bytes(data, "big")
+    out = []
+    while n:
+        n, r = divmod(n, 58)
+        out.append(_B58_ALPHABET[r])
+    pad = len(data) - len(data.lstrip(b"\0"))
+    return "1" * pad + "".join(reversed(out))
+
+
+def b58_decode(text: str) -> bytes:
+    n = 0
+    for c in text:
+        if c not in _B58_INDEX:
+            raise EncodingError(f"not base58btc (character {c!r})")
+        n = n * 58 + _B58_INDEX[c]
+    pad = len(text) - len(text.lstrip("1"))
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big") if n else b""
+    return b"\0" * pad + body
+
+
+_ED25519_MULTICODEC = b"\xed\x01"
+
+
+def did_key(public: bytes) -> str:
+    return "did:key:z" + b58_encode(_ED25519_MULTICODEC + public)
+
+
+def public_from_did_key(text: str) -> bytes:
+    """The 32 raw bytes of an Ed25519 did:key (multicodec 0xed01, base58btc). Not validated as a point."""
+    if not text.startswith("did:key:z"):
+        raise EncodingError("not an Ed25519 did:key (expected did:key:z6Mk…)")
+    raw = b58_decode(text[len("did:key:z"):])
+    if raw[:2] != _ED25519_MULTICODEC:
+        raise EncodingError("did:key is not an Ed25519 key (multicodec is not 0xed01)")
+    if len(raw) != 34:
+        raise EncodingError("did:key does not hold a 32-byte Ed25519 key")
+    return raw[2:]
+
+
+def jwk(public: bytes, *, kid: bool = False) -> dict:
+    """The public JWK (RFC 8037) of an Ed25519 key, with its ``kid`` when asked."""
+    doc = {"kty": "OKP", "crv": "Ed25519", "x": b64u_encode(public)}
+    if kid:
+        doc["kid"] = thumbprint(public)
+        doc["alg"] = "EdDSA"
+        doc["use"] = "sig"
+    return doc
+
+
+def public_from_jwk(doc: object) -> bytes:
+    """The raw bytes of an Ed25519 public JWK; refuses other key types, curves and private keys."""
+    if not isinstance(doc, dict):
+        raise EncodingError("a JWK is a JSON object")
+    if doc.get("kty") != "OKP":
+        raise EncodingError(f"JWK kty must be OKP, not {doc.get('kty')!r}")
+    if doc.get("crv") != "Ed25519":
+        raise EncodingError(f"JWK crv must be Ed25519, not {doc.get('crv')!r}")
+    if "d" in doc:
+        raise EncodingError("JWK holds a private key ('d'); give the public key only")
+    x = doc.get("x")
+    if not isinstance(x, str):
+        raise EncodingError("JWK has no 'x'")
+    raw = b64u_decode(x)
+    if len(raw) != 32:
+        raise EncodingError("JWK 'x' is not 32 bytes")
+    return raw
+
+
+def thumbprint(public: bytes) -> str:
+    """RFC 7638 JWK thumbprint (SHA-256, base64url) of an Ed25519 public key: the key id."""
+    members = '{"crv":"Ed25519","kty":"OKP","x":"%s"}' % b64u_encode(public)
+    return b64u_encode(hashlib.sha256(members.encode("ascii")).digest())
+
+
+def _no_duplicates(pairs: list) -> dict:
+    doc = {}
+    for k, v in pairs:
+        if k in doc:
+            raise EncodingError(f"duplicate JSON key {k!r}")
+        doc[k] = v
+    return doc
+
+
+def _no_constant(name: str):
+    raise EncodingError(f"JSON constant {name} is not allowed")
+
+
+def loads_strict(data: bytes | str) -> object:
+    """Parse JSON refusing duplicate keys, NaN/Infinity and invalid UTF-8."""
+    try:
+        if isinstance(data, bytes):
+            data = data.decode("utf-8")
+        return json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except EncodingError:
+        raise
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise EncodingError(f"not JSON: {e}") from None
+
+
+def _jcs(value: object, out: list) -> None:
+    if value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, int):
+        if abs(value) > 2**53 - 1:
+            raise EncodingError("integer out of the I-JSON range")
+        out.append(str(value))
+    elif isinstance(value, float):
+        # RFC 8785 uses ECMAScript number formatting; agentctl's own documents carry integers only.
+        if value != value or value in (float("inf"), float("-inf")):
+            raise EncodingError("NaN and Infinity are not JSON")
+        if value.is_integer() and abs(value) < 2**53:
+            out.append(str(int(value)))
+        else:
+            out.append(repr(value))
+    elif isinstance(value, str):
+        out.append(json.dumps(value, ensure_ascii=False))
+    elif isinstance(value, (list, tuple)):
+        out.append("[")
+        for i, item in enumerate(value):
+            if i:
+                out.append(",")
+            _jcs(item, out)
+        out.append("]")
+    elif isinstance(value, dict):
+        out.append("{")
+        for i, key in enumerate(sorted(value, key=lambda k: k.encode("utf-16-be"))):
+            if not isinstance(key, str):
+                raise EncodingError("JSON object keys are strings")
+            if i:
+                out.append(",")
+            out.append(json.dumps(key, ensure_ascii=False))
+            out.append(":")
+            _jcs(value[key], out)
+        out.append("}")
+    else:
+        raise EncodingError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def canonical_json(value: object) -> bytes:
+    """RFC 8785 (JCS) canonical JSON, UTF-8 encoded."""
+    out: list[str] = []
+    _jcs(value, out)
+    return "".join(out).encode("utf-8")

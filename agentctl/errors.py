@@ -1,0 +1,137 @@
+"""One error hierarchy for the whole library.
+
+Every failure agentctl reports is an :class:`Error`. Each knows its exit code (see the table in
+SPEC.md) and how to describe itself in one lower-case line, with an optional hint for the next step.
+The CLI has a single ``except Error``; the library never prints or exits.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Error",
+    "UsageError",
+    "NotFoundError",
+    "ExistsError",
+    "SecretFormatError",
+    "OperationalError",
+    "StoreError",
+    "KeystoreError",
+    "PassphraseError",
+    "DeniedError",
+    "VerificationError",
+    "REASONS",
+]
+
+EXIT_OK = 0
+EXIT_DENIED = 1
+EXIT_USAGE = 2
+EXIT_OPERATIONAL = 3
+
+#: Verification reason codes, in the order of the pipeline that yields them (SPEC, "Verification").
+REASONS = (
+    "malformed",
+    "unsupported",
+    "bad_signature",
+    "unknown_key",
+    "untrusted_root",
+    "revoked",
+    "expired",
+    "not_yet_valid",
+    "chain_broken",
+    "scope_escalation",
+    "scope_denied",
+    "audience_mismatch",
+    "payload_mismatch",
+    "replayed",
+)
+
+
+class Error(Exception):
+    """Base of every agentctl failure."""
+
+    exit_code = EXIT_OPERATIONAL
+    kind = "error"
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def describe(self) -> dict:
+        doc = {"ok": False, "error": self.kind, "message": self.message, "exit_code": self.exit_code}
+        if self.hint:
+            doc["hint"] = self.hint
+        return doc
+
+
+class UsageError(Error):
+    """Bad argument, bad name or duration, missing file (exit 2)."""
+
+    exit_code = EXIT_USAGE
+    kind = "usage"
+
+
+class NotFoundError(UsageError):
+    """A principal, key or file that does not exist."""
+
+    kind = "not_found"
+
+
+class ExistsError(UsageError):
+    """Something that must not exist yet does."""
+
+    kind = "exists"
+
+
+class SecretFormatError(UsageError):
+    """An exported secret that is truncated, mistyped or not one at all."""
+
+    kind = "bad_secret"
+
+
+class OperationalError(Error):
+    """Keystore unavailable, store damaged, I/O failure (exit 3)."""
+
+    exit_code = EXIT_OPERATIONAL
+    kind = "operational"
+
+
+class StoreError(OperationalError):
+    """A damaged or unreadable file in the home; the message names the file."""
+
+    kind = "store"
+
+
+class KeystoreError(OperationalError):
+    """The keystore cannot be used."""
+
+    kind = "keystore"
+
+
+class DeniedError(Error):
+    """Something was checked and did not hold (exit 1)."""
+
+    exit_code = EXIT_DENIED
+    kind = "denied"
+
+
+class PassphraseError(DeniedError):
+    """A key file's passphrase is wrong or the file was altered."""
+
+    kind = "passphrase"
+
+
+class VerificationError(DeniedError):
+    """A token did not verify. ``reason`` is one of :data:`REASONS`."""
+
+    kind = "denied"
+
+    def __init__(self, reason: str, detail: str) -> None:
+        if reason not in REASONS:  # a programming error, never user input
+            raise ValueError(f"unknown reason code {reason!r}")
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+    def describe(self) -> dict:
+        return {"ok": False, "reason": self.reason, "detail": self.detail, "exit_code": self.exit_code}

@@ -1,0 +1,193 @@
+"""The home directory: where it is, its settings, and the lock that serializes writers.
+
+Resolution: an explicit ``--home``, else ``AGENTCTL_HOME``, else platformdirs' user data dir. The home
+and every directory agentctl creates in it are 0700; every file 0600. Writes go through
+:func:`atomic_write` (temporary file, fsync, rename, fsync of the directory).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Mapping
+
+from .errors import OperationalError, StoreError, UsageError
+
+__all__ = ["Home", "Config", "atomic_write", "KEYSTORE_MODES"]
+
+KEYSTORE_MODES = ("auto", "keyring", "file")
+
+
+@dataclass(frozen=True)
+class Config:
+    keystore: str = "auto"
+    max_ttl: int = 86400
+    audit: bool = True
+    leeway: int = 60
+    checkpoint_every: int = 1000
+
+
+_CONFIG_TYPES = {"keystore": str, "max_ttl": str, "audit": bool, "leeway": str, "checkpoint_every": int}
+
+
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` so that readers see the old or the new file, never half."""
+    directory = path.parent
+    tmp = directory / f".{path.name}.tmp-{os.getpid()}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), mode)
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise OperationalError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+class Home:
+    """One agentctl home. Cheap to construct; touches the disk only when asked."""
+
+    def __init__(self, path: Path | str, env: Mapping[str, str] | None = None) -> None:
+        self.path = Path(path).expanduser()
+        self.env = os.environ if env is None else env
+        self._config: Config | None = None
+
+    @classmethod
+    def resolve(cls, explicit: str | None = None, env: Mapping[str, str] | None = None) -> "Home":
+        env = os.environ if env is None else env
+        if explicit:
+            return cls(explicit, env)
+        if env.get("AGENTCTL_HOME"):
+            return cls(env["AGENTCTL_HOME"], env)
+        import platformdirs  # only when no home was named: it costs start-up time
+
+        return cls(platformdirs.user_data_dir("agentctl", appauthor=False), env)
+
+    def __repr__(self) -> str:
+        return f"Home({str(self.path)!r})"
+
+    # --- layout -----------------------------------------------------------------------------
+    @property
+    def principals_dir(self) -> Path:
+        return self.path / "principals"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.path / "keys"
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.toml"
+
+    @property
+    def revocations_file(self) -> Path:
+        return self.path / "revocations.toml"
+
+    def ensure(self, *subdirs: str) -> Path:
+        """Create the home (0700) and the named subdirectories (0700) if missing."""
+        if self.path.exists() and not self.path.is_dir():
+            raise UsageError(f"home {self.path} is not a directory")
+        try:
+            if not self.path.exists():
+                self.path.mkdir(mode=0o700, parents=True)
+                os.chmod(self.path, 0o700)
+            for sub in subdirs:
+                d = self.path / sub
+                if not d.exists():
+                    d.mkdir(mode=0o700)
+                    os.chmod(d, 0o700)
+        except OSError as e:
+            raise OperationalError(f"cannot create {self.path}: {e.strerror or e}") from None
+        return self.path
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the home's write lock (an exclusive ``flock`` on ``.lock``) across processes."""
+        self.ensure()
+        try:
+            fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            raise OperationalError(f"cannot lock {self.path}: {e.strerror or e}") from None
+        try:
+            try:
+                import fcntl
+            except ImportError:  # not POSIX: single-process use only
+                fcntl = None
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    # --- settings ---------------------------------------------------------------------------
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = self._load_config()
+        return self._config
+
+    def _load_config(self) -> Config:
+        values: dict = {}
+        f = self.config_file
+        if f.exists():
+            import tomllib
+
+            try:
+                doc = tomllib.loads(f.read_text("utf-8"))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+                raise StoreError(f"damaged config file {f}: {e}", hint="fix or remove it") from None
+            except OSError as e:
+                raise StoreError(f"cannot read config file {f}: {e.strerror or e}") from None
+            for key, value in doc.items():
+                if key not in _CONFIG_TYPES:
+                    raise StoreError(f"unknown setting {key!r} in {f}", hint=f"known: {', '.join(_CONFIG_TYPES)}")
+                want = _CONFIG_TYPES[key]
+                if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+                    raise StoreError(f"setting {key!r} in {f} must be a {want.__name__}")
+                values[key] = value
+        env_keystore = self.env.get("AGENTCTL_KEYSTORE")
+        if env_keystore:
+            values["keystore"] = env_keystore
+        keystore = values.get("keystore", "auto")
+        if keystore not in KEYSTORE_MODES:
+            raise UsageError(f"bad keystore {keystore!r}: use one of {', '.join(KEYSTORE_MODES)}")
+        from .durations import parse_duration
+
+        try:
+            max_ttl = parse_duration(values.get("max_ttl", "24h"), what="max_ttl")
+            leeway = values.get("leeway", "60s")
+            leeway_s = 0 if leeway in ("0", "0s") else parse_duration(leeway, what="leeway")
+        except UsageError as e:
+            raise StoreError(f"{e.message} in {f}") from None
+        every = values.get("checkpoint_every", 1000)
+        if every < 0:
+            raise StoreError(f"setting 'checkpoint_every' in {f} must be 0 (off) or more")
+        return Config(keystore=keystore, max_ttl=max_ttl, audit=values.get("audit", True), leeway=leeway_s, checkpoint_every=every)
+
+
+def check_private_file(path: Path) -> None:
+    """Refuse a secret file that group or others may read, as ssh does."""
+    try:
+        st = path.stat()
+    except OSError as e:
+        raise OperationalError(f"cannot read {path}: {e.strerror or e}") from None
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        raise OperationalError(
+            f"key file {path} is readable by group or others (mode {stat.S_IMODE(st.st_mode):04o}); refusing to use it",
+            hint=f"run: chmod 600 {path}",
+        )

@@ -1,0 +1,137 @@
+"""JWS compact serialization with Ed25519 (RFC 7515, RFC 8037), parsed strictly.
+
+:func:`decode` performs step 1 of the verification pipeline (SPEC, "Verification"): size, three
+segments, strict base64url, JSON objects without duplicate keys, the expected ``typ`` and an allowed
+``alg``. It does not check the signature; :func:`check_signature` does, given the key.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from . import crypto
+from .encoding import EncodingError, b64u_decode, b64u_encode, loads_strict, thumbprint
+from .errors import VerificationError
+
+__all__ = ["MAX_TOKEN_BYTES", "TYPES", "GRANT", "ACTION", "REVOCATIONS", "ROTATION", "Jws", "encode", "decode", "peek_typ"]
+
+MAX_TOKEN_BYTES = 64 * 1024
+GRANT = "agentctl-grant+jwt"
+ACTION = "agentctl-action+jwt"
+REVOCATIONS = "agentctl-revocations+jwt"
+ROTATION = "agentctl-rotation+jwt"
+TYPES = (GRANT, ACTION, REVOCATIONS, ROTATION)
+ALGS = ("EdDSA", "Ed25519")
+_FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "x5t", "x5t#S256")
+_KNOWN_HEADERS = {"alg", "typ", "kid", "crit", "cty"}
+
+
+@dataclass(frozen=True)
+class Jws:
+    header: dict
+    claims: dict
+    signing_input: bytes = field(repr=False)
+    signature: bytes = field(repr=False)
+    token: str = field(repr=False)
+
+    @property
+    def kid(self) -> str:
+        return self.header["kid"]
+
+    @property
+    def typ(self) -> str:
+        return self.header["typ"]
+
+    def verifies_with(self, public: bytes) -> bool:
+        return crypto.verify(public, self.signing_input, self.signature)
+
+
+def encode(typ: str, claims: dict, seed: bytes) -> str:
+    """Sign ``claims`` as a ``typ`` token with the key of ``seed``."""
+    if typ not in TYPES:
+        raise ValueError(f"unknown token type {typ!r}")
+    header = {"alg": "EdDSA", "typ": typ, "kid": thumbprint(crypto.public_key(seed))}
+    h = b64u_encode(json.dumps(header, separators=(",", ":")).encode("ascii"))
+    p = b64u_encode(json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    signing_input = f"{h}.{p}".encode("ascii")
+    return f"{h}.{p}.{b64u_encode(crypto.sign(seed, signing_input))}"
+
+
+def _malformed(detail: str) -> VerificationError:
+    return VerificationError("malformed", detail)
+
+
+def _segments(token: object) -> tuple[str, str, str]:
+    if isinstance(token, bytes):
+        if len(token) > MAX_TOKEN_BYTES:
+            raise _malformed(f"token is larger than {MAX_TOKEN_BYTES} bytes")
+        try:
+            token = token.decode("ascii")
+        except UnicodeDecodeError:
+            raise _malformed("token is not ASCII") from None
+    if not isinstance(token, str):
+        raise _malformed("token is not text")
+    if len(token) > MAX_TOKEN_BYTES:
+        raise _malformed(f"token is larger than {MAX_TOKEN_BYTES} bytes")
+    token = token.strip()
+    if not token:
+        raise _malformed("empty token")
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise _malformed(f"a token has three dot-separated segments, this has {len(parts)}")
+    return parts[0], parts[1], parts[2]
+
+
+def _json_segment(segment: str, what: str) -> dict:
+    try:
+        doc = loads_strict(b64u_decode(segment))
+    except EncodingError as e:
+        raise _malformed(f"{what}: {e}") from None
+    if not isinstance(doc, dict):
+        raise _malformed(f"{what} is not a JSON object")
+    return doc
+
+
+def _header(segment: str) -> dict:
+    header = _json_segment(segment, "header")
+    alg = header.get("alg")
+    if alg not in ALGS:
+        raise VerificationError("unsupported", f"algorithm {alg!r} is not allowed (only EdDSA)")
+    for name in _FORBIDDEN_HEADERS:
+        if name in header:
+            raise VerificationError("unsupported", f"header parameter {name!r} is not allowed")
+    if "crit" in header:
+        raise VerificationError("unsupported", f"critical header extensions are not supported: {header['crit']!r}")
+    typ = header.get("typ")
+    if not isinstance(typ, str):
+        raise _malformed("header has no typ")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or len(kid) != 43:
+        raise _malformed("header has no valid kid")
+    return header
+
+
+def peek_typ(token: object) -> str:
+    """The ``typ`` of a well-formed token header (for dispatch); raises like :func:`decode`."""
+    h, _p, _s = _segments(token)
+    typ = _header(h)["typ"]
+    if typ not in TYPES:
+        raise _malformed(f"token type {typ!r} is not an agentctl token")
+    return typ
+
+
+def decode(token: object, typ: str) -> Jws:
+    """Parse a token of type ``typ``; raise :class:`VerificationError` (malformed/unsupported)."""
+    h, p, s = _segments(token)
+    header = _header(h)
+    if header["typ"] != typ:
+        raise _malformed(f"expected a {typ} token, got {header['typ']!r}")
+    claims = _json_segment(p, "payload")
+    try:
+        signature = b64u_decode(s)
+    except EncodingError as e:
+        raise _malformed(f"signature: {e}") from None
+    if len(signature) != crypto.SIGNATURE_BYTES:
+        raise _malformed("signature is not 64 bytes")
+    return Jws(header, claims, f"{h}.{p}".encode("ascii"), signature, f"{h}.{p}.{s}")

@@ -1,0 +1,170 @@
+"""The file store: principals and revocations as TOML files in the home.
+
+Readers never lock (files are replaced atomically); writers hold :meth:`Home.lock`. A file that does not
+parse or does not describe a valid record is a :class:`StoreError` naming the file; it is never
+replaced silently.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .encoding import EncodingError, b64u_decode, b64u_encode
+from .errors import NotFoundError, StoreError
+from .home import Home, atomic_write
+from .models import Key, Principal, Revocation, Revocations
+from .names import check_name, file_stem
+
+__all__ = ["Store"]
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(round(ts, 6), tz=timezone.utc)
+
+
+def _ts(value: object) -> float:
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise ValueError("expected a time with an offset")
+    return value.timestamp()
+
+
+def _principal_doc(p: Principal) -> dict:
+    doc: dict = {"name": p.name, "origin": p.origin, "created": _dt(p.created), "roles": list(p.roles)}
+    if p.keystore:
+        doc["keystore"] = p.keystore
+    doc["attrs"] = dict(p.attrs)
+    keys = []
+    for k in p.keys:
+        kd = {"kid": k.kid, "public": b64u_encode(k.public), "created": _dt(k.created), "status": k.status}
+        if k.retired is not None:
+            kd["retired"] = _dt(k.retired)
+        keys.append(kd)
+    doc["keys"] = keys
+    return doc
+
+
+def _principal_from(doc: dict) -> Principal:
+    keys = []
+    for kd in doc["keys"]:
+        public = b64u_decode(kd["public"])
+        key = Key(public, _ts(kd["created"]), kd["status"], _ts(kd["retired"]) if "retired" in kd else None)
+        if key.kid != kd["kid"]:
+            raise ValueError(f"key id {kd['kid']} does not match its public key")
+        keys.append(key)
+    attrs = doc.get("attrs", {})
+    if not all(isinstance(v, str) for v in attrs.values()):
+        raise ValueError("attribute values are strings")
+    return Principal(
+        name=doc["name"],
+        origin=doc["origin"],
+        created=_ts(doc["created"]),
+        keys=tuple(keys),
+        roles=tuple(doc.get("roles", ())),
+        attrs=tuple(sorted(attrs.items())),
+        keystore=doc.get("keystore"),
+    )
+
+
+class Store:
+    def __init__(self, home: Home) -> None:
+        self.home = home
+
+    # --- principals -------------------------------------------------------------------------
+    def principal_path(self, name: str) -> Path:
+        return self.home.principals_dir / f"{file_stem(name)}.toml"
+
+    def _read_toml(self, path: Path) -> dict | None:
+        import tomllib
+
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as e:
+            raise StoreError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise StoreError(f"damaged store file {path}: invalid TOML ({e})", hint="restore it from a backup; agentctl never rewrites a damaged file") from None
+
+    def get(self, name: str) -> Principal | None:
+        path = self.principal_path(name)
+        doc = self._read_toml(path)
+        if doc is None:
+            return None
+        try:
+            p = _principal_from(doc)
+        except (KeyError, TypeError, ValueError, EncodingError, AttributeError) as e:
+            raise StoreError(f"damaged store file {path}: {e}", hint="restore it from a backup; agentctl never rewrites a damaged file") from None
+        if p.name != name:
+            raise StoreError(f"damaged store file {path}: it describes {p.name!r}, not {name!r}")
+        return p
+
+    def require(self, name: str) -> Principal:
+        check_name(name)
+        p = self.get(name)
+        if p is None:
+            raise NotFoundError(f"no principal {name!r} in {self.home.path}", hint="see 'agentctl list', or create it with 'agentctl keygen'")
+        return p
+
+    def names(self) -> list[str]:
+        d = self.home.principals_dir
+        try:
+            files = sorted(os.listdir(d))
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            raise StoreError(f"cannot read {d}: {e.strerror or e}") from None
+        return [f[: -len(".toml")].replace("+", ":") for f in files if f.endswith(".toml") and not f.startswith(".")]
+
+    def all(self) -> list[Principal]:
+        out = []
+        for n in self.names():
+            p = self.get(n)
+            if p is not None:
+                out.append(p)
+        return out
+
+    def put(self, p: Principal) -> None:
+        """Write a principal record. The caller holds the home lock."""
+        import tomli_w
+
+        self.home.ensure("principals")
+        atomic_write(self.principal_path(p.name), tomli_w.dumps(_principal_doc(p)).encode("utf-8"))
+
+    def find_key(self, kid: str) -> tuple[Principal, Key] | None:
+        for p in self.all():
+            k = p.key(kid)
+            if k is not None:
+                return p, k
+        return None
+
+    # --- revocations ------------------------------------------------------------------------
+    def revocations(self) -> Revocations:
+        path = self.home.revocations_file
+        doc = self._read_toml(path)
+        if doc is None:
+            return Revocations()
+        try:
+            entries = tuple(
+                Revocation(kind, str(e["id"]), _ts(e["at"]), str(e.get("reason", "")))
+                for kind in ("principal", "key", "grant")
+                for e in doc.get(kind, [])
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise StoreError(f"damaged store file {path}: {e}") from None
+        return Revocations(entries)
+
+    def put_revocations(self, revs: Revocations) -> None:
+        import tomli_w
+
+        doc: dict = {"principal": [], "key": [], "grant": []}
+        for r in revs.entries:
+            e = {"id": r.id, "at": _dt(r.at)}
+            if r.reason:
+                e["reason"] = r.reason
+            doc[r.kind].append(e)
+        self.home.ensure()
+        atomic_write(self.home.revocations_file, tomli_w.dumps(doc).encode("utf-8"))
