@@ -114,9 +114,14 @@ class Revocations:
     """Everything revoked, by principal name, key id and grant id. Revocation is permanent."""
 
     entries: tuple[Revocation, ...] = ()
+    _index: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for r in self.entries:
+            self._index.setdefault((r.kind, r.id), r)
 
     def find(self, kind: str, ident: str) -> Revocation | None:
-        return next((r for r in self.entries if r.kind == kind and r.id == ident), None)
+        return self._index.get((kind, ident))
 
     def principal(self, name: str) -> Revocation | None:
         return self.find("principal", name)

@@ -1,0 +1,210 @@
+"""Delegation grants: parsing a chain of hops, and minting root and re-delegated grants.
+
+A grant is an ``agentctl-grant+jwt`` (SPEC, "Token format"). A re-delegated grant carries its parent as
+the token string in ``prf``, so a chain is parsed from the leaf down to the root and then read root
+first. Parsing checks shape and types only (step 1 of the pipeline); :mod:`agentctl.verify` decides
+whether a chain holds.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+from . import crypto, jws
+from .encoding import EncodingError, b64u_decode, jwk, public_from_jwk, thumbprint
+from .errors import UsageError, VerificationError
+from .names import is_name
+
+__all__ = ["MAX_CHAIN", "Hop", "Chain", "parse_chain", "parse_scope_claim", "act_chain", "grant_claims"]
+
+MAX_CHAIN = 8  # hops in a chain, root included
+
+
+def _bad(detail: str) -> VerificationError:
+    return VerificationError("malformed", detail)
+
+
+def _int(claims: dict, name: str) -> int:
+    v = claims.get(name)
+    if not isinstance(v, int) or isinstance(v, bool) or not (0 <= v < 2**53):
+        raise _bad(f"claim {name!r} must be a whole number of seconds")
+    return v
+
+
+def _name(v: object, what: str) -> str:
+    if not is_name(v):
+        raise _bad(f"{what} is not a valid principal name")
+    return v  # type: ignore[return-value]
+
+
+def parse_scope_claim(value: object):
+    from .scopes import parse_scopes
+
+    if not isinstance(value, str) or not value.strip():
+        raise _bad("claim 'scope' must be a non-empty space-separated string")
+    try:
+        return parse_scopes(value)
+    except UsageError as e:
+        raise _bad(f"claim 'scope': {e.message}") from None
+
+
+def _audience(claims: dict) -> tuple[str, ...] | None:
+    if "aud" not in claims:
+        return None
+    aud = claims["aud"]
+    if isinstance(aud, str):
+        aud = [aud]
+    if not isinstance(aud, list) or not aud or not all(isinstance(a, str) and a and a.isprintable() for a in aud):
+        raise _bad("claim 'aud' must be a non-empty string or list of strings")
+    return tuple(aud)
+
+
+def act_chain(act: object) -> tuple[str, ...]:
+    """The actors of an RFC 8693 ``act`` claim, outermost (current) first."""
+    out = []
+    while act is not None:
+        if not isinstance(act, dict) or set(act) - {"sub", "act"}:
+            raise _bad("claim 'act' must be {'sub': NAME, 'act': {...}}")
+        out.append(_name(act.get("sub"), "act.sub"))
+        act = act.get("act")
+        if len(out) > MAX_CHAIN:
+            raise VerificationError("chain_broken", f"the chain is longer than {MAX_CHAIN} hops")
+    if not out:
+        raise _bad("claim 'act' is missing")
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One grant token of a chain, parsed and type-checked but not yet trusted."""
+
+    token: jws.Jws = field(repr=False)
+    iss: str
+    sub: str
+    delegate: str
+    actors: tuple[str, ...]  # act chain, outermost first
+    cnf: bytes = field(repr=False)
+    scopes: tuple
+    iat: int
+    nbf: int
+    exp: int
+    jti: str
+    aud: tuple[str, ...] | None
+    max_depth: int
+    prf: str | None = field(repr=False)
+
+    @property
+    def kid(self) -> str:
+        return self.token.kid
+
+    @property
+    def cnf_kid(self) -> str:
+        return thumbprint(self.cnf)
+
+    @property
+    def scope_text(self) -> str:
+        return " ".join(str(s) for s in self.scopes)
+
+
+def _hop(token: object) -> Hop:
+    t = jws.decode(token, jws.GRANT)
+    c = t.claims
+    cnf = c.get("cnf")
+    if not isinstance(cnf, dict) or set(cnf) != {"jwk"}:
+        raise _bad("claim 'cnf' must be {'jwk': the delegate's public JWK}")
+    try:
+        cnf_key = crypto.check_public_key(public_from_jwk(cnf["jwk"]))
+    except (EncodingError, crypto.InvalidKey) as e:
+        raise _bad(f"claim 'cnf': {e}") from None
+    jti = c.get("jti")
+    try:
+        if not isinstance(jti, str) or len(b64u_decode(jti)) < 16:
+            raise ValueError
+    except (EncodingError, ValueError):
+        raise _bad("claim 'jti' must be base64url of at least 128 random bits") from None
+    actors = act_chain(c.get("act"))
+    prf = c.get("prf")
+    if prf is not None and not isinstance(prf, str):
+        raise _bad("claim 'prf' must be the parent grant token")
+    max_depth = _int(c, "max_depth")
+    iat, nbf, exp = _int(c, "iat"), _int(c, "nbf"), _int(c, "exp")
+    if exp <= nbf:
+        raise _bad("claim 'exp' is not after 'nbf'")
+    return Hop(
+        token=t,
+        iss=_name(c.get("iss"), "claim 'iss'"),
+        sub=_name(c.get("sub"), "claim 'sub'"),
+        delegate=actors[0],
+        actors=actors,
+        cnf=cnf_key,
+        scopes=parse_scope_claim(c.get("scope")),
+        iat=iat,
+        nbf=nbf,
+        exp=exp,
+        jti=jti,
+        aud=_audience(c),
+        max_depth=max_depth,
+        prf=prf,
+    )
+
+
+@dataclass(frozen=True)
+class Chain:
+    """The hops of a grant, root first. Parsed, not verified."""
+
+    hops: tuple[Hop, ...]
+
+    @property
+    def root(self) -> Hop:
+        return self.hops[0]
+
+    @property
+    def leaf(self) -> Hop:
+        return self.hops[-1]
+
+    @property
+    def principals(self) -> tuple[str, ...]:
+        """Root signer, then each delegate in order."""
+        return (self.root.iss,) + tuple(h.delegate for h in self.hops)
+
+
+def parse_chain(token: object) -> Chain:
+    """Parse a grant and its ``prf`` ancestors; refuse more than :data:`MAX_CHAIN` hops early."""
+    hops = [_hop(token)]
+    while hops[-1].prf is not None:
+        if len(hops) >= MAX_CHAIN:
+            raise VerificationError("chain_broken", f"the chain is longer than {MAX_CHAIN} hops")
+        hops.append(_hop(hops[-1].prf))
+    return Chain(tuple(reversed(hops)))
+
+
+def grant_claims(
+    *,
+    iss: str,
+    sub: str,
+    delegate: str,
+    delegate_public: bytes,
+    scopes: tuple,
+    now: int,
+    ttl: int,
+    max_depth: int,
+    audience: tuple[str, ...] | None,
+    parent: Hop | None,
+) -> dict:
+    act: dict = {"sub": delegate}
+    if parent is not None:
+        act["act"] = parent.token.claims["act"]
+    claims: dict = {
+        "iss": iss,
+        "sub": sub,
+        "act": act,
+        "cnf": {"jwk": jwk(delegate_public)},
+        "scope": " ".join(str(s) for s in scopes),
+    }
+    if audience:
+        claims["aud"] = audience[0] if len(audience) == 1 else list(audience)
+    claims.update(iat=now, nbf=now, exp=now + ttl, jti=secrets.token_urlsafe(16), max_depth=max_depth)
+    if parent is not None:
+        claims["prf"] = parent.token.token
+    return claims

@@ -1,0 +1,254 @@
+"""Verification: one pipeline of steps, first failure wins (SPEC, "Verification").
+
+A :class:`Verifier` holds what it trusts (a :class:`Trust`: principals and revocations, from a home
+or given in code) and a clock. ``verify_grant`` returns a :class:`VerifiedGrant` or raises
+:class:`~agentctl.errors.VerificationError` with a reason code; there is no ``ok`` flag to forget.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+from .clock import Clock, rfc3339, system_clock
+from .errors import VerificationError
+from .grants import MAX_CHAIN, Chain, Hop, parse_chain
+from .models import Principal, Revocations
+
+__all__ = ["Trust", "StoreTrust", "StaticTrust", "Verifier", "VerifiedGrant", "verdict_doc", "denial_doc"]
+
+DEFAULT_LEEWAY = 60
+
+
+class Trust(ABC):
+    """What a verifier trusts: principals by name, and what is revoked."""
+
+    @abstractmethod
+    def principal(self, name: str) -> Principal | None: ...
+
+    @abstractmethod
+    def revocations(self) -> Revocations: ...
+
+
+class StoreTrust(Trust):
+    """The principals and revocations of a home (read once per verifier)."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self._principals: dict[str, Principal | None] = {}
+        self._revocations: Revocations | None = None
+
+    def principal(self, name: str) -> Principal | None:
+        if name not in self._principals:
+            self._principals[name] = self.store.get(name)
+        return self._principals[name]
+
+    def revocations(self) -> Revocations:
+        if self._revocations is None:
+            self._revocations = self.store.revocations()
+        return self._revocations
+
+
+class StaticTrust(Trust):
+    """Trust given in code: ``StaticTrust({"user:alice": public_key_bytes_or_Principal}, revocations)``."""
+
+    def __init__(self, principals: Mapping[str, "Principal | bytes"], revocations: Revocations | None = None) -> None:
+        from . import crypto
+        from .models import Key
+
+        self._principals: dict[str, Principal] = {}
+        for name, value in principals.items():
+            if isinstance(value, (bytes, bytearray)):
+                value = Principal(name=name, origin="imported", created=0.0, keys=(Key(crypto.check_public_key(bytes(value)), 0.0),))
+            self._principals[name] = value
+        self._revocations = revocations or Revocations()
+
+    def principal(self, name: str) -> Principal | None:
+        return self._principals.get(name)
+
+    def revocations(self) -> Revocations:
+        return self._revocations
+
+
+@dataclass(frozen=True)
+class VerifiedGrant:
+    """A grant chain that verified at ``at``."""
+
+    chain: Chain
+    at: float
+
+    @property
+    def agent(self) -> str:
+        return self.chain.leaf.delegate
+
+    @property
+    def on_behalf_of(self) -> str:
+        return self.chain.root.sub
+
+    @property
+    def scopes(self) -> tuple:
+        return self.chain.leaf.scopes
+
+    @property
+    def expires_at(self) -> int:
+        return min(h.exp for h in self.chain.hops)
+
+    @property
+    def jti(self) -> str:
+        return self.chain.leaf.jti
+
+    @property
+    def holder_key(self) -> bytes:
+        return self.chain.leaf.cnf
+
+
+def verdict_doc(kind: str, *, agent=None, on_behalf_of=None, chain=None, action=None, resource=None, scope=None, expires_at=None, jti=None) -> dict:
+    return {
+        "ok": True,
+        "reason": None,
+        "detail": None,
+        "type": kind,
+        "agent": agent,
+        "on_behalf_of": on_behalf_of,
+        "chain": list(chain) if chain is not None else None,
+        "action": action,
+        "resource": resource,
+        "scope": scope,
+        "expires_at": rfc3339(expires_at) if expires_at is not None else None,
+        "jti": jti,
+    }
+
+
+def denial_doc(e: VerificationError, kind: str | None = None, action=None, resource=None) -> dict:
+    doc = verdict_doc(kind, action=action, resource=resource) if kind else verdict_doc(None, action=action, resource=resource)
+    doc.update(ok=False, reason=e.reason, detail=e.detail)
+    return doc
+
+
+def _fail(reason: str, detail: str) -> VerificationError:
+    return VerificationError(reason, detail)
+
+
+class Verifier:
+    """Verifies grants (and, in later steps, actions) against a :class:`Trust` at a clock's time."""
+
+    def __init__(
+        self,
+        trust: Trust,
+        *,
+        clock: Clock = system_clock,
+        leeway: int = DEFAULT_LEEWAY,
+        revocations: Iterable[Revocations] = (),
+    ) -> None:
+        self.trust = trust
+        self.clock = clock
+        self.leeway = leeway
+        self.extra_revocations = tuple(revocations)
+
+    # --- public ---------------------------------------------------------------------------------
+    def verify_grant(self, token: object, *, audience: str | None = None, at: float | None = None) -> VerifiedGrant:
+        now = self.clock() if at is None else at
+        chain = parse_chain(token)  # 1. well-formed
+        self.check_chain(chain, now, audience)
+        return VerifiedGrant(chain, now)
+
+    # --- the pipeline -----------------------------------------------------------------------------
+    def check_chain(self, chain: Chain, now: float, audience: str | None) -> None:
+        root_key = self._keys(chain)  # 2
+        self._signatures(chain, root_key)  # 3
+        self._times(chain, now)  # 4
+        self._shape(chain)  # 5
+        self._revocation(chain)  # 6
+        self._audience(chain, audience)  # 7
+
+    def _keys(self, chain: Chain):
+        root = chain.root
+        principal = self.trust.principal(root.iss)
+        if principal is None:
+            raise _fail("untrusted_root", f"{root.iss} is not a local or imported principal")
+        if root.sub != root.iss:
+            raise _fail("chain_broken", f"the root grant is signed by {root.iss} on behalf of {root.sub}; a root grant speaks for its signer")
+        if len(root.actors) != 1:
+            raise _fail("chain_broken", "the root grant's 'act' claim names earlier actors")
+        key = principal.key(root.kid)
+        if key is None:
+            raise _fail("unknown_key", f"key {root.kid} is not a key of {root.iss}")
+        for i in range(1, len(chain.hops)):
+            parent, hop = chain.hops[i - 1], chain.hops[i]
+            if hop.kid != parent.cnf_kid:
+                raise _fail("chain_broken", f"hop {i + 1} is signed by key {hop.kid}, not by the holder key of its parent grant")
+            if hop.iss != parent.delegate:
+                raise _fail("chain_broken", f"hop {i + 1} is issued by {hop.iss}, but its parent grant was given to {parent.delegate}")
+            if hop.actors[1:] != parent.actors:
+                raise _fail("chain_broken", f"hop {i + 1}'s 'act' claim does not extend its parent's")
+        return key
+
+    def _signatures(self, chain: Chain, root_key) -> None:
+        root = chain.root
+        if root_key.status == "retired" and root.iat > root_key.retired:
+            raise _fail("bad_signature", f"signed by key {root.kid} of {root.iss} after it was retired at {rfc3339(root_key.retired)}")
+        if not root.token.verifies_with(root_key.public):
+            raise _fail("bad_signature", f"the signature of {root.iss} on the root grant does not verify")
+        for i in range(1, len(chain.hops)):
+            if not chain.hops[i].token.verifies_with(chain.hops[i - 1].cnf):
+                raise _fail("bad_signature", f"the signature of {chain.hops[i].iss} on hop {i + 1} does not verify")
+
+    def _times(self, chain: Chain, now: float) -> None:
+        for i, hop in enumerate(chain.hops):
+            if now + self.leeway < hop.nbf:
+                raise _fail("not_yet_valid", f"hop {i + 1} is valid only from {rfc3339(hop.nbf)}")
+            if now - self.leeway >= hop.exp:
+                raise _fail("expired", f"hop {i + 1} ({hop.iss} to {hop.delegate}) expired at {rfc3339(hop.exp)}")
+        for i in range(1, len(chain.hops)):
+            if chain.hops[i].exp > chain.hops[i - 1].exp:
+                raise _fail("chain_broken", f"hop {i + 1} outlives its parent (expires {rfc3339(chain.hops[i].exp)}, parent {rfc3339(chain.hops[i - 1].exp)})")
+
+    def _shape(self, chain: Chain) -> None:
+        from .scopes import witness
+
+        n = len(chain.hops)
+        if n > MAX_CHAIN:
+            raise _fail("chain_broken", f"the chain has {n} hops; at most {MAX_CHAIN}")
+        for i, hop in enumerate(chain.hops):
+            below = n - 1 - i
+            if below > hop.max_depth:
+                raise _fail("chain_broken", f"hop {i + 1} allows {hop.max_depth} further delegation(s), the chain has {below} below it")
+            if i and hop.sub != chain.hops[i - 1].sub:
+                raise _fail("chain_broken", f"hop {i + 1} acts on behalf of {hop.sub}, its parent on behalf of {chain.hops[i - 1].sub}")
+        for i in range(1, n):
+            parent, hop = chain.hops[i - 1], chain.hops[i]
+            for s in hop.scopes:
+                w = witness(s, parent.scopes)
+                if w is not None:
+                    raise _fail("scope_escalation", f"hop {i + 1} widens scope {s}: it allows {w[0]} on {w[1]}, which its parent does not")
+            if parent.aud is not None and (hop.aud is None or not set(hop.aud) <= set(parent.aud)):
+                raise _fail("scope_escalation", f"hop {i + 1} widens the audience of its parent")
+
+    def _revoked(self, kind: str, ident: str):
+        for revs in (self.trust.revocations(), *self.extra_revocations):
+            r = revs.find(kind, ident)
+            if r is not None:
+                return r
+        return None
+
+    def _revocation(self, chain: Chain) -> None:
+        for name in dict.fromkeys(chain.principals):
+            if self._revoked("principal", name):
+                raise _fail("revoked", f"principal {name} is revoked")
+        kids = [chain.root.kid] + [h.cnf_kid for h in chain.hops]
+        for kid in kids:
+            if self._revoked("key", kid):
+                raise _fail("revoked", f"key {kid} is revoked")
+        for i, hop in enumerate(chain.hops):
+            if self._revoked("grant", hop.jti):
+                raise _fail("revoked", f"grant {hop.jti} (hop {i + 1}) is revoked")
+
+    def _audience(self, chain: Chain, audience: str | None) -> None:
+        for i, hop in enumerate(chain.hops):
+            if hop.aud is None:
+                continue
+            if audience is None:
+                raise _fail("audience_mismatch", f"the grant is only for audience {', '.join(hop.aud)}; verify with --audience")
+            if audience not in hop.aud:
+                raise _fail("audience_mismatch", f"hop {i + 1} is for {', '.join(hop.aud)}, not {audience}")
