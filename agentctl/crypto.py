@@ -2,7 +2,7 @@
 
 Public keys are checked wherever they enter (:func:`check_public_key`): exactly 32 bytes, a canonical
 encoding of a point on the curve, in the prime-order subgroup and not of small order. Signature
-verification is libsodium's ``crypto_sign_verify_detached``, which refuses a non-canonical ``S`` and
+verification is libsodium's ``crypto_sign_open``, which refuses a non-canonical ``S`` and
 small-order ``R`` and ``A``.
 """
 
@@ -70,7 +70,8 @@ def verify(public: bytes, message: bytes, signature: bytes) -> bool:
     if int.from_bytes(signature[32:], "little") >= _L:
         return False  # non-canonical S (malleability)
     try:
-        return bool(_b.crypto_sign_verify_detached(signature, message, public))
+        _b.crypto_sign_open(signature + message, public)
+        return True
     except _nexc.BadSignatureError:
         return False
     except (_nexc.CryptoError, ValueError, TypeError):
