@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 from .clock import Clock, rfc3339, system_clock
 from .errors import VerificationError
 from .grants import MAX_CHAIN, Chain, Hop, parse_chain
 from .models import Principal, Revocations
 
-__all__ = ["Trust", "StoreTrust", "StaticTrust", "Verifier", "VerifiedGrant", "verdict_doc", "denial_doc"]
+if TYPE_CHECKING:
+    from .actions import ActionToken
+
+__all__ = ["Trust", "StoreTrust", "StaticTrust", "Verifier", "VerifiedGrant", "VerifiedAction", "verdict_doc", "denial_doc"]
 
 DEFAULT_LEEWAY = 60
 
@@ -103,6 +106,39 @@ class VerifiedGrant:
         return self.chain.leaf.cnf
 
 
+@dataclass(frozen=True)
+class VerifiedAction:
+    """An action that verified at ``at``: who acted, on whose behalf, under which grant and scope."""
+
+    action: "ActionToken"
+    grant: VerifiedGrant | None
+    scope: object | None
+    at: float
+
+    @property
+    def agent(self) -> str:
+        return self.action.iss
+
+    @property
+    def on_behalf_of(self) -> str:
+        return self.action.sub
+
+    @property
+    def chain(self) -> tuple[str, ...]:
+        return self.grant.chain.principals if self.grant else (self.action.iss,)
+
+    @property
+    def expires_at(self) -> int:
+        return min(self.action.exp, self.grant.expires_at) if self.grant else self.action.exp
+
+    def verdict(self) -> dict:
+        return verdict_doc(
+            "action", agent=self.agent, on_behalf_of=self.on_behalf_of, chain=self.chain, action=self.action.action,
+            resource=self.action.resource, scope=str(self.scope) if self.scope is not None else None,
+            expires_at=self.expires_at, jti=self.action.jti,
+        )
+
+
 def verdict_doc(kind: str, *, agent=None, on_behalf_of=None, chain=None, action=None, resource=None, scope=None, expires_at=None, jti=None) -> dict:
     return {
         "ok": True,
@@ -145,13 +181,140 @@ class Verifier:
         self.clock = clock
         self.leeway = leeway
         self.extra_revocations = tuple(revocations)
+        self._cache: dict = {}
 
     # --- public ---------------------------------------------------------------------------------
-    def verify_grant(self, token: object, *, audience: str | None = None, at: float | None = None) -> VerifiedGrant:
+    def verify_grant(
+        self, token: object, *, audience: str | None = None, at: float | None = None,
+        action: str | None = None, resource: str | None = None,
+    ) -> VerifiedGrant:
+        """Verify a grant; with ``action`` and ``resource``, also that it authorizes exactly that."""
         now = self.clock() if at is None else at
-        chain = parse_chain(token)  # 1. well-formed
-        self.check_chain(chain, now, audience)
-        return VerifiedGrant(chain, now)
+        chain = self._chain(token)
+        self._times(chain, now)  # 4
+        self._audience(chain, audience)  # 7
+        verified = VerifiedGrant(chain, now)
+        if action is not None or resource is not None:
+            self._allowed(chain, action, resource)
+        return verified
+
+    def verify_action(
+        self, token: object, *, action: str | None = None, resource: str | None = None, data: bytes | None = None,
+        audience: str | None = None, at: float | None = None,
+    ) -> VerifiedAction:
+        """Verify a signed action (steps 1-8); with ``action``/``resource``/``data``, also that it is
+        exactly that action on that resource with that payload."""
+        from .actions import parse_action, payload_digest
+
+        now = self.clock() if at is None else at
+        act = parse_action(token)  # 1
+        grant: VerifiedGrant | None = None
+        if act.grant is not None:
+            chain = self._chain(act.grant)  # 1-3, 5-6 of the grant, cached by its bytes
+            leaf = chain.leaf
+            if act.kid != leaf.cnf_kid:
+                raise _fail("chain_broken", f"the action is signed by key {act.kid}, not by the key the grant was given to")
+            if act.iss != leaf.delegate:
+                raise _fail("chain_broken", f"the action is by {act.iss}, but the grant was given to {leaf.delegate}")
+            if act.sub != leaf.sub:
+                raise _fail("chain_broken", f"the action is on behalf of {act.sub}, the grant on behalf of {leaf.sub}")
+            if not act.token.verifies_with(leaf.cnf):  # 3
+                raise _fail("bad_signature", f"the signature of {act.iss} on the action does not verify")
+            self._times(chain, now)  # 4
+            grant = VerifiedGrant(chain, now)
+        else:
+            principal = self.trust.principal(act.iss)  # 2
+            if principal is None:
+                raise _fail("untrusted_root", f"{act.iss} is not a local or imported principal, and the action carries no grant")
+            if act.sub != act.iss:
+                raise _fail("chain_broken", f"{act.iss} acts on behalf of {act.sub} without a grant")
+            key = principal.key(act.kid)
+            if key is None:
+                raise _fail("unknown_key", f"key {act.kid} is not a key of {act.iss}")
+            if key.status == "retired" and act.iat > key.retired:  # 3
+                raise _fail("bad_signature", f"signed by key {act.kid} of {act.iss} after it was retired at {rfc3339(key.retired)}")
+            if not act.token.verifies_with(key.public):
+                raise _fail("bad_signature", f"the signature of {act.iss} on the action does not verify")
+        if now + self.leeway < act.iat:  # 4
+            raise _fail("not_yet_valid", f"the action is dated {rfc3339(act.iat)}, in the future")
+        if now - self.leeway >= act.exp:
+            raise _fail("expired", f"the action expired at {rfc3339(act.exp)}")
+        if grant is None:  # 6 (a grant's chain was checked when cached)
+            if self._revoked("principal", act.iss):
+                raise _fail("revoked", f"principal {act.iss} is revoked")
+            if self._revoked("key", act.kid):
+                raise _fail("revoked", f"key {act.kid} is revoked")
+        if self._revoked("grant", act.jti):
+            raise _fail("revoked", f"action {act.jti} is revoked")
+        if grant is not None:  # 7
+            self._audience(grant.chain, audience)
+        if act.aud is not None:
+            if audience is None:
+                raise _fail("audience_mismatch", f"the action is only for audience {', '.join(act.aud)}; verify with --audience")
+            if audience not in act.aud:
+                raise _fail("audience_mismatch", f"the action is for {', '.join(act.aud)}, not {audience}")
+        scope = None  # 8
+        if grant is not None:
+            scope = self._allowed(grant.chain, act.action, act.resource)
+        if action is not None and action != act.action:
+            raise _fail("scope_denied", f"the token is for action {act.action}, not {action}")
+        if resource is not None and resource != act.resource:
+            raise _fail("scope_denied", f"the token is for resource {act.resource}, not {resource}")
+        if act.data is not None and payload_digest(act.data) != act.sha256:
+            raise _fail("payload_mismatch", "the embedded payload does not match its digest")
+        if data is not None and payload_digest(data) != act.sha256:
+            raise _fail("payload_mismatch", "the payload does not match the digest the agent signed")
+        return VerifiedAction(act, grant, scope, now)
+
+    def _chain(self, token: object) -> Chain:
+        """Steps 1-3, 5 and 6 of a grant, which do not depend on the time: cached by exact bytes."""
+        key = token if isinstance(token, (str, bytes)) and len(token) <= 65536 else None
+        cached = self._cache.get(key) if key is not None else None
+        if cached is not None:
+            if isinstance(cached, VerificationError):
+                raise VerificationError(cached.reason, cached.detail)
+            return cached
+        try:
+            chain = parse_chain(token)  # 1
+            root_key = self._keys(chain)  # 2
+            self._signatures(chain, root_key)  # 3
+            self._shape(chain)  # 5
+            self._revocation(chain)  # 6
+        except VerificationError as e:
+            if key is not None:
+                self._remember(key, e)
+            raise
+        if key is not None:
+            self._remember(key, chain)
+        return chain
+
+    def preflight(self, token: object, *, at: float | None = None) -> tuple[Chain, bool]:
+        """What a grant's holder can check before using it: everything, except that the root's
+        signature is checked only when the root is trusted here. Returns the chain and whether the
+        root was checked."""
+        now = self.clock() if at is None else at
+        chain = parse_chain(token)
+        root_key = self._keys(chain, root_optional=True)
+        self._signatures(chain, root_key)
+        self._times(chain, now)
+        self._shape(chain)
+        self._revocation(chain)
+        return chain, root_key is not None
+
+    def _remember(self, key, value) -> None:
+        if len(self._cache) >= 1024:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[key] = value
+
+    def _allowed(self, chain: Chain, action: str | None, resource: str | None):
+        from .scopes import allowed
+
+        if action is None or resource is None:
+            raise _fail("scope_denied", "give both an action and a resource to check")
+        scope = allowed(chain.leaf.scopes, action, resource)
+        if scope is None:
+            raise _fail("scope_denied", f"{chain.leaf.delegate} may not {action} on {resource} (scope: {chain.leaf.scope_text})")
+        return scope
 
     # --- the pipeline -----------------------------------------------------------------------------
     def check_chain(self, chain: Chain, now: float, audience: str | None) -> None:
@@ -162,17 +325,17 @@ class Verifier:
         self._revocation(chain)  # 6
         self._audience(chain, audience)  # 7
 
-    def _keys(self, chain: Chain):
+    def _keys(self, chain: Chain, *, root_optional: bool = False):
         root = chain.root
         principal = self.trust.principal(root.iss)
-        if principal is None:
+        if principal is None and not root_optional:
             raise _fail("untrusted_root", f"{root.iss} is not a local or imported principal")
         if root.sub != root.iss:
             raise _fail("chain_broken", f"the root grant is signed by {root.iss} on behalf of {root.sub}; a root grant speaks for its signer")
         if len(root.actors) != 1:
             raise _fail("chain_broken", "the root grant's 'act' claim names earlier actors")
-        key = principal.key(root.kid)
-        if key is None:
+        key = principal.key(root.kid) if principal is not None else None
+        if key is None and principal is not None:
             raise _fail("unknown_key", f"key {root.kid} is not a key of {root.iss}")
         for i in range(1, len(chain.hops)):
             parent, hop = chain.hops[i - 1], chain.hops[i]
@@ -186,9 +349,11 @@ class Verifier:
 
     def _signatures(self, chain: Chain, root_key) -> None:
         root = chain.root
-        if root_key.status == "retired" and root.iat > root_key.retired:
+        if root_key is None:  # preflight of a holder that does not know the root: check the rest
+            pass
+        elif root_key.status == "retired" and root.iat > root_key.retired:
             raise _fail("bad_signature", f"signed by key {root.kid} of {root.iss} after it was retired at {rfc3339(root_key.retired)}")
-        if not root.token.verifies_with(root_key.public):
+        if root_key is not None and not root.token.verifies_with(root_key.public):
             raise _fail("bad_signature", f"the signature of {root.iss} on the root grant does not verify")
         for i in range(1, len(chain.hops)):
             if not chain.hops[i].token.verifies_with(chain.hops[i - 1].cnf):

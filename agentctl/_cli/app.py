@@ -136,6 +136,119 @@ def revoke(
     done(ident.do_revoke(s, s.output(json_), name, key, grant, reason))
 
 
+# --- delegation -----------------------------------------------------------------------------
+
+
+@app.command()
+def delegate(
+    ctx: typer.Context,
+    to: str = typer.Option(..., "--to", metavar="NAME", help="The principal receiving the grant."),
+    scope: List[str] = typer.Option(..., "--scope", metavar="SCOPE", help="ACTION[:RESOURCE], e.g. pull_request.create:acme/* (repeatable)."),
+    ttl: Optional[str] = typer.Option(None, "--ttl", metavar="DURATION", help="Lifetime: 90s, 30m, 1h, 2d (default 1h, at most max_ttl)."),
+    from_: Optional[str] = typer.Option(None, "--from", metavar="NAME", help="The signing principal (default: the only local one)."),
+    parent: Optional[str] = typer.Option(None, "--parent", metavar="GRANT", help="Re-delegate this grant (token, file or -); its holder signs."),
+    audience: Optional[str] = typer.Option(None, "--audience", metavar="AUD", help="Restrict the grant to one audience."),
+    max_depth: Optional[int] = typer.Option(None, "--max-depth", metavar="N", help="Re-delegations still allowed (default 0; under --parent, one less than the parent)."),
+    output: Optional[str] = typer.Option(None, "-o", "--output", metavar="FILE", help="Write the grant to FILE instead of stdout."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Mint a delegation grant and print it."""
+    from .grant_cmds import do_delegate
+
+    s = state(ctx)
+    done(do_delegate(s, s.output(json_), to, scope, ttl, from_, parent, audience, max_depth, output))
+
+
+@app.command()
+def inspect(
+    ctx: typer.Context,
+    token: str = typer.Argument(..., metavar="TOKEN|FILE|-", help="The token, a file holding it, or - for stdin."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Decode a token and show every hop; valid only if verify would say so."""
+    from .grant_cmds import do_inspect
+
+    s = state(ctx)
+    done(do_inspect(s, s.output(json_), token))
+
+
+# --- actions ----------------------------------------------------------------------------------
+
+
+@app.command()
+def sign(
+    ctx: typer.Context,
+    as_: str = typer.Option(..., "--as", metavar="NAME", help="The acting principal."),
+    action: str = typer.Option(..., "--action", metavar="ACTION", help="What it does, e.g. deploy.staging."),
+    resource: str = typer.Option(..., "--resource", metavar="RESOURCE", help="What it acts on, e.g. api/web."),
+    grant: Optional[str] = typer.Option(None, "--grant", metavar="GRANT", help="The grant that authorizes it (token, file or -)."),
+    data: Optional[str] = typer.Option(None, "--data", metavar="FILE", help="Payload to bind by its SHA-256 digest (- for stdin)."),
+    embed: bool = typer.Option(False, "--embed", help="Carry the payload in the token."),
+    audience: Optional[str] = typer.Option(None, "--audience", metavar="AUD", help="Restrict the action to one audience."),
+    ttl: Optional[str] = typer.Option(None, "--ttl", metavar="DURATION", help="Lifetime (default 5m)."),
+    output: Optional[str] = typer.Option(None, "-o", "--output", metavar="FILE", help="Write the action token to FILE."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Sign an action."""
+    from .action_cmds import do_sign
+
+    s = state(ctx)
+    done(do_sign(s, s.output(json_), as_, action, resource, grant, data, embed, audience, ttl, output))
+
+
+@app.command()
+def verify(
+    ctx: typer.Context,
+    token: Optional[str] = typer.Argument(None, metavar="TOKEN|FILE|-", help="The grant or action token, a file, or - for stdin."),
+    action: Optional[str] = typer.Option(None, "--action", metavar="A", help="Require exactly this action."),
+    resource: Optional[str] = typer.Option(None, "--resource", metavar="R", help="Require exactly this resource."),
+    audience: Optional[str] = typer.Option(None, "--audience", metavar="AUD", help="The audience verifying."),
+    data: Optional[str] = typer.Option(None, "--data", metavar="FILE", help="The payload the action must bind."),
+    revocations: Optional[str] = typer.Option(None, "--revocations", metavar="FILE", help="Also honour this signed revocation list."),
+    at: Optional[str] = typer.Option(None, "--at", metavar="TIME", help="Verify as of this time (RFC 3339, or a duration ago)."),
+    leeway: Optional[str] = typer.Option(None, "--leeway", metavar="DURATION", help="Clock skew allowed (default 60s)."),
+    once: bool = typer.Option(False, "--once", help="Refuse an action seen before (replayed)."),
+    batch: bool = typer.Option(False, "--batch", help="Read one token or JSON request per line on stdin; one JSON verdict per line."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Verify a grant or an action. Exit 0 only when everything holds."""
+    from .action_cmds import do_verify
+
+    s = state(ctx)
+    done(do_verify(s, s.output(json_), token, action, resource, audience, data, revocations, at, leeway, once, batch))
+
+
+revocations_app = typer.Typer(help="Signed revocation lists that travel to other machines.", no_args_is_help=True)
+app.add_typer(revocations_app, name="revocations")
+
+
+@revocations_app.command("export")
+def revocations_export(
+    ctx: typer.Context,
+    sign_as: str = typer.Option(..., "--sign-as", metavar="NAME", help="The principal signing the list."),
+    output: Optional[str] = typer.Option(None, "-o", "--output", metavar="FILE", help="Write the list to FILE."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Export every revocation held here as a signed, versioned list."""
+    from .action_cmds import do_revocations_export
+
+    s = state(ctx)
+    done(do_revocations_export(s, s.output(json_), sign_as, output))
+
+
+@revocations_app.command("import")
+def revocations_import(
+    ctx: typer.Context,
+    file: str = typer.Argument(..., metavar="FILE", help="A list made by 'revocations export'."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Import a signed revocation list; an older version than the one held is refused."""
+    from .action_cmds import do_revocations_import
+
+    s = state(ctx)
+    done(do_revocations_import(s, s.output(json_), file))
+
+
 # --- other ------------------------------------------------------------------------------------
 
 

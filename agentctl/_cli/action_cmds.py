@@ -1,0 +1,224 @@
+"""Action commands: sign, verify (single and --batch), and the travelling revocation lists."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from ..clock import rfc3339
+from ..errors import Error, UsageError, VerificationError
+from .common import State, guarded, make_context, read_file, read_input, write_output
+from .grant_cmds import parse_leeway
+from .output import Output
+
+
+def _read_bytes(source: str) -> bytes:
+    from pathlib import Path
+
+    from ..errors import NotFoundError
+
+    if source == "-":
+        return sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode("utf-8")
+    try:
+        return Path(source).read_bytes()
+    except FileNotFoundError:
+        raise NotFoundError(f"no such file: {source}") from None
+    except OSError as e:
+        raise UsageError(f"cannot read {source}: {e.strerror or e}") from None
+
+
+def do_sign(state: State, out: Output, as_: str, action: str, resource: str, grant: str | None, data: str | None,
+            embed: bool, audience: str | None, ttl: str | None, output_file: str | None) -> int:
+    def body() -> None:
+        from ..durations import parse_duration
+        from ..signing import sign_action
+
+        if grant == "-" and data == "-":
+            raise UsageError("--grant and --data cannot both read stdin")
+        ctx = make_context(state, out)
+        ttl_s = parse_duration(ttl, what="--ttl") if ttl is not None else None
+        grant_text = read_input(grant, "grant").strip() if grant is not None else None
+        payload = _read_bytes(data) if data is not None else b""
+        token = sign_action(ctx, as_=as_, action=action, resource=resource, grant=grant_text, data=payload,
+                            embed=embed, audience=audience, ttl=ttl_s)
+        if output_file is not None:
+            write_output(output_file, token + "\n")
+        out.note(f"{as_} signed {action} on {resource}" + (f"; written to {output_file}" if output_file else ""))
+        out.result({"ok": True, "action": token}, token if output_file is None else None)
+
+    return guarded(out, body)
+
+
+class _VerifyRun:
+    """One verify invocation's settings, shared by the single and the batch mode."""
+
+    def __init__(self, state: State, out: Output, audience, revocations, at, leeway, once) -> None:
+        from ..store import Store
+        from ..verify import StoreTrust, Verifier
+
+        self.ctx = make_context(state, out)
+        self.store = Store(self.ctx.home)
+        trust = StoreTrust(self.store)
+        extra = []
+        if revocations is not None:
+            from ..revocation_lists import check_version, parse_list
+
+            rl = parse_list(self.store, read_file(revocations, "revocation list").strip(), trust)
+            check_version(self.ctx, rl)
+            extra.append(rl.revocations)
+        from ..durations import parse_when
+
+        now = self.ctx.now()
+        self.at = parse_when(at, now) if at is not None else None
+        self.verifier = Verifier(trust, clock=self.ctx.clock, leeway=parse_leeway(leeway, self.ctx.home.config.leeway), revocations=extra)
+        self.audience = audience
+        self.once = once
+
+    def check(self, token: str, action=None, resource=None, data: bytes | None = None, audience=None) -> dict:
+        from .. import jws
+
+        audience = audience if audience is not None else self.audience
+        typ = jws.peek_typ(token)
+        if typ == jws.GRANT:
+            if data is not None:
+                raise UsageError("--data goes with an action token, not a grant")
+            if self.once:
+                raise UsageError("--once goes with an action token, not a grant")
+            g = self.verifier.verify_grant(token, audience=audience, at=self.at, action=action, resource=resource)
+            from ..scopes import allowed
+            from ..verify import verdict_doc
+
+            scope = allowed(g.scopes, action, resource) if action and resource else None
+            return verdict_doc("grant", agent=g.agent, on_behalf_of=g.on_behalf_of, chain=g.chain.principals,
+                               action=action, resource=resource,
+                               scope=str(scope) if scope else " ".join(str(s) for s in g.scopes),
+                               expires_at=g.expires_at, jti=g.jti)
+        if typ == jws.ACTION:
+            v = self.verifier.verify_action(token, action=action, resource=resource, data=data, audience=audience, at=self.at)
+            if self.once:
+                from ..replay import remember_once
+
+                remember_once(self.ctx.home, v.action.jti, v.action.exp, v.at, self.verifier.leeway)
+            return v.verdict()
+        raise VerificationError("malformed", f"a {typ} token is neither a grant nor an action")
+
+
+def _human_verdict(out: Output, doc: dict) -> None:
+    if doc["type"] == "action":
+        via = f" under {doc['scope']}" if doc["scope"] else " on its own authority"
+        out.line(f"ok: {doc['agent']} may {doc['action']} on {doc['resource']} on behalf of {doc['on_behalf_of']}{via}"
+                 f" (chain {' > '.join(doc['chain'])}; until {doc['expires_at']})")
+    else:
+        out.line(f"ok: grant to {doc['agent']} on behalf of {doc['on_behalf_of']}: {doc['scope']}"
+                 f" (chain {' > '.join(doc['chain'])}; until {doc['expires_at']})")
+
+
+def do_verify(state: State, out: Output, source: str | None, action, resource, audience, data, revocations, at,
+              leeway, once, batch) -> int:
+    if batch:
+        return _batch(state, out, source, action, resource, audience, data, revocations, at, leeway, once)
+
+    def body() -> int:
+        from ..verify import denial_doc
+
+        if source is None:
+            raise UsageError("give a token, a file or - (stdin)", hint="or --batch to read one token per line")
+        if source == "-" and data == "-":
+            raise UsageError("the token and --data cannot both read stdin")
+        run = _VerifyRun(state, out, audience, revocations, at, leeway, once)
+        token = read_input(source, "token").strip()
+        payload = _read_bytes(data) if data is not None else None
+        try:
+            doc = run.check(token, action, resource, payload)
+        except VerificationError as e:
+            doc = denial_doc(e, action=action, resource=resource)
+            out.stderr.write(f"agentctl: denied: {e.reason}: {e.detail}\n")
+            out.result(doc)
+            return 1
+        out.result(doc, lambda: _human_verdict(out, doc))
+        return 0
+
+    return guarded(out, body)
+
+
+def _batch(state: State, out: Output, source, action, resource, audience, data, revocations, at, leeway, once) -> int:
+    def body() -> int:
+        from ..encoding import EncodingError, b64u_decode, loads_strict
+        from ..verify import denial_doc
+
+        if source not in (None, "-"):
+            raise UsageError("--batch reads stdin; give no token argument (or -)")
+        if data is not None:
+            raise UsageError("--data does not go with --batch; put \"data\" in each JSON line")
+        run = _VerifyRun(state, out, audience, revocations, at, leeway, once)
+        all_ok, count = True, 0
+        write = out.stdout.write
+        for lineno, line in enumerate(sys.stdin, 1):
+            line = line.strip()
+            if not line:
+                continue
+            count += 1
+            a, r, payload, aud = action, resource, None, None
+            try:
+                if line.startswith("{"):
+                    try:
+                        req = loads_strict(line)
+                        token = req["token"]
+                        a = req.get("action", a)
+                        r = req.get("resource", r)
+                        aud = req.get("audience")
+                        if "data" in req:
+                            payload = req["data"].encode("utf-8")
+                        elif "data_b64" in req:
+                            payload = b64u_decode(req["data_b64"])
+                        if not all(isinstance(x, (str, type(None))) for x in (token, a, r, aud)):
+                            raise TypeError
+                    except (EncodingError, KeyError, TypeError, AttributeError):
+                        raise VerificationError("malformed", f"line {lineno}: not a token nor a {{\"token\": …}} object") from None
+                else:
+                    token = line
+                doc = run.check(token, a, r, payload, aud)
+            except VerificationError as e:
+                all_ok = False
+                doc = denial_doc(e, action=a, resource=r)
+            except UsageError as e:
+                all_ok = False
+                doc = denial_doc(VerificationError("malformed", e.message), action=a, resource=r)
+            doc["line"] = lineno
+            write(json.dumps(doc, separators=(",", ":")) + "\n")
+        out.stdout.flush()
+        if count == 0:
+            out.note("no tokens on stdin")
+            return 1
+        if not all_ok:
+            out.note("denied: at least one line did not verify (see its verdict)")
+        return 0 if all_ok else 1
+
+    return guarded(out, body)
+
+
+def do_revocations_export(state: State, out: Output, sign_as: str, output_file: str | None) -> int:
+    def body() -> None:
+        from ..revocation_lists import export_list
+
+        ctx = make_context(state, out)
+        token, version, count = export_list(ctx, sign_as)
+        if output_file is not None:
+            write_output(output_file, token + "\n")
+        out.note(f"revocation list version {version} signed by {sign_as} with {count} entr{'y' if count == 1 else 'ies'}"
+                 + (f"; written to {output_file}" if output_file else ""))
+        out.result({"ok": True, "list": token, "version": version, "entries": count}, token if output_file is None else None)
+
+    return guarded(out, body)
+
+
+def do_revocations_import(state: State, out: Output, source: str) -> int:
+    def body() -> None:
+        from ..revocation_lists import import_list
+
+        ctx = make_context(state, out)
+        rl, added = import_list(ctx, read_file(source, "revocation list").strip())
+        out.note(f"imported revocation list version {rl.version} from {rl.issuer}: {added} new revocation(s)")
+        out.result({"ok": True, "issuer": rl.issuer, "version": rl.version, "added": added, "issued": rfc3339(rl.issued)})
+
+    return guarded(out, body)

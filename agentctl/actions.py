@@ -1,0 +1,122 @@
+"""Signed agent actions: an ``agentctl-action+jwt`` in which an agent states that it performs ACTION on
+RESOURCE, binding a payload digest and carrying the grant that authorizes it."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+
+from . import jws
+from .encoding import EncodingError, b64u_decode, b64u_encode
+from .errors import UsageError, VerificationError
+from .names import is_name
+
+__all__ = ["ActionToken", "parse_action", "action_claims", "payload_digest", "check_action_name", "check_resource"]
+
+MAX_EMBED = 32 * 1024
+
+
+def payload_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def check_action_name(action: str) -> str:
+    from .scopes import Scope
+
+    if not isinstance(action, str) or "*" in action or ":" in action:
+        raise UsageError(f"bad action {action!r}: a concrete action like pull_request.create")
+    try:
+        Scope.parse(action)
+    except UsageError:
+        raise UsageError(f"bad action {action!r}: dot-separated segments of [a-z0-9_-]") from None
+    return action
+
+
+def check_resource(resource: str) -> str:
+    if not isinstance(resource, str) or not resource or len(resource) > 1024 or not resource.isascii() \
+            or not resource.isprintable() or " " in resource or "*" in resource:
+        raise UsageError(f"bad resource {resource!r}: printable ASCII without spaces or '*'")
+    return resource
+
+
+def _bad(detail: str) -> VerificationError:
+    return VerificationError("malformed", detail)
+
+
+@dataclass(frozen=True)
+class ActionToken:
+    token: jws.Jws = field(repr=False)
+    iss: str
+    sub: str
+    action: str
+    resource: str
+    iat: int
+    exp: int
+    jti: str
+    aud: tuple[str, ...] | None
+    sha256: str
+    data: bytes | None = field(repr=False)
+    grant: str | None = field(repr=False)
+
+    @property
+    def kid(self) -> str:
+        return self.token.kid
+
+
+def parse_action(token: object) -> ActionToken:
+    from .grants import _audience, _int
+
+    t = jws.decode(token, jws.ACTION)
+    c = t.claims
+    for name in ("iss", "sub"):
+        if not is_name(c.get(name)):
+            raise _bad(f"claim {name!r} is not a valid principal name")
+    try:
+        action = check_action_name(c.get("action"))
+        resource = check_resource(c.get("resource"))
+    except UsageError as e:
+        raise _bad(f"claim: {e.message}") from None
+    payload = c.get("payload")
+    if not isinstance(payload, dict) or set(payload) - {"sha256", "data"} or not isinstance(payload.get("sha256"), str):
+        raise _bad("claim 'payload' must be {'sha256': HEX[, 'data': BASE64URL]}")
+    sha = payload["sha256"]
+    if len(sha) != 64 or any(ch not in "0123456789abcdef" for ch in sha):
+        raise _bad("claim 'payload.sha256' must be 64 lower-case hex digits")
+    data = None
+    if "data" in payload:
+        try:
+            data = b64u_decode(payload["data"]) if isinstance(payload["data"], str) else None
+        except EncodingError as e:
+            raise _bad(f"claim 'payload.data': {e}") from None
+        if data is None:
+            raise _bad("claim 'payload.data' must be base64url")
+    jti = c.get("jti")
+    try:
+        if not isinstance(jti, str) or len(b64u_decode(jti)) < 16:
+            raise ValueError
+    except (EncodingError, ValueError):
+        raise _bad("claim 'jti' must be base64url of at least 128 random bits") from None
+    grant = c.get("grant")
+    if grant is not None and not isinstance(grant, str):
+        raise _bad("claim 'grant' must be a grant token")
+    iat, exp = _int(c, "iat"), _int(c, "exp")
+    if exp <= iat:
+        raise _bad("claim 'exp' is not after 'iat'")
+    return ActionToken(t, c["iss"], c["sub"], action, resource, iat, exp, jti, _audience(c), sha, data, grant)
+
+
+def action_claims(*, iss: str, sub: str, action: str, resource: str, data: bytes, embed: bool, now: int, ttl: int,
+                  audience: str | None, grant: str | None) -> dict:
+    payload = {"sha256": payload_digest(data)}
+    if embed:
+        if len(data) > MAX_EMBED:
+            raise UsageError(f"--embed carries at most {MAX_EMBED} bytes; this payload is {len(data)}", hint="leave out --embed: the digest binds it")
+        payload["data"] = b64u_encode(data)
+    claims: dict = {"iss": iss, "sub": sub, "action": action, "resource": resource}
+    if audience:
+        claims["aud"] = audience
+    claims.update(iat=now, exp=now + ttl, jti=secrets.token_urlsafe(16), payload=payload)
+    if grant is not None:
+        claims["grant"] = grant
+    return claims

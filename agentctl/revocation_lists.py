@@ -1,0 +1,159 @@
+"""Signed revocation lists that travel between machines (``agentctl-revocations+jwt``).
+
+A list carries every revocation its signer's home holds and a ``version`` that only grows. Importing
+verifies it against the signer's trusted key, refuses a list from an unknown or revoked signer, and
+refuses one older than the version already held from that signer (a rollback).
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from . import jws
+from .clock import parse_rfc3339, rfc3339
+from .context import Context
+from .errors import StoreError, VerificationError
+from .home import atomic_write
+from .identity import signer_for
+from .models import Revocation, Revocations, check_jti, check_kid
+from .names import is_name
+from .store import Store
+
+__all__ = ["export_list", "parse_list", "import_list", "RevocationList"]
+
+_KINDS = {"principals": "principal", "keys": "key", "grants": "grant"}
+
+
+class RevocationList:
+    def __init__(self, issuer: str, version: int, issued: int, revocations: Revocations) -> None:
+        self.issuer = issuer
+        self.version = version
+        self.issued = issued
+        self.revocations = revocations
+
+
+def _versions_path(ctx: Context):
+    return ctx.home.path / "revocation-lists.toml"
+
+
+def _versions(ctx: Context) -> dict:
+    import tomllib
+
+    path = _versions_path(ctx)
+    try:
+        doc = tomllib.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        return {"exported": {}, "imported": {}}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise StoreError(f"damaged store file {path}: {e}") from None
+    doc.setdefault("exported", {})
+    doc.setdefault("imported", {})
+    return doc
+
+
+def _save_versions(ctx: Context, doc: dict) -> None:
+    import tomli_w
+
+    atomic_write(_versions_path(ctx), tomli_w.dumps(doc).encode("utf-8"))
+
+
+def export_list(ctx: Context, sign_as: str) -> tuple[str, int, int]:
+    """A signed list of every revocation held here. Returns (token, version, entry count)."""
+    signer = signer_for(ctx, sign_as)
+    store = Store(ctx.home)
+    with ctx.home.lock():
+        revs = store.revocations()
+        versions = _versions(ctx)
+        version = int(versions["exported"].get(sign_as, 0)) + 1
+        now = int(ctx.now())
+        body: dict = {k: [] for k in _KINDS}
+        for r in revs.entries:
+            plural = next(p for p, s in _KINDS.items() if s == r.kind)
+            entry = {"id": r.id, "at": rfc3339(r.at)}
+            if r.reason:
+                entry["reason"] = r.reason
+            body[plural].append(entry)
+        claims = {"iss": sign_as, "iat": now, "jti": secrets.token_urlsafe(16), "version": version, "revoked": body}
+        token = jws.encode(jws.REVOCATIONS, claims, signer.seed)
+        versions["exported"][sign_as] = version
+        _save_versions(ctx, versions)
+    return token, version, len(revs.entries)
+
+
+def parse_list(ctx_store: Store, token: str, trust=None) -> RevocationList:
+    """Verify a revocation list against its signer's trusted key; return it."""
+    t = jws.decode(token, jws.REVOCATIONS)
+    c = t.claims
+    iss = c.get("iss")
+    if not is_name(iss):
+        raise VerificationError("malformed", "revocation list has no valid 'iss'")
+    version = c.get("version")
+    iat = c.get("iat")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise VerificationError("malformed", "revocation list has no valid 'version'")
+    if not isinstance(iat, int) or isinstance(iat, bool):
+        raise VerificationError("malformed", "revocation list has no valid 'iat'")
+    body = c.get("revoked")
+    if not isinstance(body, dict) or set(body) - set(_KINDS):
+        raise VerificationError("malformed", "revocation list has no valid 'revoked'")
+    entries = []
+    try:
+        for plural, kind in _KINDS.items():
+            items = body.get(plural, [])
+            if not isinstance(items, list):
+                raise ValueError(plural)
+            for e in items:
+                ident, at, reason = e["id"], parse_rfc3339(e["at"]), e.get("reason", "")
+                if kind == "principal" and not is_name(ident):
+                    raise ValueError(ident)
+                if kind == "key":
+                    check_kid(ident)
+                if kind == "grant":
+                    check_jti(ident)
+                if not isinstance(reason, str):
+                    raise ValueError("reason")
+                entries.append(Revocation(kind, ident, at, reason))
+    except Exception as e:  # any shape error in the list body is one answer: malformed
+        raise VerificationError("malformed", f"revocation list entry is not valid ({type(e).__name__})") from None
+    principal = trust.principal(iss) if trust is not None else ctx_store.get(iss)
+    if principal is None:
+        raise VerificationError("untrusted_root", f"the revocation list is signed by {iss}, who is not trusted here")
+    key = principal.key(t.kid)
+    if key is None:
+        raise VerificationError("unknown_key", f"key {t.kid} is not a key of {iss}")
+    if not t.verifies_with(key.public):
+        raise VerificationError("bad_signature", "the revocation list's signature does not verify")
+    if key.status == "retired" and iat > key.retired:
+        raise VerificationError("bad_signature", f"the revocation list was signed by key {t.kid} after it was retired")
+    held = (trust.revocations() if trust is not None else ctx_store.revocations())
+    if held.principal(iss) or held.key(t.kid):
+        raise VerificationError("revoked", f"the signer of the revocation list, {iss}, is revoked")
+    return RevocationList(iss, version, iat, Revocations(tuple(entries)))
+
+
+def check_version(ctx: Context, rl: RevocationList) -> int:
+    """The version held from this signer; raise ``replayed`` for an older list."""
+    held = int(_versions(ctx)["imported"].get(rl.issuer, 0))
+    if rl.version < held:
+        raise VerificationError("replayed", f"revocation list version {rl.version} from {rl.issuer} is older than the one held ({held}): a rollback")
+    return held
+
+
+def import_list(ctx: Context, token: str) -> tuple[RevocationList, int]:
+    """Merge a verified list into this home's revocations. Returns the list and how many were new."""
+    store = Store(ctx.home)
+    rl = parse_list(store, token)
+    with ctx.home.lock():
+        held = check_version(ctx, rl)
+        revs = store.revocations()
+        merged = revs
+        for e in rl.revocations.entries:
+            merged = merged.adding(e)
+        added = len(merged.entries) - len(revs.entries)
+        if added:
+            store.put_revocations(merged)
+        if rl.version > held:
+            versions = _versions(ctx)
+            versions["imported"][rl.issuer] = rl.version
+            _save_versions(ctx, versions)
+    return rl, added
