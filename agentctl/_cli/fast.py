@@ -1,4 +1,4 @@
-"""The start-up fast path: ``--version`` and ``pubkey`` without importing Typer.
+"""The start-up fast path: ``--version``, ``pubkey`` and ``verify`` without importing Typer.
 
 It accepts only the exact shapes it knows (global ``--home DIR``/``--json`` before the command,
 ``--format``/``--json`` after it) and returns None for anything else, which the Typer application
@@ -41,7 +41,48 @@ def try_fast(args: list[str]) -> int | None:
     home, json_mode, rest = parsed
     if rest[0] == "pubkey":
         return _pubkey(home, json_mode, rest[1:])
+    if rest[0] == "verify":
+        return _verify(home, json_mode, rest[1:])
     return None
+
+
+_VERIFY_VALUES = ("--action", "--resource", "--audience", "--data", "--revocations", "--at", "--leeway")
+_VERIFY_FLAGS = ("--once", "--batch", "--json")
+
+
+def _verify(home: str | None, json_mode: bool, rest: list[str]) -> int | None:
+    values: dict[str, str] = {}
+    flags: set[str] = set()
+    token = None
+    i = 0
+    while i < len(rest):
+        a = rest[i]
+        name, eq, value = a.partition("=")
+        if a in _VERIFY_FLAGS:
+            if a in flags:
+                return None
+            flags.add(a)
+        elif name in _VERIFY_VALUES and eq:
+            if name in values:
+                return None
+            values[name] = value
+        elif a in _VERIFY_VALUES and i + 1 < len(rest):
+            if a in values:
+                return None
+            values[a] = rest[i + 1]
+            i += 1
+        elif (a.startswith("-") and a != "-") or token is not None:
+            return None
+        else:
+            token = a
+        i += 1
+    from .action_cmds import do_verify
+    from .common import State
+
+    state = State(home, json_mode or "--json" in flags)
+    v = values.get
+    return do_verify(state, state.output(), token, v("--action"), v("--resource"), v("--audience"), v("--data"),
+                     v("--revocations"), v("--at"), v("--leeway"), "--once" in flags, "--batch" in flags)
 
 
 def _pubkey(home: str | None, json_mode: bool, rest: list[str]) -> int | None:
