@@ -249,6 +249,83 @@ def revocations_import(
     done(do_revocations_import(s, s.output(json_), file))
 
 
+# --- audit ------------------------------------------------------------------------------------
+
+audit_app = typer.Typer(help="The tamper-evident audit log: query, export, checkpoint, prove, verify.", invoke_without_command=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.callback()
+def audit(
+    ctx: typer.Context,
+    agent: Optional[str] = typer.Option(None, "--agent", metavar="NAME", help="Only events of this principal."),
+    action: Optional[str] = typer.Option(None, "--action", metavar="A", help="Only events about this action."),
+    outcome: Optional[str] = typer.Option(None, "--outcome", metavar="allow|deny|ok|error", help="Only events with this outcome."),
+    since: Optional[str] = typer.Option(None, "--since", metavar="WHEN", help="Since a time (RFC 3339) or a duration ago (1h)."),
+    until: Optional[str] = typer.Option(None, "--until", metavar="WHEN", help="Until a time (RFC 3339) or a duration ago."),
+    limit: Optional[int] = typer.Option(None, "--limit", metavar="N", help="At most N events."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Show audit events, newest first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .audit_cmds import do_audit_query
+
+    s = state(ctx)
+    done(do_audit_query(s, s.output(json_), agent, action, outcome, since, until, limit))
+
+
+@audit_app.command("verify")
+def audit_verify(
+    ctx: typer.Context,
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", metavar="FILE", help="Also prove the log extends this older checkpoint."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Recompute the whole tree and check every checkpoint; exit 1 on tampering."""
+    from .audit_cmds import do_audit_verify
+
+    s = state(ctx)
+    done(do_audit_verify(s, s.output(json_), checkpoint))
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    ctx: typer.Context,
+    output: Optional[str] = typer.Option(None, "-o", "--output", metavar="FILE", help="Write the signed checkpoint to FILE."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Sign the log's current size and root with the host's audit key."""
+    from .audit_cmds import do_audit_checkpoint
+
+    s = state(ctx)
+    done(do_audit_checkpoint(s, s.output(json_), output))
+
+
+@audit_app.command("prove")
+def audit_prove(
+    ctx: typer.Context,
+    seq: int = typer.Argument(..., metavar="SEQ", help="The event's sequence number."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Print an inclusion proof of one event against the latest checkpoint."""
+    from .audit_cmds import do_audit_prove
+
+    s = state(ctx)
+    done(do_audit_prove(s, s.output(json_), seq))
+
+
+@audit_app.command("export")
+def audit_export(
+    ctx: typer.Context,
+    since: Optional[str] = typer.Option(None, "--since", metavar="WHEN", help="Since a time (RFC 3339) or a duration ago."),
+) -> None:
+    """Print events as JSON Lines, oldest first, for a SIEM."""
+    from .audit_cmds import do_audit_export
+
+    s = state(ctx)
+    done(do_audit_export(s, s.output(False), since))
+
+
 # --- other ------------------------------------------------------------------------------------
 
 
