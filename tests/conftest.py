@@ -77,4 +77,5 @@ def snapshot(path: Path) -> dict[str, bytes]:
     """Every file under ``path`` with its bytes, to prove a failed command changed nothing."""
     if not path.exists():
         return {}
-    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file() and p.name != ".lock"}
+    transient = {".lock", "audit.lock", "audit.db-wal", "audit.db-shm"}  # lock files and SQLite's own
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file() and p.name not in transient}

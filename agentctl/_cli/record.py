@@ -13,22 +13,27 @@ __all__ = ["Recorder"]
 
 
 class Recorder:
+    """Opens an existing audit log at once (so a broken one fails the command before it acts) and
+    creates a missing one only when there is something to record (so bad input changes nothing)."""
+
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.log = None
-        if ctx.home.config.audit:
+        self.enabled = ctx.home.config.audit
+        if self.enabled and (ctx.home.path / "audit.db").exists():
+            self._open()
+
+    def _open(self):
+        if self.log is None:
             from ..audit import AuditLog
 
-            self.log = AuditLog.open(ctx.home)
-
-    @property
-    def enabled(self) -> bool:
-        return self.log is not None
+            self.log = AuditLog.open(self.ctx.home)
+        return self.log
 
     def record(self, *events) -> None:
-        if self.log is None or not events:
+        if not self.enabled or not events:
             return
-        seqs = self.log.append(list(events), self.ctx.clock)
+        seqs = self._open().append(list(events), self.ctx.clock)
         every = self.ctx.home.config.checkpoint_every
         if every and any(s % every == 0 for s in seqs):
             self.checkpoint(auto=True)
@@ -39,6 +44,7 @@ class Recorder:
         from ..errors import Error
 
         try:
+            self._open()
             name, seed = audit_signer(self.ctx, self)
             size = self.log.size
             ev = Event("checkpoint", "ok", principal=name, metadata={"size": size, "automatic": auto})
