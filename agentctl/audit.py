@@ -25,10 +25,10 @@ from . import __version__, merkle
 from .clock import rfc3339
 from .encoding import canonical_json
 from .errors import OperationalError, StoreError, UsageError
+from .events import OUTCOMES, Event
 
 __all__ = ["AuditLog", "Event", "OUTCOMES", "VerifyReport", "host_name"]
 
-OUTCOMES = ("allow", "deny", "ok", "error")
 FIELDS = ("seq", "time", "event", "principal", "on_behalf_of", "chain", "action", "resource", "outcome", "reason", "jtis", "host", "version", "metadata")
 
 _MIGRATIONS: list[tuple[int, str, str]] = [
@@ -65,26 +65,6 @@ def host_name() -> str:
     raw = socket.gethostname().lower().split(".")[0]
     seg = "".join(c if c.isascii() and (c.isalnum() or c in "_-") else "-" for c in raw).strip("-_") or "localhost"
     return seg[:60]
-
-
-@dataclass(frozen=True)
-class Event:
-    """What a command records. ``seq``, ``time``, ``host`` and ``version`` are filled in on append."""
-
-    event: str
-    outcome: str
-    principal: str | None = None
-    on_behalf_of: str | None = None
-    chain: tuple[str, ...] = ()
-    action: str | None = None
-    resource: str | None = None
-    reason: str | None = None
-    jtis: tuple[str, ...] = ()
-    metadata: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.outcome not in OUTCOMES:
-            raise ValueError(f"bad outcome {self.outcome!r}")
 
 
 @dataclass
@@ -167,9 +147,8 @@ class AuditLog:
             for version, name, sql in _MIGRATIONS:
                 if version in done:
                     continue
-                for statement in sql.split(";"):
-                    if statement.strip():
-                        self.conn.execute(statement)
+                for statement in _statements(sql):
+                    self.conn.execute(statement)
                 self.conn.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", (version, name, rfc3339(_time.time(), micro=True)))
                 if version == 1:
                     self.conn.execute("INSERT INTO meta VALUES ('origin', ?)", (f"agentctl.audit/{host_name()}/{os.urandom(6).hex()}",))
@@ -409,6 +388,17 @@ class AuditLog:
             if idx >= len(recomputed) or bytes(h) != recomputed[idx]:
                 return 2 * idx + 1
         return None
+
+
+def _statements(sql: str) -> Iterator[str]:
+    """Split a script into complete statements (trigger bodies hold semicolons of their own)."""
+    buf = ""
+    for part in sql.split(";"):
+        buf += part + ";"
+        if sqlite3.complete_statement(buf):
+            if buf.strip(" \n;"):
+                yield buf.strip()
+            buf = ""
 
 
 def _levels(leaves: list[bytes]) -> list[list[bytes]]:

@@ -7,7 +7,9 @@ import sys
 
 from ..clock import rfc3339
 from ..errors import Error, UsageError, VerificationError
+from ..events import Event
 from .common import State, guarded, make_context, read_file, read_input, write_output
+from .record import Recorder
 from .grant_cmds import parse_leeway
 from .output import Output
 
@@ -39,8 +41,19 @@ def do_sign(state: State, out: Output, as_: str, action: str, resource: str, gra
         ttl_s = parse_duration(ttl, what="--ttl") if ttl is not None else None
         grant_text = read_input(grant, "grant").strip() if grant is not None else None
         payload = _read_bytes(data) if data is not None else b""
-        token = sign_action(ctx, as_=as_, action=action, resource=resource, grant=grant_text, data=payload,
-                            embed=embed, audience=audience, ttl=ttl_s)
+        rec = Recorder(ctx)
+        try:
+            token = sign_action(ctx, as_=as_, action=action, resource=resource, grant=grant_text, data=payload,
+                                embed=embed, audience=audience, ttl=ttl_s)
+        except VerificationError as e:
+            rec.record(Event("sign", "deny", principal=as_, action=action, resource=resource, reason=e.reason, metadata={"detail": e.detail}))
+            raise
+        from .. import jws
+        from ..actions import parse_action
+
+        signed = parse_action(token)
+        rec.record(Event("sign", "ok", principal=as_, on_behalf_of=signed.sub, action=action, resource=resource,
+                         jtis=(signed.jti,), metadata={"sha256": signed.sha256, "embedded": embed, "grant": grant is not None}))
         if output_file is not None:
             write_output(output_file, token + "\n")
         out.note(f"{as_} signed {action} on {resource}" + (f"; written to {output_file}" if output_file else ""))
@@ -73,6 +86,17 @@ class _VerifyRun:
         self.verifier = Verifier(trust, clock=self.ctx.clock, leeway=parse_leeway(leeway, self.ctx.home.config.leeway), revocations=extra)
         self.audience = audience
         self.once = once
+        self.recorder = Recorder(self.ctx)
+
+    @staticmethod
+    def event(doc: dict) -> Event:
+        """The audit event of one verdict: never the payload, only what was decided and why."""
+        return Event(
+            "verify", "allow" if doc["ok"] else "deny", principal=doc.get("agent"), on_behalf_of=doc.get("on_behalf_of"),
+            chain=tuple(doc.get("chain") or ()), action=doc.get("action"), resource=doc.get("resource"),
+            reason=doc.get("reason"), jtis=(doc["jti"],) if doc.get("jti") else (),
+            metadata={"type": doc.get("type"), "scope": doc.get("scope"), "detail": doc.get("detail")},
+        )
 
     def check(self, token: str, action=None, resource=None, data: bytes | None = None, audience=None) -> dict:
         from .. import jws
@@ -132,9 +156,11 @@ def do_verify(state: State, out: Output, source: str | None, action, resource, a
             doc = run.check(token, action, resource, payload)
         except VerificationError as e:
             doc = denial_doc(e, action=action, resource=resource)
+            run.recorder.record(run.event(doc))
             out.stderr.write(f"agentctl: denied: {e.reason}: {e.detail}\n")
             out.result(doc)
             return 1
+        run.recorder.record(run.event(doc))  # no decision goes unrecorded: a failed append exits 3
         out.result(doc, lambda: _human_verdict(out, doc))
         return 0
 
@@ -153,6 +179,14 @@ def _batch(state: State, out: Output, source, action, resource, audience, data, 
         run = _VerifyRun(state, out, audience, revocations, at, leeway, once)
         all_ok, count = True, 0
         write = out.stdout.write
+        pending: list[str] = []
+        events: list = []
+
+        def flush() -> None:  # record a chunk of verdicts before any of them is printed
+            run.recorder.record(*events)
+            write("".join(pending))
+            pending.clear()
+            events.clear()
         for lineno, line in enumerate(sys.stdin, 1):
             line = line.strip()
             if not line:
@@ -185,7 +219,11 @@ def _batch(state: State, out: Output, source, action, resource, audience, data, 
                 all_ok = False
                 doc = denial_doc(VerificationError("malformed", e.message), action=a, resource=r)
             doc["line"] = lineno
-            write(json.dumps(doc, separators=(",", ":")) + "\n")
+            events.append(run.event(doc))
+            pending.append(json.dumps(doc, separators=(",", ":")) + "\n")
+            if len(pending) >= 1000:
+                flush()
+        flush()
         out.stdout.flush()
         if count == 0:
             out.note("no tokens on stdin")
@@ -202,7 +240,9 @@ def do_revocations_export(state: State, out: Output, sign_as: str, output_file: 
         from ..revocation_lists import export_list
 
         ctx = make_context(state, out)
+        rec = Recorder(ctx)
         token, version, count = export_list(ctx, sign_as)
+        rec.record(Event("revocations.export", "ok", principal=sign_as, metadata={"version": version, "entries": count}))
         if output_file is not None:
             write_output(output_file, token + "\n")
         out.note(f"revocation list version {version} signed by {sign_as} with {count} entr{'y' if count == 1 else 'ies'}"
@@ -217,7 +257,13 @@ def do_revocations_import(state: State, out: Output, source: str) -> int:
         from ..revocation_lists import import_list
 
         ctx = make_context(state, out)
-        rl, added = import_list(ctx, read_file(source, "revocation list").strip())
+        rec = Recorder(ctx)
+        try:
+            rl, added = import_list(ctx, read_file(source, "revocation list").strip())
+        except VerificationError as e:
+            rec.record(Event("revocations.import", "deny", reason=e.reason, metadata={"detail": e.detail}))
+            raise
+        rec.record(Event("revocations.import", "ok", principal=rl.issuer, metadata={"version": rl.version, "added": added}))
         out.note(f"imported revocation list version {rl.version} from {rl.issuer}: {added} new revocation(s)")
         out.result({"ok": True, "issuer": rl.issuer, "version": rl.version, "added": added, "issued": rfc3339(rl.issued)})
 

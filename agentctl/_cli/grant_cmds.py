@@ -5,7 +5,9 @@ from __future__ import annotations
 from ..clock import rfc3339
 from ..durations import format_duration, parse_duration, parse_when
 from ..errors import UsageError, VerificationError
+from ..events import Event
 from .common import State, guarded, make_context, read_input, write_output
+from .record import Recorder
 from .output import Output
 
 
@@ -27,9 +29,19 @@ def do_delegate(state: State, out: Output, to: str, scopes: list[str], ttl: str 
         ctx = make_context(state, out)
         ttl_s = parse_duration(ttl, what="--ttl") if ttl is not None else None
         parent_token = read_input(parent, "parent grant").strip() if parent is not None else None
-        token, chain = delegate(ctx, to=to, scopes=scopes, ttl=ttl_s, issuer=issuer, parent=parent_token,
-                                audience=audience, max_depth=max_depth)
+        rec = Recorder(ctx)
+        try:
+            token, chain = delegate(ctx, to=to, scopes=scopes, ttl=ttl_s, issuer=issuer, parent=parent_token,
+                                    audience=audience, max_depth=max_depth)
+        except VerificationError as e:
+            rec.record(Event("delegate", "deny", principal=issuer, resource=None, reason=e.reason,
+                             metadata={"to": to, "scope": " ".join(scopes), "detail": e.detail, "redelegation": parent is not None}))
+            raise
         leaf = chain.leaf
+        rec.record(Event("delegate", "ok", principal=leaf.iss, on_behalf_of=leaf.sub, chain=chain.principals,
+                         jtis=tuple(h.jti for h in chain.hops), metadata={
+                             "to": leaf.delegate, "scope": leaf.scope_text, "expires_at": rfc3339(leaf.exp),
+                             "max_depth": leaf.max_depth, "aud": list(leaf.aud) if leaf.aud else None}))
         if output_file is not None:
             write_output(output_file, token + "\n")
         out.note(

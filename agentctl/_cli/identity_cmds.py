@@ -11,9 +11,12 @@ import json
 from ..clock import rfc3339
 from ..errors import UsageError
 from ..models import Principal, Revocations
+from ..errors import VerificationError
+from ..events import Event
 from ..names import kind_of
 from .common import State, guarded, make_context, read_file, write_output
 from .output import Output
+from .record import Recorder
 
 PUBKEY_FORMATS = ("did", "jwk", "jwks", "b64")
 
@@ -54,7 +57,11 @@ def do_keygen(state: State, out: Output, name: str, roles: list[str], attrs: lis
         from ..store import Store
 
         ctx = make_context(state, out)
+        rec = Recorder(ctx)
         principal, secret = keygen(ctx, name, roles=tuple(roles), attrs=tuple(attrs), store_secret=not no_store, export_secret=export_secret)
+        rec.record(Event("keygen", "ok", principal=principal.name, metadata={
+            "kid": principal.current.kid, "keystore": principal.keystore, "exported": secret is not None,
+            "roles": list(principal.roles), "attrs": dict(principal.attrs)}))
         doc = principal_doc(principal, Store(ctx.home).revocations())
         where = f"in the {principal.keystore} keystore" if principal.keystore else "nowhere on this machine (exported only)"
         out.note(f"created {principal.name} with key {principal.current.kid}; secret key kept {where}")
@@ -160,15 +167,23 @@ def do_import(state: State, out: Output, name: str, key: str | None, rotation: s
         if rotation is not None and roles:
             raise UsageError("--role goes with a new principal, not with --rotation")
         ctx = make_context(state, out)
+        rec = Recorder(ctx)
         if rotation is not None:
             before = Store(ctx.home).require(name).current.kid
-            principal = import_rotation(ctx, name, read_file(rotation, "rotation statement"))
+            statement = read_file(rotation, "rotation statement")
+            try:
+                principal = import_rotation(ctx, name, statement)
+            except VerificationError as e:
+                rec.record(Event("import", "deny", principal=name, reason=e.reason, metadata={"rotation": True, "detail": e.detail}))
+                raise
+            rec.record(Event("import", "ok", principal=name, metadata={"rotation": True, "kid": principal.current.kid, "retired": before}))
             if principal.current.kid == before:
                 out.note(f"{name} already trusts key {principal.current.kid}; nothing changed")
             else:
                 out.note(f"{name} now trusts key {principal.current.kid}; key {before} is retired")
         else:
             principal = import_principal(ctx, name, key, roles=tuple(roles))
+            rec.record(Event("import", "ok", principal=name, metadata={"kid": principal.current.kid, "roles": list(principal.roles)}))
             out.note(f"imported {name} with key {principal.current.kid}")
         doc = principal_doc(principal, Store(ctx.home).revocations())
         out.result({"ok": True, "principal": doc}, doc["did"])
@@ -182,12 +197,17 @@ def do_rotate(state: State, out: Output, name: str, output_file: str | None) -> 
         from ..store import Store
 
         ctx = make_context(state, out)
-        if output_file is not None:
+        if output_file is not None:  # check before rotating: the statement must not be lost
             from pathlib import Path
 
-            if not Path(output_file).parent.exists():
+            if Path(output_file).is_dir():
+                raise UsageError(f"cannot write {output_file}: it is a directory")
+            if not Path(output_file).parent.is_dir():
                 raise UsageError(f"cannot write {output_file}: no directory {Path(output_file).parent}")
+        rec = Recorder(ctx)
         principal, statement = rotate(ctx, name)
+        rec.record(Event("rotate", "ok", principal=name, metadata={
+            "kid": principal.current.kid, "retired": [k for k in principal.keys if k.status == "retired"][-1].kid}))
         old = [k for k in principal.keys if k.status == "retired"][-1]
         out.note(f"rotated {name}: new key {principal.current.kid}; key {old.kid} retired (it still verifies what it signed before now)")
         if output_file is not None:
@@ -206,6 +226,7 @@ def do_revoke(state: State, out: Output, name: str | None, key: str | None, gran
         if sum(x is not None for x in (name, key, grant)) != 1:
             raise UsageError("give exactly one of NAME, --key KID or --grant JTI")
         ctx = make_context(state, out)
+        rec = Recorder(ctx)
         if name is not None:
             entry, new = revoke_principal(ctx, name, reason)
         elif key is not None:
@@ -213,6 +234,8 @@ def do_revoke(state: State, out: Output, name: str | None, key: str | None, gran
         else:
             entry, new = revoke_grant(ctx, grant, reason)
         what = {"principal": "principal", "key": "key", "grant": "grant"}[entry.kind]
+        rec.record(Event("revoke", "ok", principal=name, jtis=(entry.id,) if entry.kind == "grant" else (),
+                         reason=entry.reason or None, metadata={"kind": entry.kind, "id": entry.id, "new": new}))
         if new:
             out.note(f"revoked {what} {entry.id}; this is permanent")
         else:
