@@ -1,0 +1,119 @@
+"""``agentctl demo``: the whole story, end to end, in a throwaway home."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import tempfile
+
+from .common import State
+from .output import Output
+
+# (explanation, arguments, expected exit code). Files are relative to the demo's working directory.
+STEPS: list[tuple[str, list[str], int]] = [
+    ("Every person and agent gets its own Ed25519 identity. Alice is a user; the code reviewer is an agent.",
+     ["keygen", "user:alice", "--role", "maintainer"], 0),
+    ("The agent's name says what it is and where it runs. Its secret key stays in the keystore.",
+     ["keygen", "agent:code-reviewer:prod", "--role", "reviewer", "--attr", "team=platform"], 0),
+    ("A second agent, which the code reviewer will hand part of its work to.",
+     ["keygen", "agent:linter"], 0),
+    ("`list` shows who exists here; `show` gives one principal's keys, roles and status.",
+     ["list"], 0),
+    ("", ["show", "agent:code-reviewer:prod"], 0),
+    ("Keys get rotated. The old key signs a statement naming the new one, so other machines can follow.",
+     ["rotate", "agent:code-reviewer:prod", "-o", "rotation.jwt"], 0),
+    ("The key history now shows the retired key; it still verifies what it signed before it was retired.",
+     ["show", "agent:code-reviewer:prod"], 0),
+    ("An agent that should not exist any more is revoked: all its keys, permanently.",
+     ["keygen", "agent:old-bot"], 0),
+    ("", ["revoke", "agent:old-bot", "--reason", "decommissioned"], 0),
+    ("Alice lets the code reviewer open and review pull requests in acme's repositories for 30 minutes,"
+     " and allows one more hop of delegation.",
+     ["delegate", "--from", "user:alice", "--to", "agent:code-reviewer:prod", "--scope", "pull_request.*:acme/*",
+      "--ttl", "30m", "--max-depth", "1", "-o", "alice-to-reviewer.jwt"], 0),
+    ("The code reviewer re-delegates a narrower grant to the linter: only creating pull requests, only in acme/web.",
+     ["delegate", "--parent", "alice-to-reviewer.jwt", "--to", "agent:linter", "--scope",
+      "pull_request.create:acme/web", "--ttl", "10m", "-o", "reviewer-to-linter.jwt"], 0),
+    ("A grant can only ever narrow. Asking for more than the parent holds is refused, and nothing is minted.",
+     ["delegate", "--parent", "alice-to-reviewer.jwt", "--to", "agent:linter", "--scope", "deploy.*:acme/*"], 1),
+    ("`inspect` shows every hop of the chain: who signed, for whom, which scopes, how long, and whether each signature holds.",
+     ["inspect", "reviewer-to-linter.jwt"], 0),
+    ("The linter acts: it signs 'pull_request.create on acme/web', binding the payload by its SHA-256 digest.",
+     ["sign", "--as", "agent:linter", "--action", "pull_request.create", "--resource", "acme/web",
+      "--grant", "reviewer-to-linter.jwt", "--data", "pr.json", "-o", "action.jwt"], 0),
+    ("A tool server checks it offline before acting. Exit code 0 means: allowed, exactly as asked.",
+     ["verify", "action.jwt", "--action", "pull_request.create", "--resource", "acme/web",
+      "--data", "pr.json", "--once"], 0),
+    ("The same action presented twice is a replay, and `--once` refuses it.",
+     ["verify", "action.jwt", "--once"], 1),
+    ("Anything outside the grant is denied with a reason code, for shell scripts and for people.",
+     ["verify", "action.jwt", "--action", "pull_request.merge", "--resource", "acme/web"], 1),
+    ("Alice revokes the code reviewer. Everything it handed down stops working at once.",
+     ["revoke", "agent:code-reviewer:prod", "--reason", "demo: compromised"], 0),
+    ("", ["verify", "action.jwt", "--action", "pull_request.create", "--resource", "acme/web"], 1),
+    ("Every decision above is in the audit log, newest first.",
+     ["audit", "--limit", "30"], 0),
+    ("A checkpoint signs the log's size and Merkle root with this host's audit key; keep a copy elsewhere.",
+     ["audit", "checkpoint", "-o", "checkpoint.txt"], 0),
+    ("`audit verify` recomputes the whole tree and proves nothing was edited, deleted or reordered.",
+     ["audit", "verify", "--checkpoint", "checkpoint.txt"], 0),
+]
+
+
+def do_demo(state: State, out: Output) -> int:
+    work = tempfile.mkdtemp(prefix="agentctl-demo-")
+    home = os.path.join(work, "home")
+    cwd = os.getcwd()
+    saved = {k: os.environ.get(k) for k in ("AGENTCTL_KEYSTORE", "AGENTCTL_SECRET_KEY", "AGENTCTL_PASSPHRASE", "AGENTCTL_FORMAT", "AGENTCTL_HOME")}
+    steps = []
+    failed = None
+    try:
+        os.chdir(work)
+        os.environ["AGENTCTL_KEYSTORE"] = "file"  # never touch the user's own keyring
+        for k in ("AGENTCTL_SECRET_KEY", "AGENTCTL_PASSPHRASE", "AGENTCTL_FORMAT", "AGENTCTL_HOME"):
+            os.environ.pop(k, None)
+        with open(os.path.join(work, "pr.json"), "w", encoding="utf-8") as f:
+            f.write('{"title": "Fix flaky test", "base": "main", "head": "linter/fix-flaky"}\n')
+        if not out.json_mode:
+            out.line(f"agentctl demo — a throwaway home in {home}\n")
+        from .entry import main
+
+        for n, (why, args, want) in enumerate(STEPS, 1):
+            argv = list(args)
+            stdout, stderr = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+                code = main(["--home", home, *argv])
+            steps.append({"step": n, "explanation": why or None, "command": ["agentctl", *args], "exit_code": code,
+                          "expected_exit_code": want, "stdout": stdout.getvalue(), "stderr": stderr.getvalue()})
+            if not out.json_mode:
+                if why:
+                    out.line(f"▸ {why}")
+                out.line("  $ agentctl " + " ".join(_quote(a) for a in args))
+                for line in (stdout.getvalue() + stderr.getvalue()).rstrip("\n").splitlines():
+                    out.line("    " + line)
+                out.line(f"    (exit {code})\n")
+            if code != want:
+                failed = f"step {n} exited {code}, expected {want}"
+                break
+    finally:
+        os.chdir(cwd)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        shutil.rmtree(work, ignore_errors=True)
+    if failed:
+        out.stderr.write(f"agentctl: error: the demo went wrong: {failed}\n")
+        out.result({"ok": False, "error": failed, "steps": steps})
+        return 3
+    out.result({"ok": True, "steps": steps},
+               "That is agentctl: identities, delegation that only narrows, signed actions verified offline,\n"
+               "and an audit log that proves it was not edited. The demo home has been deleted.")
+    return 0
+
+
+def _quote(arg: str) -> str:
+    return f"'{arg}'" if any(c in arg for c in " *{}") else arg
