@@ -303,7 +303,10 @@ class Verifier:
 
     def _remember(self, key, value) -> None:
         if len(self._cache) >= 1024:
-            self._cache.pop(next(iter(self._cache)))
+            try:  # a Verifier may serve several threads (a tool server): another may evict the same entry
+                self._cache.pop(next(iter(self._cache)), None)
+            except (RuntimeError, StopIteration):
+                pass
         self._cache[key] = value
 
     def _allowed(self, chain: Chain, action: str | None, resource: str | None):
