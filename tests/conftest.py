@@ -78,4 +78,22 @@ def snapshot(path: Path) -> dict[str, bytes]:
     if not path.exists():
         return {}
     transient = {".lock", "audit.lock", "audit.db-wal", "audit.db-shm"}  # lock files and SQLite's own
-    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file() and p.name not in transient}
+    out = {}
+    for p in sorted(path.rglob("*")):
+        if p.is_file() and p.name not in transient:
+            out[str(p.relative_to(path))] = _audit_rows(p) if p.name == "audit.db" else p.read_bytes()
+    return out
+
+
+def _audit_rows(db: Path):
+    """The audit log's content, not its pages: SQLite may fold its WAL into the file at any close."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
+        return {t: conn.execute(f'SELECT * FROM "{t}"').fetchall() for t in tables}
+    except sqlite3.DatabaseError:
+        return db.read_bytes()
+    finally:
+        conn.close()

@@ -21,7 +21,8 @@ class Recorder:
         self.log = None
         self.enabled = ctx.home.config.audit
         if self.enabled and (ctx.home.path / "audit.db").exists():
-            self._open()
+            self._open()  # fail now, before the command acts, if the log cannot be opened
+            self.close()
 
     def _open(self):
         if self.log is None:
@@ -33,10 +34,13 @@ class Recorder:
     def record(self, *events) -> None:
         if not self.enabled or not events:
             return
-        seqs = self._open().append(list(events), self.ctx.clock)
-        every = self.ctx.home.config.checkpoint_every
-        if every and any(s % every == 0 for s in seqs):
-            self.checkpoint(auto=True)
+        try:
+            seqs = self._open().append(list(events), self.ctx.clock)
+            every = self.ctx.home.config.checkpoint_every
+            if every and any(s % every == 0 for s in seqs):
+                self.checkpoint(auto=True)
+        finally:
+            self.close()  # the last connection to close folds the WAL back into the database
 
     def checkpoint(self, auto: bool = False):
         """Sign and store a checkpoint; record it. Automatic ones that fail only say so."""
