@@ -1,0 +1,156 @@
+"""Start-up time of agentctl's hot commands, measured side by side with the interpreter's own floors.
+
+    .venv/bin/python bench/startup.py [--rounds 30] [--warmup 3] [--importtime]
+
+The interpreter is the one running this file (``sys.executable``) and agentctl is the console script
+installed beside it, run directly (no shell, no pyenv shim). Everything is precompiled first:
+PYTHONDONTWRITEBYTECODE=1 would otherwise make every run compile every module again. The commands run
+in interleaved rounds, in a new random order each round, and the medians are compared with the nacl
+floor (``python -c "import nacl.signing"``): the target is pubkey within 3x of it. When pubkey misses
+the target (or with ``--importtime``), a ``-X importtime`` breakdown says which imports cost what.
+
+Nothing here is a test: the test suite never asserts on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+NAME = "agent:bench"
+TARGET = 3.0
+
+
+def precompile() -> None:
+    """Write bytecode for agentctl, the venv's packages and the standard library."""
+    import agentctl
+
+    dirs = [Path(agentctl.__file__).parent, *{Path(sysconfig.get_paths()[k]) for k in ("purelib", "platlib")}, Path(sysconfig.get_paths()["stdlib"])]
+    skip = re.compile(r"[/\\](test|tests|idlelib|lib2to3|turtledemo)[/\\]")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the standard library's own test data warns
+        for d in dirs:
+            if d.is_dir():
+                compileall.compile_dir(str(d), quiet=2, workers=0, rx=skip)
+
+
+def clean_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCTL_")}
+    env["AGENTCTL_KEYSTORE"] = "file"  # keygen in the bench home never touches the OS keyring
+    env.pop("PYTHONPROFILEIMPORTTIME", None)
+    return env
+
+
+def run(cmd: list[str], env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, check=False)
+    return time.perf_counter() - t0
+
+
+def importtime(cmd: list[str], env: dict[str, str], runs: int = 7) -> tuple[list[tuple[str, float]], list[tuple[str, float, float]]]:
+    """``cmd`` (a script) run ``runs`` times under ``python -X importtime``; medians in µs of the imports
+    at depth 0 by cumulative time, and of every module by its own time (with its cumulative)."""
+    self_us: dict[str, list[int]] = {}
+    cum_us: dict[str, list[int]] = {}
+    top: set[str] = set()
+    for _ in range(runs):
+        r = subprocess.run([sys.executable, "-X", "importtime", *cmd], stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env)
+        for line in r.stderr.splitlines():
+            if not line.startswith("import time:") or "self [us]" in line:
+                continue
+            s, c, name = line[len("import time:") :].split("|", 2)
+            module = name.strip()
+            if not name.startswith("  "):
+                top.add(module)  # depth 0: imported by agentctl's code (or the interpreter's start-up)
+            self_us.setdefault(module, []).append(int(s))
+            cum_us.setdefault(module, []).append(int(c))
+    med = {m: statistics.median(v) for m, v in cum_us.items()}
+    tops = sorted(((m, med[m]) for m in top), key=lambda x: -x[1])
+    selfs = sorted(((m, statistics.median(v), med[m]) for m, v in self_us.items()), key=lambda x: -x[1])
+    return tops, selfs
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=30, help="measured runs of each command (default 30)")
+    parser.add_argument("--warmup", type=int, default=3, help="rounds run first and discarded (default 3)")
+    parser.add_argument("--importtime", action="store_true", help="always print the -X importtime breakdown of pubkey")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the per-round order")
+    args = parser.parse_args()
+
+    python = Path(sys.executable)
+    script = python.parent / "agentctl"
+    if not script.exists():
+        sys.stderr.write(f"bench: error: no agentctl console script beside {python}; install the project into that environment\n")
+        return 2
+    sys.stderr.write("bench: precompiling agentctl, site-packages and the standard library...\n")
+    precompile()
+
+    with tempfile.TemporaryDirectory(prefix="agentctl-bench-") as tmp:
+        home = Path(tmp) / "home"
+        env = clean_env(home)
+        made = subprocess.run([str(script), "--home", str(home), "keygen", NAME], capture_output=True, text=True, env=env)
+        if made.returncode != 0:
+            sys.stderr.write(f"bench: error: keygen failed ({made.returncode}): {made.stderr.strip()}\n")
+            return 3
+        commands: list[tuple[str, list[str]]] = [
+            ("python -c pass", [str(python), "-c", "pass"]),
+            ("python -c 'import nacl.signing'", [str(python), "-c", "import nacl.signing"]),
+            ("agentctl --version", [str(script), "--version"]),
+            ("agentctl pubkey NAME", [str(script), "--home", str(home), "pubkey", NAME]),
+            ("agentctl list  (Typer path)", [str(script), "--home", str(home), "list"]),
+            ("agentctl --help  (Typer path)", [str(script), "--help"]),
+        ]
+        for label, cmd in commands:
+            r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if r.returncode != 0:
+                sys.stderr.write(f"bench: error: {label} exited {r.returncode}: {r.stderr.strip()}\n")
+                return 3
+
+        times: dict[str, list[float]] = {label: [] for label, _ in commands}
+        order = list(commands)
+        rng = random.Random(args.seed)
+        for i in range(args.warmup + args.rounds):
+            rng.shuffle(order)
+            for label, cmd in order:
+                dt = run(cmd, env)
+                if i >= args.warmup:
+                    times[label].append(dt)
+
+        med = {label: statistics.median(v) * 1000 for label, v in times.items()}
+        floor_py = med["python -c pass"]
+        floor_nacl = med["python -c 'import nacl.signing'"]
+        print(f"agentctl start-up, {args.rounds} interleaved rounds after {args.warmup} warm-up; {python}")
+        print(f"{'command':34} {'median ms':>10} {'min ms':>8} {'vs nacl':>8} {'vs python':>10}")
+        for label, _ in commands:
+            print(f"{label:34} {med[label]:10.1f} {min(times[label]) * 1000:8.1f} {med[label] / floor_nacl:7.2f}x {med[label] / floor_py:9.2f}x")
+        ratio = med["agentctl pubkey NAME"] / floor_nacl
+        verdict = "yes" if ratio <= TARGET else "NO"
+        print(f"target: pubkey within {TARGET:g}x of the nacl floor: {verdict} ({ratio:.2f}x)")
+
+        if ratio > TARGET or args.importtime:
+            tops, selfs = importtime(commands[3][1], env)
+            print()
+            print("pubkey under -X importtime (medians, ms): imports at depth 0 by cumulative time")
+            print("(site and encodings are the interpreter's own start-up, paid by 'python -c pass' too)")
+            for m, c in tops[:20]:
+                print(f"  {c / 1000:7.2f}  {m}")
+            print("the modules that cost most themselves (self ms, cumulative ms)")
+            for m, s, c in selfs[:15]:
+                print(f"  {s / 1000:7.2f} {c / 1000:7.2f}  {m}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
