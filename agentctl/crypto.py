@@ -2,8 +2,8 @@
 
 Public keys are checked wherever they enter (:func:`check_public_key`): exactly 32 bytes, a canonical
 encoding of a point on the curve, in the prime-order subgroup and not of small order. Signature
-verification is libsodium's ``crypto_sign_open``, which refuses a non-canonical ``S`` and
-small-order ``R`` and ``A``.
+verification is libsodium's (``crypto_sign_open``, which runs ``crypto_sign_verify_detached``):
+cofactorless, and it refuses a non-canonical ``S`` and small-order ``R`` and ``A``.
 """
 
 from __future__ import annotations
@@ -64,12 +64,21 @@ def sign(seed: bytes, message: bytes) -> bytes:
 
 
 def verify(public: bytes, message: bytes, signature: bytes) -> bool:
-    """True when ``signature`` is a valid signature of ``message`` by ``public``; never raises."""
-    if len(public) != PUBLIC_BYTES or len(signature) != SIGNATURE_BYTES:
+    """True when ``signature`` is a valid signature of ``message`` by ``public``; never raises.
+
+    libsodium's verification (through ``crypto_sign_open``, the binding PyNaCl exposes for
+    ``crypto_sign_verify_detached``): cofactorless, refuses ``S >= L``, small-order or non-canonical
+    ``A`` and small-order ``R``. It does not refuse an ``A`` with a torsion component: callers check
+    keys with :func:`check_public_key` when they enter.
+    """
+    if not all(isinstance(v, (bytes, bytearray, memoryview)) for v in (public, message, signature)):
         return False
-    if int.from_bytes(signature[32:], "little") >= _L:
-        return False  # non-canonical S (malleability)
     try:
+        public, message, signature = bytes(public), bytes(message), bytes(signature)
+        if len(public) != PUBLIC_BYTES or len(signature) != SIGNATURE_BYTES:
+            return False
+        if int.from_bytes(signature[32:], "little") >= _L:
+            return False  # non-canonical S (malleability)
         _b.crypto_sign_open(signature + message, public)
         return True
     except _nexc.BadSignatureError:
@@ -106,6 +115,12 @@ class SealParams:
     NONCE_BYTES = _b.crypto_secretbox_NONCEBYTES
 
 
+_OPSLIMIT_MIN = _b.crypto_pwhash_argon2id_OPSLIMIT_MIN
+_MEMLIMIT_MIN = _b.crypto_pwhash_argon2id_MEMLIMIT_MIN
+_OPSLIMIT_CAP = _b.crypto_pwhash_argon2id_OPSLIMIT_SENSITIVE
+_MEMLIMIT_CAP = _b.crypto_pwhash_argon2id_MEMLIMIT_SENSITIVE
+
+
 def _kdf(passphrase: bytes, salt: bytes, opslimit: int, memlimit: int) -> bytes:
     return _b.crypto_pwhash_alg(
         _b.crypto_secretbox_KEYBYTES, passphrase, salt, opslimit, memlimit, _b.crypto_pwhash_ALG_ARGON2ID13
@@ -128,16 +143,35 @@ def seal(passphrase: bytes, plaintext: bytes) -> dict:
     }
 
 
+def _limit(value, low: int, high: int) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        return None
+    return n if low <= n <= high else None
+
+
 def unseal(passphrase: bytes, sealed: dict) -> bytes | None:
     """The plaintext, or None when the passphrase is wrong or the data was altered."""
-    if sealed.get("kdf") != "argon2id":
-        return None
-    ops, mem = int(sealed["opslimit"]), int(sealed["memlimit"])
-    # Bound the cost an altered file could make us pay.
-    if not (1 <= ops <= 64 and 8192 <= mem <= 4 * 1024**3):
-        return None
-    key = _kdf(passphrase, sealed["salt"], ops, mem)
+    if not isinstance(passphrase, bytes):
+        raise TypeError("a passphrase is bytes")  # a caller's mistake, not altered data
     try:
-        return _b.crypto_secretbox_open(sealed["ciphertext"], sealed["nonce"], key)
-    except _nexc.CryptoError:
+        if not isinstance(sealed, dict) or sealed.get("kdf") != "argon2id":
+            return None
+        # Bound the cost an altered file could make us pay before any key is derived: at most
+        # libsodium's "sensitive" profile (4 passes over 1 GiB), or what seal() currently writes.
+        ops = _limit(sealed.get("opslimit"), _OPSLIMIT_MIN, max(_OPSLIMIT_CAP, SealParams.OPSLIMIT))
+        mem = _limit(sealed.get("memlimit"), _MEMLIMIT_MIN, max(_MEMLIMIT_CAP, SealParams.MEMLIMIT))
+        salt, nonce, box = (sealed.get(k) for k in ("salt", "nonce", "ciphertext"))
+        if ops is None or mem is None:
+            return None
+        if not all(isinstance(v, bytes) for v in (salt, nonce, box)):
+            return None
+        if len(salt) != SealParams.SALT_BYTES or len(nonce) != SealParams.NONCE_BYTES:
+            return None
+        key = _kdf(passphrase, salt, ops, mem)
+        return _b.crypto_secretbox_open(box, nonce, key)
+    except (_nexc.CryptoError, ValueError, TypeError):
         return None
