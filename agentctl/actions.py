@@ -4,6 +4,7 @@ RESOURCE, binding a payload digest and carrying the grant that authorizes it."""
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass, field
 
@@ -15,6 +16,12 @@ from .names import is_name
 __all__ = ["ActionToken", "parse_action", "action_claims", "payload_digest", "check_action_name", "check_resource"]
 
 MAX_EMBED = 32 * 1024
+MAX_JTI = 128  # as for a grant's jti, so that ``revoke --grant JTI`` can name any action
+
+_ACTION = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
+_RESOURCE = re.compile(r"[\x21-\x29\x2b-\x7e]{1,1024}")  # printable ASCII, no space, no '*'
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_JTI = re.compile(r"[A-Za-z0-9_-]{22,%d}" % MAX_JTI)  # 22 base64url characters carry 128 bits
 
 
 def payload_digest(data: bytes) -> str:
@@ -22,22 +29,17 @@ def payload_digest(data: bytes) -> str:
 
 
 def check_action_name(action: str) -> str:
-    from .scopes import Scope
-
-    if not isinstance(action, str) or "*" in action or ":" in action:
-        raise UsageError(f"bad action {action!r}: a concrete action like pull_request.create")
-    try:
-        Scope.parse(action)
-    except UsageError:
-        raise UsageError(f"bad action {action!r}: dot-separated segments of [a-z0-9_-]") from None
-    return action
+    """A concrete action: dot-separated segments of ``[a-z0-9_-]+``, no ``*``, no ``:``."""
+    if isinstance(action, str) and _ACTION.fullmatch(action):
+        return action
+    raise UsageError(f"bad action {action!r}: a concrete action like pull_request.create, "
+                     "dot-separated segments of [a-z0-9_-]")
 
 
 def check_resource(resource: str) -> str:
-    if not isinstance(resource, str) or not resource or len(resource) > 1024 or not resource.isascii() \
-            or not resource.isprintable() or " " in resource or "*" in resource:
-        raise UsageError(f"bad resource {resource!r}: printable ASCII without spaces or '*'")
-    return resource
+    if isinstance(resource, str) and _RESOURCE.fullmatch(resource):
+        return resource
+    raise UsageError(f"bad resource {resource!r}: printable ASCII without spaces or '*', at most 1024 characters")
 
 
 def _bad(detail: str) -> VerificationError:
@@ -81,7 +83,7 @@ def parse_action(token: object) -> ActionToken:
     if not isinstance(payload, dict) or set(payload) - {"sha256", "data"} or not isinstance(payload.get("sha256"), str):
         raise _bad("claim 'payload' must be {'sha256': HEX[, 'data': BASE64URL]}")
     sha = payload["sha256"]
-    if len(sha) != 64 or any(ch not in "0123456789abcdef" for ch in sha):
+    if not _SHA256.fullmatch(sha):
         raise _bad("claim 'payload.sha256' must be 64 lower-case hex digits")
     data = None
     if "data" in payload:
@@ -93,10 +95,10 @@ def parse_action(token: object) -> ActionToken:
             raise _bad("claim 'payload.data' must be base64url")
     jti = c.get("jti")
     try:
-        if not isinstance(jti, str) or len(b64u_decode(jti)) < 16:
+        if not isinstance(jti, str) or not _JTI.fullmatch(jti) or len(b64u_decode(jti)) < 16:
             raise ValueError
     except (EncodingError, ValueError):
-        raise _bad("claim 'jti' must be base64url of at least 128 random bits") from None
+        raise _bad(f"claim 'jti' must be base64url of 128 random bits or more (at most {MAX_JTI} characters)") from None
     grant = c.get("grant")
     if grant is not None and not isinstance(grant, str):
         raise _bad("claim 'grant' must be a grant token")

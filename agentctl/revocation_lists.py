@@ -19,7 +19,7 @@ from .models import Revocation, Revocations, check_jti, check_kid
 from .names import is_name
 from .store import Store
 
-__all__ = ["export_list", "parse_list", "import_list", "RevocationList"]
+__all__ = ["export_list", "parse_list", "verify_list", "import_list", "check_version", "RevocationList"]
 
 _KINDS = {"principals": "principal", "keys": "key", "grants": "grant"}
 
@@ -110,8 +110,8 @@ def parse_list(ctx_store: Store, token: str, trust=None) -> RevocationList:
                     check_kid(ident)
                 if kind == "grant":
                     check_jti(ident)
-                if not isinstance(reason, str):
-                    raise ValueError("reason")
+                if not isinstance(reason, str) or len(reason) > 500 or not reason.isprintable():
+                    raise ValueError("reason")  # as 'revoke --reason' takes it: no control characters
                 entries.append(Revocation(kind, ident, at, reason))
     except Exception as e:  # any shape error in the list body is one answer: malformed
         raise VerificationError("malformed", f"revocation list entry is not valid ({type(e).__name__})") from None
@@ -129,6 +129,14 @@ def parse_list(ctx_store: Store, token: str, trust=None) -> RevocationList:
     if held.principal(iss) or held.key(t.kid):
         raise VerificationError("revoked", f"the signer of the revocation list, {iss}, is revoked")
     return RevocationList(iss, version, iat, Revocations(tuple(entries)))
+
+
+def verify_list(token: str, trust) -> RevocationList:
+    """For a library verifier without a home: the list, verified against ``trust`` (a
+    :class:`~agentctl.verify.Trust`), ready for ``Verifier(trust, revocations=[rl.revocations])``.
+    Keeping out an older list than one already seen (a rollback) is the caller's part: compare
+    ``rl.version``."""
+    return parse_list(None, token.strip(), trust)
 
 
 def check_version(ctx: Context, rl: RevocationList) -> int:

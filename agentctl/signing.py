@@ -53,7 +53,12 @@ def sign_action(
             raise VerificationError("audience_mismatch", f"the grant is for {', '.join(leaf.aud)}, not {audience}")
         if audience is None and leaf.aud is not None and len(leaf.aud) == 1:
             audience = leaf.aud[0]
-        ttl = min(ttl, min(h.exp for h in chain.hops) - now)
+        grant_exp = min(h.exp for h in chain.hops)
+        if grant_exp <= now:  # within the leeway preflight allows: an action must still be valid when signed
+            from .clock import rfc3339
+
+            raise VerificationError("expired", f"the grant expired at {rfc3339(grant_exp)}")
+        ttl = min(ttl, grant_exp - now)
         sub = leaf.sub
     signer = signer_for(ctx, as_)
     if grant is not None and signer.public != chain.leaf.cnf:

@@ -81,11 +81,14 @@ class _VerifyRun:
             extra.append(rl.revocations)
         from ..durations import parse_when
 
+        if once and at is not None:
+            raise UsageError("--once records that an action was used now; it does not go with --at")
         now = self.ctx.now()
         self.at = parse_when(at, now) if at is not None else None
         self.verifier = Verifier(trust, clock=self.ctx.clock, leeway=parse_leeway(leeway, self.ctx.home.config.leeway), revocations=extra)
         self.audience = audience
         self.once = once
+        self.last_type: str | None = None  # "grant" or "action" once the token's header was read
         self.recorder = Recorder(self.ctx)
 
     @staticmethod
@@ -100,14 +103,23 @@ class _VerifyRun:
 
     def check(self, token: str, action=None, resource=None, data: bytes | None = None, audience=None) -> dict:
         from .. import jws
+        from ..actions import check_action_name, check_resource
 
+        self.last_type = None
         audience = audience if audience is not None else self.audience
+        if action is not None:
+            check_action_name(action)
+        if resource is not None:
+            check_resource(resource)
         typ = jws.peek_typ(token)
+        self.last_type = {jws.GRANT: "grant", jws.ACTION: "action"}.get(typ)
         if typ == jws.GRANT:
+            # The token comes from whoever asks; the flags from whoever verifies. A grant where an
+            # action is required is a token of the wrong type (step 1): a denial, not a usage error.
             if data is not None:
-                raise UsageError("--data goes with an action token, not a grant")
+                raise VerificationError("malformed", "expected an action token (--data binds an action's payload), got a grant")
             if self.once:
-                raise UsageError("--once goes with an action token, not a grant")
+                raise VerificationError("malformed", "expected an action token (--once remembers actions), got a grant")
             g = self.verifier.verify_grant(token, audience=audience, at=self.at, action=action, resource=resource)
             from ..scopes import allowed
             from ..verify import verdict_doc
@@ -122,9 +134,20 @@ class _VerifyRun:
             if self.once:
                 from ..replay import remember_once
 
-                remember_once(self.ctx.home, v.action.jti, v.action.exp, v.at, self.verifier.leeway)
+                remember_once(self.ctx.home, v.action.jti, v.action.exp, self.ctx.now(), self.verifier.leeway, issuer=v.action.iss)
             return v.verdict()
         raise VerificationError("malformed", f"a {typ} token is neither a grant nor an action")
+
+
+def _list_refused(state: State, out: Output, e: VerificationError, action, resource) -> dict:
+    """The --revocations list was refused (a rollback, a bad or untrusted signature): no token is
+    accepted without the revocations asked for. Say so, record it, and return the verdict."""
+    from ..verify import denial_doc
+
+    doc = denial_doc(e, action=action, resource=resource)
+    out.stderr.write(f"agentctl: denied: {e.reason}: {e.detail}\n")
+    Recorder(make_context(state, out)).record(_VerifyRun.event(doc))
+    return doc
 
 
 def _human_verdict(out: Output, doc: dict) -> None:
@@ -149,13 +172,17 @@ def do_verify(state: State, out: Output, source: str | None, action, resource, a
             raise UsageError("give a token, a file or - (stdin)", hint="or --batch to read one token per line")
         if source == "-" and data == "-":
             raise UsageError("the token and --data cannot both read stdin")
-        run = _VerifyRun(state, out, audience, revocations, at, leeway, once)
+        try:
+            run = _VerifyRun(state, out, audience, revocations, at, leeway, once)
+        except VerificationError as e:
+            out.result(_list_refused(state, out, e, action, resource))
+            return 1
         token = read_input(source, "token").strip()
         payload = _read_bytes(data) if data is not None else None
         try:
             doc = run.check(token, action, resource, payload)
         except VerificationError as e:
-            doc = denial_doc(e, action=action, resource=resource)
+            doc = denial_doc(e, run.last_type, action=action, resource=resource)
             run.recorder.record(run.event(doc))
             out.stderr.write(f"agentctl: denied: {e.reason}: {e.detail}\n")
             out.result(doc)
@@ -176,7 +203,11 @@ def _batch(state: State, out: Output, source, action, resource, audience, data, 
             raise UsageError("--batch reads stdin; give no token argument (or -)")
         if data is not None:
             raise UsageError("--data does not go with --batch; put \"data\" in each JSON line")
-        run = _VerifyRun(state, out, audience, revocations, at, leeway, once)
+        try:
+            run = _VerifyRun(state, out, audience, revocations, at, leeway, once)
+        except VerificationError as e:
+            _list_refused(state, out, e, action, resource)
+            return 1
         all_ok, count = True, 0
         write = out.stdout.write
         pending: list[str] = []
@@ -192,6 +223,7 @@ def _batch(state: State, out: Output, source, action, resource, audience, data, 
             if not line:
                 continue
             count += 1
+            run.last_type = None
             a, r, payload, aud = action, resource, None, None
             try:
                 if line.startswith("{"):
@@ -214,10 +246,10 @@ def _batch(state: State, out: Output, source, action, resource, audience, data, 
                 doc = run.check(token, a, r, payload, aud)
             except VerificationError as e:
                 all_ok = False
-                doc = denial_doc(e, action=a, resource=r)
+                doc = denial_doc(e, run.last_type, action=a, resource=r)
             except UsageError as e:
                 all_ok = False
-                doc = denial_doc(VerificationError("malformed", e.message), action=a, resource=r)
+                doc = denial_doc(VerificationError("malformed", e.message), run.last_type, action=a, resource=r)
             doc["line"] = lineno
             events.append(run.event(doc))
             pending.append(json.dumps(doc, separators=(",", ":")) + "\n")
