@@ -78,7 +78,7 @@ def list_(ctx: typer.Context, json_: bool = JsonOpt) -> None:
 
 
 @app.command()
-def show(ctx: typer.Context, name: str = typer.Argument(..., metavar="NAME"), json_: bool = JsonOpt) -> None:
+def show(ctx: typer.Context, name: str = typer.Argument(..., metavar="NAME", help="Principal name, e.g. agent:code-reviewer:prod."), json_: bool = JsonOpt) -> None:
     """Show one principal: key history, roles, attributes, status."""
     s = state(ctx)
     done(ident.do_show(s, s.output(json_), name))
@@ -87,7 +87,7 @@ def show(ctx: typer.Context, name: str = typer.Argument(..., metavar="NAME"), js
 @app.command()
 def pubkey(
     ctx: typer.Context,
-    name: str = typer.Argument(..., metavar="NAME"),
+    name: str = typer.Argument(..., metavar="NAME", help="Principal name, e.g. agent:code-reviewer:prod."),
     format: str = typer.Option("did", "--format", metavar="did|jwk|jwks|b64", help="Output form of the current public key."),
     json_: bool = JsonOpt,
 ) -> None:
@@ -99,8 +99,8 @@ def pubkey(
 @app.command("import")
 def import_(
     ctx: typer.Context,
-    name: str = typer.Argument(..., metavar="NAME"),
-    key: Optional[str] = typer.Argument(None, metavar="[KEY]", help="did:key, a JWK file, or base64url."),
+    name: str = typer.Argument(..., metavar="NAME", help="Principal name, e.g. agent:code-reviewer:prod."),
+    key: Optional[str] = typer.Argument(None, metavar="[KEY]", help="did:key, a JWK file, or base64url (after -- if it starts with -)."),
     rotation: Optional[str] = typer.Option(None, "--rotation", metavar="FILE", help="Accept a rotation statement for NAME."),
     role: List[str] = typer.Option([], "--role", metavar="ROLE", help="A role (repeatable)."),
     json_: bool = JsonOpt,
@@ -113,7 +113,7 @@ def import_(
 @app.command()
 def rotate(
     ctx: typer.Context,
-    name: str = typer.Argument(..., metavar="NAME"),
+    name: str = typer.Argument(..., metavar="NAME", help="Principal name, e.g. agent:code-reviewer:prod."),
     output: Optional[str] = typer.Option(None, "-o", "--output", metavar="FILE", help="Write the rotation statement to FILE."),
     json_: bool = JsonOpt,
 ) -> None:

@@ -7,6 +7,8 @@ With ``audit = false`` in config.toml nothing is opened or written.
 
 from __future__ import annotations
 
+import os
+
 from ..context import Context
 
 __all__ = ["Recorder"]
@@ -20,9 +22,15 @@ class Recorder:
         self.ctx = ctx
         self.log = None
         self.enabled = ctx.home.config.audit
-        if self.enabled and (ctx.home.path / "audit.db").exists():
+        if not self.enabled:
+            return
+        if (ctx.home.path / "audit.db").exists():
             self._open()  # fail now, before the command acts, if the log cannot be opened
             self.close()
+        elif ctx.home.path.is_dir() and not os.access(ctx.home.path, os.W_OK | os.X_OK):
+            from ..errors import OperationalError
+
+            raise OperationalError(f"cannot create the audit log in {ctx.home.path}: the directory is not writable")
 
     def _open(self):
         if self.log is None:
