@@ -103,13 +103,12 @@ class Home:
         if self.path.exists() and not self.path.is_dir():
             raise UsageError(f"home {self.path} is not a directory")
         try:
-            if not self.path.exists():
-                self.path.mkdir(mode=0o700, parents=True)
-                os.chmod(self.path, 0o700)
-            for sub in subdirs:
-                d = self.path / sub
+            for d in (self.path, *(self.path / sub for sub in subdirs)):
                 if not d.exists():
-                    d.mkdir(mode=0o700)
+                    try:
+                        d.mkdir(mode=0o700, parents=True)
+                    except FileExistsError:  # another process made it meanwhile
+                        continue
                     os.chmod(d, 0o700)
         except OSError as e:
             raise OperationalError(f"cannot create {self.path}: {e.strerror or e}") from None

@@ -313,6 +313,7 @@ def signer_for(ctx: Context, name: str) -> Signer:
     check_name(name)
     store = Store(ctx.home)
     principal = store.get(name)
+    revs = store.revocations()
     env_text = ctx.env.get("AGENTCTL_SECRET_KEY")
     if env_text:
         secret = decode_secret(env_text)
@@ -322,10 +323,11 @@ def signer_for(ctx: Context, name: str) -> Signer:
                     f"AGENTCTL_SECRET_KEY holds a key of {name} that is not its current key",
                     hint="export the secret again after a rotation",
                 )
+            if revs.principal(name) or revs.key(thumbprint(crypto.public_key(secret.seed))):
+                raise DeniedError(f"principal {name!r} or its current key is revoked; it cannot sign")
             return Signer(name, secret.seed, "env")
     if principal is None:
         raise NotFoundError(f"no principal {name!r} in {ctx.home.path}", hint="see 'agentctl list', or set AGENTCTL_SECRET_KEY to its exported secret")
-    revs = store.revocations()
     if revs.principal(name) or revs.key(principal.current.kid):
         raise DeniedError(f"principal {name!r} or its current key is revoked; it cannot sign")
     if principal.origin != "local" or not principal.keystore:

@@ -12,10 +12,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .encoding import EncodingError, b64u_decode, b64u_encode
-from .errors import NotFoundError, StoreError
+from .errors import NotFoundError, StoreError, UsageError
 from .home import Home, atomic_write
 from .models import Key, Principal, Revocation, Revocations
-from .names import check_name, file_stem
+from .names import check_name, file_stem, is_name
 
 __all__ = ["Store"]
 
@@ -98,6 +98,8 @@ class Store:
             p = _principal_from(doc)
         except (KeyError, TypeError, ValueError, EncodingError, AttributeError) as e:
             raise StoreError(f"damaged store file {path}: {e}", hint="restore it from a backup; agentctl never rewrites a damaged file") from None
+        except UsageError as e:  # a bad name or role inside the file: the file is damaged, not the input
+            raise StoreError(f"damaged store file {path}: {e.message}", hint="restore it from a backup; agentctl never rewrites a damaged file") from None
         if p.name != name:
             raise StoreError(f"damaged store file {path}: it describes {p.name!r}, not {name!r}")
         return p
@@ -117,7 +119,14 @@ class Store:
             return []
         except OSError as e:
             raise StoreError(f"cannot read {d}: {e.strerror or e}") from None
-        return [f[: -len(".toml")].replace("+", ":") for f in files if f.endswith(".toml") and not f.startswith(".")]
+        names = []
+        for f in files:
+            if f.endswith(".toml") and not f.startswith("."):
+                name = f[: -len(".toml")].replace("+", ":")
+                if not is_name(name):
+                    raise StoreError(f"unexpected file {d / f}: its name is not a principal name", hint="move it out of the principals directory")
+                names.append(name)
+        return names
 
     def all(self) -> list[Principal]:
         out = []

@@ -58,6 +58,12 @@ def guarded(out: Output, body: Callable[[], "int | None"]) -> int:
     except KeyboardInterrupt:
         out.stderr.write("agentctl: interrupted\n")
         return 130
+    except BrokenPipeError:  # the reader went away (agentctl list | head -1): not an error to report
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second failure at exit
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 141  # as if killed by SIGPIPE, like other command-line tools
     except Exception as e:  # the last line of defence: no traceback unless asked for
         if os.environ.get("AGENTCTL_DEBUG") == "1":
             raise

@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_typer(args: list[str]) -> int:
+    from typer import Abort, Exit  # typer's own classes (click's before Typer 0.25, its vendored copy's after)
     from typer.main import get_command
 
     from .app import app
@@ -34,9 +35,9 @@ def run_typer(args: list[str]) -> int:
     try:
         rv = command.main(args=args, prog_name="agentctl", standalone_mode=False)
         return rv if isinstance(rv, int) else 0
-    except click_exc.Exit as e:
+    except Exit as e:
         return e.exit_code
-    except click_exc.Abort:
+    except Abort:
         sys.stderr.write("agentctl: interrupted\n")
         return 130
     except click_exc.UsageError as e:
@@ -44,8 +45,12 @@ def run_typer(args: list[str]) -> int:
         from .output import Output
 
         where = e.ctx.command_path if e.ctx is not None else "agentctl"
-        message = e.format_message()
-        message = message[:1].lower() + message[1:]
+        if type(e).__name__ == "NoArgsIsHelpError" and e.ctx is not None:  # its message is the whole help
+            sys.stderr.write(e.ctx.get_help() + "\n")
+            message = "missing command"
+        else:
+            message = e.format_message()
+            message = message[:1].lower() + message[1:]
         err = UsageError(message.replace("\n", " "), hint=f"see '{where} --help'")
         return Output(json_mode).error(err)
     except click_exc.ClickException as e:
@@ -56,4 +61,13 @@ def run_typer(args: list[str]) -> int:
 
 
 def run() -> None:
-    sys.exit(main())
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away (agentctl --version | head -0): no traceback
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second failure at exit
+        except (OSError, ValueError, AttributeError):
+            pass
+        code = 141  # as if killed by SIGPIPE, like other command-line tools
+    sys.exit(code)

@@ -88,7 +88,8 @@ class Output:
         if isinstance(e, VerificationError):
             self.stderr.write(f"agentctl: denied: {e.reason}: {e.detail}\n")
         else:
-            self.stderr.write(f"agentctl: {'denied' if e.exit_code == 1 else 'error'}: {e.message}\n")
+            # 'denied: REASON: detail' is the verdict format (SPEC); every other failure is an error.
+            self.stderr.write(f"agentctl: error: {e.message}\n")
         if e.hint:
             self.stderr.write(f"agentctl: hint: {e.hint}\n")
         self.stderr.flush()
