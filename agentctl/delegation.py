@@ -19,8 +19,9 @@ __all__ = ["delegate", "default_issuer"]
 DEFAULT_TTL = 3600
 
 
-def default_issuer(ctx: Context) -> str:
-    """The one local principal that could sign, for ``delegate`` without ``--from``."""
+def default_issuer(ctx: Context, to: str | None = None) -> str:
+    """The one local principal that could sign a grant to ``to`` (itself excluded), for ``delegate``
+    without ``--from``."""
     from .secret import decode_secret
 
     store = Store(ctx.home)
@@ -34,6 +35,8 @@ def default_issuer(ctx: Context) -> str:
         name = decode_secret(env_text).name
         if name not in candidates:
             candidates.append(name)
+    if to in candidates:
+        candidates.remove(to)
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
@@ -81,7 +84,7 @@ def delegate(
     now = int(ctx.now())
 
     if parent is None:
-        iss = issuer or default_issuer(ctx)
+        iss = issuer or default_issuer(ctx, to)
         check_name(iss)
         if iss == to:
             raise UsageError(f"{iss} cannot delegate to itself")

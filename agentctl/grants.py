@@ -19,6 +19,8 @@ from .names import is_name
 __all__ = ["MAX_CHAIN", "Hop", "Chain", "parse_chain", "parse_scope_claim", "act_chain", "grant_claims"]
 
 MAX_CHAIN = 8  # hops in a chain, root included
+MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z: any later time cannot even be printed
+MAX_JTI = 128  # characters; what 'agentctl revoke --grant' accepts, so that every grant can be revoked
 
 
 def _bad(detail: str) -> VerificationError:
@@ -27,8 +29,8 @@ def _bad(detail: str) -> VerificationError:
 
 def _int(claims: dict, name: str) -> int:
     v = claims.get(name)
-    if not isinstance(v, int) or isinstance(v, bool) or not (0 <= v < 2**53):
-        raise _bad(f"claim {name!r} must be a whole number of seconds")
+    if not isinstance(v, int) or isinstance(v, bool) or not (0 <= v <= MAX_TIME):
+        raise _bad(f"claim {name!r} must be a whole number from 0 to {MAX_TIME}")
     return v
 
 
@@ -119,10 +121,10 @@ def _hop(token: object) -> Hop:
         raise _bad(f"claim 'cnf': {e}") from None
     jti = c.get("jti")
     try:
-        if not isinstance(jti, str) or len(b64u_decode(jti)) < 16:
+        if not isinstance(jti, str) or len(jti) > MAX_JTI or len(b64u_decode(jti)) < 16:
             raise ValueError
     except (EncodingError, ValueError):
-        raise _bad("claim 'jti' must be base64url of at least 128 random bits") from None
+        raise _bad(f"claim 'jti' must be base64url of at least 128 random bits, at most {MAX_JTI} characters") from None
     actors = act_chain(c.get("act"))
     prf = c.get("prf")
     if prf is not None and not isinstance(prf, str):

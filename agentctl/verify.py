@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Mapping
 
 from .clock import Clock, rfc3339, system_clock
-from .errors import VerificationError
+from .errors import UsageError, VerificationError
 from .grants import MAX_CHAIN, Chain, Hop, parse_chain
 from .models import Principal, Revocations
 
@@ -190,8 +190,7 @@ class Verifier:
     ) -> VerifiedGrant:
         """Verify a grant; with ``action`` and ``resource``, also that it authorizes exactly that."""
         now = self.clock() if at is None else at
-        chain = self._chain(token)
-        self._times(chain, now)  # 4
+        chain = self._chain(token, now)  # 1-6
         self._audience(chain, audience)  # 7
         verified = VerifiedGrant(chain, now)
         if action is not None or resource is not None:
@@ -266,27 +265,35 @@ class Verifier:
             raise _fail("payload_mismatch", "the payload does not match the digest the agent signed")
         return VerifiedAction(act, grant, scope, now)
 
-    def _chain(self, token: object) -> Chain:
-        """Steps 1-3, 5 and 6 of a grant, which do not depend on the time: cached by exact bytes."""
+    def _chain(self, token: object, now: float | None = None) -> Chain:
+        """Steps 1-3, 5 and 6 of a grant, which do not depend on the time: cached by exact bytes. Given
+        ``now``, step 4 runs in its place, after 3 and before 5 (first failure wins)."""
         key = token if isinstance(token, (str, bytes)) and len(token) <= 65536 else None
         cached = self._cache.get(key) if key is not None else None
-        if cached is not None:
-            if isinstance(cached, VerificationError):
-                raise VerificationError(cached.reason, cached.detail)
-            return cached
+        if cached is None:
+            cached = self._timeless(token)
+            if key is not None:
+                self._remember(key, cached)
+        chain, error = cached
+        if chain is not None and now is not None:
+            self._times(chain, now)  # 4
+        if error is not None:
+            raise VerificationError(error.reason, error.detail)
+        return chain
+
+    def _timeless(self, token: object) -> tuple[Chain | None, VerificationError | None]:
         try:
             chain = parse_chain(token)  # 1
             root_key = self._keys(chain)  # 2
             self._signatures(chain, root_key)  # 3
+        except VerificationError as e:
+            return None, e
+        try:
             self._shape(chain)  # 5
             self._revocation(chain)  # 6
         except VerificationError as e:
-            if key is not None:
-                self._remember(key, e)
-            raise
-        if key is not None:
-            self._remember(key, chain)
-        return chain
+            return chain, e
+        return chain, None
 
     def preflight(self, token: object, *, at: float | None = None) -> tuple[Chain, bool]:
         """What a grant's holder can check before using it: everything, except that the root's
@@ -387,7 +394,10 @@ class Verifier:
         for i in range(1, n):
             parent, hop = chain.hops[i - 1], chain.hops[i]
             for s in hop.scopes:
-                w = witness(s, parent.scopes)
+                try:
+                    w = witness(s, parent.scopes)
+                except UsageError as e:  # undecidable within the budget: fail closed
+                    raise _fail("scope_escalation", f"hop {i + 1}: {e.message}") from None
                 if w is not None:
                     raise _fail("scope_escalation", f"hop {i + 1} widens scope {s}: it allows {w[0]} on {w[1]}, which its parent does not")
             if parent.aud is not None and (hop.aud is None or not set(hop.aud) <= set(parent.aud)):

@@ -59,87 +59,155 @@ def do_delegate(state: State, out: Output, to: str, scopes: list[str], ttl: str 
 # --- inspect ----------------------------------------------------------------------------------
 
 
+def _root_signature(hop, trust) -> tuple[bool | None, str]:
+    p = trust.principal(hop.iss)
+    key = p.key(hop.kid) if p else None
+    if p is None:
+        return None, f"unknown: {hop.iss} is not trusted here"
+    if key is None:
+        return False, f"unknown key {hop.kid} for {hop.iss}"
+    if not hop.token.verifies_with(key.public):
+        return False, "does not verify"
+    if key.status == "retired" and hop.iat > key.retired:
+        return False, f"does not count: signed after the key was retired at {rfc3339(key.retired)}"
+    return True, "verifies"
+
+
+def _narrowing(parent, hop) -> list[dict]:
+    """How each of a hop's scopes stands to its parent's: unchanged, narrowed from one of them, or wider."""
+    from ..scopes import covers, witness
+
+    docs = []
+    for s in hop.scopes:
+        doc = {"scope": str(s), "from": None, "how": "unchanged"}
+        if parent is None:
+            doc["how"] = "granted"
+        elif s not in parent.scopes:
+            try:  # the verifier's decision first; then, when covered, one parent scope that covers it alone
+                w = witness(s, parent.scopes)
+                doc["from"] = None if w else next((str(p) for p in parent.scopes if covers(p, s)), None)
+            except UsageError:
+                doc["how"] = "not comparable with the parent's (too complex)"
+            else:
+                if w is not None:
+                    doc["how"] = f"WIDER than the parent's: would allow {w[0]} on {w[1]}"
+                else:
+                    doc["how"] = "narrowed" if doc["from"] else "narrowed (covered by several of the parent's)"
+        else:
+            doc["from"] = str(s)
+        docs.append(doc)
+    return docs
+
+
 def _hop_docs(chain, trust, now: float) -> list[dict]:
     docs = []
     for i, hop in enumerate(chain.hops):
-        if i == 0:
-            p = trust.principal(hop.iss)
-            key = p.key(hop.kid) if p else None
-            if p is None:
-                sig = f"unknown signer: {hop.iss} is not trusted here"
-            elif key is None:
-                sig = f"unknown key {hop.kid} for {hop.iss}"
-            else:
-                sig = "verifies" if hop.token.verifies_with(key.public) else "does not verify"
-                if key.status == "retired" and hop.iat > key.retired:
-                    sig = "does not verify: signed after the key was retired"
+        parent = chain.hops[i - 1] if i else None
+        if parent is None:
+            ok, sig = _root_signature(hop, trust)
             signed_by = f"{hop.iss}, key {hop.kid}"
         else:
-            parent = chain.hops[i - 1]
             if hop.kid != parent.cnf_kid:
-                sig = "does not verify: not signed by the parent's holder key"
+                ok, sig = False, "does not verify: not signed by the parent's holder key"
             else:
-                sig = "verifies" if hop.token.verifies_with(parent.cnf) else "does not verify"
+                ok = hop.token.verifies_with(parent.cnf)
+                sig = "verifies" if ok else "does not verify"
             signed_by = f"{hop.iss}, holder key of hop {i}"
         narrowed = None
-        if i:
-            prev = chain.hops[i - 1].scope_text
-            narrowed = "unchanged" if prev == hop.scope_text else f"from {prev}"
+        if parent is not None:
+            narrowed = "unchanged" if parent.scope_text == hop.scope_text else f"from {parent.scope_text}"
         docs.append({
             "hop": i + 1, "iss": hop.iss, "delegate": hop.delegate, "on_behalf_of": hop.sub, "signed_by": signed_by,
-            "kid": hop.kid, "signature": sig, "scope": hop.scope_text, "narrowed": narrowed,
+            "kid": hop.kid, "signature": sig, "signature_verifies": ok, "scope": hop.scope_text, "narrowed": narrowed,
+            "scopes": _narrowing(parent, hop),
             "not_before": rfc3339(hop.nbf), "expires_at": rfc3339(hop.exp), "time_left": format_duration(max(0, hop.exp - now)),
             "expired": now >= hop.exp, "max_depth": hop.max_depth, "aud": list(hop.aud) if hop.aud else None, "jti": hop.jti,
         })
     return docs
 
 
+def _show_hops(out: Output, hops: list[dict]) -> None:
+    for h in hops:
+        out.line()
+        out.line(f"hop {h['hop']}: {h['iss']} -> {h['delegate']}")
+        scopes = [f"{d['scope']}  ({d['how']}{' from ' + d['from'] if d['how'] == 'narrowed' else ''})" for d in h["scopes"]]
+        pairs = [
+            ("on behalf of", h["on_behalf_of"]),
+            ("signed by", h["signed_by"]),
+            ("signature", h["signature"]),
+            *(("scope" if i == 0 else "", text) for i, text in enumerate(scopes)),
+            ("valid", f"{h['not_before']} to {h['expires_at']} ({'expired' if h['expired'] else h['time_left'] + ' left'})"),
+            ("re-delegation", f"{h['max_depth']} more hop(s) allowed"),
+            ("audience", ", ".join(h["aud"]) if h["aud"] else "any"),
+            ("jti", h["jti"]),
+        ]
+        width = max(len(k) for k, _ in pairs)
+        for k, v in pairs:
+            out.line(f"  {k.ljust(width)}  {v}")
+
+
 def do_inspect(state: State, out: Output, source: str) -> int:
+    """Show a token. Its verdict is the one ``verify TOKEN`` gives (the same Verifier call, at the same
+    time), so inspect never calls a token valid that verify would refuse."""
+
     def body() -> int:
         from .. import jws
+        from ..actions import parse_action
         from ..grants import parse_chain
         from ..store import Store
         from ..verify import StoreTrust, Verifier
 
         ctx = make_context(state, out)
         text = read_input(source, "token").strip()
-        typ = jws.peek_typ(text)
         now = ctx.now()
         trust = StoreTrust(Store(ctx.home))
-        if typ != jws.GRANT:
-            token = jws.decode(text, typ)
-            doc = {"ok": True, "type": typ.split("-")[1].split("+")[0], "valid": None, "header": token.header, "claims": token.claims}
+        verifier = Verifier(trust, clock=ctx.clock, leeway=ctx.home.config.leeway)
+        action = chain = None
+        try:
+            typ = jws.peek_typ(text)
+            if typ == jws.GRANT:
+                chain = parse_chain(text)
+            elif typ == jws.ACTION:
+                action = parse_action(text)
+                chain = parse_chain(action.grant) if action.grant is not None else None
+            else:
+                token = jws.decode(text, typ)
+        except VerificationError as e:
+            out.stderr.write(f"agentctl: denied: {e.reason}: {e.detail}\n")
+            out.result({"ok": False, "type": None, "valid": False, "reason": e.reason, "detail": e.detail, "hops": []})
+            return 1
+        if typ not in (jws.GRANT, jws.ACTION):  # shown as it is; verify takes only grants and actions
+            doc = {"ok": True, "type": typ.split("-")[1].split("+")[0], "valid": False, "reason": "malformed",
+                   "detail": f"a {typ} token is neither a grant nor an action", "header": token.header, "claims": token.claims}
             out.result(doc, lambda: _show_generic(out, doc))
             return 0
-        chain = parse_chain(text)
-        hops = _hop_docs(chain, trust, now)
         verdict: dict = {"valid": True, "reason": None, "detail": None}
         try:
-            Verifier(trust, clock=ctx.clock, leeway=ctx.home.config.leeway).check_chain(chain, now, None)
+            if action is None:
+                verifier.verify_grant(text, at=now)
+            else:
+                verifier.verify_action(text, at=now)
         except VerificationError as e:
             verdict = {"valid": False, "reason": e.reason, "detail": e.detail}
-        doc = {"ok": True, "type": "grant", **verdict, "agent": chain.leaf.delegate, "on_behalf_of": chain.root.sub,
-               "chain": list(chain.principals), "hops": hops}
+        hops = _hop_docs(chain, trust, now) if chain is not None else []
+        state_line = "valid" if verdict["valid"] else f"NOT VALID: {verdict['reason']}: {verdict['detail']}"
+        if action is None:
+            doc = {"ok": True, "type": "grant", **verdict, "agent": chain.leaf.delegate, "on_behalf_of": chain.root.sub,
+                   "chain": list(chain.principals), "hops": hops}
+            title = f"grant: {' > '.join(chain.principals)}  ({len(hops)} hop{'s' if len(hops) > 1 else ''}; {state_line})"
+        else:
+            doc = {"ok": True, "type": "action", **verdict, "agent": action.iss, "on_behalf_of": action.sub,
+                   "chain": list(chain.principals) if chain is not None else [action.iss], "action": action.action,
+                   "resource": action.resource, "issued_at": rfc3339(action.iat), "expires_at": rfc3339(action.exp),
+                   "aud": list(action.aud) if action.aud else None, "payload_sha256": action.sha256, "jti": action.jti,
+                   "hops": hops}
+            via = f"under a grant of {len(hops)} hop{'s' if len(hops) > 1 else ''}" if chain is not None else "on its own authority"
+            title = (f"action: {action.iss} does {action.action} on {action.resource} on behalf of {action.sub}, {via}"
+                     f"  ({state_line})\n  valid {doc['issued_at']} to {doc['expires_at']}; jti {action.jti}")
 
         def human() -> None:
-            state_line = "valid" if verdict["valid"] else f"NOT VALID: {verdict['reason']}: {verdict['detail']}"
-            out.line(f"grant: {' > '.join(chain.principals)}  ({len(hops)} hop{'s' if len(hops) > 1 else ''}; {state_line})")
-            for h in hops:
-                out.line()
-                out.line(f"hop {h['hop']}: {h['iss']} -> {h['delegate']}")
-                pairs = [
-                    ("on behalf of", h["on_behalf_of"]),
-                    ("signed by", h["signed_by"]),
-                    ("signature", h["signature"]),
-                    ("scope", h["scope"] + (f"  (narrowed {h['narrowed']})" if h["narrowed"] not in (None, "unchanged") else "")),
-                    ("valid", f"{h['not_before']} to {h['expires_at']} ({'expired' if h['expired'] else h['time_left'] + ' left'})"),
-                    ("re-delegation", f"{h['max_depth']} more hop(s) allowed"),
-                    ("audience", ", ".join(h["aud"]) if h["aud"] else "any"),
-                    ("jti", h["jti"]),
-                ]
-                width = max(len(k) for k, _ in pairs)
-                for k, v in pairs:
-                    out.line(f"  {k.ljust(width)}  {v}")
+            out.line(title)
+            _show_hops(out, hops)
 
         out.result(doc, human)
         return 0
