@@ -4,7 +4,9 @@ same reason. First failure wins, in the order of the pipeline's steps."""
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -338,6 +340,48 @@ def test_a_scope_too_complex_to_compare_is_escalation_not_a_crash(world, cli, mo
     token = world.grant(BOT, SUB, child, parent=root)
     assert world.library_reason(token) == "scope_escalation"
     assert denied(cli, token) == "scope_escalation"
+
+
+# --- keys entering through cnf (Wycheproof-style) ----------------------------------------------------------
+
+CCTV = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "cctv-ed25519"
+
+
+def _cctv_bad_keys() -> list[str]:
+    """Every public key the CCTV vectors flag as small-order, non-canonical or with a small-order component."""
+    if not (CCTV / "ed25519vectors.json").is_file():
+        return []
+    bad = {"low_order_A", "non_canonical_A", "low_order_component_A"}
+    cases = json.loads((CCTV / "ed25519vectors.json").read_text())
+    return sorted({c["key"] for c in cases if bad & set(c.get("flags") or ())})
+
+
+def test_the_identity_point_as_cnf_is_malformed(world, cli):
+    identity = "01" + "00" * 31
+    token = world.grant(ALICE, BOT, cnf_public=bytes.fromhex(identity))
+    assert denied(cli, token) == "malformed"
+    assert "claim 'cnf'" in cli("--json", "verify", token).json()["detail"]
+
+
+def test_every_bad_key_of_the_cctv_vectors_is_refused_as_cnf(world):
+    keys = _cctv_bad_keys()
+    if not keys:
+        pytest.skip(f"test data not found: {CCTV}")
+    assert len(keys) >= 14
+    v = world.verifier()
+    for hex_key in keys:
+        token = world.grant(ALICE, BOT, cnf_public=bytes.fromhex(hex_key))
+        with pytest.raises(VerificationError) as e:
+            v.verify_grant(token)
+        assert e.value.reason == "malformed", hex_key
+    # while an ordinary key in the same place is accepted
+    assert world.library_reason(world.grant(ALICE, BOT)) is None
+
+
+def test_a_small_order_cnf_is_refused_in_a_child_too(world, cli):
+    root = world.grant(ALICE, BOT, max_depth=1)
+    child = world.grant(BOT, SUB, parent=root, cnf_public=bytes.fromhex("ec" + "ff" * 30 + "7f"))
+    assert denied(cli, child) == "malformed"
 
 
 ATTACKS_BY_NAME = {a.name: a for a in ATTACKS}
