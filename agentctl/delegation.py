@@ -66,7 +66,7 @@ def delegate(
     wanted = parse_scopes(list(scopes))
     config = ctx.home.config
     asked_ttl = ttl
-    ttl = DEFAULT_TTL if ttl is None else ttl
+    ttl = min(DEFAULT_TTL, config.max_ttl) if ttl is None else ttl  # the default is capped, not refused
     if ttl > config.max_ttl:
         raise UsageError(
             f"--ttl {format_duration(ttl)} is longer than max_ttl ({format_duration(config.max_ttl)})",

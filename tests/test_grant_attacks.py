@@ -5,6 +5,8 @@ same reason. First failure wins, in the order of the pipeline's steps."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -340,6 +342,26 @@ def test_a_scope_too_complex_to_compare_is_escalation_not_a_crash(world, cli, mo
     token = world.grant(BOT, SUB, child, parent=root)
     assert world.library_reason(token) == "scope_escalation"
     assert denied(cli, token) == "scope_escalation"
+
+
+# --- the installed console script ---------------------------------------------------------------------------
+
+
+@pytest.mark.subprocess
+def test_the_console_script_denies_with_exit_1_and_no_traceback(world, tmp_path):
+    """A real process, no in-process shortcuts: the installed console script, a token from a file."""
+    agentctl = Path(sys.executable).parent / "agentctl"
+    good = world.chain(2)[-1]
+    bad = ATTACKS_BY_NAME["child widens the action"].build(world)
+    for token, code, reason in ((good, 0, None), (bad, 1, "scope_escalation")):
+        f = tmp_path / "grant.jwt"
+        f.write_text(token + "\n")
+        p = subprocess.run([str(agentctl), "--json", "verify", str(f)], capture_output=True, text=True, timeout=60)
+        assert p.returncode == code, p.stderr
+        assert p.stdout.count("\n}") == 1 and json.loads(p.stdout)["reason"] == reason
+        assert "Traceback" not in p.stderr
+    p = subprocess.run([str(agentctl), "inspect", "-"], input=bad, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "NOT VALID: scope_escalation" in p.stdout
 
 
 # --- keys entering through cnf (Wycheproof-style) ----------------------------------------------------------

@@ -326,6 +326,15 @@ def test_ttl_over_max_ttl_is_refused(cast, cli, tmp_path):
     assert "max_ttl" in refused(cli, tmp_path, "--from", ALICE, "--to", BOT, "--scope", "a", "--ttl", "121m", code=2)
 
 
+def test_the_default_ttl_is_capped_by_max_ttl(cast, cli):
+    (cast / "config.toml").write_text('max_ttl = "30m"\n')
+    claims = parts(mint(cli, "--from", ALICE, "--to", BOT, "--scope", "a", "--max-depth", "1"))[1]
+    assert claims["exp"] - claims["iat"] == 1800
+    child = parts(mint(cli, "--parent", mint(cli, "--from", ALICE, "--to", BOT, "--scope", "a", "--max-depth", "1"),
+                       "--to", SUB, "--scope", "a"))[1]
+    assert child["exp"] - child["iat"] <= 1800
+
+
 def test_the_default_max_ttl_is_a_day(cast, cli, tmp_path):
     mint(cli, "--from", ALICE, "--to", BOT, "--scope", "a", "--ttl", "24h")
     refused(cli, tmp_path, "--from", ALICE, "--to", BOT, "--scope", "a", "--ttl", "25h", code=2)
