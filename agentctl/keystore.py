@@ -3,8 +3,12 @@
 * :class:`KeyringKeystore`: the OS keyring through the ``keyring`` package.
 * :class:`FileKeystore`: one 0600 file per key under ``HOME/keys``, sealed with Argon2id + SecretBox
   when a passphrase is given, plain otherwise (like an ssh key with an empty passphrase).
-* ``auto``: the keyring when a working backend exists, else the file keystore.
-* The environment secret ``AGENTCTL_SECRET_KEY`` is consulted before any store (see :func:`resolve_seed`).
+* ``auto``: the keyring when a working backend exists, else the file keystore, saying so once.
+* The environment secret ``AGENTCTL_SECRET_KEY`` is consulted before any store (see
+  :func:`agentctl.identity.signer_for`).
+
+Every failure is an :class:`~agentctl.errors.Error`: a locked, absent or frozen OS keyring is a
+:class:`KeystoreError` (exit 3), never a traceback or a hang.
 
 Every stored value is an exported secret line, so it carries the principal's name and a checksum.
 """
@@ -12,17 +16,26 @@ Every stored value is an exported secret line, so it carries the principal's nam
 from __future__ import annotations
 
 import os
+import sys
+import threading
 from abc import ABC, abstractmethod
-from typing import Callable, Mapping
+from typing import Callable, Mapping, TypeVar
 
 from .encoding import EncodingError, b64u_decode, b64u_encode
-from .errors import KeystoreError, PassphraseError, SecretFormatError, StoreError
+from .errors import KeystoreError, PassphraseError, SecretFormatError, StoreError, UsageError
 from .home import Home, atomic_write, check_private_file
 from .secret import decode_secret, encode_secret
 
 __all__ = ["Keystore", "FileKeystore", "KeyringKeystore", "open_keystore", "keyring_available", "SERVICE"]
 
 SERVICE = "agentctl"
+
+#: How long one call into the OS keyring may take before agentctl gives up on it. A keyring daemon
+#: that is frozen, or waits on an unlock prompt nobody can see, would otherwise hang agentctl for
+#: ever. Where a person may be answering an unlock prompt (a desktop), they get longer.
+KEYRING_TIMEOUT = 10.0
+KEYRING_PROMPT_TIMEOUT = 120.0
+
 PassphraseSource = Callable[[str], "bytes | None"]  # purpose ("new" or "unlock") -> passphrase or None
 
 
@@ -100,15 +113,19 @@ class FileKeystore(Keystore):
         return _check(principal, text, str(path))
 
     def _unseal(self, text: str, path) -> str:
+        from .crypto import SealParams
+
         parts = text.split(" ")
         try:
-            if len(parts) != 7:
+            if len(parts) != 7 or parts[0] != self.SEALED or parts[1] != "argon2id":
                 raise ValueError
             sealed = {"kdf": parts[1], "opslimit": int(parts[2]), "memlimit": int(parts[3])}
             for k, v in zip(("salt", "nonce", "ciphertext"), parts[4:]):
                 sealed[k] = b64u_decode(v)
+            if len(sealed["salt"]) != SealParams.SALT_BYTES or len(sealed["nonce"]) != SealParams.NONCE_BYTES:
+                raise ValueError
         except (ValueError, EncodingError):
-            raise StoreError(f"damaged key file {path}") from None
+            raise StoreError(f"damaged key file {path}", hint="restore it from a backup, or rotate the key if you still hold it elsewhere") from None
         passphrase = self._passphrase("unlock")
         if not passphrase:
             raise PassphraseError(
@@ -119,8 +136,11 @@ class FileKeystore(Keystore):
 
         plain = unseal(passphrase, sealed)
         if plain is None:
-            raise PassphraseError(f"wrong passphrase for key file {path}", hint="check AGENTCTL_PASSPHRASE")
-        return plain.decode("ascii")
+            raise PassphraseError(f"wrong passphrase for key file {path}, or the file was altered", hint="check AGENTCTL_PASSPHRASE")
+        try:
+            return plain.decode("ascii")
+        except UnicodeDecodeError:
+            raise StoreError(f"damaged key file {path}") from None
 
     def delete(self, principal: str, kid: str) -> None:
         try:
@@ -131,50 +151,107 @@ class FileKeystore(Keystore):
             raise KeystoreError(f"cannot remove key file {self.path(kid)}: {e.strerror or e}") from None
 
 
+_T = TypeVar("_T")
+
+_FILE_HINT = 'use the file keystore: AGENTCTL_KEYSTORE=file or keystore = "file" in config.toml'
+
+
+def _timeout() -> float:
+    desktop = sys.platform in ("darwin", "win32") or os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    return KEYRING_PROMPT_TIMEOUT if desktop else KEYRING_TIMEOUT
+
+
+class _NoAnswer(Exception):
+    """A keyring call that did not return in time (it goes on in a daemon thread, abandoned)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no answer within {seconds:g} s")
+
+
+def _bounded(call: Callable[..., _T], *args: object) -> _T:
+    """``call(*args)`` in a daemon thread; its result or its exception, or :class:`_NoAnswer`."""
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, call(*args)))
+        except BaseException as e:  # handed to the caller, whatever it is
+            outcome.append((False, e))
+
+    seconds = _timeout()
+    worker = threading.Thread(target=run, name="agentctl-keyring", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if not outcome:
+        raise _NoAnswer(seconds)
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
+
+
+def _why(e: BaseException) -> str:
+    """One line on why a keyring call failed, with the backend's own words but never a traceback."""
+    import keyring.errors
+
+    detail = str(e).splitlines()[0].strip() if str(e).strip() else "no detail"
+    if isinstance(e, _NoAnswer):
+        return f"the os keyring did not answer ({detail}); it may be frozen or waiting for an unlock prompt"
+    if isinstance(e, keyring.errors.KeyringLocked):
+        return f"the os keyring is locked and was not unlocked ({detail})"
+    if isinstance(e, keyring.errors.NoKeyringError):
+        return "no keyring backend is available on this machine"
+    if isinstance(e, keyring.errors.InitError):
+        return f"the os keyring could not be opened ({detail})"
+    return f"{type(e).__name__}: {detail}"
+
+
 def _keyring_error(action: str, e: BaseException) -> KeystoreError:
-    return KeystoreError(
-        f"os keyring failed to {action}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'}",
-        hint="unlock the keyring, or use the file keystore: AGENTCTL_KEYSTORE=file or keystore = \"file\" in config.toml",
-    )
+    return KeystoreError(f"os keyring failed to {action}: {_why(e)}", hint=f"unlock the os keyring, or {_FILE_HINT}")
 
 
 class KeyringKeystore(Keystore):
-    """The OS keyring. Entries: service ``agentctl``, user ``NAME/KID``, value the exported secret."""
+    """The OS keyring. Entries: service ``agentctl``, user ``NAME/KID``, value the exported secret.
+
+    Every call is bounded in time (:data:`KEYRING_TIMEOUT`) and every failure is a
+    :class:`KeystoreError`: a backend may raise anything (D-Bus, OS errors) or never answer.
+    """
 
     name = "keyring"
 
     def __init__(self) -> None:
         ok, why = keyring_available()
         if not ok:
-            raise KeystoreError(
-                f"no usable os keyring: {why}",
-                hint="use the file keystore: set AGENTCTL_KEYSTORE=file or keystore = \"file\" in config.toml",
-            )
+            raise KeystoreError(f"no usable os keyring: {why}", hint=_FILE_HINT)
         import keyring
 
         self._kr = keyring.get_keyring()
 
     def put(self, principal: str, kid: str, seed: bytes) -> None:
         try:
-            self._kr.set_password(SERVICE, f"{principal}/{kid}", encode_secret(principal, seed))
-        except Exception as e:  # a backend may raise anything (dbus, OS errors): report, never leak
+            _bounded(self._kr.set_password, SERVICE, f"{principal}/{kid}", encode_secret(principal, seed))
+        except Exception as e:
             raise _keyring_error("store a key", e) from None
 
     def get(self, principal: str, kid: str) -> bytes | None:
         try:
-            text = self._kr.get_password(SERVICE, f"{principal}/{kid}")
-        except Exception as e:  # see put()
+            text = _bounded(self._kr.get_password, SERVICE, f"{principal}/{kid}")
+        except Exception as e:
             raise _keyring_error("read a key", e) from None
-        return None if text is None else _check(principal, text, f"os keyring entry {principal}/{kid}")
+        if text is None:
+            return None
+        if not isinstance(text, str):
+            raise StoreError(f"damaged secret in os keyring entry {principal}/{kid}: it is not text")
+        return _check(principal, text, f"os keyring entry {principal}/{kid}")
 
     def delete(self, principal: str, kid: str) -> None:
         import keyring.errors
 
         try:
-            self._kr.delete_password(SERVICE, f"{principal}/{kid}")
+            _bounded(self._kr.delete_password, SERVICE, f"{principal}/{kid}")
         except keyring.errors.PasswordDeleteError:
-            pass
-        except Exception as e:  # see put()
+            pass  # not there: nothing to remove
+        except Exception as e:
             raise _keyring_error("delete a key", e) from None
 
 
@@ -182,7 +259,12 @@ _availability: tuple[bool, str] | None = None
 
 
 def keyring_available() -> tuple[bool, str]:
-    """Whether the ``keyring`` package has a working backend here, and if not, why."""
+    """Whether the ``keyring`` package has a working backend here, and if not, why.
+
+    Working means: a real backend (not keyring's ``fail`` or ``null`` one, nor a chainer with nothing
+    to chain) that answers a read in time. A locked Secret Service is asked to unlock here, so a
+    keyring that stays locked counts as not working. The answer is kept for the process.
+    """
     global _availability
     if _availability is not None:
         return _availability
@@ -190,17 +272,17 @@ def keyring_available() -> tuple[bool, str]:
         import keyring
         from keyring.backends import fail
 
-        kr = keyring.get_keyring()
+        kr = _bounded(keyring.get_keyring)
         backends = getattr(kr, "backends", None)
-        if isinstance(kr, fail.Keyring) or (backends is not None and not backends):
+        if isinstance(kr, fail.Keyring) or (isinstance(backends, (list, tuple)) and not backends):
             _availability = (False, "no keyring backend is available on this machine")
         elif type(kr).__module__.startswith("keyring.backends.null"):
-            _availability = (False, "the keyring backend is the null backend")
+            _availability = (False, "the keyring backend is the null backend, which stores nothing")
         else:
-            kr.get_password(SERVICE, "agentctl-probe")  # a locked or absent service fails here
+            _bounded(kr.get_password, SERVICE, "agentctl-probe")  # a locked or absent service fails here
             _availability = (True, type(kr).__name__)
     except Exception as e:  # any backend failure means "not usable"
-        _availability = (False, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'}")
+        _availability = (False, _why(e))
     return _availability
 
 
@@ -211,7 +293,13 @@ def open_keystore(
     prompt: PassphraseSource | None = None,
     notify: Callable[[str], None] | None = None,
 ) -> Keystore:
-    """The keystore for ``mode`` (``auto``, ``keyring`` or ``file``)."""
+    """The keystore for ``mode`` (``auto``, ``keyring`` or ``file``).
+
+    ``auto`` picks the OS keyring when :func:`keyring_available`, else the file keystore, and then
+    tells ``notify`` once, with the reason.
+    """
+    if mode not in ("auto", "keyring", "file"):
+        raise UsageError(f"bad keystore {mode!r}: use one of auto, keyring, file")
     if mode == "file":
         return FileKeystore(home, env, prompt)
     if mode == "keyring":
