@@ -173,16 +173,25 @@ def import_principal(ctx: Context, name: str, key_text: str, *, roles: tuple[str
 # --- rotation ---------------------------------------------------------------------------------
 
 
-def rotate(ctx: Context, name: str) -> tuple[Principal, str]:
-    """Give a local principal a new current key; return it and the rotation statement (a token)."""
+def rotate(ctx: Context, name: str, *, store_secret: bool = True, export_secret: bool = False) -> tuple[Principal, str, str | None]:
+    """Give a local principal a new current key; return it, the rotation statement (a token) and,
+    when asked, the new exported secret. A principal whose secret is not kept here (``--no-store``,
+    signing from AGENTCTL_SECRET_KEY) must export its new secret."""
     store = Store(ctx.home)
     principal = store.require(name)
     if principal.origin != "local":
         raise UsageError(f"principal {name!r} was imported; only its owner can rotate it", hint=f"import its rotation statement: agentctl import {name} --rotation FILE")
     if store.revocations().principal(name):
         raise DeniedError(f"principal {name!r} is revoked; a revoked principal cannot rotate")
+    if not store_secret and not export_secret:
+        raise UsageError("--no-store without --export-secret would throw the new secret key away", hint="add --export-secret")
     old = signer_for(ctx, name)
-    keystore = ctx.keystore()
+    if principal.keystore is None and not export_secret:
+        raise UsageError(
+            f"the secret key of {name!r} is not kept on this machine, so its new one must be exported",
+            hint=f"agentctl rotate {name} --export-secret --no-store -o rotation.jwt",
+        )
+    keystore = ctx.keystore() if store_secret else None
     seed = crypto.new_seed()
     public = crypto.public_key(seed)
     now = ctx.now()
@@ -200,19 +209,21 @@ def rotate(ctx: Context, name: str) -> tuple[Principal, str]:
         current = store.require(name)
         if current.current.kid != old.kid:
             raise UsageError(f"principal {name!r} was rotated by another process meanwhile; try again")
-        updated = current.rotated(public, now, keystore.name)
-        keystore.put(name, thumbprint(public), seed)
+        updated = current.rotated(public, now, keystore.name if keystore else None)
+        if keystore is not None:
+            keystore.put(name, thumbprint(public), seed)
         try:
             store.put(updated)
         except BaseException:
-            keystore.delete(name, thumbprint(public))
+            if keystore is not None:
+                keystore.delete(name, thumbprint(public))
             raise
         if old.source != "env" and current.keystore:
             try:
                 ctx.keystore(current.keystore).delete(name, old.kid)
             except KeystoreError as e:
                 ctx.notify(f"the retired secret key could not be removed from the {current.keystore} keystore: {e.message}")
-    return updated, statement
+    return updated, statement, (encode_secret(name, seed) if export_secret else None)
 
 
 def import_rotation(ctx: Context, name: str, statement: str) -> Principal:
@@ -232,8 +243,10 @@ def import_rotation(ctx: Context, name: str, statement: str) -> Principal:
     iat = c.get("iat")
     if not isinstance(iat, int) or isinstance(iat, bool):
         raise VerificationError("malformed", "rotation statement has no iat")
-    if principal.key(thumbprint(new_public)) is not None and principal.current.kid == thumbprint(new_public):
+    if principal.current.kid == thumbprint(new_public):
         return principal  # already applied
+    if principal.key(thumbprint(new_public)) is not None:
+        raise VerificationError("chain_broken", f"the rotation statement names key {thumbprint(new_public)}, which {name} already used and retired")
     signing_key = principal.key(token.kid)
     if signing_key is None:
         raise VerificationError("unknown_key", f"the rotation statement is signed by key {token.kid}, which is not a key of {name}")

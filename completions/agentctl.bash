@@ -20,7 +20,7 @@ __agentctl_options() {
         'show') echo '--json -h --help' ;;
         'pubkey') echo '--format --json -h --help' ;;
         'import') echo '--rotation --role --json -h --help' ;;
-        'rotate') echo '-o --output --json -h --help' ;;
+        'rotate') echo '-o --output --export-secret --no-store --json -h --help' ;;
         'revoke') echo '--key --grant --reason --json -h --help' ;;
         'delegate') echo '--to --scope --ttl --from --parent --audience --max-depth -o --output --json -h --help' ;;
         'inspect') echo '--json -h --help' ;;

@@ -134,6 +134,8 @@ complete -c agentctl -n '__agentctl_at "import" 0' -f -a '(__agentctl_names)'
 
 # agentctl rotate
 complete -c agentctl -n '__agentctl_at "rotate"' -s o -l output -r -F -d 'Write the rotation statement to FILE.'
+complete -c agentctl -n '__agentctl_at "rotate"' -l export-secret -d 'Print the new exported secret on stdout (needs -o FILE).'
+complete -c agentctl -n '__agentctl_at "rotate"' -l no-store -d 'Keep no copy of the new secret here (with --export-secret).'
 complete -c agentctl -n '__agentctl_at "rotate"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
 complete -c agentctl -n '__agentctl_at "rotate"' -s h -l help -d 'Show this message and exit.'
 complete -c agentctl -n '__agentctl_at "rotate" 0' -f -a '(__agentctl_names)'

@@ -127,6 +127,8 @@ _agentctl_rotate() {
   _arguments -S \
     '(-o --output)-o+[Write the rotation statement to FILE.]:FILE:_files' \
     '(-o --output)--output=[Write the rotation statement to FILE.]:FILE:_files' \
+    '--export-secret[Print the new exported secret on stdout (needs -o FILE).]' \
+    '--no-store[Keep no copy of the new secret here (with --export-secret).]' \
     '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
     '(- *)-h[Show this message and exit.]' \
     '(- *)--help[Show this message and exit.]' \

@@ -577,12 +577,25 @@ def test_rotate_with_the_file_keystore_and_a_passphrase(run, plain, home):
     assert old != new
 
 
-def test_rotate_with_the_exported_secret_of_a_no_store_principal(run, plain):
+def test_rotate_with_the_exported_secret_of_a_no_store_principal(run, plain, tmp_path):
     secret = plain.ok("keygen", "agent:ci", "--export-secret", "--no-store").stdout.strip()
     old = raw_from_did(principal_doc(plain, "agent:ci")["did"])
-    r = run.ok("rotate", "agent:ci", env={"AGENTCTL_SECRET_KEY": secret})
-    token = r.json()["rotation"] if run.json else r.stdout.strip()
-    _check_statement(token, old, raw_from_did(principal_doc(plain, "agent:ci")["did"]), "agent:ci")
+    env = {"AGENTCTL_SECRET_KEY": secret}
+    # the new secret would be kept nowhere: refused, and nothing changes
+    refused = run("rotate", "agent:ci", env=env)
+    assert refused.code == 2 and "must be exported" in refused.stderr
+    assert raw_from_did(principal_doc(plain, "agent:ci")["did"]) == old
+    statement_file = tmp_path / "rotation.jwt"
+    r = run.ok("rotate", "agent:ci", "--export-secret", "--no-store", "-o", str(statement_file), env=env)
+    new_secret = r.json()["secret"] if run.json else r.stdout.strip()
+    assert new_secret.startswith("AGENTCTL-SECRET-KEY-1") and new_secret != secret
+    new = raw_from_did(principal_doc(plain, "agent:ci")["did"])
+    _check_statement(statement_file.read_text().strip(), old, new, "agent:ci")
+    from agentctl import crypto
+    from agentctl.secret import decode_secret
+
+    assert crypto.public_key(decode_secret(new_secret).seed) == new
+    assert principal_doc(plain, "agent:ci")["keystore"] is None
 
 
 # === revoke ================================================================================

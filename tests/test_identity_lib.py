@@ -11,10 +11,10 @@ import os
 import nacl.signing
 import pytest
 
-from agentctl import jws
+from agentctl import crypto, jws
 from agentctl.clock import FixedClock
 from agentctl.context import Context
-from agentctl.encoding import b58_encode, b64u_encode, did_key, jwk
+from agentctl.encoding import b58_encode, b64u_encode, did_key, jwk, thumbprint
 from agentctl.errors import (
     DeniedError,
     ExistsError,
@@ -355,7 +355,7 @@ def test_rotate_retires_the_old_key_and_signs_a_statement_with_it(tmp_path):
     p, _ = keygen(ctx, "agent:a")
     old = signer_for(ctx, "agent:a")
     clock.advance(3600)
-    updated, statement = rotate(ctx, "agent:a")
+    updated, statement, _ = rotate(ctx, "agent:a")
     assert [k.status for k in updated.keys] == ["retired", "current"]
     assert updated.keys[0].kid == p.current.kid and updated.keys[0].retired == T0 + 3600
     assert updated.current.created == T0 + 3600
@@ -378,7 +378,7 @@ def test_rotate_retires_the_old_key_and_signs_a_statement_with_it(tmp_path):
 def test_rotate_with_the_file_keystore_and_a_passphrase(tmp_path):
     ctx = ctx_for(tmp_path / "home", AGENTCTL_KEYSTORE="file", AGENTCTL_PASSPHRASE="correct horse")
     p, _ = keygen(ctx, "agent:a")
-    updated, _ = rotate(ctx, "agent:a")
+    updated, _, _ = rotate(ctx, "agent:a")
     assert not (tmp_path / "home" / "keys" / f"{p.current.kid}.key").exists()
     assert (tmp_path / "home" / "keys" / f"{updated.current.kid}.key").read_text().startswith("AGENTCTL-SEALED-KEY-1 ")
     assert signer_for(ctx, "agent:a").public == updated.current.public
@@ -392,9 +392,15 @@ def test_rotate_unknown_principal(ctx):
 def test_rotate_with_the_environment_secret_of_a_no_store_principal(ctx):
     p, secret = keygen(ctx, "agent:ci", store_secret=False, export_secret=True)
     c = ctx_for(ctx.home.path, AGENTCTL_SECRET_KEY=secret)
-    updated, statement = rotate(c, "agent:ci")
+    with pytest.raises(UsageError, match="must be exported"):  # the new secret would be lost
+        rotate(c, "agent:ci")
+    updated, statement, new_secret = rotate(c, "agent:ci", store_secret=False, export_secret=True)
     assert nacl_verifies(p.current.public, statement)
     assert updated.keys[0].status == "retired"
+    assert updated.keystore is None
+    from agentctl.secret import decode_secret
+
+    assert crypto.public_key(decode_secret(new_secret).seed) == updated.current.public
 
 
 # --- import --rotation ----------------------------------------------------------------------------
@@ -411,7 +417,7 @@ def pair(ctx, other):
 def test_import_rotation_moves_trust_to_the_new_key(pair):
     ctx, other = pair
     old_kid = Store(ctx.home).require("agent:theirs").current.kid
-    theirs, statement = rotate(other, "agent:theirs")
+    theirs, statement, _ = rotate(other, "agent:theirs")
     mine = import_rotation(ctx, "agent:theirs", statement)
     assert mine.current.public == theirs.current.public
     assert mine.key(old_kid).status == "retired"
@@ -422,10 +428,30 @@ def test_import_rotation_moves_trust_to_the_new_key(pair):
     assert snapshot(ctx.home.path) == before
 
 
+def test_a_rotation_back_to_a_retired_key_is_refused(pair):
+    ctx, other = pair
+    first_public = Store(ctx.home).require("agent:theirs").current.public
+    _, statement, _ = rotate(other, "agent:theirs")
+    import_rotation(ctx, "agent:theirs", statement)
+    # the holder of the new key signs a statement that names the retired key again
+    from agentctl.identity import signer_for
+
+    current = signer_for(other, "agent:theirs")
+    claims = {"iss": "agent:theirs", "sub": "agent:theirs", "iat": int(T0), "jti": "A" * 22, "old_kid": current.kid,
+              "new_kid": thumbprint(first_public), "new_jwk": jwk(first_public)}
+    back = jws.encode(jws.ROTATION, claims, current.seed)
+    before = snapshot(ctx.home.path)
+    with pytest.raises(VerificationError) as info:
+        import_rotation(ctx, "agent:theirs", back)
+    assert info.value.reason == "chain_broken"
+    assert "already used and retired" in info.value.detail
+    assert snapshot(ctx.home.path) == before
+
+
 def test_import_rotations_in_order_and_out_of_order(pair):
     ctx, other = pair
-    _, first = rotate(other, "agent:theirs")
-    theirs, second = rotate(other, "agent:theirs")
+    _, first, _ = rotate(other, "agent:theirs")
+    theirs, second, _ = rotate(other, "agent:theirs")
     with pytest.raises(VerificationError) as info:
         import_rotation(ctx, "agent:theirs", second)
     assert info.value.reason == "unknown_key"
@@ -440,7 +466,7 @@ def test_import_rotations_in_order_and_out_of_order(pair):
 
 def test_a_tampered_rotation_statement_is_refused_and_changes_nothing(pair):
     ctx, other = pair
-    _, statement = rotate(other, "agent:theirs")
+    _, statement, _ = rotate(other, "agent:theirs")
     mallory, _ = keygen(other, "agent:mallory")
     h, c, s = statement.split(".")
     claims = json.loads(b64u_dec(c))
@@ -457,7 +483,7 @@ def test_a_tampered_rotation_statement_is_refused_and_changes_nothing(pair):
 def test_a_rotation_statement_for_another_principal_is_refused(pair, other):
     ctx, _ = pair
     keygen(other, "agent:else")
-    _, statement = rotate(other, "agent:else")
+    _, statement, _ = rotate(other, "agent:else")
     with pytest.raises(VerificationError) as info:
         import_rotation(ctx, "agent:theirs", statement)
     assert info.value.reason == "chain_broken"
@@ -477,7 +503,7 @@ def test_a_rotation_statement_from_the_future_is_refused(tmp_path):
     other = ctx_for(tmp_path / "other", FixedClock(T0 + 3600))
     theirs, _ = keygen(other, "agent:theirs")
     import_principal(ctx, "agent:theirs", did_key(theirs.current.public))
-    _, statement = rotate(other, "agent:theirs")
+    _, statement, _ = rotate(other, "agent:theirs")
     with pytest.raises(VerificationError) as info:
         import_rotation(ctx, "agent:theirs", statement)
     assert info.value.reason == "not_yet_valid"
@@ -485,7 +511,7 @@ def test_a_rotation_statement_from_the_future_is_refused(tmp_path):
 
 def test_a_rotation_of_a_revoked_principal_is_refused(pair):
     ctx, other = pair
-    _, statement = rotate(other, "agent:theirs")
+    _, statement, _ = rotate(other, "agent:theirs")
     revoke_principal(ctx, "agent:theirs")
     with pytest.raises(VerificationError) as info:
         import_rotation(ctx, "agent:theirs", statement)
@@ -494,7 +520,7 @@ def test_a_rotation_of_a_revoked_principal_is_refused(pair):
 
 def test_import_rotation_of_an_unknown_principal(ctx, other):
     keygen(other, "agent:theirs")
-    _, statement = rotate(other, "agent:theirs")
+    _, statement, _ = rotate(other, "agent:theirs")
     with pytest.raises(NotFoundError):
         import_rotation(ctx, "agent:theirs", statement)
 
@@ -546,7 +572,7 @@ def test_a_revoked_key_cannot_sign_even_from_the_environment(ctx):
 def test_revoke_key(ctx):
     p, _ = keygen(ctx, "agent:a")
     old = p.current.kid
-    rotated, _ = rotate(ctx, "agent:a")
+    rotated, _, _ = rotate(ctx, "agent:a")
     entry, new = revoke_key(ctx, old, "leaked backup")
     assert new and entry.kind == "key" and entry.id == old
     assert signer_for(ctx, "agent:a").kid == rotated.current.kid, "revoking a retired key leaves the current one"

@@ -73,10 +73,13 @@ def test_exported_secret_on_a_fresh_runner(env, home):
     secret = r.stdout.strip()
     assert r.stdout == secret + "\n" and secret.startswith("AGENTCTL-SECRET-KEY-1")
     assert secret not in r.stderr
-    # the CI runner holds only the secret; the principal's home rotates with it
-    r = agentctl("rotate", "agent:ci", env=dict(env, AGENTCTL_SECRET_KEY=secret))
+    # the principal's home rotates it with the exported secret, and exports the new one
+    statement = home.parent / "rotation.jwt"
+    r = agentctl("rotate", "agent:ci", "--export-secret", "--no-store", "-o", str(statement), env=dict(env, AGENTCTL_SECRET_KEY=secret))
     assert r.returncode == 0, r.stderr
-    assert r.stdout.count(".") == 2
+    new_secret = r.stdout.strip()
+    assert new_secret.startswith("AGENTCTL-SECRET-KEY-1") and new_secret != secret
+    assert statement.read_text().count(".") == 2
 
 
 @pytest.mark.parametrize(

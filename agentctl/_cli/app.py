@@ -115,11 +115,13 @@ def rotate(
     ctx: typer.Context,
     name: str = typer.Argument(..., metavar="NAME", help="Principal name, e.g. agent:code-reviewer:prod."),
     output: Optional[str] = typer.Option(None, "-o", "--output", metavar="FILE", help="Write the rotation statement to FILE."),
+    export_secret: bool = typer.Option(False, "--export-secret", help="Print the new exported secret on stdout (needs -o FILE)."),
+    no_store: bool = typer.Option(False, "--no-store", help="Keep no copy of the new secret here (with --export-secret)."),
     json_: bool = JsonOpt,
 ) -> None:
     """Give a principal a new key; the old one is retired and signs a rotation statement."""
     s = state(ctx)
-    done(ident.do_rotate(s, s.output(json_), name, output))
+    done(ident.do_rotate(s, s.output(json_), name, output, export_secret, no_store))
 
 
 @app.command()

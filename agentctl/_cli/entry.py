@@ -31,6 +31,7 @@ def run_typer(args: list[str]) -> int:
         from click import exceptions as click_exc
 
     command = get_command(app)
+    args = _protect_dash_keys(args)
     json_mode = "--json" in args or os.environ.get("AGENTCTL_FORMAT", "").lower() == "json"
     try:
         rv = command.main(args=args, prog_name="agentctl", standalone_mode=False)
@@ -58,6 +59,20 @@ def run_typer(args: list[str]) -> int:
         from .output import Output
 
         return Output(json_mode).error(UsageError(e.format_message()))
+
+
+def _protect_dash_keys(args: list[str]) -> list[str]:
+    """A base64url public key starts with '-' once in 64 keys; option parsing would take it for a flag.
+    No flag has that shape (43 base64url characters), so such a key moves behind '--' at the end (it is
+    the last positional argument of ``import``, the one command that takes a key)."""
+    import re
+
+    if "--" in args:
+        return args
+    keys = [a for a in args if re.fullmatch(r"-[A-Za-z0-9_-]{42}", a)]
+    if not keys:
+        return args
+    return [a for a in args if a not in keys] + ["--", *keys]
 
 
 def run() -> None:

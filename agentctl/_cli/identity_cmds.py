@@ -191,12 +191,14 @@ def do_import(state: State, out: Output, name: str, key: str | None, rotation: s
     return guarded(out, body)
 
 
-def do_rotate(state: State, out: Output, name: str, output_file: str | None) -> int:
+def do_rotate(state: State, out: Output, name: str, output_file: str | None, export_secret: bool = False, no_store: bool = False) -> int:
     def body() -> None:
         from ..identity import rotate
         from ..store import Store
 
         ctx = make_context(state, out)
+        if export_secret and output_file is None:
+            raise UsageError("with --export-secret the new secret goes to stdout, so the rotation statement needs -o FILE")
         if output_file is not None:  # check before rotating: the statement must not be lost
             from pathlib import Path
 
@@ -205,16 +207,20 @@ def do_rotate(state: State, out: Output, name: str, output_file: str | None) -> 
             if not Path(output_file).parent.is_dir():
                 raise UsageError(f"cannot write {output_file}: no directory {Path(output_file).parent}")
         rec = Recorder(ctx)
-        principal, statement = rotate(ctx, name)
-        rec.record(Event("rotate", "ok", principal=name, metadata={
-            "kid": principal.current.kid, "retired": [k for k in principal.keys if k.status == "retired"][-1].kid}))
+        principal, statement, secret = rotate(ctx, name, store_secret=not no_store, export_secret=export_secret)
         old = [k for k in principal.keys if k.status == "retired"][-1]
+        rec.record(Event("rotate", "ok", principal=name, metadata={
+            "kid": principal.current.kid, "retired": old.kid, "exported": secret is not None}))
         out.note(f"rotated {name}: new key {principal.current.kid}; key {old.kid} retired (it still verifies what it signed before now)")
         if output_file is not None:
             write_output(output_file, statement + "\n")
             out.note(f"rotation statement written to {output_file}; give it to every machine that trusts {name}: agentctl import {name} --rotation FILE")
         doc = principal_doc(principal, Store(ctx.home).revocations())
-        out.result({"ok": True, "principal": doc, "rotation": statement}, statement if output_file is None else None)
+        if secret is not None:
+            out.note("the new exported secret is on stdout: replace the old one in your CI secret store")
+            out.result({"ok": True, "principal": doc, "rotation": statement, "secret": secret}, secret)
+        else:
+            out.result({"ok": True, "principal": doc, "rotation": statement}, statement if output_file is None else None)
 
     return guarded(out, body)
 
