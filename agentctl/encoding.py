@@ -168,14 +168,11 @@ def _jcs(value: object, out: list) -> None:
             raise EncodingError("integer out of the I-JSON range")
         out.append(str(value))
     elif isinstance(value, float):
-        # RFC 8785 uses ECMAScript number formatting; agentctl's own documents carry integers only.
         if value != value or value in (float("inf"), float("-inf")):
             raise EncodingError("NaN and Infinity are not JSON")
-        if value.is_integer() and abs(value) < 2**53:
-            out.append(str(int(value)))
-        else:
-            out.append(repr(value))
+        out.append(_es_number(value))
     elif isinstance(value, str):
+        _no_surrogates(value)
         out.append(json.dumps(value, ensure_ascii=False))
     elif isinstance(value, (list, tuple)):
         out.append("[")
@@ -185,10 +182,12 @@ def _jcs(value: object, out: list) -> None:
             _jcs(item, out)
         out.append("]")
     elif isinstance(value, dict):
-        out.append("{")
-        for i, key in enumerate(sorted(value, key=lambda k: k.encode("utf-16-be"))):
+        for key in value:
             if not isinstance(key, str):
                 raise EncodingError("JSON object keys are strings")
+            _no_surrogates(key)
+        out.append("{")
+        for i, key in enumerate(sorted(value, key=lambda k: k.encode("utf-16-be"))):
             if i:
                 out.append(",")
             out.append(json.dumps(key, ensure_ascii=False))
@@ -197,6 +196,36 @@ def _jcs(value: object, out: list) -> None:
         out.append("}")
     else:
         raise EncodingError(f"cannot encode {type(value).__name__} as JSON")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _no_surrogates(text: str) -> None:
+    if _SURROGATE.search(text):
+        raise EncodingError("a lone surrogate is not Unicode text")
+
+
+def _es_number(x: float) -> str:
+    """ECMAScript Number.prototype.toString of a finite double (RFC 8785 §3.2.2.3)."""
+    from decimal import Decimal
+
+    if x == 0:
+        return "0"
+    sign = "-" if x < 0 else ""
+    _, digits, exp = Decimal(repr(abs(x))).normalize().as_tuple()
+    s = "".join(map(str, digits))
+    k = len(s)
+    n = exp + k
+    if k <= n <= 21:
+        out = s + "0" * (n - k)
+    elif 0 < n <= 21:
+        out = s[:n] + "." + s[n:]
+    elif -6 < n <= 0:
+        out = "0." + "0" * -n + s
+    else:
+        out = s[0] + ("." + s[1:] if k > 1 else "") + "e" + ("+" if n - 1 >= 0 else "-") + str(abs(n - 1))
+    return sign + out
 
 
 def canonical_json(value: object) -> bytes:
