@@ -17,7 +17,7 @@ from agentctl.delegation import delegate
 from agentctl.encoding import b64u_decode, thumbprint
 from agentctl.errors import NotFoundError, UsageError, VerificationError
 from agentctl.home import Home
-from agentctl.identity import keygen, signer_for
+from agentctl.identity import keygen
 
 from helpers_tokens import ALICE, BOT, SUB, THIRD, OTHER, parts
 

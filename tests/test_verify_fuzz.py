@@ -16,7 +16,7 @@ from agentctl.clock import FixedClock
 from agentctl.errors import REASONS, VerificationError
 from agentctl.verify import StaticTrust, Verifier
 
-from helpers_tokens import ACTION, ALICE, BOT, SUB, GRANT, b64, dumps, grant_claims, header, jws, parts, public
+from helpers_tokens import ACTION, ALICE, BOT, SUB, GRANT, b64, grant_claims, header, jws, parts, public
 
 NOW = 1_800_000_000
 SEEDS = {ALICE: bytes([1]) * 32, BOT: bytes([2]) * 32, SUB: bytes([3]) * 32}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..clock import rfc3339
-from ..durations import format_duration, parse_duration, parse_when
+from ..durations import format_duration, parse_duration
 from ..errors import UsageError, VerificationError
 from ..events import Event
 from .common import State, guarded, make_context, read_input, write_output
