@@ -385,3 +385,14 @@ def test_long_jti_is_refused_before_it_reaches_the_replay_store(world):
 def test_oversized_token(world):
     token = forge(world, data=b"x" * 60000, embed=False, pad="y" * 70000)
     assert denied(world, token)[0] == "malformed"
+
+
+def test_agent_key_revoked_by_a_list(world):
+    """The admin revokes the deployer's key (not the principal): every action under its grant fails."""
+    token = forge(world)
+    kid = thumbprint(crypto.public_key(world.deployer_seed))
+    world.ok(world.admin, "revoke", "--key", kid)
+    rl = world.tmp / "revs.txt"
+    world.ok(world.admin, "revocations", "export", "--sign-as", "user:alice", "-o", str(rl))
+    reason, detail = denied(world, token, "--revocations", str(rl))
+    assert reason == "revoked" and kid in detail

@@ -457,3 +457,15 @@ def test_fast_path_and_typer_agree(world, capsys, monkeypatch):
             assert (results[0][0], results[1][0]) == (0, 1) and "replayed" in results[1][2]
         else:
             assert results[0] == results[1], args
+
+
+def test_more_usage_errors(world):
+    token = world.sign()
+    r = world.verify(token, "--leeway", "soon")
+    assert r.code == 2 and "--leeway" in r.stderr
+    r = world.run(world.agent, "sign", "--as", "agent:deployer", "--action", "deploy.staging", "--resource", "api/web",
+                  "--grant", "-", "--data", "-", input=world.grant)
+    assert r.code == 2 and "cannot both read stdin" in r.stderr and r.stdout == ""
+    r = world.run(world.agent, "sign", "--as", "agent:deployer", "--action", "deploy.staging", "--resource", "api/web",
+                  "--grant", "-", input=world.grant + "\n")
+    assert r.code == 0 and world.verify(r.stdout.strip(), "--action", "deploy.staging", "--resource", "api/web").code == 0

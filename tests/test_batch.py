@@ -294,3 +294,22 @@ def test_batch_single_and_library_agree(tool, grant, tmp_path):
     assert dict(zip((c[0] for c in cases), library)) == named
     assert dict(zip((c[0] for c in cases), single)) == named
     assert dict(zip((c[0] for c in cases), batch)) == named
+
+
+def test_batch_with_a_rolled_back_revocation_list(tool, grant, tmp_path):
+    """A refused --revocations list fails the whole batch closed: no verdicts, exit 1."""
+    from agentctl import jws
+
+    def rl(version: int) -> str:
+        f = tmp_path / f"rl{version}.txt"
+        f.write_text(jws.encode(jws.REVOCATIONS, {"iss": "user:alice", "iat": NOW, "jti": f"v{version}" * 11,
+                                                  "version": version, "revoked": {}}, Keys.alice.seed))
+        return str(f)
+
+    assert tool("revocations", "import", rl(2), at=False).code == 0
+    token = make_action(Keys.deployer, "deploy.staging", "api/web", grant=grant)
+    r = tool("verify", "--batch", "--revocations", rl(1), input=token + "\n")
+    assert r.code == 1 and r.stdout == ""
+    assert r.stderr.startswith("agentctl: denied: replayed: revocation list version 1 from user:alice")
+    r = tool("verify", "--batch", "--revocations", rl(3), input=token + "\n")
+    assert r.code == 0 and verdicts(r)[0]["ok"]
