@@ -420,3 +420,10 @@ def test_library_refusals_raise_before_signing(home, monkeypatch):
         delegate(ctx, to=OTHER, scopes=["a.b"], issuer=ALICE)
     with pytest.raises(UsageError):
         delegate(ctx, to=SUB, scopes=[], issuer=ALICE)
+
+
+def test_a_mistyped_token_file_is_a_usage_error_not_a_denial(cli, home):
+    for args in (("verify", "nosuch-grant.jwt"), ("inspect", "./grants/missing"), ("verify", "/tmp/definitely/not/here")):
+        r = cli(*args)
+        assert r.code == 2, (args, r.stderr)
+        assert r.stderr.startswith("agentctl: error: no such file: "), r.stderr

@@ -88,7 +88,21 @@ def read_input(source: str, what: str = "input") -> str:
             return Path(source).read_text("utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise UsageError(f"cannot read {what} {source}: {getattr(e, 'strerror', None) or e}") from None
+    if _looks_like_path(source):  # a mistyped file name is a usage error, not a malformed token
+        raise NotFoundError(f"no such file: {source}", hint=f"give the {what} itself, a file holding it, or - for stdin")
     return source
+
+
+def _looks_like_path(text: str) -> bool:
+    """A file extension, or a slash in something that is not three dot-separated segments, means a
+    path was meant (a token has exactly two dots; a badly encoded one may hold '/')."""
+    import re
+
+    if len(text) >= 4096:
+        return False
+    if re.search(r"\.(jwt|jws|json|txt)$", text, re.I):
+        return True
+    return ("/" in text or os.sep in text) and text.count(".") != 2
 
 
 def read_file(source: str, what: str = "file") -> str:
