@@ -5,7 +5,6 @@ home. The CLI reads the system clock; verification time moves with ``verify --at
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import shutil
 import time

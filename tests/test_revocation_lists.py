@@ -11,7 +11,7 @@ from agentctl import jws
 from agentctl.encoding import b64u_decode, b64u_encode
 from agentctl.grants import parse_chain
 
-from test_actions import World, at, strict, unaudited
+from test_actions import World, strict, unaudited
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import json
 import sys
 
 from ..clock import rfc3339
-from ..errors import Error, UsageError, VerificationError
+from ..errors import UsageError, VerificationError
 from ..events import Event
 from .common import State, guarded, make_context, read_file, read_input, write_output
 from .record import Recorder
