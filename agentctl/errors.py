@@ -115,8 +115,9 @@ class DeniedError(Error):
     kind = "denied"
 
 
-class PassphraseError(DeniedError):
-    """A key file's passphrase is wrong or the file was altered."""
+class PassphraseError(UsageError):
+    """A key file's passphrase is missing or wrong (or the file was altered): a bad argument, exit 2.
+    Exit 1 is kept for verdicts about tokens and the audit log."""
 
     kind = "passphrase"
 

@@ -14,7 +14,7 @@ _NAME = re.compile(rf"(?:{'|'.join(KINDS)})(?::{_SEGMENT})+")
 
 
 def is_name(text: object) -> bool:
-    return isinstance(text, str) and 3 <= len(text) <= 128 and _NAME.fullmatch(text) is not None
+    return isinstance(text, str) and 3 <= len(text) <= 128 and _NAME.fullmatch(text) is not None and ".." not in text
 
 
 def check_name(text: str) -> str:
@@ -32,6 +32,8 @@ def check_name(text: str) -> str:
         why = "it has no KIND: prefix"
     elif text.split(":", 1)[0] not in KINDS:
         why = f"kind {text.split(':', 1)[0]!r} is not one of {', '.join(KINDS)}"
+    elif ".." in text:
+        why = "it contains '..'"
     else:
         why = "each segment is lower-case [a-z0-9][a-z0-9._-]*"
     raise UsageError(

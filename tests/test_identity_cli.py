@@ -784,7 +784,7 @@ def test_a_key_file_readable_by_others_is_refused(run, plain, home, tmp_path):
 def test_a_wrong_or_missing_passphrase(run, plain, tmp_path, passphrase):
     plain.ok("keygen", "agent:a", env={"AGENTCTL_KEYSTORE": "file", "AGENTCTL_PASSPHRASE": "right"})
     before = state(tmp_path)
-    r = run.fails(1, "rotate", "agent:a", env={"AGENTCTL_KEYSTORE": "file", "AGENTCTL_PASSPHRASE": passphrase})
+    r = run.fails(2, "rotate", "agent:a", env={"AGENTCTL_KEYSTORE": "file", "AGENTCTL_PASSPHRASE": passphrase})
     assert ("wrong passphrase" if passphrase else "no passphrase") in r.stderr
     assert "right" not in r.stderr + r.stdout
     assert state(tmp_path) == before

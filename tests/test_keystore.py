@@ -176,7 +176,7 @@ def test_wrong_passphrase(h):
     FileKeystore(h, env={"AGENTCTL_PASSPHRASE": "correct horse"}).put(NAME, KID, SEED)
     with pytest.raises(PassphraseError) as info:
         FileKeystore(h, env={"AGENTCTL_PASSPHRASE": "battery staple"}).get(NAME, KID)
-    assert info.value.exit_code == 1
+    assert info.value.exit_code == 2
     assert str(h.keys_dir / f"{KID}.key") in info.value.message
     assert "battery" not in info.value.message and "AGENTCTL_PASSPHRASE" in info.value.hint
 
@@ -185,7 +185,7 @@ def test_sealed_key_without_passphrase(h):
     FileKeystore(h, env={"AGENTCTL_PASSPHRASE": "correct horse"}).put(NAME, KID, SEED)
     with pytest.raises(PassphraseError) as info:
         FileKeystore(h, env={}).get(NAME, KID)
-    assert info.value.exit_code == 1
+    assert info.value.exit_code == 2
     assert "encrypted" in info.value.message and str(h.keys_dir / f"{KID}.key") in info.value.message
     assert "AGENTCTL_PASSPHRASE" in info.value.hint
 
@@ -505,7 +505,7 @@ def test_cli_wrong_passphrase(cli, home, use_backend):
     assert r.code == 0, r.stderr
     before = store_snapshot(home)
     r = cli("rotate", NAME, env={"AGENTCTL_PASSPHRASE": "Zq7-not-it"})
-    assert r.code == 1
+    assert r.code == 2  # a bad argument; exit 1 is for verdicts
     assert r.stderr.startswith("agentctl: error: wrong passphrase for key file ")
     assert "Zq7-not-it" not in r.stderr and "Traceback" not in r.stderr
     assert store_snapshot(home) == before

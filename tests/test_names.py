@@ -18,7 +18,6 @@ VALID = [
     "agent:a",
     "agent:0",
     "agent:a.b_c-d",
-    "agent:a..b",
     "agent:x:y:z:1",
     "agent:" + "a" * 122,  # exactly 128 characters
 ]
@@ -26,6 +25,7 @@ VALID = [
 INVALID = [
     ("Agent:x", "kind"),
     ("agent:../x", "segment"),
+    ("agent:a..b", "'..'"),
     ("agent:a b", "segment"),
     ("agent:é", "non-ascii"),
     ("agent:" + "a" * 194, "200 characters"),

@@ -69,7 +69,8 @@ def _protect_dash_keys(args: list[str]) -> list[str]:
 
     if "--" in args:
         return args
-    keys = [a for a in args if re.fullmatch(r"-[A-Za-z0-9_-]{42}", a)]
+    # a value of an option (``revoke --key -KID``) is taken as such already: leave it in place
+    keys = [a for i, a in enumerate(args) if re.fullmatch(r"-[A-Za-z0-9_-]{42}", a) and not (i and args[i - 1].startswith("-"))]
     if not keys:
         return args
     return [a for a in args if a not in keys] + ["--", *keys]

@@ -40,7 +40,7 @@ def principal_doc(p: Principal, revs: Revocations) -> dict:
         "created": rfc3339(p.created),
         "roles": list(p.roles),
         "attrs": dict(p.attrs),
-        "keystore": p.keystore,
+        "keystore": None if prev else p.keystore,  # revocation removed the secret keys
         "kid": p.current.kid,
         "did": did_key(p.current.public),
         "keys": keys,
@@ -117,7 +117,7 @@ def do_show(state: State, out: Output, name: str) -> int:
                 ("created", doc["created"]),
                 ("roles", ", ".join(doc["roles"]) or "-"),
                 ("attributes", ", ".join(f"{k}={v}" for k, v in doc["attrs"].items()) or "-"),
-                ("secret key", doc["keystore"] + " keystore" if doc["keystore"] else "not on this machine"),
+                ("secret key", doc["keystore"] + " keystore" if doc["keystore"] else ("removed when revoked" if doc["revoked"] else "not on this machine")),
                 ("did", doc["did"]),
             ]
             out.fields(pairs)
