@@ -17,6 +17,7 @@ from .verify import StoreTrust, VerifiedGrant, Verifier
 __all__ = ["delegate", "default_issuer"]
 
 DEFAULT_TTL = 3600
+AUDIT_PURPOSE = "audit-log"  # attribute purpose= of the host key that signs audit checkpoints
 
 
 def default_issuer(ctx: Context, to: str | None = None) -> str:
@@ -29,6 +30,7 @@ def default_issuer(ctx: Context, to: str | None = None) -> str:
     candidates = [
         p.name for p in store.all()
         if p.origin == "local" and p.keystore and not revs.principal(p.name) and not revs.key(p.current.kid)
+        and dict(p.attrs).get("purpose") != AUDIT_PURPOSE  # the host's audit key signs checkpoints only
     ]
     env_text = ctx.env.get("AGENTCTL_SECRET_KEY")
     if env_text:

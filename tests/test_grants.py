@@ -427,3 +427,12 @@ def test_a_mistyped_token_file_is_a_usage_error_not_a_denial(cli, home):
         r = cli(*args)
         assert r.code == 2, (args, r.stderr)
         assert r.stderr.startswith("agentctl: error: no such file: "), r.stderr
+
+
+def test_the_host_audit_key_is_never_the_default_signer(cli, home):
+    assert cli("keygen", "user:alice").code == 0
+    assert cli("keygen", "agent:bot").code == 0
+    assert cli("audit", "checkpoint").code == 0  # creates the host: audit key
+    r = cli("--json", "delegate", "--to", "agent:bot", "--scope", "read:docs/*")
+    assert r.code == 0, r.stderr
+    assert r.json()["iss"] == "user:alice"
