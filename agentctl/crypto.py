@@ -92,6 +92,8 @@ def check_public_key(public: bytes) -> bytes:
     if not isinstance(public, (bytes, bytearray)) or len(public) != PUBLIC_BYTES:
         raise InvalidKey("an Ed25519 public key is 32 bytes")
     public = bytes(public)
+    if public in _VALID_KEYS:  # the subgroup check costs as much as a signature check: once per key
+        return public
     # libsodium: on the curve, canonical, in the main subgroup, not of small order.
     if not _b.crypto_core_ed25519_is_valid_point(public):
         raise InvalidKey("not a valid Ed25519 public key (small order, non-canonical or not on the curve)")
@@ -100,7 +102,13 @@ def check_public_key(public: bytes) -> bytes:
     y = int.from_bytes(public, "little") & ((1 << 255) - 1)
     if y >= 2**255 - 19:
         raise InvalidKey("not a valid Ed25519 public key (non-canonical encoding)")
+    if len(_VALID_KEYS) >= 4096:
+        _VALID_KEYS.clear()
+    _VALID_KEYS.add(public)
     return public
+
+
+_VALID_KEYS: set[bytes] = set()
 
 
 # --- passphrase sealing (file keystore) -------------------------------------------------------

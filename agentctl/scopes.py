@@ -487,6 +487,20 @@ def uncovered(
     child_list = _scope_list(children, empty_ok=True)
     if not child_list:
         return None
+    memo_key = (child_list, parent_list)
+    if memo_key in _UNCOVERED:  # a verifier meets the same chain again and again
+        return _UNCOVERED[memo_key]
+    found = _uncovered(child_list, parent_list)
+    if len(_UNCOVERED) >= 4096:
+        _UNCOVERED.clear()
+    _UNCOVERED[memo_key] = found
+    return found
+
+
+_UNCOVERED: dict = {}
+
+
+def _uncovered(child_list, parent_list) -> tuple[Scope, str, str] | None:
     budget = _Budget(child_list[0])
     for child in child_list:
         budget.child = child

@@ -208,8 +208,9 @@ class Verifier:
         now = self.clock() if at is None else at
         act = parse_action(token)  # 1
         grant: VerifiedGrant | None = None
+        deferred: VerificationError | None = None
         if act.grant is not None:
-            chain = self._chain(act.grant)  # 1-3, 5-6 of the grant, cached by its bytes
+            chain, deferred = self._cached(act.grant)  # 1-3 of the grant raise now; 5-6 wait their turn
             leaf = chain.leaf
             if act.kid != leaf.cnf_kid:
                 raise _fail("chain_broken", f"the action is signed by key {act.kid}, not by the key the grant was given to")
@@ -217,7 +218,8 @@ class Verifier:
                 raise _fail("chain_broken", f"the action is by {act.iss}, but the grant was given to {leaf.delegate}")
             if act.sub != leaf.sub:
                 raise _fail("chain_broken", f"the action is on behalf of {act.sub}, the grant on behalf of {leaf.sub}")
-            if not act.token.verifies_with(leaf.cnf):  # 3
+            self._not_retired(leaf.delegate, leaf.cnf_kid, act.iat, "the action")  # 3
+            if not act.token.verifies_with(leaf.cnf):
                 raise _fail("bad_signature", f"the signature of {act.iss} on the action does not verify")
             self._times(chain, now)  # 4
             grant = VerifiedGrant(chain, now)
@@ -238,6 +240,8 @@ class Verifier:
             raise _fail("not_yet_valid", f"the action is dated {rfc3339(act.iat)}, in the future")
         if now - self.leeway >= act.exp:
             raise _fail("expired", f"the action expired at {rfc3339(act.exp)}")
+        if deferred is not None:  # 5-6 of the grant
+            raise VerificationError(deferred.reason, deferred.detail)
         if grant is None:  # 6 (a grant's chain was checked when cached)
             if self._revoked("principal", act.iss):
                 raise _fail("revoked", f"principal {act.iss} is revoked")
@@ -268,6 +272,15 @@ class Verifier:
     def _chain(self, token: object, now: float | None = None) -> Chain:
         """Steps 1-3, 5 and 6 of a grant, which do not depend on the time: cached by exact bytes. Given
         ``now``, step 4 runs in its place, after 3 and before 5 (first failure wins)."""
+        chain, error = self._cached(token)
+        if now is not None:
+            self._times(chain, now)  # 4
+        if error is not None:
+            raise VerificationError(error.reason, error.detail)
+        return chain
+
+    def _cached(self, token: object) -> tuple[Chain, VerificationError | None]:
+        """The grant's chain and its step 5-6 error, if any; a step 1-3 error is raised."""
         key = token if isinstance(token, (str, bytes)) and len(token) <= 65536 else None
         cached = self._cache.get(key) if key is not None else None
         if cached is None:
@@ -275,11 +288,9 @@ class Verifier:
             if key is not None:
                 self._remember(key, cached)
         chain, error = cached
-        if chain is not None and now is not None:
-            self._times(chain, now)  # 4
-        if error is not None:
+        if chain is None:
             raise VerificationError(error.reason, error.detail)
-        return chain
+        return chain, error
 
     def _timeless(self, token: object) -> tuple[Chain | None, VerificationError | None]:
         try:
@@ -366,8 +377,17 @@ class Verifier:
         if root_key is not None and not root.token.verifies_with(root_key.public):
             raise _fail("bad_signature", f"the signature of {root.iss} on the root grant does not verify")
         for i in range(1, len(chain.hops)):
-            if not chain.hops[i].token.verifies_with(chain.hops[i - 1].cnf):
-                raise _fail("bad_signature", f"the signature of {chain.hops[i].iss} on hop {i + 1} does not verify")
+            hop = chain.hops[i]
+            self._not_retired(hop.iss, hop.kid, hop.iat, f"hop {i + 1}")
+            if not hop.token.verifies_with(chain.hops[i - 1].cnf):
+                raise _fail("bad_signature", f"the signature of {hop.iss} on hop {i + 1} does not verify")
+
+    def _not_retired(self, name: str, kid: str, iat: int, what: str) -> None:
+        """A holder key that its principal has since retired here verifies only what it signed before."""
+        principal = self.trust.principal(name)
+        key = principal.key(kid) if principal is not None else None
+        if key is not None and key.status == "retired" and iat > key.retired:
+            raise _fail("bad_signature", f"{what} is signed by key {kid} of {name} after it was retired at {rfc3339(key.retired)}")
 
     def _times(self, chain: Chain, now: float) -> None:
         for i, hop in enumerate(chain.hops):
@@ -380,7 +400,7 @@ class Verifier:
                 raise _fail("chain_broken", f"hop {i + 1} outlives its parent (expires {rfc3339(chain.hops[i].exp)}, parent {rfc3339(chain.hops[i - 1].exp)})")
 
     def _shape(self, chain: Chain) -> None:
-        from .scopes import witness
+        from .scopes import uncovered
 
         n = len(chain.hops)
         if n > MAX_CHAIN:
@@ -393,13 +413,13 @@ class Verifier:
                 raise _fail("chain_broken", f"hop {i + 1} acts on behalf of {hop.sub}, its parent on behalf of {chain.hops[i - 1].sub}")
         for i in range(1, n):
             parent, hop = chain.hops[i - 1], chain.hops[i]
-            for s in hop.scopes:
-                try:
-                    w = witness(s, parent.scopes)
-                except UsageError as e:  # undecidable within the budget: fail closed
-                    raise _fail("scope_escalation", f"hop {i + 1}: {e.message}") from None
-                if w is not None:
-                    raise _fail("scope_escalation", f"hop {i + 1} widens scope {s}: it allows {w[0]} on {w[1]}, which its parent does not")
+            try:  # one decision per hop, under one work allowance
+                wider = uncovered(hop.scopes, parent.scopes)
+            except UsageError as e:  # undecidable within the allowance: fail closed
+                raise _fail("scope_escalation", f"hop {i + 1}: {e.message}") from None
+            if wider is not None:
+                s, action, resource = wider
+                raise _fail("scope_escalation", f"hop {i + 1} widens scope {s}: it allows {action} on {resource}, which its parent does not")
             if parent.aud is not None and (hop.aud is None or not set(hop.aud) <= set(parent.aud)):
                 raise _fail("scope_escalation", f"hop {i + 1} widens the audience of its parent")
 
