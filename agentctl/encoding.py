@@ -37,19 +37,28 @@ def b64u_encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+_B64U_VALUE = {c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")}
+_PAD = ("", None, "==", "=")
+_TAIL_BITS = (0, 0, 0b1111, 0b11)  # bits of the last character that must be zero, by length % 4
+
+
 def b64u_decode(text: str) -> bytes:
     """Strict base64url without padding: no '=', no other alphabet, no non-zero trailing bits."""
-    if not isinstance(text, str) or not _B64U.fullmatch(text):
+    # '+', '/' and '=' are standard base64, not base64url; every other stray byte fails strict decoding
+    if not isinstance(text, str) or not text.isascii() or "+" in text or "/" in text or "=" in text:
         raise EncodingError("not base64url (only A-Z a-z 0-9 - _ without padding)")
-    if len(text) % 4 == 1:
+    rest = len(text) % 4
+    if rest == 1:
         raise EncodingError("not base64url (impossible length)")
-    try:
-        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError) as e:
-        raise EncodingError("not base64url") from e
-    if b64u_encode(data) != text:
+    if rest and _B64U_VALUE.get(text[-1], 0) & _TAIL_BITS[rest]:
         raise EncodingError("not canonical base64url (non-zero trailing bits)")
-    return data
+    try:
+        return binascii.a2b_base64((text + _PAD[rest]).encode("ascii").translate(_TO_STANDARD), strict_mode=True)
+    except (binascii.Error, ValueError):
+        raise EncodingError("not base64url (only A-Z a-z 0-9 - _ without padding)") from None
+
+
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 
 
 _B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -157,7 +166,23 @@ def loads_strict(data: bytes | str) -> object:
 
 
 def _jcs(value: object, out: list) -> None:
-    if value is None:
+    t = type(value)
+    if t is str:  # the common cases first, without isinstance chains
+        if _SURROGATE.search(value):
+            raise EncodingError("a lone surrogate is not Unicode text")
+        out.append(_encode_string(value))
+    elif t is dict and all(type(k) is str and k.isascii() for k in value):
+        out.append("{")
+        first = True
+        for key in sorted(value):  # ASCII keys: code point order is UTF-16 order
+            if not first:
+                out.append(",")
+            first = False
+            out.append(_encode_string(key))
+            out.append(":")
+            _jcs(value[key], out)
+        out.append("}")
+    elif value is None:
         out.append("null")
     elif value is True:
         out.append("true")
@@ -173,7 +198,7 @@ def _jcs(value: object, out: list) -> None:
         out.append(_es_number(value))
     elif isinstance(value, str):
         _no_surrogates(value)
-        out.append(json.dumps(value, ensure_ascii=False))
+        out.append(_encode_string(value))
     elif isinstance(value, (list, tuple)):
         out.append("[")
         for i, item in enumerate(value):
@@ -190,7 +215,7 @@ def _jcs(value: object, out: list) -> None:
         for i, key in enumerate(sorted(value, key=lambda k: k.encode("utf-16-be"))):
             if i:
                 out.append(",")
-            out.append(json.dumps(key, ensure_ascii=False))
+            out.append(_encode_string(key))
             out.append(":")
             _jcs(value[key], out)
         out.append("}")
@@ -199,6 +224,8 @@ def _jcs(value: object, out: list) -> None:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# JSON's own string encoder (C): escapes '"', '\\' and control characters as RFC 8785 wants.
+_encode_string = json.encoder.encode_basestring
 
 
 def _no_surrogates(text: str) -> None:

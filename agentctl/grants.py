@@ -101,8 +101,12 @@ class Hop:
         return self.token.kid
 
     @property
-    def cnf_kid(self) -> str:
-        return thumbprint(self.cnf)
+    def cnf_kid(self) -> str:  # asked for on every use of the grant: computed once
+        kid = self.__dict__.get("_cnf_kid")
+        if kid is None:
+            kid = thumbprint(self.cnf)
+            object.__setattr__(self, "_cnf_kid", kid)
+        return kid
 
     @property
     def scope_text(self) -> str:

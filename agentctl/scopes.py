@@ -195,9 +195,12 @@ class _Glob:
         return self._close(moved)
 
     def matches(self, text: str) -> bool:
-        state = self.start
+        # step() inlined: this runs for every action a verifier checks
+        state, lit, stars, dstars, close = self.start, self._lit, self._stars, self._dstars, self._close
         for ch in text:
-            state = self.step(state, ch)
+            moved = (state & lit.get(ch, 0)) << 1
+            moved |= state & (dstars if ch == "/" else stars)
+            state = close(moved) if moved & stars else moved
             if not state:
                 return False
         return bool(state & self.accept)
@@ -342,7 +345,9 @@ def format_scopes(scopes: Iterable[Scope]) -> str:
 def allowed(scopes: str | Iterable[str | Scope], action: str, resource: str) -> Scope | None:
     """The first of ``scopes`` that allows ``action`` on ``resource``, or None."""
     action, resource = check_action(action), check_resource(resource)
-    for scope in _scope_list(scopes, empty_ok=True):
+    if type(scopes) is not tuple or not all(type(s) is Scope for s in scopes):  # a parsed claim already is
+        scopes = _scope_list(scopes, empty_ok=True)
+    for scope in scopes:
         if scope._matches(action, resource):
             return scope
     return None
