@@ -17,6 +17,9 @@ from .errors import VerificationError
 __all__ = ["MAX_TOKEN_BYTES", "TYPES", "GRANT", "ACTION", "REVOCATIONS", "ROTATION", "Jws", "encode", "decode", "peek_typ"]
 
 MAX_TOKEN_BYTES = 64 * 1024
+#: A signed revocation list grows with every revocation (about 80 bytes an entry) and comes from an
+#: administrator, not from a requester: it may be larger than a grant or an action.
+MAX_LIST_BYTES = 8 * 1024 * 1024
 GRANT = "agentctl-grant+jwt"
 ACTION = "agentctl-action+jwt"
 REVOCATIONS = "agentctl-revocations+jwt"
@@ -62,18 +65,18 @@ def _malformed(detail: str) -> VerificationError:
     return VerificationError("malformed", detail)
 
 
-def _segments(token: object) -> tuple[str, str, str]:
+def _segments(token: object, limit: int = MAX_TOKEN_BYTES) -> tuple[str, str, str]:
     if isinstance(token, bytes):
-        if len(token) > MAX_TOKEN_BYTES:
-            raise _malformed(f"token is larger than {MAX_TOKEN_BYTES} bytes")
+        if len(token) > limit:
+            raise _malformed(f"token is larger than {limit} bytes")
         try:
             token = token.decode("ascii")
         except UnicodeDecodeError:
             raise _malformed("token is not ASCII") from None
     if not isinstance(token, str):
         raise _malformed("token is not text")
-    if len(token) > MAX_TOKEN_BYTES:
-        raise _malformed(f"token is larger than {MAX_TOKEN_BYTES} bytes")
+    if len(token) > limit:
+        raise _malformed(f"token is larger than {limit} bytes")
     token = token.strip()
     if not token:
         raise _malformed("empty token")
@@ -121,9 +124,9 @@ def peek_typ(token: object) -> str:
     return typ
 
 
-def decode(token: object, typ: str) -> Jws:
+def decode(token: object, typ: str, *, limit: int = MAX_TOKEN_BYTES) -> Jws:
     """Parse a token of type ``typ``; raise :class:`VerificationError` (malformed/unsupported)."""
-    h, p, s = _segments(token)
+    h, p, s = _segments(token, limit)
     header = _header(h)
     if header["typ"] != typ:
         raise _malformed(f"expected a {typ} token, got {header['typ']!r}")

@@ -82,7 +82,7 @@ def export_list(ctx: Context, sign_as: str) -> tuple[str, int, int]:
 
 def parse_list(ctx_store: Store, token: str, trust=None) -> RevocationList:
     """Verify a revocation list against its signer's trusted key; return it."""
-    t = jws.decode(token, jws.REVOCATIONS)
+    t = jws.decode(token, jws.REVOCATIONS, limit=jws.MAX_LIST_BYTES)
     c = t.claims
     iss = c.get("iss")
     if not is_name(iss):

@@ -197,3 +197,22 @@ def test_versions_are_per_signer(world):
     b = export(world, sign_as="user:bob")
     assert claims_of(b)["version"] == 1
     assert world.run(world.tool, "revocations", "import", str(write(world, "b.txt", b))).code == 0
+
+
+def test_a_list_larger_than_a_token_still_travels(world):
+    """Revocations are permanent, so a busy home's list outgrows the 64 KiB token limit."""
+    from agentctl.models import Revocation, Revocations
+    from agentctl.store import Store
+    from agentctl.home import Home
+
+    store = Store(Home(world.admin))
+    many = Revocations(tuple(Revocation("grant", b64u_encode(i.to_bytes(16, "big")), 1_800_000_000.0, "rotated out")
+                             for i in range(1500)))
+    store.put_revocations(many)
+    token = export(world)
+    assert len(token) > jws.MAX_TOKEN_BYTES
+    listfile = write(world, "big.jwt", token)
+    r = world.ok(world.tool, "--json", "revocations", "import", str(listfile))
+    assert r.json()["added"] == 1500
+    r = world.cli("verify", "-", env={"AGENTCTL_HOME": str(world.tool)}, input="x" * (jws.MAX_TOKEN_BYTES + 1))
+    assert r.code == 1 and "larger than 65536 bytes" in r.stderr  # a grant or action still may not be
