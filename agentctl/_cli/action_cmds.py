@@ -93,13 +93,22 @@ class _VerifyRun:
         self.recorder = Recorder(self.ctx)
 
     @staticmethod
-    def event(doc: dict) -> Event:
-        """The audit event of one verdict: never the payload, only what was decided and why."""
+    def event(doc: dict, token: str | None = None) -> Event:
+        """The audit event of one verdict: never the payload, only what was decided and why. A denial
+        names whom the token claimed to be (marked ``claimed``: nothing about it was established), so
+        ``audit --agent X`` shows attempts made in X's name too."""
+        principal, behalf, jtis = doc.get("agent"), doc.get("on_behalf_of"), (doc["jti"],) if doc.get("jti") else ()
+        metadata = {"type": doc.get("type"), "scope": doc.get("scope"), "detail": doc.get("detail")}
+        if not doc["ok"] and token and principal is None:
+            claims = _claimed(token)
+            if claims:
+                principal, behalf = claims.get("iss"), claims.get("sub")
+                jtis = (claims["jti"],) if claims.get("jti") else ()
+                metadata["claimed"] = True
         return Event(
-            "verify", "allow" if doc["ok"] else "deny", principal=doc.get("agent"), on_behalf_of=doc.get("on_behalf_of"),
+            "verify", "allow" if doc["ok"] else "deny", principal=principal, on_behalf_of=behalf,
             chain=tuple(doc.get("chain") or ()), action=doc.get("action"), resource=doc.get("resource"),
-            reason=doc.get("reason"), jtis=(doc["jti"],) if doc.get("jti") else (),
-            metadata={"type": doc.get("type"), "scope": doc.get("scope"), "detail": doc.get("detail")},
+            reason=doc.get("reason"), jtis=jtis, metadata=metadata,
         )
 
     def check(self, token: str, action=None, resource=None, data: bytes | None = None, audience=None) -> dict:
@@ -156,6 +165,26 @@ def _list_refused(state: State, out: Output, e: VerificationError, action, resou
     return doc
 
 
+def _claimed(token: str) -> dict:
+    """What an unverified token says of itself (iss, sub, jti), for the record of a denial; {} if unreadable."""
+    from ..encoding import EncodingError, b64u_decode, loads_strict
+    from ..names import is_name
+
+    try:
+        claims = loads_strict(b64u_decode(token.strip().split(".")[1]))
+    except (EncodingError, IndexError, ValueError):
+        return {}
+    if not isinstance(claims, dict):
+        return {}
+    out = {k: claims[k] for k in ("iss", "sub") if is_name(claims.get(k))}
+    jti = claims.get("jti")
+    if isinstance(jti, str) and 16 <= len(jti) <= 128 and jti.replace("-", "").replace("_", "").isalnum() and jti.isascii():
+        out["jti"] = jti
+    if "iss" not in out:
+        return {}
+    return out
+
+
 def _human_verdict(out: Output, doc: dict) -> None:
     if doc["type"] == "action":
         via = f" under {doc['scope']}" if doc["scope"] else " on its own authority"
@@ -189,7 +218,7 @@ def do_verify(state: State, out: Output, source: str | None, action, resource, a
             doc = run.check(token, action, resource, payload)
         except VerificationError as e:
             doc = denial_doc(e, run.last_type, action=action, resource=resource)
-            run.recorder.record(run.event(doc))
+            run.recorder.record(run.event(doc, token))
             out.stderr.write(f"agentctl: denied: {e.reason}: {e.detail}\n")
             out.result(doc)
             return 1
@@ -231,7 +260,7 @@ def _batch(state: State, out: Output, source, action, resource, audience, data, 
                 continue
             count += 1
             run.last_type = None
-            a, r, payload, aud = action, resource, None, None
+            a, r, payload, aud, token = action, resource, None, None, None
             try:
                 if line.startswith("{"):
                     try:
@@ -259,7 +288,7 @@ def _batch(state: State, out: Output, source, action, resource, audience, data, 
                 doc = denial_doc(VerificationError("malformed", e.message), run.last_type, action=a, resource=r)
             doc["line"] = lineno
             if recording:
-                events.append(run.event(doc))
+                events.append(run.event(doc, token if isinstance(token, str) else None))
             pending.append(json.dumps(doc, separators=(",", ":")) + "\n")
             if len(pending) >= 1000:
                 flush()
