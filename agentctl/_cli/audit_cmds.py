@@ -18,10 +18,20 @@ def _open(state: State, out: Output):
     return ctx, AuditLog.open(ctx.home)
 
 
+def _when(option: str, text: str | None, now: float) -> float | None:
+    from ..durations import parse_when
+
+    if text is None:
+        return None
+    try:
+        return parse_when(text, now)
+    except UsageError as e:
+        raise UsageError(f"{option}: {e.message}") from None
+
+
 def do_audit_query(state: State, out: Output, agent, action, outcome, since, until, limit) -> int:
     def body() -> None:
         from ..audit import OUTCOMES
-        from ..durations import parse_when
         from ..names import check_name
 
         if outcome is not None and outcome not in OUTCOMES:
@@ -29,12 +39,16 @@ def do_audit_query(state: State, out: Output, agent, action, outcome, since, unt
         if agent is not None:
             check_name(agent)
         if limit is not None and limit < 1:
-            raise UsageError("--limit must be 1 or more")
-        ctx, log = _open(state, out)
+            raise UsageError(f"bad --limit {limit}: it must be 1 or more")
+        ctx = make_context(state, out)
         now = ctx.now()
-        t0 = parse_when(since, now) if since else None
-        t1 = parse_when(until, now) if until else None
-        events = log.query(agent=agent, action=action, outcome=outcome, since=t0, until=t1, limit=limit) if log else []
+        t0, t1 = _when("--since", since, now), _when("--until", until, now)
+        ctx, log = _open(state, out)
+        try:
+            events = log.query(agent=agent, action=action, outcome=outcome, since=t0, until=t1, limit=limit) if log else []
+        finally:
+            if log is not None:
+                log.close()
 
         def human() -> None:
             if not events:
@@ -54,17 +68,18 @@ def do_audit_query(state: State, out: Output, agent, action, outcome, since, unt
 
 def do_audit_export(state: State, out: Output, since) -> int:
     def body() -> None:
-        from ..durations import parse_when
-
         if out.json_mode:
             raise UsageError("audit export prints JSON Lines; --json does not apply")
+        t0 = _when("--since", since, make_context(state, out).now())
         ctx, log = _open(state, out)
-        t0 = parse_when(since, ctx.now()) if since else None
         if log is None:
             return
-        write = out.stdout.write
-        for leaf in log.export(t0):
-            write(leaf + "\n")
+        try:
+            write = out.stdout.write
+            for leaf in log.export(t0):
+                write(leaf + "\n")
+        finally:
+            log.close()
 
     return guarded(out, body)
 
@@ -97,7 +112,10 @@ def do_audit_prove(state: State, out: Output, seq: int) -> int:
         ctx, log = _open(state, out)
         if log is None:
             raise UsageError("there is no audit log in this home yet")
-        doc = log.prove(seq)
+        try:
+            doc = log.prove(seq)
+        finally:
+            log.close()
         out.result({"ok": True, **doc}, lambda: out.line(json.dumps(doc, indent=2)))
 
     return guarded(out, body)
@@ -111,18 +129,33 @@ def do_audit_verify(state: State, out: Output, checkpoint) -> int:
         ctx, log = _open(state, out)
         if log is None:
             if external is not None:
-                raise UsageError("there is no audit log in this home, but a checkpoint of one was given")
-            out.result({"ok": True, "size": 0, "checkpoints_checked": 0, "problem": None, "first_bad_seq": None, "external_checkpoint": None}, "audit log: empty")
+                from ..audit import VerifyReport, parse_kept_checkpoint
+
+                size, _, origin, _ = parse_kept_checkpoint(external)  # a usage error if it is not a checkpoint
+                if size:
+                    return _tampered(out, VerifyReport(False, 0, 0, f"the log is gone: the kept checkpoint covers {size} events, "
+                                                       "this home has no audit log", 1, {"size": size, "origin": origin}, size))
+            out.result({"ok": True, "size": 0, "checkpoints_checked": 0, "problem": None, "first_bad_seq": None, "last_bad_seq": None,
+                        "external_checkpoint": None}, "audit log: empty")
             return 0
-        report = log.verify(host_keys(ctx, log), external)
-        doc = report.doc()
+        try:
+            report = log.verify(host_keys(ctx, log), external)
+        finally:
+            log.close()
         if not report.ok:
-            where = f" (event {report.first_bad_seq})" if report.first_bad_seq else ""
-            out.stderr.write(f"agentctl: denied: audit log tampered{where}: {report.problem}\n")
-            out.result({**doc})
-            return 1
+            return _tampered(out, report)
+        doc = report.doc()
         extra = f"; extends the kept checkpoint of {report.external['size']} events" if report.external else ""
         out.result(doc, f"audit log intact: {report.size} events, {report.checkpoints} checkpoint(s) verified{extra}")
         return 0
 
     return guarded(out, body)
+
+
+def _tampered(out: Output, report) -> int:
+    """The verdict on a log that failed ``audit verify``: one line naming the events, exit 1."""
+    first, last = report.first_bad_seq, report.last_bad_seq
+    where = "" if first is None else f" (event {first})" if last in (None, first) else f" (events {first}..{last})"
+    out.stderr.write(f"agentctl: denied: audit log tampered{where}: {report.problem}\n")
+    out.result(report.doc())
+    return 1

@@ -58,8 +58,7 @@ class Recorder:
         try:
             self._open()
             name, seed = audit_signer(self.ctx, self)
-            size = self.log.size
-            ev = Event("checkpoint", "ok", principal=name, metadata={"size": size, "automatic": auto})
+            ev = Event("checkpoint", "ok", principal=name, metadata={"automatic": auto})  # add_checkpoint adds the size
             return name, self.log.add_checkpoint(name, seed, self.ctx.clock, ev)
         except Error as e:
             if not auto:
@@ -76,6 +75,7 @@ class Recorder:
 def audit_signer(ctx: Context, rec: Recorder) -> tuple[str, bytes]:
     """The host's audit key: a ``host:`` principal created on first use."""
     from ..audit import Event, host_name
+    from ..errors import ExistsError
     from ..identity import keygen, signer_for
     from ..store import Store
 
@@ -88,7 +88,12 @@ def audit_signer(ctx: Context, rec: Recorder) -> tuple[str, bytes]:
         while True:
             p = store.get(candidate)
             if p is None:
-                principal, _ = keygen(ctx, candidate, roles=("audit",))
+                try:
+                    principal, _ = keygen(ctx, candidate, roles=("audit",), attrs=("purpose=audit-log",))
+                except ExistsError:  # another process made it meanwhile: look again, once
+                    if store.get(candidate) is None:
+                        raise
+                    continue
                 log.append([Event("keygen", "ok", principal=candidate, metadata={"kid": principal.current.kid, "purpose": "audit key"})], ctx.clock)
                 break
             if p.origin == "local" and p.keystore:
@@ -96,7 +101,7 @@ def audit_signer(ctx: Context, rec: Recorder) -> tuple[str, bytes]:
             n += 1
             candidate = f"{base}:audit{n}"
         name = candidate
-        log.conn.execute("INSERT OR REPLACE INTO meta VALUES ('host_key', ?)", (name,))
+        log.set_meta("host_key", name)
     return name, signer_for(ctx, name).seed
 
 
