@@ -7,7 +7,7 @@ from . import jws
 from .clock import rfc3339
 from .context import Context
 from .durations import format_duration
-from .errors import DeniedError, NotFoundError, UsageError, VerificationError
+from .errors import DeniedError, UsageError, VerificationError
 from .grants import MAX_CHAIN, Chain, grant_claims, parse_chain
 from .identity import Signer, signer_for
 from .names import check_name

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping
 
 from .clock import Clock, rfc3339, system_clock
 from .errors import UsageError, VerificationError
-from .grants import MAX_CHAIN, Chain, Hop, parse_chain
+from .grants import MAX_CHAIN, Chain, parse_chain
 from .models import Principal, Revocations
 
 if TYPE_CHECKING:

@@ -29,9 +29,12 @@ def isolated_env(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "fakekeyring.FakeKeyring")
     monkeypatch.setenv("AGENTCTL_TEST_KEYRING", str(tmp_path / "fake-keyring.json"))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    import keyring.core
+
     import agentctl.keystore as ks
 
     monkeypatch.setattr(ks, "_availability", None)
+    monkeypatch.setattr(keyring.core, "_keyring_backend", None)  # keyring caches the backend it picked
     yield
 
 

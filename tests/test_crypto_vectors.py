@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -540,18 +539,20 @@ def test_absurd_cost_is_refused_before_any_key_derivation(monkeypatch, opslimit,
         raise AssertionError("unseal derived a key for an absurd cost")
 
     monkeypatch.setattr(crypto, "_kdf", no_kdf)
-    start = time.monotonic()
     assert crypto.unseal(PASS, sealed) is None
-    assert time.monotonic() - start < 0.5
 
 
-def test_absurd_cost_in_an_altered_file_fails_quickly(cheap_params):
-    # The same, through a real sealed file whose parameters were raised by someone else.
+def test_absurd_cost_in_an_altered_file_fails_quickly(cheap_params, monkeypatch):
+    # The same, through a real sealed file whose parameters were raised by someone else: refused
+    # before any key is derived (no test times anything; the spy proves the KDF never ran).
     sealed = crypto.seal(PASS, SECRET)
+
+    def no_kdf(*_args):
+        raise AssertionError("unseal derived a key for an absurd cost")
+
+    monkeypatch.setattr(crypto, "_kdf", no_kdf)
     for ops, mem in ((2**32 - 1, 8192), (1, 2**42), (64, 4 * 1024**3)):
-        start = time.monotonic()
         assert crypto.unseal(PASS, dict(sealed, opslimit=ops, memlimit=mem)) is None
-        assert time.monotonic() - start < 0.5
 
 
 def test_parameters_written_by_seal_are_within_the_bound(monkeypatch):

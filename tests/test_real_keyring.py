@@ -13,7 +13,6 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from contextlib import closing
 from pathlib import Path
 
@@ -250,11 +249,9 @@ def locked_login_keyring(secret_service):
 
 def test_locked_secret_service_is_a_clear_error(cli, home, principal, locked_login_keyring, monkeypatch):
     monkeypatch.setattr(ks, "_availability", None)
-    started = time.monotonic()
     ok, why = keyring_available()
-    assert time.monotonic() - started < ks.KEYRING_TIMEOUT  # refused, not timed out
     assert not ok
-    assert "locked" in why
+    assert "locked" in why and "did not answer" not in why  # refused at once, not timed out
 
     monkeypatch.setattr(ks, "_availability", None)
     with pytest.raises(KeystoreError) as info:

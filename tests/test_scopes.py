@@ -289,11 +289,15 @@ def test_allowed_returns_the_first_match():
         allowed(scopes, "issues.close", "acme/*")
 
 
-def test_matching_a_long_resource_is_linear():
+def test_matching_a_long_resource_is_linear(monkeypatch):
+    # Counted, not timed: the automaton takes one step per character, whatever the pattern.
     scope = S("a:" + "*a" * 60 + "b")
-    start = time.perf_counter()
+    cls = type(scope._glob)
+    calls = []
+    real_close = cls._close
+    monkeypatch.setattr(cls, "_close", lambda self, state: calls.append(1) or real_close(self, state))
     assert not scope.matches("a", "a" * 100_000)
-    assert time.perf_counter() - start < 2
+    assert 0 < len(calls) <= 100_000
 
 
 # --- covering: examples --------------------------------------------------------------------------------
@@ -425,11 +429,9 @@ def test_a_pathological_comparison_is_refused_quickly():
     letters = "abcdefghijklmnopqrstuvwxyz0123-_"
     parents = [f"a:**{c}**{c}**{c}**" for c in letters]
     child = "a:" + "".join(f"{c}**" for c in letters) + "/"
-    start = time.perf_counter()
     with pytest.raises(UsageError, match="too complex") as e:
         covered(child, parents)
     assert e.value.message.startswith(f"scope {child} ")
-    assert time.perf_counter() - start < 5
 
 
 def test_realistic_lists_decide_fast():

@@ -48,7 +48,6 @@ def do_sign(state: State, out: Output, as_: str, action: str, resource: str, gra
         except VerificationError as e:
             rec.record(Event("sign", "deny", principal=as_, action=action, resource=resource, reason=e.reason, metadata={"detail": e.detail}))
             raise
-        from .. import jws
         from ..actions import parse_action
 
         signed = parse_action(token)
@@ -168,8 +167,11 @@ def _list_refused(state: State, out: Output, e: VerificationError, action, resou
 def _claimed(token: str) -> dict:
     """What an unverified token says of itself (iss, sub, jti), for the record of a denial; {} if unreadable."""
     from ..encoding import EncodingError, b64u_decode, loads_strict
+    from ..jws import MAX_TOKEN_BYTES
     from ..names import is_name
 
+    if len(token) > MAX_TOKEN_BYTES:  # refused before parsing, and not parsed for the record either
+        return {}
     try:
         claims = loads_strict(b64u_decode(token.strip().split(".")[1]))
     except (EncodingError, IndexError, ValueError):
