@@ -1,0 +1,353 @@
+"""Audit log speed, side by side with the floors it cannot beat.
+
+    .venv/bin/python bench/audit.py [--events 1000000] [--appends 2000] [--dir DIR] [--profile]
+
+1. Durable appends per second, one event per transaction (``synchronous = FULL``, as agentctl runs it),
+   from one process and from four at once, against the disk's own floor: ``write`` + ``fsync`` of a
+   small record in the same directory, and a bare SQLite WAL insert of the same leaf. Aim: >= 2,000/s.
+2. ``AuditLog.query`` for one agent with ``--limit 20`` at N/10 and N events (median of repeated
+   queries; other filter shapes for comparison). Aim: < 10 ms.
+3. ``AuditLog.verify`` at N events against raw SHA-256 of the same leaves (a Python loop of
+   ``sha256(0x00 || leaf)`` over leaves already in memory), and against the whole RFC 6962 tree hashed in
+   memory (leaves and interior nodes: what any verifier of a root must compute). Aim: within 3x of the
+   raw leaf hashing.
+4. ``AuditLog.prove`` at N events: open, prove a random event, close, as ``audit prove`` does (median);
+   and one ``agentctl audit prove`` process for the whole command. Aim: < 50 ms.
+
+The log is built in a temporary directory (``--dir`` to choose the file system; the default is the
+system's temporary directory) with ``AuditLog.append`` of 10,000 events at a time and a checkpoint
+after every batch. ``--events`` scales it down. Nothing here is a test: it prints figures and ratios
+measured in this one run and never fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import hashlib
+import io
+import json
+import os
+import pstats
+import random
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from agentctl import crypto  # noqa: E402
+from agentctl.audit import AuditLog, Event  # noqa: E402
+from agentctl.home import Home  # noqa: E402
+
+APPEND_AIM, QUERY_AIM, VERIFY_AIM, PROVE_AIM = 2000.0, 0.010, 3.0, 0.050
+AGENTS = [f"agent:bot-{i}" for i in range(50)]
+HOST, SEED = "host:bench", bytes(range(32))
+
+
+def event(rnd: random.Random, i: int) -> Event:
+    """A verify verdict like the ones agentctl records, for one of 50 agents."""
+    ok = rnd.random() < 0.8
+    return Event("verify", "allow" if ok else "deny", principal=rnd.choice(AGENTS), on_behalf_of="user:alice",
+                 chain=("user:alice", "agent:deployer"), action=rnd.choice(("deploy.staging", "deploy.production", "pull_request.create")),
+                 resource=f"acme/repo-{rnd.randrange(200)}", reason=None if ok else "scope_denied", jtis=(f"{i:022d}",),
+                 metadata={"type": "action", "scope": "deploy.*:acme/*", "detail": None if ok else "the token is for another action"})
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def aim(ok: bool) -> str:
+    return "meets the aim" if ok else "MISSES the aim"
+
+
+# --- 1. durable appends ---------------------------------------------------------------------------
+
+WRITER = r"""
+import json, sys, time
+sys.path.insert(0, sys.argv[3])
+from agentctl.audit import AuditLog, Event
+from agentctl.home import Home
+log = AuditLog.open(Home(sys.argv[1]))
+print("ready", flush=True)
+sys.stdin.readline()
+waits = []
+for i in range(int(sys.argv[2])):
+    t0 = time.perf_counter()
+    log.append([Event("verify", "allow", principal="agent:w", action="deploy.staging", resource=f"acme/r{i}", jtis=(f"{i:022d}",))])
+    waits.append(time.perf_counter() - t0)
+log.close()
+print(json.dumps(waits), flush=True)
+"""
+
+
+def fsync_floor(directory: Path, n: int) -> float:
+    """write + fsync of a 512-byte record, per second, in ``directory``."""
+    path = directory / "fsync.probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            os.write(fd, b"x" * 512)
+            os.fsync(fd)
+        return n / (time.perf_counter() - t0)
+    finally:
+        os.close(fd)
+        path.unlink()
+
+
+def sqlite_floor(directory: Path, n: int) -> float:
+    """Bare SQLite: WAL, synchronous = FULL, one INSERT of a leaf-sized row per transaction."""
+    path = directory / "floor.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("CREATE TABLE t (seq INTEGER PRIMARY KEY, leaf TEXT, h BLOB)")
+    leaf = "x" * 420
+    t0 = time.perf_counter()
+    for i in range(n):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO t VALUES (?, ?, ?)", (i + 1, leaf, os.urandom(32)))
+        conn.execute("COMMIT")
+    rate = n / (time.perf_counter() - t0)
+    conn.close()
+    for p in directory.glob("floor.db*"):
+        p.unlink()
+    return rate
+
+
+def appends_one(directory: Path, n: int) -> tuple[float, list[float]]:
+    log = AuditLog.open(Home(directory / "one"))
+    ev = Event("verify", "allow", principal="agent:w", action="deploy.staging", resource="acme/r", jtis=("0" * 22,))
+    waits = []
+    t0 = time.perf_counter()
+    for _ in range(n):
+        t = time.perf_counter()
+        log.append([ev])
+        waits.append(time.perf_counter() - t)
+    rate = n / (time.perf_counter() - t0)
+    log.close()
+    return rate, waits
+
+
+def appends_many(directory: Path, processes: int, n: int) -> tuple[float, list[float]]:
+    home = directory / "many"
+    AuditLog.open(Home(home)).close()
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(home), str(n // processes), str(ROOT)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(processes)]
+    for p in procs:
+        assert p.stdout.readline() == "ready\n"
+    t0 = time.perf_counter()
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    waits = []
+    for p in procs:
+        out, _ = p.communicate()
+        waits += json.loads(out)
+    rate = len(waits) / (time.perf_counter() - t0)
+    log = AuditLog.open(Home(home))
+    assert log.size == len(waits) and log.verify({}).ok
+    log.close()
+    return rate, waits
+
+
+def ms(x: float) -> str:
+    return f"{x * 1000:.2f} ms"
+
+
+def bench_appends(directory: Path, n: int) -> None:
+    say(f"1. durable appends, one event per transaction, in {directory}")
+    disk = fsync_floor(directory, max(200, n // 4))
+    bare = sqlite_floor(directory, max(200, n // 4))
+    one, w1 = appends_one(directory, n)
+    four, w4 = appends_many(directory, 4, n)
+    q = lambda w: f"p50 {ms(statistics.median(w))}, p99 {ms(sorted(w)[int(len(w) * 0.99)])}, max {ms(max(w))}"  # noqa: E731
+    say(f"   floor: write+fsync            {disk:8.0f} /s")
+    say(f"   floor: bare SQLite WAL insert {bare:8.0f} /s")
+    say(f"   AuditLog.append, 1 process    {one:8.0f} /s   {one / disk:.2f} of the fsync floor, {one / bare:.2f} of bare SQLite   ({q(w1)})")
+    say(f"   AuditLog.append, 4 processes  {four:8.0f} /s   {four / disk:.2f} of the fsync floor, {four / one:.2f} of 1 process  ({q(w4)})")
+    say(f"   aim >= {APPEND_AIM:.0f}/s: 1 process {aim(one >= APPEND_AIM)}, 4 processes {aim(four >= APPEND_AIM)}"
+        + ("" if disk >= APPEND_AIM else f" (this disk syncs only {disk:.0f} times a second: no durable one-per-transaction log can)"))
+    say()
+
+
+# --- the big log ----------------------------------------------------------------------------------
+
+
+def build(log: AuditLog, start: int, stop: int, rnd: random.Random) -> float:
+    """Append events start+1..stop in batches of 10,000, a checkpoint after each; seconds taken."""
+    t0 = time.perf_counter()
+    clock = [1_800_000_000.0 + start * 0.01]
+
+    def tick() -> float:
+        clock[0] += 0.01  # 100 events a second, so time windows mean something
+        return clock[0]
+
+    i = start
+    while i < stop:
+        k = min(10_000, stop - i)
+        log.append([event(rnd, i + j) for j in range(k)], tick)
+        log.add_checkpoint(HOST, SEED, tick)
+        i += k
+    return time.perf_counter() - t0
+
+
+def timeit(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_queries(log: AuditLog, size: int) -> None:
+    newest = json.loads(log.event(size)[0])["time"]
+    from agentctl.clock import parse_rfc3339
+
+    t_new = parse_rfc3339(newest)
+    span = size * 0.01  # build() spaces events 10 ms apart
+    shapes = [
+        ("one agent, --limit 20", dict(agent="agent:bot-7", limit=20)),
+        ("one agent + outcome deny, --limit 20", dict(agent="agent:bot-7", outcome="deny", limit=20)),
+        ("one action, --limit 20", dict(action="deploy.production", limit=20)),
+        ("a window in the middle (--since, --until), --limit 20", dict(since=t_new - span / 2, until=t_new - span / 4, limit=20)),
+        ("one agent, --since 10 minutes before the newest", dict(agent="agent:bot-7", since=t_new - 600, limit=20)),
+        ("one agent, --until before the first event", dict(agent="agent:bot-7", until=t_new - 2 * span, limit=20)),
+        ("an agent with no events, --limit 20", dict(agent="agent:nobody", limit=20)),
+    ]
+    for label, kw in shapes:
+        t = timeit(lambda: log.query(**kw), 51)
+        n = len(log.query(**kw))
+        say(f"   {size:>9,} events  {label:<52} {ms(t):>10}  ({n} rows)")
+    t = timeit(lambda: log.query(agent="agent:bot-7", limit=20), 51)
+    say(f"   {size:>9,} events  aim < {ms(QUERY_AIM)} for one agent, --limit 20: {aim(t < QUERY_AIM)}")
+
+
+def bench_verify(log: AuditLog, size: int, profile: bool) -> None:
+    keys = {HOST: [crypto.public_key(SEED)]}
+    leaves = [r[0] for r in log.conn.execute("SELECT CAST(leaf AS BLOB) FROM events ORDER BY seq")]
+    sha = hashlib.sha256
+
+    def raw() -> None:
+        for leaf in leaves:
+            sha(b"\x00" + leaf).digest()
+
+    def tree() -> None:
+        level = [sha(b"\x00" + leaf).digest() for leaf in leaves]
+        while len(level) > 1:
+            level = [sha(b"\x01" + a + b).digest() for a, b in zip(level[0::2], level[1::2])]
+
+    def read() -> None:
+        cur = log.conn.execute("SELECT seq, CAST(leaf AS BLOB), leaf_hash FROM events ORDER BY seq")
+        while cur.fetchmany(16384):
+            pass
+
+    times: dict[str, list[float]] = {"raw": [], "tree": [], "read": [], "verify": []}
+    report = None
+    for _ in range(3):  # interleaved, best of three: a busy moment hits each alike
+        for name, fn in (("raw", raw), ("tree", tree), ("read", read), ("verify", None)):
+            t0 = time.perf_counter()
+            if fn is None:
+                report = log.verify(keys)
+            else:
+                fn()
+            times[name].append(time.perf_counter() - t0)
+    best = {k: min(v) for k, v in times.items()}
+    assert report is not None and report.ok, report
+    say(f"   raw SHA-256 of the {size:,} leaves in memory       {best['raw']:7.2f} s")
+    say(f"   RFC 6962 tree of them in memory (leaves + nodes)   {best['tree']:7.2f} s   {best['tree'] / best['raw']:.2f}x raw")
+    say(f"   reading them from SQLite, no hashing               {best['read']:7.2f} s   {best['read'] / best['raw']:.2f}x raw")
+    say(f"   AuditLog.verify ({report.checkpoints} checkpoints)                 {best['verify']:7.2f} s   "
+        f"{best['verify'] / best['raw']:.2f}x raw, {best['verify'] / best['tree']:.2f}x the in-memory tree")
+    floor = best["read"] + best["tree"]
+    say(f"   floor: reading them + the tree in memory            {floor:7.2f} s   {floor / best['raw']:.2f}x raw "
+        f"(verify is {best['verify'] / floor:.2f}x this floor; the rest is comparing every stored node and leaf hash)")
+    say(f"   aim within {VERIFY_AIM:.0f}x of raw hashing: {aim(best['verify'] <= VERIFY_AIM * best['raw'])}"
+        + ("" if floor <= VERIFY_AIM * best["raw"] else f" (the aim is below the floor here: reading and hashing the tree alone take {floor / best['raw']:.1f}x)"))
+    if profile or best["verify"] > VERIFY_AIM * best["raw"]:
+        prof = cProfile.Profile()
+        prof.runcall(log.verify, keys)
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(8)
+        say("   where verify's time goes (cProfile, tottime):")
+        for line in buf.getvalue().splitlines():
+            if line.strip() and ("{" in line or ".py" in line):
+                say("     " + line.strip())
+
+
+def bench_prove(home: Path, size: int) -> None:
+    rnd = random.Random(7)
+    seqs = [rnd.randrange(1, size + 1) for _ in range(51)]
+    it = iter(seqs)
+
+    def prove() -> None:
+        log = AuditLog.open(Home(home))
+        log.prove(next(it))
+        log.close()
+
+    t = timeit(prove, len(seqs))
+    say(f"   open + AuditLog.prove + close, median of {len(seqs)}         {ms(t):>10}   aim < {ms(PROVE_AIM)}: {aim(t < PROVE_AIM)}")
+    agentctl = Path(sys.executable).parent / "agentctl"
+    if agentctl.exists():
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCTL_")}
+        runs = []
+        for seq in seqs[:5]:
+            t0 = time.perf_counter()
+            subprocess.run([str(agentctl), "--home", str(home), "--json", "audit", "prove", str(seq)], env=env,
+                           stdout=subprocess.DEVNULL, check=True)
+            runs.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        floor = time.perf_counter() - t0
+        say(f"   one 'agentctl audit prove' process, median of 5     {ms(statistics.median(runs)):>10}   (python -c pass: {ms(floor)})")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--events", type=int, default=1_000_000, help="size of the big log (default 1,000,000)")
+    ap.add_argument("--appends", type=int, default=2000, help="durable appends to time (default 2,000)")
+    ap.add_argument("--dir", type=Path, default=None, help="where to build the logs (default: a temporary directory)")
+    ap.add_argument("--profile", action="store_true", help="also profile verify")
+    args = ap.parse_args()
+    if args.events < 20_000:
+        ap.error("--events must be at least 20000")
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="agentctl-bench-audit-", dir=args.dir) as tmp:
+        directory = Path(tmp)
+        say(f"agentctl audit log benchmark: {args.events:,} events, Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}, "
+            f"{os.cpu_count()} CPUs")
+        say()
+        bench_appends(directory, args.appends)
+
+        home = directory / "big"
+        log = AuditLog.open(Home(home))
+        rnd = random.Random(1)
+        small = args.events // 10
+        say(f"   (building {small:,} events: {build(log, 0, small, rnd):.1f} s)")
+        say("2. queries, AuditLog.query, median of 51")
+        bench_queries(log, small)
+        say(f"   (building {args.events:,} events: {build(log, small, args.events, rnd):.1f} s more; "
+            f"database {sum(p.stat().st_size for p in home.glob('audit.db*')) / 1e6:.0f} MB)")
+        bench_queries(log, args.events)
+        say()
+        say(f"3. verify at {args.events:,} events, best of 3, interleaved")
+        bench_verify(log, args.events, args.profile)
+        log.close()
+        say()
+        say(f"4. prove at {args.events:,} events")
+        bench_prove(home, args.events)
+    say()
+    say(f"(whole run: {time.perf_counter() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
