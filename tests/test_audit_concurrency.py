@@ -46,10 +46,10 @@ from agentctl.home import Home
 
 log = AuditLog.open(Home(sys.argv[1]))
 for k in itertools.count():
-    n = 1 if k % 2 == 0 else 3000
-    if n > 1:
-        print("big", flush=True)
-    seqs = log.append([Event("sign", "ok", principal="agent:looper", metadata={"k": k, "j": j}) for j in range(n)])
+    events = [Event("sign", "ok", principal="agent:looper", metadata={"k": k, "j": j}) for j in range(1 if k % 2 == 0 else 3000)]
+    if len(events) > 1:
+        print("big", flush=True)  # and straight into the transaction
+    seqs = log.append(events)
     print(json.dumps(seqs[-1]), flush=True)
 """
 
@@ -58,6 +58,19 @@ def spawn(code: str, *args: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     return subprocess.Popen([sys.executable, "-c", code, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+
+
+def lock_is_held(home: Path) -> bool:
+    import fcntl
+
+    fd = os.open(home / "audit.lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def recomputed_root(log: AuditLog) -> bytes:
@@ -145,9 +158,15 @@ def test_a_writer_killed_while_holding_the_lock_does_not_block_the_next(home):
     p = spawn(LOOPER, str(home))
     q = None
     try:
-        while p.stdout.readline() != "big\n":
-            pass
-        p.send_signal(signal.SIGSTOP)
+        for _ in range(50):  # stop it inside a big append's transaction: until it is seen holding the lock
+            while p.stdout.readline() != "big\n":
+                pass
+            p.send_signal(signal.SIGSTOP)
+            if lock_is_held(home):
+                break
+            p.send_signal(signal.SIGCONT)
+        else:
+            raise AssertionError("never caught the writer holding the lock")
         q = spawn(WRITER, str(home), "5", "agent:next")
         assert q.stdout.readline() == "ready\n", q.stderr.read()
         q.stdin.write("go\n")
