@@ -162,9 +162,12 @@ class AuditLog:
         lock_path = self.path.with_name("audit.lock")
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            import fcntl
-
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                import fcntl
+            except ImportError:  # not POSIX: SQLite's own locking alone (fair enough for one writer)
+                fcntl = None
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield

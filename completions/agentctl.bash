@@ -34,7 +34,7 @@ __agentctl_options() {
         'audit verify') echo '--checkpoint --json -h --help' ;;
         'audit checkpoint') echo '-o --output --json -h --help' ;;
         'audit prove') echo '--json -h --help' ;;
-        'audit export') echo '--since -h --help' ;;
+        'audit export') echo '--since --json -h --help' ;;
     esac
 }
 

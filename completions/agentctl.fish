@@ -242,4 +242,5 @@ complete -c agentctl -n '__agentctl_at "audit prove"' -s h -l help -d 'Show this
 
 # agentctl audit export
 complete -c agentctl -n '__agentctl_at "audit export"' -l since -x -d 'Since a time (RFC 3339) or a duration ago.'
+complete -c agentctl -n '__agentctl_at "audit export"' -l json -d 'One JSON document with every event instead of JSON Lines.'
 complete -c agentctl -n '__agentctl_at "audit export"' -s h -l help -d 'Show this message and exit.'

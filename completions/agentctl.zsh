@@ -334,6 +334,7 @@ _agentctl_audit_prove() {
 _agentctl_audit_export() {
   _arguments -S \
     '--since=[Since a time (RFC 3339) or a duration ago.]:WHEN: ' \
+    '--json[One JSON document with every event instead of JSON Lines.]' \
     '(- *)-h[Show this message and exit.]' \
     '(- *)--help[Show this message and exit.]'
 }

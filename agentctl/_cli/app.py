@@ -320,12 +320,13 @@ def audit_prove(
 def audit_export(
     ctx: typer.Context,
     since: Optional[str] = typer.Option(None, "--since", metavar="WHEN", help="Since a time (RFC 3339) or a duration ago."),
+    json_: bool = typer.Option(False, "--json", help="One JSON document with every event instead of JSON Lines."),
 ) -> None:
     """Print events as JSON Lines, oldest first, for a SIEM."""
     from .audit_cmds import do_audit_export
 
     s = state(ctx)
-    done(do_audit_export(s, s.output(False), since))
+    done(do_audit_export(s, s.output(json_), since))
 
 
 # --- other ------------------------------------------------------------------------------------

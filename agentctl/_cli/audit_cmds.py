@@ -68,10 +68,18 @@ def do_audit_query(state: State, out: Output, agent, action, outcome, since, unt
 
 def do_audit_export(state: State, out: Output, since) -> int:
     def body() -> None:
-        if out.json_mode:
-            raise UsageError("audit export prints JSON Lines; --json does not apply")
+        import json
+
         t0 = _when("--since", since, make_context(state, out).now())
         ctx, log = _open(state, out)
+        if out.json_mode:  # one document, as everywhere; without --json, JSON Lines for a SIEM
+            try:
+                events = [json.loads(leaf) for leaf in log.export(t0)] if log is not None else []
+            finally:
+                if log is not None:
+                    log.close()
+            out.result({"ok": True, "events": events})
+            return
         if log is None:
             return
         try:
