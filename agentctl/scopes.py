@@ -334,7 +334,18 @@ def parse_scopes(scopes: str | Iterable[str | Scope]) -> tuple[Scope, ...]:
 
     An empty list and more than :data:`MAX_SCOPES` distinct scopes are refused. In a list each item is
     one scope (an item with a space in it is refused, not split)."""
+    if type(scopes) is str:  # a claim: the same few strings over and over, and Scopes are immutable
+        parsed = _PARSED_CLAIMS.get(scopes)
+        if parsed is None:
+            parsed = _scope_list(scopes, empty_ok=False)
+            if len(_PARSED_CLAIMS) >= 4096:
+                _PARSED_CLAIMS.clear()
+            _PARSED_CLAIMS[scopes] = parsed
+        return parsed
     return _scope_list(scopes, empty_ok=False)
+
+
+_PARSED_CLAIMS: dict[str, tuple[Scope, ...]] = {}
 
 
 def format_scopes(scopes: Iterable[Scope]) -> str:
