@@ -11,18 +11,16 @@ from dataclasses import dataclass, field
 from . import jws
 from .encoding import EncodingError, b64u_decode, b64u_encode
 from .errors import UsageError, VerificationError
-from .grants import _audience, _int
+from .grants import _audience, _int, jti_claim
 from .names import is_name
 
 __all__ = ["ActionToken", "parse_action", "action_claims", "payload_digest", "check_action_name", "check_resource"]
 
 MAX_EMBED = 32 * 1024
-MAX_JTI = 128  # as for a grant's jti, so that ``revoke --grant JTI`` can name any action
 
 _ACTION = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
 _RESOURCE = re.compile(r"[\x21-\x29\x2b-\x7e]{1,1024}")  # printable ASCII, no space, no '*'
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_JTI = re.compile(r"[A-Za-z0-9_-]{22,%d}" % MAX_JTI)  # 22 base64url characters carry 128 bits
 
 
 def payload_digest(data: bytes) -> str:
@@ -94,9 +92,7 @@ def parse_action(token: object) -> ActionToken:
             raise _bad(f"claim 'payload.data': {e}") from None
         if data is None:
             raise _bad("claim 'payload.data' must be base64url")
-    jti = c.get("jti")
-    if not isinstance(jti, str) or not _JTI.fullmatch(jti):  # 22 base64url characters or more: 128 bits
-        raise _bad(f"claim 'jti' must be base64url of 128 random bits or more (at most {MAX_JTI} characters)") from None
+    jti = jti_claim(c)
     grant = c.get("grant")
     if grant is not None and not isinstance(grant, str):
         raise _bad("claim 'grant' must be a grant token")

@@ -62,6 +62,18 @@ def _audience(claims: dict) -> tuple[str, ...] | None:
     return tuple(aud)
 
 
+def jti_claim(claims: dict) -> str:
+    """The ``jti`` of a grant or an action: base64url of at least 128 random bits, at most
+    :data:`MAX_JTI` characters (what ``revoke --grant`` accepts, so that everything can be revoked)."""
+    jti = claims.get("jti")
+    try:
+        if not isinstance(jti, str) or len(jti) > MAX_JTI or len(b64u_decode(jti)) < 16:
+            raise ValueError
+    except (EncodingError, ValueError):
+        raise _bad(f"claim 'jti' must be base64url of at least 128 random bits, at most {MAX_JTI} characters") from None
+    return jti
+
+
 def act_chain(act: object) -> tuple[str, ...]:
     """The actors of an RFC 8693 ``act`` claim, outermost (current) first."""
     out = []
@@ -123,12 +135,7 @@ def _hop(token: object) -> Hop:
         cnf_key = crypto.check_public_key(public_from_jwk(cnf["jwk"]))
     except (EncodingError, crypto.InvalidKey) as e:
         raise _bad(f"claim 'cnf': {e}") from None
-    jti = c.get("jti")
-    try:
-        if not isinstance(jti, str) or len(jti) > MAX_JTI or len(b64u_decode(jti)) < 16:
-            raise ValueError
-    except (EncodingError, ValueError):
-        raise _bad(f"claim 'jti' must be base64url of at least 128 random bits, at most {MAX_JTI} characters") from None
+    jti = jti_claim(c)
     actors = act_chain(c.get("act"))
     prf = c.get("prf")
     if prf is not None and not isinstance(prf, str):
