@@ -255,8 +255,32 @@ def _es_number(x: float) -> str:
     return sign + out
 
 
+_MAX_SAFE = 2**53 - 1
+
+
+def _plain(value: object) -> bool:
+    """Whether json's C encoder writes ``value`` exactly as RFC 8785 does: no floats (number
+    formatting differs), integers in the I-JSON range, and only ASCII string keys (for which code
+    point order is UTF-16 order)."""
+    t = type(value)
+    if t is str or value is None or t is bool:
+        return True
+    if t is int:
+        return -_MAX_SAFE <= value <= _MAX_SAFE
+    if t is dict:
+        return all(type(k) is str and k.isascii() and _plain(v) for k, v in value.items())
+    if t is list or t is tuple:
+        return all(_plain(v) for v in value)
+    return False
+
+
 def canonical_json(value: object) -> bytes:
     """RFC 8785 (JCS) canonical JSON, UTF-8 encoded."""
+    if _plain(value):  # the common case, written by json's C encoder
+        text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), check_circular=False)
+        if _SURROGATE.search(text):
+            raise EncodingError("a lone surrogate is not Unicode text")
+        return text.encode("utf-8")
     out: list[str] = []
     _jcs(value, out)
     return "".join(out).encode("utf-8")

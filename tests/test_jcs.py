@@ -294,3 +294,27 @@ def test_output_is_compact_json_that_parses_back_and_is_a_fixed_point(value):
     assert canonical_json(parsed) == out
     # no insignificant whitespace: same bytes as Python's compact dump, but for the key order
     assert len(out) == len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+
+
+_plain_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**53) + 1, 2**53 - 1), st.text()),
+    lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(st.text(max_size=6), children, max_size=4)),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_plain_values)
+def test_the_fast_path_writes_exactly_what_the_reference_does(value):
+    """canonical_json hands plain values to json's C encoder; the result must be the RFC 8785 writer's."""
+    from agentctl.encoding import _jcs
+
+    out: list[str] = []
+    try:
+        _jcs(value, out)
+        expected = "".join(out).encode("utf-8")
+    except EncodingError:
+        with pytest.raises(EncodingError):
+            canonical_json(value)
+        return
+    assert canonical_json(value) == expected
