@@ -153,12 +153,15 @@ def _no_constant(name: str):
     raise EncodingError(f"JSON constant {name} is not allowed")
 
 
+_STRICT = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constant)  # made once
+
+
 def loads_strict(data: bytes | str) -> object:
     """Parse JSON refusing duplicate keys, NaN/Infinity and invalid UTF-8."""
     try:
         if isinstance(data, bytes):
             data = data.decode("utf-8")
-        return json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        return _STRICT.decode(data)
     except EncodingError:
         raise
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
