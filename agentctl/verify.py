@@ -332,7 +332,18 @@ class Verifier:
 
         if action is None or resource is None:
             raise _fail("scope_denied", "give both an action and a resource to check")
-        scope = allowed(chain.leaf.scopes, action, resource)
+        leaf = chain.leaf
+        memo = leaf.__dict__.get("_allowed")  # a chain is cached and reused: remember its answers
+        if memo is None:
+            memo = {}
+            object.__setattr__(leaf, "_allowed", memo)
+        key = (action, resource)
+        if key in memo:
+            scope = memo[key]
+        else:
+            scope = allowed(leaf.scopes, action, resource)
+            if len(memo) < 4096:
+                memo[key] = scope
         if scope is None:
             raise _fail("scope_denied", f"{chain.leaf.delegate} may not {action} on {resource} (scope: {chain.leaf.scope_text})")
         return scope
