@@ -436,3 +436,21 @@ def test_the_host_audit_key_is_never_the_default_signer(cli, home):
     r = cli("--json", "delegate", "--to", "agent:bot", "--scope", "read:docs/*")
     assert r.code == 0, r.stderr
     assert r.json()["iss"] == "user:alice"
+
+
+def test_an_output_that_is_a_device_is_written_into_not_replaced(cli, home, tmp_path):
+    import os
+    import stat
+
+    assert cli("keygen", "user:alice").code == 0
+    assert cli("keygen", "agent:bot").code == 0
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # so that opening it for writing does not block
+    try:
+        r = cli("delegate", "--from", "user:alice", "--to", "agent:bot", "--scope", "read:x", "-o", str(fifo))
+        assert r.code == 0, r.stderr
+        assert stat.S_ISFIFO(fifo.stat().st_mode), "the pipe was replaced by a file"
+        assert os.read(reader, 65536).decode().count(".") == 2
+    finally:
+        os.close(reader)

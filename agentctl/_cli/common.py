@@ -120,9 +120,25 @@ def write_output(path: str, text: str) -> None:
     """Write a (public) output file atomically: it exists only once the command has succeeded."""
     from ..home import atomic_write
 
+    import stat
+
     target = Path(path)
     if target.is_dir():
         raise UsageError(f"cannot write {path}: it is a directory")
     if not target.parent.exists():
         raise NotFoundError(f"cannot write {path}: no directory {target.parent}")
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        # a device or a pipe (/dev/null, /dev/stdout, a FIFO): write into it, never rename over it
+        try:
+            with open(target, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as e:
+            raise OperationalError(f"cannot write {path}: {e.strerror or e}") from None
+        return
     atomic_write(target, text.encode("utf-8"), mode=0o644)
