@@ -22,3 +22,14 @@ def test_a_denial_names_the_claimed_agent(cli, home, tmp_path):
     assert unreadable["principal"] is None and "claimed" not in unreadable["metadata"]
     mine = cli("--json", "audit", "--agent", "agent:cr").json()["events"]
     assert any(e["outcome"] == "deny" for e in mine)
+
+
+def test_a_denied_grant_is_recorded_under_its_holder(cli, home, tmp_path):
+    assert cli("keygen", "user:alice").code == 0
+    assert cli("keygen", "agent:cr").code == 0
+    grant = tmp_path / "g.jwt"
+    assert cli("delegate", "--from", "user:alice", "--to", "agent:cr", "--scope", "pr.*:acme/*", "-o", str(grant)).code == 0
+    assert cli("verify", str(grant), "--audience", "someone-else", "--action", "deploy.x", "--resource", "y").code == 1
+    denied = cli("--json", "audit", "--outcome", "deny").json()["events"][0]
+    assert denied["principal"] == "agent:cr" and denied["on_behalf_of"] == "user:alice"
+    assert denied["metadata"]["claimed"] is True

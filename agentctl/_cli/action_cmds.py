@@ -179,6 +179,9 @@ def _claimed(token: str) -> dict:
     if not isinstance(claims, dict):
         return {}
     out = {k: claims[k] for k in ("iss", "sub") if is_name(claims.get(k))}
+    act = claims.get("act")  # a grant: the agent is its holder (act.sub), not its signer
+    if isinstance(act, dict) and is_name(act.get("sub")):
+        out["iss"] = act["sub"]
     jti = claims.get("jti")
     if isinstance(jti, str) and 16 <= len(jti) <= 128 and jti.replace("-", "").replace("_", "").isalnum() and jti.isascii():
         out["jti"] = jti
