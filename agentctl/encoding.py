@@ -141,11 +141,13 @@ def thumbprint(public: bytes) -> str:
 
 
 def _no_duplicates(pairs: list) -> dict:
-    doc = {}
-    for k, v in pairs:
-        if k in doc:
-            raise EncodingError(f"duplicate JSON key {k!r}")
-        doc[k] = v
+    doc = dict(pairs)
+    if len(doc) != len(pairs):  # a key came twice: name it
+        seen: set = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise EncodingError(f"duplicate JSON key {k!r}")
+            seen.add(k)
     return doc
 
 
