@@ -8,12 +8,34 @@ imported lazily so that ``import agentctl`` stays cheap for the command line.
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    # surroundings
     "Context": "agentctl.context",
     "Home": "agentctl.home",
     "Store": "agentctl.store",
+    "FixedClock": "agentctl.clock",
+    # failures
     "Error": "agentctl.errors",
     "VerificationError": "agentctl.errors",
-    "FixedClock": "agentctl.clock",
+    "REASONS": "agentctl.errors",
+    # verifying, with or without a home
+    "Verifier": "agentctl.verify",
+    "StaticTrust": "agentctl.verify",
+    "StoreTrust": "agentctl.verify",
+    "VerifiedGrant": "agentctl.verify",
+    "VerifiedAction": "agentctl.verify",
+    "Revocation": "agentctl.models",
+    "Revocations": "agentctl.models",
+    "verify_list": "agentctl.revocation_lists",
+    # making things
+    "keygen": "agentctl.identity",
+    "rotate": "agentctl.identity",
+    "delegate": "agentctl.delegation",
+    "sign_action": "agentctl.signing",
+    "Scope": "agentctl.scopes",
+    "parse_scopes": "agentctl.scopes",
+    # the audit log
+    "AuditLog": "agentctl.audit",
+    "Event": "agentctl.events",
 }
 
 __all__ = ["__version__", *_EXPORTS]

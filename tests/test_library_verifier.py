@@ -344,3 +344,11 @@ def test_docs_tool_server_over_loopback(world, server_module):
 
 def test_payload_digest_is_sha256_hex():
     assert payload_digest(b"") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def test_the_curated_library_api_resolves():
+    import agentctl
+
+    for name in agentctl.__all__:
+        assert getattr(agentctl, name) is not None, name
+    assert agentctl.Verifier.__module__ == "agentctl.verify"
