@@ -349,14 +349,6 @@ class Verifier:
         return scope
 
     # --- the pipeline -----------------------------------------------------------------------------
-    def check_chain(self, chain: Chain, now: float, audience: str | None) -> None:
-        root_key = self._keys(chain)  # 2
-        self._signatures(chain, root_key)  # 3
-        self._times(chain, now)  # 4
-        self._shape(chain)  # 5
-        self._revocation(chain)  # 6
-        self._audience(chain, audience)  # 7
-
     def _keys(self, chain: Chain, *, root_optional: bool = False):
         root = chain.root
         principal = self.trust.principal(root.iss)
