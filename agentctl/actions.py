@@ -31,14 +31,20 @@ def check_action_name(action: str) -> str:
     """A concrete action: dot-separated segments of ``[a-z0-9_-]+``, no ``*``, no ``:``."""
     if isinstance(action, str) and _ACTION.fullmatch(action):
         return action
-    raise UsageError(f"bad action {action!r}: a concrete action like pull_request.create, "
+    raise UsageError(f"bad action {_shown(action)}: a concrete action like pull_request.create, "
                      "dot-separated segments of [a-z0-9_-]")
+
+
+def _shown(value: object) -> str:
+    """A refused value as an error message shows it: quoted, and cut short when long (one line)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:60] + "..."
 
 
 def check_resource(resource: str) -> str:
     if isinstance(resource, str) and _RESOURCE.fullmatch(resource):
         return resource
-    raise UsageError(f"bad resource {resource!r}: printable ASCII without spaces or '*', at most 1024 characters")
+    raise UsageError(f"bad resource {_shown(resource)}: printable ASCII without spaces or '*', at most 1024 characters")
 
 
 def _bad(detail: str) -> VerificationError:

@@ -86,7 +86,7 @@ def delegate(
     now = int(ctx.now())
 
     if parent is None:
-        iss = issuer or default_issuer(ctx, to)
+        iss = issuer if issuer is not None else default_issuer(ctx, to)  # --from '' is a bad name, not "any"
         check_name(iss)
         if iss == to:
             raise UsageError(f"{iss} cannot delegate to itself")

@@ -35,7 +35,7 @@ def sign_action(
     ttl = DEFAULT_ACTION_TTL if ttl is None else ttl
     if ttl > ctx.home.config.max_ttl:
         raise UsageError("--ttl is longer than max_ttl in config.toml")
-    if audience is not None and (not audience or not audience.isprintable() or " " in audience):
+    if audience is not None and (not audience or not audience.isprintable() or " " in audience or len(audience) > 256):
         raise UsageError("--audience must be printable text without spaces")
     now = int(ctx.now())
     sub = as_

@@ -8,7 +8,7 @@ import sys
 from ..clock import rfc3339
 from ..errors import UsageError, VerificationError
 from ..events import Event
-from .common import State, guarded, make_context, read_file, read_input, write_output
+from .common import State, check_output, guarded, make_context, read_file, read_input, write_output
 from .record import Recorder
 from .grant_cmds import parse_leeway
 from .output import Output
@@ -21,12 +21,21 @@ def _read_bytes(source: str) -> bytes:
 
     if source == "-":
         return sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode("utf-8")
+    if not source:  # Path("") is the current directory
+        raise UsageError("no --data file given (an empty name)")
     try:
         return Path(source).read_bytes()
     except FileNotFoundError:
         raise NotFoundError(f"no such file: {source}") from None
     except OSError as e:
         raise UsageError(f"cannot read {source}: {e.strerror or e}") from None
+
+
+def _check_audience(audience: str) -> str:
+    """An audience to verify for: what delegate and sign accept (printable, no spaces, 1-256 characters)."""
+    if not isinstance(audience, str) or not audience or not audience.isprintable() or " " in audience or len(audience) > 256:
+        raise UsageError("--audience must be printable text without spaces (at most 256 characters)")
+    return audience
 
 
 def do_sign(state: State, out: Output, as_: str, action: str, resource: str, grant: str | None, data: str | None,
@@ -37,6 +46,8 @@ def do_sign(state: State, out: Output, as_: str, action: str, resource: str, gra
 
         if grant == "-" and data == "-":
             raise UsageError("--grant and --data cannot both read stdin")
+        if output_file is not None:  # before anything is signed or recorded
+            check_output(output_file)
         ctx = make_context(state, out)
         ttl_s = parse_duration(ttl, what="--ttl") if ttl is not None else None
         grant_text = read_input(grant, "grant").strip() if grant is not None else None
@@ -68,6 +79,8 @@ class _VerifyRun:
         from ..store import Store
         from ..verify import StoreTrust, Verifier
 
+        if audience is not None:
+            _check_audience(audience)
         self.ctx = make_context(state, out)
         self.store = Store(self.ctx.home)
         trust = StoreTrust(self.store)
@@ -116,6 +129,8 @@ class _VerifyRun:
 
         self.last_type = None
         audience = audience if audience is not None else self.audience
+        if audience is not None:
+            _check_audience(audience)
         if action is not None:
             check_action_name(action)
         if resource is not None:
@@ -210,8 +225,9 @@ def do_verify(state: State, out: Output, source: str | None, action, resource, a
 
         if source is None:
             raise UsageError("give a token, a file or - (stdin)", hint="or --batch to read one token per line")
-        if source == "-" and data == "-":
-            raise UsageError("the token and --data cannot both read stdin")
+        if [source, data, revocations].count("-") > 1:
+            both = [n for n, v in (("the token", source), ("--data", data), ("--revocations", revocations)) if v == "-"]
+            raise UsageError(f"{' and '.join(both[:2])} cannot both read stdin")
         try:
             run = _VerifyRun(state, out, audience, revocations, at, leeway, once)
         except VerificationError as e:
@@ -234,6 +250,9 @@ def do_verify(state: State, out: Output, source: str | None, action, resource, a
     return guarded(out, body)
 
 
+_BATCH_KEYS = frozenset({"token", "action", "resource", "audience", "data", "data_b64"})
+
+
 def _batch(state: State, out: Output, source, action, resource, audience, data, revocations, at, leeway, once) -> int:
     def body() -> int:
         from ..encoding import EncodingError, b64u_decode, loads_strict
@@ -243,6 +262,14 @@ def _batch(state: State, out: Output, source, action, resource, audience, data, 
             raise UsageError("--batch reads stdin; give no token argument (or -)")
         if data is not None:
             raise UsageError("--data does not go with --batch; put \"data\" in each JSON line")
+        if revocations == "-":
+            raise UsageError("--batch and --revocations cannot both read stdin; give --revocations a file")
+        from ..actions import check_action_name, check_resource
+
+        if action is not None:  # the verifier's own flags: a usage error, not a verdict on every line
+            check_action_name(action)
+        if resource is not None:
+            check_resource(resource)
         try:
             run = _VerifyRun(state, out, audience, revocations, at, leeway, once)
         except VerificationError as e:
@@ -270,6 +297,8 @@ def _batch(state: State, out: Output, source, action, resource, audience, data, 
                 if line.startswith("{"):
                     try:
                         req = loads_strict(line)
+                        if set(req) - _BATCH_KEYS or ("data" in req and "data_b64" in req):
+                            raise KeyError  # a misspelt key would drop a check: refuse it
                         token = req["token"]
                         a = req.get("action", a)
                         r = req.get("resource", r)
@@ -280,7 +309,7 @@ def _batch(state: State, out: Output, source, action, resource, audience, data, 
                             payload = b64u_decode(req["data_b64"])
                         if not all(isinstance(x, (str, type(None))) for x in (token, a, r, aud)):
                             raise TypeError
-                    except (EncodingError, KeyError, TypeError, AttributeError):
+                    except (EncodingError, KeyError, TypeError, AttributeError, UnicodeError):
                         raise VerificationError("malformed", f"line {lineno}: not a token nor a {{\"token\": …}} object") from None
                 else:
                     token = line
@@ -313,6 +342,8 @@ def do_revocations_export(state: State, out: Output, sign_as: str, output_file: 
     def body() -> None:
         from ..revocation_lists import export_list
 
+        if output_file is not None:  # before the exported version is counted
+            check_output(output_file)
         ctx = make_context(state, out)
         rec = Recorder(ctx)
         token, version, count = export_list(ctx, sign_as)

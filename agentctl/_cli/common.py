@@ -11,7 +11,7 @@ from ..context import Context
 from ..errors import Error, NotFoundError, OperationalError, UsageError
 from .output import Output
 
-__all__ = ["State", "guarded", "make_context", "read_input", "write_output"]
+__all__ = ["State", "check_output", "guarded", "make_context", "read_input", "write_output"]
 
 
 class State:
@@ -88,6 +88,8 @@ def read_input(source: str, what: str = "input") -> str:
             return Path(source).read_text("utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise UsageError(f"cannot read {what} {source}: {getattr(e, 'strerror', None) or e}") from None
+    if source and len(source) < 4096 and _is_dir(source):  # a directory is no token either
+        raise UsageError(f"cannot read {what} {source}: it is a directory")
     if _looks_like_path(source):  # a mistyped file name is a usage error, not a malformed token
         raise NotFoundError(f"no such file: {source}", hint=f"give the {what} itself, a file holding it, or - for stdin")
     return source
@@ -105,9 +107,18 @@ def _looks_like_path(text: str) -> bool:
     return ("/" in text or os.sep in text) and text.count(".") != 2
 
 
+def _is_dir(path: str) -> bool:
+    try:
+        return Path(path).is_dir()
+    except (OSError, ValueError):
+        return False
+
+
 def read_file(source: str, what: str = "file") -> str:
     if source == "-":
         return sys.stdin.read()
+    if not source:  # Path("") is the current directory
+        raise UsageError(f"no {what} file given (an empty name)")
     try:
         return Path(source).read_text("utf-8")
     except FileNotFoundError:
@@ -116,17 +127,25 @@ def read_file(source: str, what: str = "file") -> str:
         raise UsageError(f"cannot read {what} {source}: {getattr(e, 'strerror', None) or e}") from None
 
 
+def check_output(path: str) -> None:
+    """Refuse an output file that cannot be written, before a command changes or records anything."""
+    if not path:  # Path("") is the current directory
+        raise UsageError("no output file given (an empty name)")
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"cannot write {path}: it is a directory")
+    if not target.parent.is_dir():
+        raise NotFoundError(f"cannot write {path}: no directory {target.parent}")
+
+
 def write_output(path: str, text: str) -> None:
     """Write a (public) output file atomically: it exists only once the command has succeeded."""
     from ..home import atomic_write
 
     import stat
 
+    check_output(path)
     target = Path(path)
-    if target.is_dir():
-        raise UsageError(f"cannot write {path}: it is a directory")
-    if not target.parent.exists():
-        raise NotFoundError(f"cannot write {path}: no directory {target.parent}")
     try:
         mode = target.stat().st_mode
     except FileNotFoundError:

@@ -6,7 +6,7 @@ from ..clock import rfc3339
 from ..durations import format_duration, parse_duration
 from ..errors import UsageError, VerificationError
 from ..events import Event
-from .common import State, guarded, make_context, read_input, write_output
+from .common import State, check_output, guarded, make_context, read_input, write_output
 from .record import Recorder
 from .output import Output
 
@@ -26,6 +26,8 @@ def do_delegate(state: State, out: Output, to: str, scopes: list[str], ttl: str 
 
         if issuer is not None and parent is not None:
             raise UsageError("--from and --parent do not go together: with --parent, the parent's holder signs")
+        if output_file is not None:  # before anything is minted or recorded
+            check_output(output_file)
         ctx = make_context(state, out)
         ttl_s = parse_duration(ttl, what="--ttl") if ttl is not None else None
         parent_token = read_input(parent, "parent grant").strip() if parent is not None else None
