@@ -308,7 +308,7 @@ class AuditLog:
         sql = "SELECT leaf FROM events" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY time DESC, seq DESC"
         if limit is not None:
             sql += " LIMIT ?"
-            args.append(limit)
+            args.append(min(limit, 2**63 - 1))  # SQLite integers are 64-bit; any larger limit means all
         return [json.loads(r[0]) for r in self.conn.execute(sql, args)]
 
     def export(self, since=None) -> Iterator[str]:
@@ -321,6 +321,8 @@ class AuditLog:
             yield leaf
 
     def event(self, seq: int) -> tuple[str, bytes] | None:
+        if not 0 < seq < 2**63:  # no such sequence number (and SQLite integers are 64-bit)
+            return None
         row = self.conn.execute("SELECT leaf, leaf_hash FROM events WHERE seq = ?", (seq,)).fetchone()
         return (row[0], bytes(row[1])) if row else None
 
@@ -579,6 +581,8 @@ def parse_kept_checkpoint(text: str) -> tuple[int, bytes, str, str]:
 
     split = text.rfind("\n\n") if isinstance(text, str) else -1
     try:
+        if isinstance(text, str) and not text.strip():
+            raise NoteError("the file is empty")
         if split < 0:
             raise NoteError("it has no blank line before a signature")
         origin, n, root = parse_checkpoint(text[: split + 1])

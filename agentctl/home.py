@@ -70,13 +70,38 @@ class Home:
     @classmethod
     def resolve(cls, explicit: str | None = None, env: Mapping[str, str] | None = None) -> "Home":
         env = os.environ if env is None else env
-        if explicit:
-            return cls(explicit, env)
+        if explicit is not None:
+            if not explicit.strip():
+                raise UsageError("--home is empty", hint="give a directory, or leave --home out")
+            return cls(explicit, env)._checked()
         if env.get("AGENTCTL_HOME"):
-            return cls(env["AGENTCTL_HOME"], env)
+            return cls(env["AGENTCTL_HOME"], env)._checked()
         import platformdirs  # only when no home was named: it costs start-up time
 
-        return cls(platformdirs.user_data_dir("agentctl", appauthor=False), env)
+        return cls(platformdirs.user_data_dir("agentctl", appauthor=False), env)._checked()
+
+    def _checked(self) -> "Home":
+        """Refuse a home that is a file, or that could never be made because a parent is a file, before
+        any command reads it as empty or reports a confusing error about a file inside it."""
+        p = self.path
+        while True:
+            try:
+                st = os.stat(p)
+            except FileNotFoundError:
+                if p.parent == p:
+                    return self
+                p = p.parent
+                continue
+            except NotADirectoryError:  # a parent further up is a file: find it
+                p = p.parent
+                continue
+            except (OSError, ValueError):
+                return self  # unreadable or unusable: the command's own I/O reports it
+            if stat.S_ISDIR(st.st_mode):
+                return self
+            if p == self.path:
+                raise UsageError(f"home {self.path} is not a directory")
+            raise UsageError(f"home {self.path} cannot be a directory: {p} is a file")
 
     def __repr__(self) -> str:
         return f"Home({str(self.path)!r})"

@@ -70,6 +70,8 @@ def parse_public_key(text: str, base: Path | None = None) -> bytes:
         data = text
     else:
         path = Path(text) if base is None else base / text
+        if path.is_dir():
+            raise UsageError(f"cannot read {path}: it is a directory")
         if path.suffix.lower() in (".json", ".jwk") or path.is_file():
             try:
                 data = path.read_text("utf-8")
@@ -77,6 +79,8 @@ def parse_public_key(text: str, base: Path | None = None) -> bytes:
                 raise NotFoundError(f"no such file: {path}") from None
             except (OSError, UnicodeDecodeError) as e:
                 raise UsageError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+            if not data.strip():
+                raise UsageError(f"bad JWK: {path} is empty")
         else:
             try:
                 raw = b64u_decode(text)
@@ -116,7 +120,10 @@ def keygen(
     """Create a local principal with a fresh key. Returns it and, when asked, the exported secret."""
     check_name(name)
     roles = tuple(dict.fromkeys(check_role(r) for r in roles))
-    attr_pairs = dict(check_attr(a) for a in attrs)
+    attr_pairs: dict[str, str] = {}
+    for k, v in (check_attr(a) for a in attrs):
+        if attr_pairs.setdefault(k, v) != v:
+            raise UsageError(f"attribute {k!r} is given twice, as {attr_pairs[k]!r} and {v!r}; give it once")
     if not store_secret and not export_secret:
         raise UsageError("--no-store without --export-secret would throw the secret key away", hint="add --export-secret")
     store = Store(ctx.home)
@@ -165,6 +172,9 @@ def import_principal(ctx: Context, name: str, key_text: str, *, roles: tuple[str
             )
         if store.revocations().key(thumbprint(public)):
             raise DeniedError(f"key {thumbprint(public)} is revoked")
+        holder = store.find_key(thumbprint(public))
+        if holder is not None:  # one key, one identity: revoking one name must not leave the key trusted under another
+            raise ExistsError(f"key {thumbprint(public)} already belongs to {holder[0].name!r}; one key cannot be two principals")
         principal = Principal(name=name, origin="imported", created=ctx.now(), keys=(Key(public, ctx.now()),), roles=roles)
         store.put(principal)
     return principal

@@ -262,10 +262,10 @@ def test_list_of_an_empty_home(run, home):
     assert not home.exists(), "reading creates nothing"
 
 
-def test_list_shows_every_principal(run, plain):
+def test_list_shows_every_principal(run, plain, theirs):
     plain.ok("keygen", "agent:b", "--role", "ops")
     plain.ok("keygen", "user:alice")
-    plain.ok("import", "service:billing", plain.ok("pubkey", "agent:b").stdout.strip())
+    plain.ok("import", "service:billing", did_from_raw(theirs[1]))  # a key of its own: one key, one principal
     plain.ok("revoke", "user:alice")
     r = run.ok("list")
     if run.json:

@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 
-from .common import State
+from .common import State, guarded
 from .output import Output
 
 # (explanation, arguments, expected exit code). Files are relative to the demo's working directory.
@@ -63,6 +63,10 @@ STEPS: list[tuple[str, list[str], int]] = [
 
 
 def do_demo(state: State, out: Output) -> int:
+    return guarded(out, lambda: _demo(state, out))  # a reader that goes away (| head) is exit 141, not 1
+
+
+def _demo(state: State, out: Output) -> int:
     work = tempfile.mkdtemp(prefix="agentctl-demo-")
     home = os.path.join(work, "home")
     cwd = os.getcwd()

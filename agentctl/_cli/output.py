@@ -66,12 +66,14 @@ class Output:
             from rich.console import Console
             from rich.table import Table
 
-            t = Table(title=title, show_edge=False, header_style="bold", no_wrap=False)
+            t = Table(title=title, show_edge=False, header_style="bold")
             for c in columns:
-                t.add_column(c)
+                t.add_column(c, overflow="fold")  # a narrow terminal wraps a key id, never cuts it
             for r in rows:
                 t.add_row(*r)
-            Console(file=self.stdout, no_color="NO_COLOR" in os.environ).print(t)
+            # cells are data, never rich markup; NO_COLOR (non-empty, no-color.org) means no escape codes at all
+            Console(file=self.stdout, markup=False, highlight=False, emoji=False,
+                    color_system=None if os.environ.get("NO_COLOR") else "auto").print(t)
             return
         widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
         self.line("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip())
