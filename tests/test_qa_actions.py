@@ -126,3 +126,13 @@ def test_long_bad_resource_is_shown_short(cli, home, world):
     r = cli("sign", "--as", "agent:bot", "--action", "deploy.x", "--resource", "a" * 5000)
     one_error(r, 2, "bad resource")
     assert len(r.stderr) < 300
+
+
+def test_output_dash_is_stdout_not_a_file_named_dash(cli, home, world, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for args in (("delegate", "--to", "agent:sub", "--scope", "deploy.x:api/x", "--parent", str(world["grant"])),
+                 ("sign", "--as", "agent:bot", "--action", "deploy.x", "--resource", "api/x"),
+                 ("revocations", "export", "--sign-as", "user:alice")):
+        r = cli(*args, "-o", "-")
+        assert r.code == 0 and r.stdout.startswith("eyJ"), r.stderr
+        assert not (tmp_path / "-").exists()

@@ -40,6 +40,7 @@ def _check_audience(audience: str) -> str:
 
 def do_sign(state: State, out: Output, as_: str, action: str, resource: str, grant: str | None, data: str | None,
             embed: bool, audience: str | None, ttl: str | None, output_file: str | None) -> int:
+    output_file = None if output_file == "-" else output_file  # -o -: stdout, as usual
     def body() -> None:
         from ..durations import parse_duration
         from ..signing import sign_action
@@ -339,6 +340,7 @@ def _batch(state: State, out: Output, source, action, resource, audience, data, 
 
 
 def do_revocations_export(state: State, out: Output, sign_as: str, output_file: str | None) -> int:
+    output_file = None if output_file == "-" else output_file  # -o -: stdout, as usual
     def body() -> None:
         from ..revocation_lists import export_list
 

@@ -21,6 +21,7 @@ def parse_leeway(text: str | None, default: int) -> int:
 
 def do_delegate(state: State, out: Output, to: str, scopes: list[str], ttl: str | None, issuer: str | None,
                 parent: str | None, audience: str | None, max_depth: int | None, output_file: str | None) -> int:
+    output_file = None if output_file == "-" else output_file  # -o -: stdout, as usual
     def body() -> None:
         from ..delegation import delegate
 
