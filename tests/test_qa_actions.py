@@ -136,3 +136,39 @@ def test_output_dash_is_stdout_not_a_file_named_dash(cli, home, world, tmp_path,
         r = cli(*args, "-o", "-")
         assert r.code == 0 and r.stdout.startswith("eyJ"), r.stderr
         assert not (tmp_path / "-").exists()
+
+
+def test_a_batch_line_cannot_drop_a_check_the_flags_ask_for(cli, home, tmp_path):
+    import json as _json
+
+    assert cli("keygen", "user:alice").code == 0
+    assert cli("keygen", "agent:bot").code == 0
+    grant = tmp_path / "g.jwt"
+    assert cli("delegate", "--from", "user:alice", "--to", "agent:bot", "--scope", "deploy.*:api/*", "-o", str(grant)).code == 0
+    token = cli("sign", "--as", "agent:bot", "--action", "deploy.staging", "--resource", "api/web", "--grant", str(grant)).stdout.strip()
+    line = _json.dumps({"token": token, "action": None, "resource": None}) + "\n"
+    r = cli("verify", "--batch", "--action", "deploy.production", "--resource", "api/web", input=line)
+    assert r.code == 1
+    verdict = _json.loads(r.stdout)
+    assert verdict["ok"] is False and verdict["reason"] == "scope_denied"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("verify", "tok", "--action", "a.b", "--action", "c.d"),
+        ("verify", "tok", "--resource=x", "--resource", "y"),
+        ("delegate", "--to", "agent:a", "--to", "agent:b", "--scope", "x"),
+        ("sign", "--as", "agent:a", "--action", "a", "--resource", "r", "-o", "f1", "--output", "f2"),
+        ("audit", "--limit", "3", "--limit", "4"),
+    ],
+)
+def test_an_option_that_takes_one_value_given_twice_is_refused(cli, home, args):
+    r = cli(*args)
+    assert r.code == 2
+    assert r.stderr.startswith("agentctl: error: --") and "more than once" in r.stderr
+
+
+def test_repeatable_options_may_repeat(cli, home):
+    r = cli("keygen", "agent:x", "--role", "a", "--role", "b", "--attr", "k=v", "--attr", "j=w")
+    assert r.code == 0, r.stderr

@@ -301,8 +301,9 @@ def _batch(state: State, out: Output, source, action, resource, audience, data, 
                         if set(req) - _BATCH_KEYS or ("data" in req and "data_b64" in req):
                             raise KeyError  # a misspelt key would drop a check: refuse it
                         token = req["token"]
-                        a = req.get("action", a)
-                        r = req.get("resource", r)
+                        # a line may add or change a check, never drop one: null means "as the flag says"
+                        a = req["action"] if req.get("action") is not None else a
+                        r = req["resource"] if req.get("resource") is not None else r
                         aud = req.get("audience")
                         if "data" in req:
                             payload = req["data"].encode("utf-8")

@@ -33,6 +33,12 @@ def run_typer(args: list[str]) -> int:
     command = get_command(app)
     args = _protect_dash_keys(args)
     json_mode = "--json" in args or os.environ.get("AGENTCTL_FORMAT", "").lower() == "json"
+    twice = _repeated_option(command, args)
+    if twice is not None:  # the parser would keep the last one and silently drop a check or a setting
+        from ..errors import UsageError
+        from .output import Output
+
+        return Output(json_mode).error(UsageError(f"{twice} is given more than once; give it once"))
     try:
         rv = command.main(args=args, prog_name="agentctl", standalone_mode=False)
         return rv if isinstance(rv, int) else 0
@@ -74,6 +80,36 @@ def _protect_dash_keys(args: list[str]) -> list[str]:
     if not keys:
         return args
     return [a for a in args if a not in keys] + ["--", *keys]
+
+
+def _repeated_option(command, args: list[str]) -> str | None:
+    """The first option that takes one value and appears twice (repeatable ones like --scope aside)."""
+    single: dict[str, str] = {}  # every spelling (-o, --output) -> the option's longest name
+
+    def collect(cmd) -> None:
+        for p in getattr(cmd, "params", ()):
+            if getattr(p, "param_type_name", "") == "option" and not p.is_flag and not p.multiple:
+                for opt in p.opts:
+                    single[opt] = max(p.opts, key=len)
+        for sub in getattr(cmd, "commands", {}).values():
+            collect(sub)
+
+    collect(command)
+    seen: set[str] = set()
+    expect_value = False
+    for a in args:
+        if a == "--":
+            break
+        if expect_value:
+            expect_value = False
+            continue
+        name = single.get(a.split("=", 1)[0])
+        if name is not None:
+            if name in seen:
+                return name
+            seen.add(name)
+            expect_value = "=" not in a
+    return None
 
 
 def run() -> None:
