@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from ..errors import UsageError
-from .common import State, guarded, make_context, read_file, write_output
+from .common import State, check_output, guarded, make_context, read_file, write_output
 from .output import Output
 
 
@@ -102,7 +102,7 @@ def do_audit_checkpoint(state: State, out: Output, output_file) -> int:
         if not ctx.home.config.audit:
             raise UsageError("auditing is off in config.toml (audit = false)")
         if output_file is not None:  # check before signing: a failed command must leave no checkpoint behind
-            _check_output(output_file)
+            check_output(output_file)
         rec = Recorder(ctx)
         try:
             name, (size, root, note) = rec.checkpoint()
@@ -115,18 +115,6 @@ def do_audit_checkpoint(state: State, out: Output, output_file) -> int:
                    (lambda: out.stdout.write(note)) if output_file is None else None)
 
     return guarded(out, body)
-
-
-def _check_output(path: str) -> None:
-    from pathlib import Path
-
-    from ..errors import NotFoundError
-
-    target = Path(path)
-    if target.is_dir():
-        raise UsageError(f"cannot write {path}: it is a directory")
-    if not target.parent.is_dir():
-        raise NotFoundError(f"cannot write {path}: no directory {target.parent}")
 
 
 def do_audit_prove(state: State, out: Output, seq: int) -> int:

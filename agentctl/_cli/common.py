@@ -140,9 +140,9 @@ def check_output(path: str) -> None:
 
 def write_output(path: str, text: str) -> None:
     """Write a (public) output file atomically: it exists only once the command has succeeded."""
-    from ..home import atomic_write
-
     import stat
+
+    from ..home import atomic_write
 
     check_output(path)
     target = Path(path)
