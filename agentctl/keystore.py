@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from typing import Callable, Mapping, TypeVar
 
 from .encoding import EncodingError, b64u_decode, b64u_encode
-from .errors import KeystoreError, PassphraseError, SecretFormatError, StoreError, UsageError
+from .errors import Error, KeystoreError, PassphraseError, SecretFormatError, StoreError, UsageError
 from .home import Home, atomic_write, check_private_file
 from .secret import decode_secret, encode_secret
 
@@ -307,6 +307,12 @@ def open_keystore(
     ok, why = keyring_available()
     if ok:
         return KeyringKeystore()
-    if notify is not None:
+    marker = home.path / ".file-keystore-noted"  # say it once per home, not on every command
+    if notify is not None and not marker.exists():
         notify(f"no usable os keyring ({why}); keeping secret keys in the file keystore under {home.keys_dir}")
+        try:
+            home.ensure()
+            marker.touch(mode=0o600)
+        except (OSError, Error):  # a notice that repeats is no failure
+            pass
     return FileKeystore(home, env, prompt)

@@ -509,3 +509,17 @@ def test_cli_wrong_passphrase(cli, home, use_backend):
     assert r.stderr.startswith("agentctl: error: wrong passphrase for key file ")
     assert "Zq7-not-it" not in r.stderr and "Traceback" not in r.stderr
     assert store_snapshot(home) == before
+
+
+def test_the_file_keystore_fallback_is_announced_once_per_home(cli, home, monkeypatch):
+    import keyring.core
+
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    notices = []
+    for name in ("agent:a", "agent:b"):
+        monkeypatch.setattr(ks, "_availability", None)
+        monkeypatch.setattr(keyring.core, "_keyring_backend", None)
+        r = cli("keygen", name)
+        assert r.code == 0, r.stderr
+        notices.append(r.stderr.count("no usable os keyring"))
+    assert notices == [1, 0]
