@@ -19,7 +19,7 @@ from .models import Revocation, Revocations, check_jti, check_kid
 from .names import is_name
 from .store import Store
 
-__all__ = ["export_list", "parse_list", "verify_list", "import_list", "check_version", "RevocationList"]
+__all__ = ["export_list", "verify_list", "import_list", "check_version", "RevocationList"]
 
 _KINDS = {"principals": "principal", "keys": "key", "grants": "grant"}
 
@@ -80,9 +80,12 @@ def export_list(ctx: Context, sign_as: str) -> tuple[str, int, int]:
     return token, version, len(revs.entries)
 
 
-def parse_list(ctx_store: Store, token: str, trust=None) -> RevocationList:
-    """Verify a revocation list against its signer's trusted key; return it."""
-    t = jws.decode(token, jws.REVOCATIONS, limit=jws.MAX_LIST_BYTES)
+def verify_list(token: str, trust) -> RevocationList:
+    """A revocation list, verified against its signer's key in ``trust`` (a
+    :class:`~agentctl.verify.Trust`: a home's ``StoreTrust`` or a ``StaticTrust`` given in code), ready
+    for ``Verifier(trust, revocations=[rl.revocations])``. Keeping out an older list than one already
+    seen (a rollback) is the caller's part: :func:`check_version` in a home, else compare ``rl.version``."""
+    t = jws.decode(token.strip() if isinstance(token, str) else token, jws.REVOCATIONS, limit=jws.MAX_LIST_BYTES)
     c = t.claims
     iss = c.get("iss")
     if not is_name(iss):
@@ -115,7 +118,7 @@ def parse_list(ctx_store: Store, token: str, trust=None) -> RevocationList:
                 entries.append(Revocation(kind, ident, at, reason))
     except Exception as e:  # any shape error in the list body is one answer: malformed
         raise VerificationError("malformed", f"revocation list entry is not valid ({type(e).__name__})") from None
-    principal = trust.principal(iss) if trust is not None else ctx_store.get(iss)
+    principal = trust.principal(iss)
     if principal is None:
         raise VerificationError("untrusted_root", f"the revocation list is signed by {iss}, who is not trusted here")
     key = principal.key(t.kid)
@@ -125,18 +128,10 @@ def parse_list(ctx_store: Store, token: str, trust=None) -> RevocationList:
         raise VerificationError("bad_signature", "the revocation list's signature does not verify")
     if key.status == "retired" and iat > key.retired:
         raise VerificationError("bad_signature", f"the revocation list was signed by key {t.kid} after it was retired")
-    held = (trust.revocations() if trust is not None else ctx_store.revocations())
+    held = trust.revocations()
     if held.principal(iss) or held.key(t.kid):
         raise VerificationError("revoked", f"the signer of the revocation list, {iss}, is revoked")
     return RevocationList(iss, version, iat, Revocations(tuple(entries)))
-
-
-def verify_list(token: str, trust) -> RevocationList:
-    """For a library verifier without a home: the list, verified against ``trust`` (a
-    :class:`~agentctl.verify.Trust`), ready for ``Verifier(trust, revocations=[rl.revocations])``.
-    Keeping out an older list than one already seen (a rollback) is the caller's part: compare
-    ``rl.version``."""
-    return parse_list(None, token.strip(), trust)
 
 
 def check_version(ctx: Context, rl: RevocationList) -> int:
@@ -150,7 +145,9 @@ def check_version(ctx: Context, rl: RevocationList) -> int:
 def import_list(ctx: Context, token: str) -> tuple[RevocationList, int]:
     """Merge a verified list into this home's revocations. Returns the list and how many were new."""
     store = Store(ctx.home)
-    rl = parse_list(store, token)
+    from .verify import StoreTrust
+
+    rl = verify_list(token, StoreTrust(store))
     with ctx.home.lock():
         held = check_version(ctx, rl)
         revs = store.revocations()

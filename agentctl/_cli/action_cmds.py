@@ -87,9 +87,9 @@ class _VerifyRun:
         trust = StoreTrust(self.store)
         extra = []
         if revocations is not None:
-            from ..revocation_lists import check_version, parse_list
+            from ..revocation_lists import check_version, verify_list
 
-            rl = parse_list(self.store, read_file(revocations, "revocation list").strip(), trust)
+            rl = verify_list(read_file(revocations, "revocation list"), trust)
             check_version(self.ctx, rl)
             extra.append(rl.revocations)
         from ..durations import parse_when
