@@ -8,27 +8,10 @@ import sys
 from ..clock import rfc3339
 from ..errors import UsageError, VerificationError
 from ..events import Event
-from .common import State, check_output, guarded, make_context, read_file, read_input, write_output
+from .common import State, check_output, guarded, make_context, read_bytes, read_file, read_input, write_output
 from .record import Recorder
 from .grant_cmds import parse_leeway
 from .output import Output
-
-
-def _read_bytes(source: str) -> bytes:
-    from pathlib import Path
-
-    from ..errors import NotFoundError
-
-    if source == "-":
-        return sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode("utf-8")
-    if not source:  # Path("") is the current directory
-        raise UsageError("no --data file given (an empty name)")
-    try:
-        return Path(source).read_bytes()
-    except FileNotFoundError:
-        raise NotFoundError(f"no such file: {source}") from None
-    except OSError as e:
-        raise UsageError(f"cannot read {source}: {e.strerror or e}") from None
 
 
 def _check_audience(audience: str) -> str:
@@ -52,7 +35,7 @@ def do_sign(state: State, out: Output, as_: str, action: str, resource: str, gra
         ctx = make_context(state, out)
         ttl_s = parse_duration(ttl, what="--ttl") if ttl is not None else None
         grant_text = read_input(grant, "grant").strip() if grant is not None else None
-        payload = _read_bytes(data) if data is not None else b""
+        payload = read_bytes(data, "--data") if data is not None else b""
         rec = Recorder(ctx)
         try:
             token = sign_action(ctx, as_=as_, action=action, resource=resource, grant=grant_text, data=payload,
@@ -235,7 +218,7 @@ def do_verify(state: State, out: Output, source: str | None, action, resource, a
             out.result(_list_refused(state, out, e, action, resource))
             return 1
         token = read_input(source, "token").strip()
-        payload = _read_bytes(data) if data is not None else None
+        payload = read_bytes(data, "--data") if data is not None else None
         try:
             doc = run.check(token, action, resource, payload)
         except VerificationError as e:

@@ -115,16 +115,26 @@ def _is_dir(path: str) -> bool:
 
 
 def read_file(source: str, what: str = "file") -> str:
+    """A UTF-8 file, or stdin for ``-``."""
+    data = read_bytes(source, what)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"cannot read {what} {source}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+def read_bytes(source: str, what: str = "file") -> bytes:
+    """A file's bytes, or stdin's for ``-``."""
     if source == "-":
-        return sys.stdin.read()
+        return sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode("utf-8")
     if not source:  # Path("") is the current directory
         raise UsageError(f"no {what} file given (an empty name)")
     try:
-        return Path(source).read_text("utf-8")
+        return Path(source).read_bytes()
     except FileNotFoundError:
         raise NotFoundError(f"no such file: {source}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"cannot read {what} {source}: {getattr(e, 'strerror', None) or e}") from None
+    except OSError as e:
+        raise UsageError(f"cannot read {what} {source}: {e.strerror or e}") from None
 
 
 def check_output(path: str) -> None:
