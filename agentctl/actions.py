@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from . import jws
 from .encoding import EncodingError, b64u_decode, b64u_encode
 from .errors import UsageError, VerificationError
-from .grants import _audience, _int, jti_claim
+from .grants import audience_claim, jti_claim, int_claim
 from .names import is_name
 
 __all__ = ["ActionToken", "parse_action", "action_claims", "payload_digest", "check_action_name", "check_resource"]
@@ -102,10 +102,10 @@ def parse_action(token: object) -> ActionToken:
     grant = c.get("grant")
     if grant is not None and not isinstance(grant, str):
         raise _bad("claim 'grant' must be a grant token")
-    iat, exp = _int(c, "iat"), _int(c, "exp")
+    iat, exp = int_claim(c, "iat"), int_claim(c, "exp")
     if exp <= iat:
         raise _bad("claim 'exp' is not after 'iat'")
-    return ActionToken(t, c["iss"], c["sub"], action, resource, iat, exp, jti, _audience(c), sha, data, grant)
+    return ActionToken(t, c["iss"], c["sub"], action, resource, iat, exp, jti, audience_claim(c), sha, data, grant)
 
 
 def action_claims(*, iss: str, sub: str, action: str, resource: str, data: bytes, embed: bool, now: int, ttl: int,

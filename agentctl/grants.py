@@ -27,7 +27,7 @@ def _bad(detail: str) -> VerificationError:
     return VerificationError("malformed", detail)
 
 
-def _int(claims: dict, name: str) -> int:
+def int_claim(claims: dict, name: str) -> int:
     v = claims.get(name)
     if not isinstance(v, int) or isinstance(v, bool) or not (0 <= v <= MAX_TIME):
         raise _bad(f"claim {name!r} must be a whole number from 0 to {MAX_TIME}")
@@ -51,7 +51,7 @@ def parse_scope_claim(value: object):
         raise _bad(f"claim 'scope': {e.message}") from None
 
 
-def _audience(claims: dict) -> tuple[str, ...] | None:
+def audience_claim(claims: dict) -> tuple[str, ...] | None:
     if "aud" not in claims:
         return None
     aud = claims["aud"]
@@ -140,8 +140,8 @@ def _hop(token: object) -> Hop:
     prf = c.get("prf")
     if prf is not None and not isinstance(prf, str):
         raise _bad("claim 'prf' must be the parent grant token")
-    max_depth = _int(c, "max_depth")
-    iat, nbf, exp = _int(c, "iat"), _int(c, "nbf"), _int(c, "exp")
+    max_depth = int_claim(c, "max_depth")
+    iat, nbf, exp = int_claim(c, "iat"), int_claim(c, "nbf"), int_claim(c, "exp")
     if exp <= nbf:
         raise _bad("claim 'exp' is not after 'nbf'")
     return Hop(
@@ -156,7 +156,7 @@ def _hop(token: object) -> Hop:
         nbf=nbf,
         exp=exp,
         jti=jti,
-        aud=_audience(c),
+        aud=audience_claim(c),
         max_depth=max_depth,
         prf=prf,
     )
