@@ -1,0 +1,359 @@
+"""Rego sets on the embedded ``regopy`` engine (rego-cpp, OPA v1 syntax), behind :class:`PolicySet`.
+
+The engine's hazards, and what this adapter does about each (measured on regopy 1.5):
+
+- a false or failed rule is often *undefined*, not false: only the value exactly ``true`` allows;
+- built-in errors (division by zero) are swallowed as undefined unless strict built-in errors are on,
+  which let ``default allow := true`` with ``allow := false if {1/0 …}`` allow: strict errors are on,
+  and an error denies;
+- an unknown function surfaces only when the rule is evaluated, as an error string instead of a
+  result: anything that is not a well-formed result denies;
+- a set with two ``default`` rules for one name builds a bundle that crashes the process when queried:
+  ``ok()`` is checked at compile time and such a set does not compile;
+- a set that does not define the queried rule builds and answers undefined: a source scan refuses it;
+- ``print()`` writes to the process's stdout whatever the log level: while a set that calls ``print``
+  evaluates, stdout (fd 1) is pointed at stderr, so ``--json`` still prints one document;
+- evaluation cannot be interrupted: it runs on a worker thread and the caller waits at most the
+  timeout, then denies; the runaway evaluation is abandoned (it finishes on its own thread).
+
+The bundle is built once per process (cache in the package) and its entrypoint queried per decision.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import threading
+from dataclasses import dataclass
+
+from ..errors import OperationalError, UsageError
+from . import Decision, PolicyFile, PolicySet
+
+__all__ = ["RegoSet", "compile_set", "entrypoint_of"]
+
+INSTALL_HINT = "install the rego extra of this checkout: pip install -e '.[rego]' (regopy)"
+
+
+def _regopy():
+    try:
+        import regopy
+    except ImportError:
+        raise OperationalError("the rego engine is not installed (regopy)", hint=INSTALL_HINT) from None
+    _quiet(regopy)
+    return regopy
+
+
+_QUIET = False
+
+
+def _quiet(regopy) -> None:
+    global _QUIET
+    if not _QUIET:
+        regopy.set_default_log_level("None")  # no engine logging on the process's stdout
+        _QUIET = True
+
+
+_SEGMENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_QUERY = re.compile(rf"data(\.{_SEGMENT})+")
+
+
+def entrypoint_of(query: str) -> str:
+    """``data.agent.authz.allow`` -> ``agent/authz/allow``."""
+    if not isinstance(query, str) or not _QUERY.fullmatch(query):
+        raise UsageError(f"bad policy query {query!r}: expected data.PACKAGE.RULE, e.g. data.agent.authz.allow")
+    return query[len("data."):].replace(".", "/")
+
+
+@dataclass(frozen=True)
+class Compiled:
+    files: tuple[str, ...]
+    query: str
+    entrypoint: str
+    digest: str
+    bundle: object
+    prints: bool
+
+
+def compile_set(files: list[PolicyFile], query: str, digest: str) -> Compiled:
+    entrypoint = entrypoint_of(query)
+    regopy = _regopy()
+    interp = regopy.Interpreter()
+    interp.log_level = regopy.LogLevel.NONE
+    for f in files:
+        try:
+            interp.add_module(f.path, f.text)
+        except regopy.RegoError as e:
+            raise _compile_error(str(e), files) from None
+    _require_rule(files, query)
+    try:
+        bundle = interp.build(None, [entrypoint])
+    except regopy.RegoError as e:
+        raise _compile_error(str(e), files) from None
+    if not bundle.ok():  # querying it would crash the process (two defaults for one rule, for one)
+        raise UsageError(f"policy set {', '.join(f.path for f in files)} does not compile: the engine rejected it "
+                         "(two 'default' rules for one name, or conflicting rule values?)")
+    prints = any(_PRINT.search(_code_only(f.text)) for f in files)
+    return Compiled(tuple(f.path for f in files), query, entrypoint, digest, bundle, prints)
+
+
+_PRINT = re.compile(r"\bprint\s*\(")
+
+
+def _compile_error(raw: str, files: list[PolicyFile]) -> UsageError:
+    """rego-cpp's error s-expression: ``(error N:FILE|OFFSET|LEN (errormsg N:TEXT) …)``, with length
+    prefixes. The first error, as ``FILE:LINE: TEXT``."""
+    where, message = None, None
+    m = re.search(r"\(error (\d+):", raw)
+    if m:
+        start = m.end()
+        name = raw[start:start + int(m.group(1))]
+        pos = re.match(r"\|(\d+)\|", raw[start + int(m.group(1)):])
+        text = next((f.text for f in files if f.path == name), None)
+        if pos and text is not None:
+            line = text.count("\n", 0, int(pos.group(1))) + 1
+            where = f"{name}:{line}"
+        else:
+            where = name or None
+    m = re.search(r"\(errormsg (\d+):", raw)
+    if m:
+        message = raw[m.end():m.end() + int(m.group(1))]
+    if not message:
+        message = raw.strip().splitlines()[0] if raw.strip() else "the engine gave no detail"
+    message = message.strip()
+    if where is None:
+        where = ", ".join(f.path for f in files)
+    return UsageError(f"policy {where} does not compile: {message}")
+
+
+# --- does the set define the queried rule? --------------------------------------------------------
+
+
+def _code_only(text: str) -> str:
+    """The text with comments and string contents blanked (lengths and newlines kept)."""
+    out = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "#":
+            j = text.find("\n", i)
+            j = n if j < 0 else j
+            out.append(" " * (j - i))
+            i = j
+        elif c == '"':
+            j = i + 1
+            while j < n and text[j] not in '"\n':
+                j += 2 if text[j] == "\\" else 1
+            out.append('"' + " " * (min(j, n) - i - 1) + ('"' if j < n else ""))
+            i = j + 1
+        elif c == "`":
+            j = text.find("`", i + 1)
+            j = n - 1 if j < 0 else j
+            out.append("`" + re.sub(r"[^\n]", " ", text[i + 1:j]) + "`")
+            i = j + 1
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+_HEAD = re.compile(rf"(?:default\s+)?({_SEGMENT}(?:\.{_SEGMENT})*)")
+_KEYWORDS = {"package", "import", "else", "default", "not", "some", "every", "with", "as", "if", "contains", "in"}
+
+
+def defined_paths(text: str) -> set[tuple[str, ...]]:
+    """The data paths the rules of one module define: its package plus each top-level rule head."""
+    code = _code_only(text)
+    package = None
+    paths = set()
+    depth = 0
+    at_line_start = True
+    i, n = 0, len(code)
+    while i < n:
+        c = code[i]
+        if c in "{[(":
+            depth += 1
+        elif c in "}])":
+            depth = max(0, depth - 1)
+        elif c == "\n":
+            at_line_start = True
+            i += 1
+            continue
+        elif depth == 0 and at_line_start and not c.isspace():
+            m = _HEAD.match(code, i)
+            if m:
+                word = m.group(1)
+                if word == "package":
+                    pm = re.match(rf"package\s+({_SEGMENT}(?:\.{_SEGMENT})*)", code[i:])
+                    if pm:
+                        package = tuple(pm.group(1).split("."))
+                elif word.split(".")[0] not in _KEYWORDS and package is not None:
+                    paths.add(package + (word.split(".")[0],))
+                i = m.end()
+                at_line_start = False
+                continue
+        if not c.isspace():
+            at_line_start = False
+        i += 1
+    return paths
+
+
+def _require_rule(files: list[PolicyFile], query: str) -> None:
+    wanted = tuple(query.split(".")[1:])
+    for f in files:
+        for path in defined_paths(f.text):
+            k = min(len(path), len(wanted))
+            if path[:k] == wanted[:k]:
+                return
+    raise UsageError(f"policy set {', '.join(f.path for f in files)} does not define {query}",
+                     hint="check the package name and the rule, or give --query")
+
+
+# --- evaluation ----------------------------------------------------------------------------------
+
+
+class _StdoutToStderr:
+    """fd 1 pointed at fd 2 while a printing policy evaluates (process-wide; counted, so nested or
+    concurrent uses restore it once)."""
+
+    _lock = threading.Lock()
+    _depth = 0
+    _saved = -1
+
+    @classmethod
+    def enter(cls) -> None:
+        with cls._lock:
+            if cls._depth == 0:
+                try:
+                    import sys
+
+                    sys.stdout.flush()
+                except (OSError, ValueError, AttributeError):
+                    pass
+                cls._saved = os.dup(1)
+                os.dup2(2, 1)
+            cls._depth += 1
+
+    @classmethod
+    def leave(cls) -> None:
+        with cls._lock:
+            if cls._depth == 0:
+                return
+            cls._depth -= 1
+            if cls._depth == 0:
+                os.dup2(cls._saved, 1)
+                os.close(cls._saved)
+                cls._saved = -1
+
+
+class _Job:
+    def __init__(self, doc: dict) -> None:
+        self.doc = doc
+        self.done = threading.Event()
+        self.outcome: tuple[str, object] = ("error", "no result")
+        self.redirected = False
+        self.released = threading.Lock()  # whoever takes it restores stdout
+
+
+class _Worker:
+    """A thread with its own interpreter that evaluates one job at a time."""
+
+    def __init__(self, compiled: Compiled) -> None:
+        self.compiled = compiled
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="agentctl-rego", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        regopy = _regopy()
+        interp = regopy.Interpreter()
+        interp.log_level = regopy.LogLevel.NONE
+        interp.strict_built_in_errors = True  # a built-in's error is an error, never undefined
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            try:
+                if self.compiled.prints:
+                    _StdoutToStderr.enter()
+                    job.redirected = True
+                try:
+                    job.outcome = _evaluate(regopy, interp, self.compiled, job.doc)
+                finally:
+                    if job.redirected and job.released.acquire(blocking=False):
+                        _StdoutToStderr.leave()
+            except Exception as e:  # noqa: BLE001 - whatever the engine does is a deny, never a crash
+                job.outcome = ("error", f"{type(e).__name__}: {e}")
+            finally:
+                job.done.set()
+
+
+def _evaluate(regopy, interp, compiled: Compiled, doc: dict) -> tuple[str, object]:
+    interp.set_input(regopy.Input(doc))
+    try:
+        out = interp.query_bundle_entrypoint(compiled.bundle, compiled.entrypoint)
+    except (ValueError, regopy.RegoError) as e:  # an error string instead of a result (unknown function)
+        return ("error", _first_line(str(e)) or type(e).__name__)
+    if not out.ok():
+        return ("error", _first_line(str(out)))
+    text = str(out)
+    if text.strip() == "undefined":
+        return ("undefined", "undefined")
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return ("error", _first_line(text))
+    if isinstance(value, list):  # several results: not one value
+        return ("value", value)
+    if not isinstance(value, dict) or not isinstance(value.get("expressions"), list) or len(value["expressions"]) != 1:
+        return ("value", value)
+    return ("value", value["expressions"][0])
+
+
+def _first_line(text: str) -> str:
+    m = re.search(r"\(errormsg (\d+):", text)
+    if m:
+        return text[m.end():m.end() + int(m.group(1))]
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+class RegoSet(PolicySet):
+    engine = "rego"
+
+    def __init__(self, compiled: Compiled, timeout: float) -> None:
+        self.compiled = compiled
+        self.timeout = float(timeout)
+        self.query = compiled.query
+        self.digest = compiled.digest
+        self.files = compiled.files
+        self._lock = threading.Lock()
+        self._worker: _Worker | None = None
+
+    def decide(self, input_doc: dict) -> Decision:
+        with self._lock:  # one evaluation at a time on this set's worker
+            if self._worker is None:
+                self._worker = _Worker(self.compiled)
+            job = _Job(input_doc)
+            self._worker.jobs.put(job)
+            if not job.done.wait(self.timeout):
+                self._worker.jobs.put(None)  # it stops once the runaway evaluation ends
+                self._worker = None
+                if job.redirected and job.released.acquire(blocking=False):
+                    _StdoutToStderr.leave()  # this process's stdout is its own again
+                return self._decision(False, None, f"time-out: no decision within {self.timeout:g}s")
+        kind, value = job.outcome
+        if kind == "error":
+            return self._decision(False, None, f"evaluation error: {value}")
+        if kind == "undefined":
+            return self._decision(False, "undefined", f"{self.query} is undefined")
+        if value is True:
+            return self._decision(True, True, f"{self.query} is true")
+        if value is False:
+            return self._decision(False, False, f"{self.query} is false")
+        return self._decision(False, value, f"{self.query} is {_short(value)}, not true")
+
+
+def _short(value: object) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
