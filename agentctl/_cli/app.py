@@ -339,3 +339,8 @@ def demo(ctx: typer.Context, json_: bool = JsonOpt) -> None:
 
     s = state(ctx)
     done(do_demo(s, s.output(json_)))
+
+
+from .policy_cmds import policy_app  # noqa: E402 - the policy group lives in its own module
+
+app.add_typer(policy_app, name="policy")

@@ -1,0 +1,123 @@
+"""agentctl policy eval | check | schema: ask, compile and describe policy sets without a token.
+
+(``policy input``, which prints the document verify would build, needs the verification pipeline.)
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from ..errors import UsageError
+from .common import State, guarded, read_file
+from .output import Output
+
+__all__ = ["policy_app", "do_eval", "do_check", "do_schema"]
+
+policy_app = typer.Typer(help="Rego and Cedar policies: evaluate, compile-check, print the Cedar schema.", no_args_is_help=True)
+
+JSON_HELP = "Print exactly one JSON document on stdout; everything else goes to stderr."
+QUERY_HELP = "The Rego rule to ask (default data.agent.authz.allow)."
+
+
+def _state(ctx: typer.Context) -> State:
+    return ctx.obj if isinstance(ctx.obj, State) else State()
+
+
+@policy_app.command("eval")
+def eval_(
+    ctx: typer.Context,
+    files: List[str] = typer.Argument(..., metavar="FILE…", help="The .rego or .cedar files of one set."),
+    input_: str = typer.Option(..., "--input", metavar="FILE|-", help="The input document (JSON), or - for stdin."),
+    query: Optional[str] = typer.Option(None, "--query", metavar="Q", help=QUERY_HELP),
+    json_: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Ask one policy set about an input document. Exit 0 allow, 1 deny."""
+    s = _state(ctx)
+    raise typer.Exit(do_eval(s.output(json_), files, input_, query))
+
+
+@policy_app.command("check")
+def check(
+    ctx: typer.Context,
+    files: List[str] = typer.Argument(..., metavar="FILE…", help="The .rego or .cedar files of one set."),
+    query: Optional[str] = typer.Option(None, "--query", metavar="Q", help=QUERY_HELP),
+    json_: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Compile a policy set (Cedar: also validate against agentctl's schema)."""
+    s = _state(ctx)
+    raise typer.Exit(do_check(s.output(json_), files, query))
+
+
+@policy_app.command("schema")
+def schema(
+    ctx: typer.Context,
+    cedar: bool = typer.Option(False, "--cedar", help="The Cedar schema of agentctl's entity types."),
+    json_: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Print the schema policies are written against."""
+    s = _state(ctx)
+    raise typer.Exit(do_schema(s.output(json_), cedar))
+
+
+def do_eval(out: Output, files: list[str], source: str, query: str | None) -> int:
+    def body() -> int:
+        from ..encoding import EncodingError, loads_strict
+        from ..policy import DEFAULT_QUERY, input_sha256, load_set
+
+        text = read_file(source, "input document")
+        try:
+            doc = loads_strict(text)
+        except EncodingError as e:
+            raise UsageError(f"the input document is not JSON: {e}") from None
+        if not isinstance(doc, dict):
+            raise UsageError("the input document must be a JSON object")
+        policy_set = load_set(files, query or DEFAULT_QUERY)
+        decision = policy_set.decide(doc)
+        result = {"ok": decision.allowed, **decision.describe(), "files": list(policy_set.files),
+                  "input_sha256": input_sha256(doc)}
+        verdict = "allow" if decision.allowed else "deny"
+        out.result(result, f"{verdict}: {decision.detail}")
+        return 0 if decision.allowed else 1
+
+    return guarded(out, body)
+
+
+def do_check(out: Output, files: list[str], query: str | None) -> int:
+    def body() -> int:
+        from ..policy import DEFAULT_QUERY, engine_of, load_set, read_policy_file
+
+        policy_set = load_set(files, query or DEFAULT_QUERY)
+        findings: list[str] = []
+        if engine_of(files) == "cedar":
+            from ..policy.cedar import check_files
+
+            findings = check_files([read_policy_file(f) for f in files])
+        for line in findings:
+            out.note(f"schema: {line}")
+        doc = {"ok": True, "engine": policy_set.engine, "files": list(policy_set.files), "digest": policy_set.digest,
+               "query": policy_set.query if policy_set.engine == "rego" else None, "schema_findings": findings}
+        what = f"{policy_set.engine} set {policy_set.name} compiles"
+        if policy_set.engine == "rego":
+            what += f" and defines {policy_set.query}"
+        elif findings:
+            what += f" ({len(findings)} schema finding{'s' if len(findings) != 1 else ''} above)"
+        else:
+            what += " and validates against the schema"
+        out.result(doc, f"ok: {what}")
+        return 0
+
+    return guarded(out, body)
+
+
+def do_schema(out: Output, cedar: bool) -> int:
+    def body() -> int:
+        if not cedar:
+            raise UsageError("say which schema: --cedar", hint="Rego policies read the input document in docs/policy.md")
+        from ..policy.cedar import SCHEMA
+
+        out.result({"ok": True, "engine": "cedar", "schema": SCHEMA}, lambda: out.stdout.write(SCHEMA))
+        return 0
+
+    return guarded(out, body)
