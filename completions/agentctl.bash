@@ -5,9 +5,10 @@
 # The sub-commands of a command path ('' is agentctl itself).
 __agentctl_commands() {
     case $1 in
-        '') echo 'keygen list show pubkey import rotate revoke delegate inspect sign verify demo revocations audit' ;;
+        '') echo 'keygen list show pubkey import rotate revoke delegate inspect sign verify demo revocations audit policy' ;;
         'revocations') echo 'export import' ;;
         'audit') echo 'verify checkpoint prove export' ;;
+        'policy') echo 'eval check schema' ;;
     esac
 }
 
@@ -35,6 +36,10 @@ __agentctl_options() {
         'audit checkpoint') echo '-o --output --json -h --help' ;;
         'audit prove') echo '--json -h --help' ;;
         'audit export') echo '--since --json -h --help' ;;
+        'policy') echo '-h --help' ;;
+        'policy eval') echo '--input --query --json -h --help' ;;
+        'policy check') echo '--query --json -h --help' ;;
+        'policy schema') echo '--cedar --json -h --help' ;;
     esac
 }
 
@@ -86,6 +91,9 @@ __agentctl_option_value() {
         'audit verify --checkpoint') echo 'file' ;;
         'audit checkpoint -o'|'audit checkpoint --output') echo 'file' ;;
         'audit export --since') echo 'text' ;;
+        'policy eval --input') echo 'file' ;;
+        'policy eval --query') echo 'text' ;;
+        'policy check --query') echo 'text' ;;
     esac
 }
 
@@ -103,6 +111,8 @@ __agentctl_argument() {
         'verify '0) echo 'file' ;;
         'revocations import '0) echo 'file' ;;
         'audit prove '0) echo 'text' ;;
+        'policy eval '*) echo 'text' ;;
+        'policy check '*) echo 'text' ;;
     esac
 }
 

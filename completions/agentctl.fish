@@ -6,18 +6,20 @@
 function __agentctl_commands
     switch "$argv[1]"
         case ''
-            printf '%s\n' keygen list show pubkey import rotate revoke delegate inspect sign verify demo revocations audit
+            printf '%s\n' keygen list show pubkey import rotate revoke delegate inspect sign verify demo revocations audit policy
         case 'revocations'
             printf '%s\n' export import
         case 'audit'
             printf '%s\n' verify checkpoint prove export
+        case 'policy'
+            printf '%s\n' eval check schema
     end
 end
 
 # Whether option $argv[2] of command path $argv[1] takes a value.
 function __agentctl_takes_value
     switch "$argv[1] $argv[2]"
-        case ' --home' 'keygen --role' 'keygen --attr' 'pubkey --format' 'import --rotation' 'import --role' 'rotate -o' 'rotate --output' 'revoke --key' 'revoke --grant' 'revoke --reason' 'delegate --to' 'delegate --scope' 'delegate --ttl' 'delegate --from' 'delegate --parent' 'delegate --audience' 'delegate --max-depth' 'delegate -o' 'delegate --output' 'sign --as' 'sign --action' 'sign --resource' 'sign --grant' 'sign --data' 'sign --audience' 'sign --ttl' 'sign -o' 'sign --output' 'verify --action' 'verify --resource' 'verify --audience' 'verify --data' 'verify --revocations' 'verify --at' 'verify --leeway' 'revocations export --sign-as' 'revocations export -o' 'revocations export --output' 'audit --agent' 'audit --action' 'audit --outcome' 'audit --since' 'audit --until' 'audit --limit' 'audit verify --checkpoint' 'audit checkpoint -o' 'audit checkpoint --output' 'audit export --since'
+        case ' --home' 'keygen --role' 'keygen --attr' 'pubkey --format' 'import --rotation' 'import --role' 'rotate -o' 'rotate --output' 'revoke --key' 'revoke --grant' 'revoke --reason' 'delegate --to' 'delegate --scope' 'delegate --ttl' 'delegate --from' 'delegate --parent' 'delegate --audience' 'delegate --max-depth' 'delegate -o' 'delegate --output' 'sign --as' 'sign --action' 'sign --resource' 'sign --grant' 'sign --data' 'sign --audience' 'sign --ttl' 'sign -o' 'sign --output' 'verify --action' 'verify --resource' 'verify --audience' 'verify --data' 'verify --revocations' 'verify --at' 'verify --leeway' 'revocations export --sign-as' 'revocations export -o' 'revocations export --output' 'audit --agent' 'audit --action' 'audit --outcome' 'audit --since' 'audit --until' 'audit --limit' 'audit verify --checkpoint' 'audit checkpoint -o' 'audit checkpoint --output' 'audit export --since' 'policy eval --input' 'policy eval --query' 'policy check --query'
             return 0
     end
     return 1
@@ -97,6 +99,7 @@ complete -c agentctl -n '__agentctl_at ""' -a verify -d 'Verify a grant or an ac
 complete -c agentctl -n '__agentctl_at ""' -a demo -d 'Walk through the whole story in a throwaway home.'
 complete -c agentctl -n '__agentctl_at ""' -a revocations -d 'Signed revocation lists that travel to other machines.'
 complete -c agentctl -n '__agentctl_at ""' -a audit -d 'The tamper-evident audit log: query, export, checkpoint, prove, verify.'
+complete -c agentctl -n '__agentctl_at ""' -a policy -d 'Rego and Cedar policies: evaluate, compile-check, print the Cedar schema.'
 complete -c agentctl -n '__agentctl_at ""' -l home -x -a '(__fish_complete_directories)' -d 'Home directory (default: $AGENTCTL_HOME, else the user data dir).'
 complete -c agentctl -n '__agentctl_at ""' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
 complete -c agentctl -n '__agentctl_at ""' -l version -d 'Print the version and exit.'
@@ -244,3 +247,25 @@ complete -c agentctl -n '__agentctl_at "audit prove"' -s h -l help -d 'Show this
 complete -c agentctl -n '__agentctl_at "audit export"' -l since -x -d 'Since a time (RFC 3339) or a duration ago.'
 complete -c agentctl -n '__agentctl_at "audit export"' -l json -d 'One JSON document with every event instead of JSON Lines.'
 complete -c agentctl -n '__agentctl_at "audit export"' -s h -l help -d 'Show this message and exit.'
+
+# agentctl policy
+complete -c agentctl -n '__agentctl_at "policy"' -a eval -d 'Ask one policy set about an input document.'
+complete -c agentctl -n '__agentctl_at "policy"' -a check -d 'Compile a policy set (Cedar: also validate against agentctl\'s schema).'
+complete -c agentctl -n '__agentctl_at "policy"' -a schema -d 'Print the schema policies are written against.'
+complete -c agentctl -n '__agentctl_at "policy"' -s h -l help -d 'Show this message and exit.'
+
+# agentctl policy eval
+complete -c agentctl -n '__agentctl_at "policy eval"' -l input -r -F -d 'The input document (JSON), or - for stdin.'
+complete -c agentctl -n '__agentctl_at "policy eval"' -l query -x -d 'The Rego rule to ask (default data.agent.authz.allow).'
+complete -c agentctl -n '__agentctl_at "policy eval"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
+complete -c agentctl -n '__agentctl_at "policy eval"' -s h -l help -d 'Show this message and exit.'
+
+# agentctl policy check
+complete -c agentctl -n '__agentctl_at "policy check"' -l query -x -d 'The Rego rule to ask (default data.agent.authz.allow).'
+complete -c agentctl -n '__agentctl_at "policy check"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
+complete -c agentctl -n '__agentctl_at "policy check"' -s h -l help -d 'Show this message and exit.'
+
+# agentctl policy schema
+complete -c agentctl -n '__agentctl_at "policy schema"' -l cedar -d 'The Cedar schema of agentctl\'s entity types.'
+complete -c agentctl -n '__agentctl_at "policy schema"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
+complete -c agentctl -n '__agentctl_at "policy schema"' -s h -l help -d 'Show this message and exit.'

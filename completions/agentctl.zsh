@@ -31,6 +31,7 @@ __agentctl_commands() {
     'demo:Walk through the whole story in a throwaway home.'
     'revocations:Signed revocation lists that travel to other machines.'
     'audit:The tamper-evident audit log: query, export, checkpoint, prove, verify.'
+    'policy:Rego and Cedar policies: evaluate, compile-check, print the Cedar schema.'
   )
   _describe -t commands 'agentctl command' commands
 }
@@ -65,6 +66,7 @@ _agentctl() {
       (demo) _agentctl_demo && ret=0 ;;
       (revocations) _agentctl_revocations && ret=0 ;;
       (audit) _agentctl_audit && ret=0 ;;
+      (policy) _agentctl_policy && ret=0 ;;
     esac
   fi
   return ret
@@ -335,6 +337,65 @@ _agentctl_audit_export() {
   _arguments -S \
     '--since=[Since a time (RFC 3339) or a duration ago.]:WHEN: ' \
     '--json[One JSON document with every event instead of JSON Lines.]' \
+    '(- *)-h[Show this message and exit.]' \
+    '(- *)--help[Show this message and exit.]'
+}
+
+# agentctl policy
+__agentctl_policy_commands() {
+  local -a commands=(
+    'eval:Ask one policy set about an input document.'
+    'check:Compile a policy set (Cedar: also validate against agentctl'\''s schema).'
+    'schema:Print the schema policies are written against.'
+  )
+  _describe -t commands 'agentctl command' commands
+}
+
+_agentctl_policy() {
+  local curcontext=$curcontext state state_descr line ret=1
+  local -A opt_args
+  _arguments -C -S \
+    '(- *)-h[Show this message and exit.]' \
+    '(- *)--help[Show this message and exit.]' \
+    '1: :__agentctl_policy_commands' \
+    '*:: :->command' && ret=0
+  if [[ $state == command ]]; then
+    curcontext=${curcontext%:*:*}:agentctl-policy-$words[1]:
+    case $words[1] in
+      (eval) _agentctl_policy_eval && ret=0 ;;
+      (check) _agentctl_policy_check && ret=0 ;;
+      (schema) _agentctl_policy_schema && ret=0 ;;
+    esac
+  fi
+  return ret
+}
+
+# agentctl policy eval
+_agentctl_policy_eval() {
+  _arguments -S \
+    '--input=[The input document (JSON), or - for stdin.]:FILE|-:_files' \
+    '--query=[The Rego rule to ask (default data.agent.authz.allow).]:Q: ' \
+    '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
+    '(- *)-h[Show this message and exit.]' \
+    '(- *)--help[Show this message and exit.]' \
+    '*:FILE…: '
+}
+
+# agentctl policy check
+_agentctl_policy_check() {
+  _arguments -S \
+    '--query=[The Rego rule to ask (default data.agent.authz.allow).]:Q: ' \
+    '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
+    '(- *)-h[Show this message and exit.]' \
+    '(- *)--help[Show this message and exit.]' \
+    '*:FILE…: '
+}
+
+# agentctl policy schema
+_agentctl_policy_schema() {
+  _arguments -S \
+    '--cedar[The Cedar schema of agentctl'\''s entity types.]' \
+    '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
     '(- *)-h[Show this message and exit.]' \
     '(- *)--help[Show this message and exit.]'
 }

@@ -1,0 +1,95 @@
+"""Decisions per second per engine: a compiled set asked through agentctl's interface, against a
+fresh engine query per decision. Run: python bench/policy.py [N]"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+REGO = """package agent.authz
+default allow = false
+allow if {
+  input.agent.id == "agent:code-reviewer:prod"
+  input.action == "pull_request.create"
+  startswith(input.resource.repo, "acme/")
+  input.delegation.user_role == "engineer"
+}
+"""
+CEDAR = """permit(principal == Agentctl::Agent::"agent:code-reviewer:prod",
+       action == Agentctl::Action::"pull_request.create", resource)
+when { context has delegation && context.delegation.user in Agentctl::Role::"engineer"
+       && resource has repo && resource.repo like "acme/*" };
+"""
+
+
+def doc() -> dict:
+    from agentctl.policy.input import Delegation, Hop, build_input
+
+    return build_input(
+        agent_id="agent:code-reviewer:prod", agent_kid="k", agent_known=True, agent_roles=["reviewer"], action="pull_request.create",
+        resource_id="acme/api", approval=None, token={"type": "action", "jti": "a", "iat": 0, "exp": 1}, payload=None,
+        delegation=Delegation("user:alice", (Hop("user:alice", "agent:code-reviewer:prod", ("pull_request.*:acme/*",), 0, 9, "j"),), ("engineer",)),
+        context={"resource": {"repo": "acme/api"}}, now=0)
+
+
+def rate(fn, n: int) -> float:
+    fn()
+    t = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return n / (time.perf_counter() - t)
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+    from agentctl.policy import load_set
+
+    d = doc()
+    tmp = Path(tempfile.mkdtemp())
+    rows = []
+    try:
+        import regopy
+
+        (tmp / "p.rego").write_text(REGO)
+        s = load_set([str(tmp / "p.rego")])
+        assert s.decide(d).allowed
+
+        def fresh_rego():
+            r = regopy.Interpreter()
+            r.log_level = regopy.LogLevel.NONE
+            r.add_module("p.rego", REGO)
+            r.set_input(d)
+            return str(r.query("data.agent.authz.allow"))
+
+        rows.append(("rego", rate(lambda: s.decide(d), n), rate(fresh_rego, max(1, n // 10))))
+    except ImportError:
+        rows.append(("rego", None, None))
+    try:
+        import cedarpy
+
+        from agentctl.policy.cedar import to_request
+
+        (tmp / "p.cedar").write_text(CEDAR)
+        c = load_set([str(tmp / "p.cedar")])
+        assert c.decide(d).allowed
+
+        def fresh_cedar():
+            req, ents = to_request(d)
+            return cedarpy.is_authorized(req, CEDAR, ents).decision
+
+        rows.append(("cedar", rate(lambda: c.decide(d), n), rate(fresh_cedar, max(1, n // 10))))
+    except ImportError:
+        rows.append(("cedar", None, None))
+    print(f"{'engine':<8}{'compiled set':>16}{'fresh query':>16}   (decisions/s; per decision)")
+    for engine, compiled, fresh in rows:
+        if compiled is None:
+            print(f"{engine:<8}{'not installed':>16}")
+            continue
+        print(f"{engine:<8}{compiled:>16,.0f}{fresh:>16,.0f}   ({1e3 / compiled:.3f} ms vs {1e3 / fresh:.3f} ms)")
+
+
+if __name__ == "__main__":
+    main()
