@@ -383,3 +383,33 @@ def test_the_note_snippet_checks_the_checkpoint_signature(cli, home, tmp_path, s
     altered.write_text(text.replace(f"\n{size}\n", f"\n{int(size) + 1}\n", 1), "utf-8")
     r = _run(check_note, str(altered), host, host_key)
     assert r.returncode != 0 and "does not verify" in r.stderr
+
+
+# --- the README's first command ------------------------------------------------------------------------
+
+
+def test_the_readme_starts_with_the_demo_and_it_runs_in_a_fresh_home(home, monkeypatch, tmp_path):
+    """The README's first command block ends in ``agentctl demo``; the demo runs in a fresh home and its
+    lines are never hard-wrapped at 80 columns (each explanation and command is one line)."""
+    from agentctl._cli.demo import STEPS, _quote
+    from agentctl._cli.entry import main
+
+    _, code = _split((ROOT / "README.md").read_text("utf-8"))
+    assert code and code[0].rstrip().endswith("agentctl demo"), code[:1]
+
+    class Tty(__import__("io").StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.chdir(tmp_path)
+    tty = Tty()
+    monkeypatch.setattr(sys, "stdout", tty)
+    assert main(["demo"]) == 0, tty.getvalue()
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in tty.getvalue().splitlines()]
+    for why, args, _ in STEPS:
+        if why:
+            assert f"\u25b8 {why}" in lines
+        assert "  $ agentctl " + " ".join(_quote(a) for a in args) in lines
+    assert any(len(line) > 80 for line in lines)  # long lines are left to the terminal to wrap
+    assert not home.exists()  # the demo's home is its own, and deleted

@@ -11,6 +11,10 @@ __all__ = ["main", "run"]
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if any(str(getattr(s, "encoding", "utf-8")).lower().replace("-", "") != "utf8" for s in (sys.stdout, sys.stderr)):
+        from .output import safe_streams  # LANG=C, PYTHONIOENCODING=ascii: stand-ins, never UnicodeEncodeError
+
+        safe_streams()
     from .fast import try_fast
 
     code = try_fast(args)
