@@ -339,3 +339,15 @@ def demo(ctx: typer.Context, json_: bool = JsonOpt) -> None:
 
     s = state(ctx)
     done(do_demo(s, s.output(json_)))
+
+
+@app.command()
+def completion(
+    ctx: typer.Context,
+    shell: str = typer.Argument(..., metavar="bash|zsh|fish", help="The shell to print the completion script for."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Print the shell completion script for bash, zsh or fish."""
+    from .entry import do_completion
+
+    done(do_completion(shell, state(ctx).json_mode or json_))
