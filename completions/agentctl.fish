@@ -85,19 +85,19 @@ complete -c agentctl -f
 # agentctl
 complete -c agentctl -n '__agentctl_at ""' -a keygen -d 'Create a principal with a fresh Ed25519 key.'
 complete -c agentctl -n '__agentctl_at ""' -a list -d 'List the principals in the home.'
-complete -c agentctl -n '__agentctl_at ""' -a show -d 'Show one principal: key history, roles, attributes, status.'
+complete -c agentctl -n '__agentctl_at ""' -a show -d 'Show one principal: keys, roles, status.'
 complete -c agentctl -n '__agentctl_at ""' -a pubkey -d 'Print a principal\'s current public key.'
-complete -c agentctl -n '__agentctl_at ""' -a import -d 'Trust a principal made elsewhere, or accept its rotation statement.'
-complete -c agentctl -n '__agentctl_at ""' -a rotate -d 'Give a principal a new key; the old one is retired and signs a rotation statement.'
+complete -c agentctl -n '__agentctl_at ""' -a import -d 'Trust a principal made elsewhere.'
+complete -c agentctl -n '__agentctl_at ""' -a rotate -d 'Give a principal a new key.'
 complete -c agentctl -n '__agentctl_at ""' -a revoke -d 'Revoke a principal, a key or a grant.'
-complete -c agentctl -n '__agentctl_at ""' -a delegate -d 'Mint a delegation grant and print it.'
-complete -c agentctl -n '__agentctl_at ""' -a inspect -d 'Decode a token and show every hop; valid only if verify would say so.'
+complete -c agentctl -n '__agentctl_at ""' -a delegate -d 'Mint a delegation grant.'
+complete -c agentctl -n '__agentctl_at ""' -a inspect -d 'Show every hop of a token.'
 complete -c agentctl -n '__agentctl_at ""' -a sign -d 'Sign an action.'
-complete -c agentctl -n '__agentctl_at ""' -a verify -d 'Verify a grant or an action.'
-complete -c agentctl -n '__agentctl_at ""' -a demo -d 'Walk through the whole story in a throwaway home.'
-complete -c agentctl -n '__agentctl_at ""' -a completion -d 'Print the shell completion script for bash, zsh or fish.'
-complete -c agentctl -n '__agentctl_at ""' -a revocations -d 'Signed revocation lists that travel to other machines.'
-complete -c agentctl -n '__agentctl_at ""' -a audit -d 'The tamper-evident audit log: query, export, checkpoint, prove, verify.'
+complete -c agentctl -n '__agentctl_at ""' -a verify -d 'Verify a grant or an action (exit 0: allowed).'
+complete -c agentctl -n '__agentctl_at ""' -a demo -d 'The whole story in a throwaway home.'
+complete -c agentctl -n '__agentctl_at ""' -a completion -d 'Print a shell completion script.'
+complete -c agentctl -n '__agentctl_at ""' -a revocations -d 'Signed revocation lists for other machines.'
+complete -c agentctl -n '__agentctl_at ""' -a audit -d 'The audit log: query, verify, prove, export.'
 complete -c agentctl -n '__agentctl_at ""' -l home -x -a '(__fish_complete_directories)' -d 'Home directory (default: $AGENTCTL_HOME, else the user data dir).'
 complete -c agentctl -n '__agentctl_at ""' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
 complete -c agentctl -n '__agentctl_at ""' -l version -d 'Print the version and exit.'
@@ -204,8 +204,8 @@ complete -c agentctl -n '__agentctl_at "completion"' -s h -l help -d 'Show this 
 complete -c agentctl -n '__agentctl_at "completion" 0' -f -a 'bash zsh fish'
 
 # agentctl revocations
-complete -c agentctl -n '__agentctl_at "revocations"' -a export -d 'Export every revocation held here as a signed, versioned list.'
-complete -c agentctl -n '__agentctl_at "revocations"' -a import -d 'Import a signed revocation list; an older version than the one held is refused.'
+complete -c agentctl -n '__agentctl_at "revocations"' -a export -d 'Export the revocations held here, signed.'
+complete -c agentctl -n '__agentctl_at "revocations"' -a import -d 'Import a signed revocation list.'
 complete -c agentctl -n '__agentctl_at "revocations"' -s h -l help -d 'Show this message and exit.'
 
 # agentctl revocations export
@@ -220,10 +220,10 @@ complete -c agentctl -n '__agentctl_at "revocations import"' -s h -l help -d 'Sh
 complete -c agentctl -n '__agentctl_at "revocations import" 0' -F
 
 # agentctl audit
-complete -c agentctl -n '__agentctl_at "audit"' -a verify -d 'Recompute the whole tree and check every checkpoint; exit 1 on tampering.'
-complete -c agentctl -n '__agentctl_at "audit"' -a checkpoint -d 'Sign the log\'s current size and root with the host\'s audit key.'
-complete -c agentctl -n '__agentctl_at "audit"' -a prove -d 'Print an inclusion proof of one event against the latest checkpoint.'
-complete -c agentctl -n '__agentctl_at "audit"' -a export -d 'Print events as JSON Lines, oldest first, for a SIEM.'
+complete -c agentctl -n '__agentctl_at "audit"' -a verify -d 'Check the whole log for tampering.'
+complete -c agentctl -n '__agentctl_at "audit"' -a checkpoint -d 'Sign the log\'s size and root.'
+complete -c agentctl -n '__agentctl_at "audit"' -a prove -d 'An inclusion proof of one event.'
+complete -c agentctl -n '__agentctl_at "audit"' -a export -d 'Events as JSON Lines, for a SIEM.'
 complete -c agentctl -n '__agentctl_at "audit"' -l agent -x -a '(__agentctl_names)' -d 'Only events of this principal.'
 complete -c agentctl -n '__agentctl_at "audit"' -l action -x -d 'Only events about this action.'
 complete -c agentctl -n '__agentctl_at "audit"' -l outcome -x -a 'allow deny ok error' -d 'Only events with this outcome.'

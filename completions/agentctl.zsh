@@ -20,19 +20,19 @@ __agentctl_commands() {
   local -a commands=(
     'keygen:Create a principal with a fresh Ed25519 key.'
     'list:List the principals in the home.'
-    'show:Show one principal: key history, roles, attributes, status.'
+    'show:Show one principal: keys, roles, status.'
     'pubkey:Print a principal'\''s current public key.'
-    'import:Trust a principal made elsewhere, or accept its rotation statement.'
-    'rotate:Give a principal a new key; the old one is retired and signs a rotation statement.'
+    'import:Trust a principal made elsewhere.'
+    'rotate:Give a principal a new key.'
     'revoke:Revoke a principal, a key or a grant.'
-    'delegate:Mint a delegation grant and print it.'
-    'inspect:Decode a token and show every hop; valid only if verify would say so.'
+    'delegate:Mint a delegation grant.'
+    'inspect:Show every hop of a token.'
     'sign:Sign an action.'
-    'verify:Verify a grant or an action.'
-    'demo:Walk through the whole story in a throwaway home.'
-    'completion:Print the shell completion script for bash, zsh or fish.'
-    'revocations:Signed revocation lists that travel to other machines.'
-    'audit:The tamper-evident audit log: query, export, checkpoint, prove, verify.'
+    'verify:Verify a grant or an action (exit 0: allowed).'
+    'demo:The whole story in a throwaway home.'
+    'completion:Print a shell completion script.'
+    'revocations:Signed revocation lists for other machines.'
+    'audit:The audit log: query, verify, prove, export.'
   )
   _describe -t commands 'agentctl command' commands
 }
@@ -232,8 +232,8 @@ _agentctl_completion() {
 # agentctl revocations
 __agentctl_revocations_commands() {
   local -a commands=(
-    'export:Export every revocation held here as a signed, versioned list.'
-    'import:Import a signed revocation list; an older version than the one held is refused.'
+    'export:Export the revocations held here, signed.'
+    'import:Import a signed revocation list.'
   )
   _describe -t commands 'agentctl command' commands
 }
@@ -279,10 +279,10 @@ _agentctl_revocations_import() {
 # agentctl audit
 __agentctl_audit_commands() {
   local -a commands=(
-    'verify:Recompute the whole tree and check every checkpoint; exit 1 on tampering.'
-    'checkpoint:Sign the log'\''s current size and root with the host'\''s audit key.'
-    'prove:Print an inclusion proof of one event against the latest checkpoint.'
-    'export:Print events as JSON Lines, oldest first, for a SIEM.'
+    'verify:Check the whole log for tampering.'
+    'checkpoint:Sign the log'\''s size and root.'
+    'prove:An inclusion proof of one event.'
+    'export:Events as JSON Lines, for a SIEM.'
   )
   _describe -t commands 'agentctl command' commands
 }

@@ -351,3 +351,10 @@ def completion(
     from .entry import do_completion
 
     done(do_completion(shell, state(ctx).json_mode or json_))
+
+
+# --- help: summaries, examples and environment for every command (agentctl/_cli/helptext.py) ---------
+
+from .helptext import attach as _attach_help  # noqa: E402  (after every command is registered)
+
+_attach_help(app)
