@@ -65,7 +65,7 @@ _MAX_WORK = 200_000
 
 _SEGMENT = re.compile(r"[a-z0-9_-]+")
 _CONCRETE_ACTION = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
-_HINT = "scopes look like pull_request.create:acme/* (ACTION[:RESOURCE], several separated by spaces)"
+_HINT = "a scope looks like pull_request.create:acme/* (ACTION[:RESOURCE]); give each scope on its own"
 #: Characters tried first when a counterexample needs "some other character" or "some other segment".
 _OTHER_CHARS = "xyzqjkvwuo0123456789" + "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in "*/")
 

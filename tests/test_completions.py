@@ -16,24 +16,92 @@ from typing import List, Optional
 
 import pytest
 
-from agentctl._cli import completions as comp
-
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT / "tools") not in sys.path:  # the generator is a build tool, not part of the package
+    sys.path.insert(0, str(ROOT / "tools"))
+
+import completions as comp  # noqa: E402  (tools/completions.py)
+
 COMPLETIONS = ROOT / "completions"
+PACKAGED = ROOT / "agentctl" / "completions"
 BASH_EXE = shutil.which("bash") or "bash"
 BIN = Path(sys.executable).parent  # the venv's bin: the installed console script lives here
-REGENERATE = "run 'python -m agentctl._cli.completions --write' and commit completions/"
+REGENERATE = "run 'python tools/completions.py --write' and commit completions/ and agentctl/completions/"
 
 
 # --- the committed files ------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("directory", [COMPLETIONS, PACKAGED], ids=["completions", "agentctl/completions"])
 @pytest.mark.parametrize("name", sorted(comp.SHELLS))
-def test_committed_script_is_current(name):
+def test_committed_script_is_current(name, directory):
     expected = comp.render()[name]
-    committed = COMPLETIONS / name
-    assert committed.exists(), f"completions/{name} is missing: {REGENERATE}"
-    assert committed.read_text("utf-8") == expected, f"completions/{name} is stale: {REGENERATE}"
+    committed = directory / name
+    where = committed.relative_to(ROOT)
+    assert committed.exists(), f"{where} is missing: {REGENERATE}"
+    assert committed.read_text("utf-8") == expected, f"{where} is stale: {REGENERATE}"
+
+
+def test_the_generator_is_not_shipped():
+    assert not (ROOT / "agentctl" / "_cli" / "completions.py").exists()
+    import importlib.util
+
+    assert importlib.util.find_spec("agentctl._cli.completions") is None
+
+
+# --- agentctl completion SHELL ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_command_prints_the_packaged_script(cli, shell):
+    r = cli("completion", shell)
+    assert r.code == 0 and r.stderr == ""
+    assert r.stdout == (PACKAGED / f"agentctl.{shell}").read_text("utf-8")
+    j = cli("--json", "completion", shell)
+    assert j.code == 0 and j.json() == {"ok": True, "shell": shell, "script": r.stdout}
+
+
+def test_completion_command_needs_no_typer():
+    code = ("import sys; from agentctl._cli.entry import main; code = main(['completion', 'bash']);"
+            "sys.stderr.write(' '.join(m for m in ('typer', 'click', 'rich') if m in sys.modules)); sys.exit(code)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stderr == ""
+    assert r.stdout.startswith("# bash completion for agentctl")
+
+
+@pytest.mark.parametrize("args", [["completion", "ksh"], ["completion"], ["completion", "bash", "zsh"]])
+def test_completion_command_refuses_other_shells(cli, args):
+    r = cli(*args)
+    assert r.code == 2 and r.stdout == ""
+    assert r.stderr.startswith("agentctl: error: ")
+    assert "Traceback" not in r.stderr
+
+
+def test_bash_completes_the_completion_shells():
+    assert bash_complete(BASH, ["agentctl", "completion", ""]) == ["bash", "zsh", "fish"]
+
+
+@pytest.mark.subprocess
+def test_the_wheel_ships_the_scripts(tmp_path):
+    """A non-editable install (a wheel) holds the scripts as package data, and not the generator."""
+    import shutil as sh
+    import zipfile
+
+    src = tmp_path / "src"
+    sh.copytree(ROOT / "agentctl", src / "agentctl", ignore=sh.ignore_patterns("__pycache__", "*.pyc"))
+    for name in ("pyproject.toml", "README.md"):
+        sh.copy(ROOT / name, src / name)
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "dist"), str(src)],
+                       capture_output=True, text=True, timeout=300)
+    if r.returncode != 0 and "No matching distribution" in r.stderr:
+        pytest.skip("no build backend available to pip here (offline)")
+    assert r.returncode == 0, r.stderr
+    (wheel,) = (tmp_path / "dist").glob("agentctl-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        for shell in ("bash", "zsh", "fish"):
+            assert z.read(f"agentctl/completions/agentctl.{shell}").decode("utf-8") == (COMPLETIONS / f"agentctl.{shell}").read_text("utf-8")
+    assert not [n for n in names if n.startswith("tools/") or n.endswith("_cli/completions.py")]
 
 
 def test_check_names_the_stale_file(tmp_path, capsys):
@@ -55,7 +123,7 @@ def test_check_names_the_stale_file(tmp_path, capsys):
 
 def test_generation_is_deterministic():
     # help option names come from a set: two interpreters with different hash seeds must agree
-    code = "import sys; from agentctl._cli.completions import render; sys.stdout.write(''.join(render().values()))"
+    code = f"import sys; sys.path.insert(0, {str(ROOT / 'tools')!r}); from completions import render; sys.stdout.write(''.join(render().values()))"
     outs = set()
     for seed in ("1", "2", "3"):
         env = dict(os.environ, PYTHONHASHSEED=seed)
@@ -92,7 +160,9 @@ def test_every_command_is_in_every_script():
         ("TOKEN|FILE|-", "file", ()),
         ("FILE|-", "file", ()),
         ("KEY=VALUE", "text", ()),
-        ("[KEY]", "text", ()),
+        ("[KEY]", "file", ()),
+        ("GRANT", "file", ()),
+        ("KID", "text", ()),
         ("DURATION", "text", ()),
     ],
 )
@@ -187,6 +257,16 @@ def test_bash_completes_commands_options_and_files(tmp_path):
     (tmp_path / "subdir").mkdir()
     assert bash_complete(BASH, ["agentctl", "rotate", "x", "-o", str(tmp_path / "rot")]) == [str(tmp_path / "rotation-statement.jwt")]
     assert bash_complete(BASH, ["agentctl", "--home", f"{tmp_path}/"]) == [str(tmp_path / "subdir")]
+
+
+@pytest.mark.parametrize("words", [
+    ["agentctl", "sign", "--grant"],
+    ["agentctl", "delegate", "--parent"],
+    ["agentctl", "import", "agent:x"],
+])
+def test_bash_completes_grants_and_keys_as_files(tmp_path, words):
+    (tmp_path / "grant-to-linter.jwt").write_text("x")
+    assert bash_complete(BASH, [*words, str(tmp_path / "grant-")]) == [str(tmp_path / "grant-to-linter.jwt")]
 
 
 def _keygen(cli, home: Path, *names: str) -> None:

@@ -383,3 +383,108 @@ def test_the_note_snippet_checks_the_checkpoint_signature(cli, home, tmp_path, s
     altered.write_text(text.replace(f"\n{size}\n", f"\n{int(size) + 1}\n", 1), "utf-8")
     r = _run(check_note, str(altered), host, host_key)
     assert r.returncode != 0 and "does not verify" in r.stderr
+
+
+# --- the README's first command ------------------------------------------------------------------------
+
+
+def test_the_readme_starts_with_the_demo_and_it_runs_in_a_fresh_home(home, monkeypatch, tmp_path):
+    """The README's first command block ends in ``agentctl demo``; the demo runs in a fresh home and its
+    lines are never hard-wrapped at 80 columns (each explanation and command is one line)."""
+    from agentctl._cli.demo import STEPS, _quote
+    from agentctl._cli.entry import main
+
+    _, code = _split((ROOT / "README.md").read_text("utf-8"))
+    assert code and code[0].rstrip().endswith("agentctl demo"), code[:1]
+
+    class Tty(__import__("io").StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.chdir(tmp_path)
+    tty = Tty()
+    monkeypatch.setattr(sys, "stdout", tty)
+    assert main(["demo"]) == 0, tty.getvalue()
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in tty.getvalue().splitlines()]
+    for why, args, _ in STEPS:
+        if why:
+            assert f"\u25b8 {why}" in lines
+        assert "  $ agentctl " + " ".join(_quote(a) for a in args) in lines
+    assert any(len(line) > 80 for line in lines)  # long lines are left to the terminal to wrap
+    assert not home.exists()  # the demo's home is its own, and deleted
+
+
+def _tour() -> str:
+    text = (ROOT / "README.md").read_text("utf-8")
+    section = text.split("## A quick tour", 1)[1]
+    return re.search(r"^```sh\n(.*?)^```", section, re.S | re.M).group(1)
+
+
+@pytest.mark.subprocess
+def test_the_readme_tour_runs_as_written(tmp_path):
+    """The tour creates every file it uses (pr.json included) and every step succeeds, in a fresh home
+    with the venv's bin on PATH (as after activating it)."""
+    import os
+
+    bin_dir = Path(sys.executable).parent
+    if not (bin_dir / "agentctl").exists():
+        pytest.skip("the agentctl console script is not installed beside this interpreter")
+    script = tmp_path / "tour.sh"
+    script.write_text("set -euo pipefail\n" + _tour(), "utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCTL_")}
+    env.update(PATH=os.pathsep.join([str(bin_dir), env.get("PATH", "")]), AGENTCTL_HOME=str(tmp_path / "home"),
+               AGENTCTL_KEYSTORE="file", HOME=str(tmp_path))
+    work = tmp_path / "work"
+    work.mkdir()
+    r = subprocess.run(["bash", str(script)], cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "go ahead" in r.stdout  # the verify gate passed
+    assert "audit log intact" in r.stdout + r.stderr
+
+
+def test_the_readme_says_to_activate_the_venv():
+    for page in (ROOT / "README.md", DOCS / "getting-started.md"):
+        assert ".venv/bin/activate" in page.read_text("utf-8"), page
+
+
+_INDEX_INSTALL = re.compile(r"pip3?\s+install\s+(?:-\S+\s+)*[\"']?agentctl(?![\w.@ -]*@)(?:[\"'\s\[=<>~]|$)")
+
+
+def test_no_page_installs_agentctl_from_the_package_index():
+    assert _INDEX_INSTALL.search("pip install agentctl")
+    assert _INDEX_INSTALL.search("python -m pip install -U agentctl==0.1")
+    assert not _INDEX_INSTALL.search('pip install "agentctl @ git+https://github.com/OWNER/REPO.git@REF"')
+    for page in PAGES:
+        for n, line in enumerate(page.read_text("utf-8").splitlines(), 1):
+            if "Do not `pip install agentctl`" in line or "never `pip install agentctl`" in line.lower():
+                continue  # the warning itself
+            assert not _INDEX_INSTALL.search(line), f"{page.relative_to(ROOT)}:{n} installs agentctl from the package index"
+
+
+def _paragraphs(page: Path) -> list[str]:
+    prose, _ = _split(page.read_text("utf-8"))
+    return [" ".join(p.split()) for p in "\n".join(prose).split("\n\n")]
+
+
+def test_the_documented_passphrase_exit_code_is_the_codes():
+    from agentctl.errors import PassphraseError
+
+    code = PassphraseError("x").exit_code
+    found = []
+    for page in PAGES:
+        for para in _paragraphs(page):
+            for m in re.finditer(r"passphrase[^.]*?\(?exits? (\d)\b", _without_inline_code(para)):
+                found.append((page.name, int(m.group(1))))
+    assert found, "no page documents the exit code of a wrong passphrase"
+    assert {c for _, c in found} == {code}, found
+
+
+def test_audit_export_json_is_documented_as_it_behaves(cli, home):
+    assert cli("keygen", "user:alice").code == 0
+    r = cli("audit", "export", "--json")
+    assert r.code == 0 and r.json()["ok"] is True and r.json()["events"]
+    for page in PAGES:
+        for para in _paragraphs(page):
+            if "audit export" in para or "JSON Lines" in para:
+                assert not re.search(r"refuses `--json`|`--json` does not apply", para), (page.name, para)

@@ -110,3 +110,57 @@ def test_installed_script_help():
     r = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stderr == ""
     assert _listed_commands(r.stdout) == list(ROOT_COMMAND.list_commands(None))
+
+
+# --- examples, environment and summaries (agentctl/_cli/helptext.py) ----------------------------------
+
+COMMON_ENV = ("AGENTCTL_HOME", "AGENTCTL_FORMAT", "NO_COLOR", "AGENTCTL_DEBUG")
+GLOBALS = {"--json", "--home"}
+
+
+def _section(help_text: str, title: str) -> list[str]:
+    lines = help_text.splitlines()
+    heads = [i for i, line in enumerate(lines) if line.strip() == title]
+    assert heads, f"no '{title}' section:\n{help_text}"
+    out = []
+    for line in lines[heads[0] + 1:]:
+        if not line.strip():
+            break
+        out.append(line.strip())
+    return out
+
+
+@pytest.mark.parametrize("path, command, ctx", COMMANDS, ids=ids)
+def test_every_command_has_an_example_of_itself(cli, path, command, ctx):
+    r = cli(*path, "--help")
+    examples = _section(r.stdout, "Examples:")
+    assert examples, f"'agentctl {' '.join(path)} --help' shows no example"
+    for example in examples:
+        if not (example.startswith("agentctl ") or " agentctl " in example):
+            continue  # a continuation line
+        words = example.split("agentctl ", 1)[1].split()
+        i = 0
+        while i < len(words) and words[i] in GLOBALS:
+            i += 2 if words[i] == "--home" else 1
+        assert tuple(words[i:i + len(path)]) == path or not path, f"example {example!r} is not of 'agentctl {' '.join(path)}'"
+
+
+@pytest.mark.parametrize("path, command, ctx", COMMANDS, ids=ids)
+def test_every_command_lists_the_environment_it_reads(cli, path, command, ctx):
+    r = cli(*path, "--help")
+    names = [line.split()[0] for line in _section(r.stdout, "Environment:")]
+    for var in COMMON_ENV:
+        assert var in names, f"'agentctl {' '.join(path)} --help' does not mention {var}"
+    signs = path in {("sign",), ("delegate",), ("rotate",), ("revocations",), ("revocations", "export"), ()}
+    assert ("AGENTCTL_SECRET_KEY" in names) == signs, path
+    if path in {("keygen",), ("rotate",), ("sign",), ("delegate",), ("revoke",), ("audit", "checkpoint")}:
+        assert {"AGENTCTL_KEYSTORE", "AGENTCTL_PASSPHRASE"} <= set(names), path
+
+
+@pytest.mark.parametrize("path, command, ctx", GROUPS, ids=group_ids)
+def test_no_summary_is_cut_short_at_80_columns(cli, monkeypatch, path, command, ctx):
+    monkeypatch.setenv("COLUMNS", "80")
+    r = cli(*path, "--help")
+    for line in _section(r.stdout, "Commands:"):
+        assert not line.endswith("..."), f"a truncated summary in 'agentctl {' '.join(path)} --help': {line!r}"
+        assert len(line) + 2 <= 80

@@ -42,6 +42,9 @@ def do_sign(state: State, out: Output, as_: str, action: str, resource: str, gra
                                 embed=embed, audience=audience, ttl=ttl_s)
         except VerificationError as e:
             rec.record(Event("sign", "deny", principal=as_, action=action, resource=resource, reason=e.reason, metadata={"detail": e.detail}))
+            if e.reason == "expired" and grant is not None:  # a CI job's grant ran out: say how to go on
+                e.hint = (f"mint a new grant where its issuer's key is, e.g. 'agentctl delegate --to {as_} "
+                          f"--scope {action}:{resource} --ttl 1h -o grant.jwt', and pass it to --grant")
             raise
         from ..actions import parse_action
 
@@ -58,6 +61,8 @@ def do_sign(state: State, out: Output, as_: str, action: str, resource: str, gra
 
 class _VerifyRun:
     """One verify invocation's settings, shared by the single and the batch mode."""
+
+    batch = False  # messages name the JSON line's keys too
 
     def __init__(self, state: State, out: Output, audience, revocations, at, leeway, once) -> None:
         from ..store import Store
@@ -133,6 +138,10 @@ class _VerifyRun:
                 raise VerificationError("malformed", "expected an action token (--data binds an action's payload), got a grant")
             if self.once:
                 raise VerificationError("malformed", "expected an action token (--once remembers actions), got a grant")
+            if (action is None) != (resource is None):  # a grant answers for an action on a resource, both
+                given, missing = ("action", "resource") if resource is None else ("resource", "action")
+                where = f"--{missing}" + (f' or "{missing}" in a JSON line' if self.batch else "")
+                raise VerificationError("scope_denied", f"a grant is checked against an action and a resource; only the {given} is given (add {where})")
             g = self.verifier.verify_grant(token, audience=audience, at=self.at, action=action, resource=resource)
             from ..scopes import allowed
             from ..verify import verdict_doc
@@ -259,6 +268,7 @@ def _batch(state: State, out: Output, source, action, resource, audience, data, 
         except VerificationError as e:
             _list_refused(state, out, e, action, resource)
             return 1
+        run.batch = True
         all_ok, count = True, 0
         recording = run.recorder.enabled
         write = out.stdout.write

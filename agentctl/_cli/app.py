@@ -341,6 +341,25 @@ def demo(ctx: typer.Context, json_: bool = JsonOpt) -> None:
     done(do_demo(s, s.output(json_)))
 
 
+@app.command()
+def completion(
+    ctx: typer.Context,
+    shell: str = typer.Argument(..., metavar="bash|zsh|fish", help="The shell to print the completion script for."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Print the shell completion script for bash, zsh or fish."""
+    from .entry import do_completion
+
+    done(do_completion(shell, state(ctx).json_mode or json_))
+
+
 from .policy_cmds import policy_app  # noqa: E402 - the policy group lives in its own module
 
 app.add_typer(policy_app, name="policy")
+
+
+# --- help: summaries, examples and environment for every command (agentctl/_cli/helptext.py) ---------
+
+from .helptext import attach as _attach_help  # noqa: E402  (after every command is registered)
+
+_attach_help(app)

@@ -70,7 +70,11 @@ def _demo(state: State, out: Output) -> int:
     work = tempfile.mkdtemp(prefix="agentctl-demo-")
     home = os.path.join(work, "home")
     cwd = os.getcwd()
-    saved = {k: os.environ.get(k) for k in ("AGENTCTL_KEYSTORE", "AGENTCTL_SECRET_KEY", "AGENTCTL_PASSPHRASE", "AGENTCTL_FORMAT", "AGENTCTL_HOME")}
+    saved = {k: os.environ.get(k) for k in ("AGENTCTL_KEYSTORE", "AGENTCTL_SECRET_KEY", "AGENTCTL_PASSPHRASE", "AGENTCTL_FORMAT", "AGENTCTL_HOME", "COLUMNS")}
+    # on a terminal each step's tables fit what is left of its width after the indent; lines are never
+    # cut or wrapped here (the terminal wraps prose, a pipe keeps every line whole)
+    terminal = out.is_terminal and not out.json_mode
+    inner_width = max(out.width - 4, 20) if terminal else None
     steps = []
     failed = None
     try:
@@ -78,6 +82,8 @@ def _demo(state: State, out: Output) -> int:
         os.environ["AGENTCTL_KEYSTORE"] = "file"  # never touch the user's own keyring
         for k in ("AGENTCTL_SECRET_KEY", "AGENTCTL_PASSPHRASE", "AGENTCTL_FORMAT", "AGENTCTL_HOME"):
             os.environ.pop(k, None)
+        if inner_width is not None:
+            os.environ["COLUMNS"] = str(inner_width)
         with open(os.path.join(work, "pr.json"), "w", encoding="utf-8") as f:
             f.write('{"title": "Fix flaky test", "base": "main", "head": "linter/fix-flaky"}\n')
         if not out.json_mode:
@@ -86,7 +92,7 @@ def _demo(state: State, out: Output) -> int:
 
         for n, (why, args, want) in enumerate(STEPS, 1):
             argv = list(args)
-            stdout, stderr = io.StringIO(), io.StringIO()
+            stdout, stderr = (_Terminal() if terminal else io.StringIO()), io.StringIO()
             with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
                 code = main(["--home", home, *argv])
             steps.append({"step": n, "explanation": why or None, "command": ["agentctl", *args], "exit_code": code,
@@ -117,6 +123,13 @@ def _demo(state: State, out: Output) -> int:
                "That is agentctl: identities, delegation that only narrows, signed actions verified offline,\n"
                "and an audit log that proves it was not edited. The demo home has been deleted.")
     return 0
+
+
+class _Terminal(io.StringIO):
+    """A step's stdout, rendered as for the terminal the demo prints to."""
+
+    def isatty(self) -> bool:
+        return True
 
 
 def _quote(arg: str) -> str:

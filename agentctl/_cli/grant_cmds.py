@@ -39,6 +39,8 @@ def do_delegate(state: State, out: Output, to: str, scopes: list[str], ttl: str 
         except VerificationError as e:
             rec.record(Event("delegate", "deny", principal=issuer, resource=None, reason=e.reason,
                              metadata={"to": to, "scope": " ".join(scopes), "detail": e.detail, "redelegation": parent is not None}))
+            if e.reason == "expired" and parent is not None:
+                e.hint = "the parent grant ran out: get a new one from its issuer ('agentctl delegate' on their machine), then re-delegate"
             raise
         leaf = chain.leaf
         rec.record(Event("delegate", "ok", principal=leaf.iss, on_behalf_of=leaf.sub, chain=chain.principals,

@@ -1,12 +1,15 @@
 """One output object for every command: a human mode and a JSON mode.
 
 Data goes to stdout, diagnostics to stderr. In JSON mode exactly one JSON document reaches stdout,
-also on failure. Tables and colour only on a terminal (rich, imported only then); ``NO_COLOR`` is
-honoured.
+also on failure. Tables fit the terminal and colour only on a terminal; ``NO_COLOR`` is honoured.
+A stdout or stderr that cannot encode a character (``LANG=C``, ``PYTHONIOENCODING=ascii``) gets an
+ASCII stand-in for it (``safe_streams``), never a ``UnicodeEncodeError``.
 """
 
 from __future__ import annotations
 
+import codecs
+import io
 import json
 import os
 import sys
@@ -14,7 +17,50 @@ from typing import Callable, Sequence, TextIO
 
 from ..errors import Error, VerificationError
 
-__all__ = ["Output"]
+__all__ = ["Output", "safe_streams"]
+
+#: Columns a narrow terminal leaves out first (a name, a time, an outcome or a status stays).
+_DROP_ORDER = ("origin", "event", "seq", "retired", "revoked", "resource", "roles", "created", "key", "action", "reason")
+
+#: ASCII stand-ins for the few non-ASCII characters agentctl itself prints.
+_ASCII = {"\u2026": "...", "\u2014": "-", "\u2013": "-", "\u25b8": ">", "\u2192": "->", "\u2190": "<-",
+          "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u00a0": " "}
+_ERRORS = "agentctl-ascii"
+
+
+def _ascii_fallback(e: UnicodeError) -> tuple[str, int]:
+    if not isinstance(e, UnicodeEncodeError):
+        raise e
+    return "".join(_ASCII.get(ch, "?") for ch in e.object[e.start:e.end]), e.end
+
+
+codecs.register_error(_ERRORS, _ascii_fallback)
+
+
+def _encodes(stream: TextIO, text: str) -> bool:
+    try:
+        text.encode(getattr(stream, "encoding", None) or "utf-8")
+        return True
+    except (UnicodeEncodeError, LookupError):
+        return False
+
+
+def _make_safe(stream: TextIO) -> None:
+    if not _encodes(stream, "".join(_ASCII)) and hasattr(stream, "reconfigure"):
+        try:
+            stream.reconfigure(errors=_ERRORS)
+        except (ValueError, OSError, io.UnsupportedOperation):
+            pass
+
+
+def safe_streams() -> None:
+    """Make sys.stdout and sys.stderr print an ASCII stand-in for what their encoding cannot hold."""
+    for stream in (sys.stdout, sys.stderr):
+        _make_safe(stream)
+
+
+def _grid_width(columns: Sequence[str], rows: Sequence[Sequence[str]], keep: Sequence[int]) -> int:
+    return sum(max([len(columns[i])] + [len(r[i]) for r in rows]) for i in keep) + 2 * (len(keep) - 1)
 
 
 class Output:
@@ -22,6 +68,8 @@ class Output:
         self.json_mode = json_mode
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
+        for stream in (self.stdout, self.stderr):
+            _make_safe(stream)
         self._emitted = False
 
     # --- results ------------------------------------------------------------------------------
@@ -38,7 +86,9 @@ class Output:
         if self._emitted:  # one document per run, whatever happens
             return
         self._emitted = True
-        self.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        # a stdout that cannot hold every character gets \u escapes: the same document, nothing replaced
+        ascii_only = not _encodes(self.stdout, "\u2026\U0001f600")
+        self.stdout.write(json.dumps(doc, indent=2, ensure_ascii=ascii_only) + "\n")
         self.stdout.flush()
 
     def line(self, text: str = "") -> None:
@@ -61,24 +111,76 @@ class Output:
         except (AttributeError, ValueError):
             return False
 
-    def table(self, columns: Sequence[str], rows: Sequence[Sequence[str]], title: str | None = None) -> None:
-        if self.is_terminal:
-            from rich.console import Console
-            from rich.table import Table
-
-            t = Table(title=title, show_edge=False, header_style="bold")
-            for c in columns:
-                t.add_column(c, overflow="fold")  # a narrow terminal wraps a key id, never cuts it
-            for r in rows:
-                t.add_row(*r)
-            # cells are data, never rich markup; NO_COLOR (non-empty, no-color.org) means no escape codes at all
-            Console(file=self.stdout, markup=False, highlight=False, emoji=False,
-                    color_system=None if os.environ.get("NO_COLOR") else "auto").print(t)
+    def table(self, columns: Sequence[str], rows: Sequence[Sequence[str]], title: str | None = None,
+              optional: Sequence[str] | None = None) -> None:
+        """Rows under upper-case headings. On a terminal the table fits its width without breaking a
+        cell: the columns in ``optional`` (default: the usual less important ones) are left out, least
+        important first, and when even the rest does not fit every row becomes a block of
+        ``heading  value`` lines. Elsewhere (a pipe, a file) every column is printed in full."""
+        columns = [c.upper() for c in columns]
+        rows = [[str(v) for v in r] for r in rows]
+        if not self.is_terminal:
+            self._grid(columns, rows)
             return
+        if title:
+            self.line(self._style(title, "3"))
+        width = self.width
+        keep = list(range(len(columns)))
+        dropped: list[str] = []
+        order = [c.upper() for c in (optional if optional is not None else _DROP_ORDER)]
+        for name in order:
+            if _grid_width(columns, rows, keep) <= width:
+                break
+            if name in columns and columns.index(name) in keep and len(keep) > 1:
+                keep.remove(columns.index(name))
+                dropped.append(name.lower())
+        if _grid_width(columns, rows, keep) > width:
+            self._blocks(columns, rows)
+            return
+        self._grid([columns[i] for i in keep], [[r[i] for i in keep] for r in rows], bold=True)
+        if dropped:
+            for note in (f"({', '.join(dropped)} left out to fit {width} columns; --json has every field)",
+                         f"({', '.join(dropped)} left out to fit)", f"({len(dropped)} columns left out)"):
+                if len(note) <= width:
+                    break
+            self.line(self._style(note, "2"))
+
+    def _grid(self, columns: Sequence[str], rows: Sequence[Sequence[str]], bold: bool = False) -> None:
         widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
-        self.line("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip())
+        head = "  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()
+        self.line(self._style(head, "1") if bold else head)
         for r in rows:
             self.line("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+
+    def _blocks(self, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+        """One record per block: for a terminal too narrow for any table."""
+        pad = max(len(c) for c in columns)
+        for n, r in enumerate(rows):
+            if n:
+                self.line()
+            for c, v in zip(columns, r):
+                self.line(f"{self._style(c.lower().ljust(pad), '1')}  {v}")
+
+    def _style(self, text: str, sgr: str) -> str:
+        """``text`` in bold (1), dim (2) or italic (3) where colour is allowed: a terminal, no NO_COLOR
+        (non-empty, no-color.org), not TERM=dumb."""
+        if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb" or not self.is_terminal:
+            return text
+        return f"\x1b[{sgr}m{text}\x1b[0m"
+
+    @property
+    def width(self) -> int:
+        """The terminal's width in columns: ``COLUMNS`` when set, else the terminal's, else 80."""
+        try:
+            cols = int(os.environ.get("COLUMNS", ""))
+            if cols > 0:
+                return cols
+        except ValueError:
+            pass
+        try:
+            return os.get_terminal_size(self.stdout.fileno()).columns or 80
+        except (AttributeError, ValueError, OSError, io.UnsupportedOperation):
+            return 80
 
     def fields(self, pairs: Sequence[tuple[str, str]]) -> None:
         width = max((len(k) for k, _ in pairs), default=0)

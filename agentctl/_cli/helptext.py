@@ -1,0 +1,173 @@
+"""What ``--help`` shows besides the options: a one-line summary for the command lists, examples, and
+the environment variables each command reads.
+
+``attach(app)`` sets them on the registered commands once they are all defined (the end of app.py),
+so a command's options and its examples live in different places but a test (tests/test_help.py)
+fails when a command has no example or no environment section.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["ENV", "HELP", "attach", "epilog"]
+
+#: Every variable agentctl reads, with what it does.
+ENV = {
+    "AGENTCTL_HOME": "the home, when --home is not given",
+    "AGENTCTL_KEYSTORE": "auto, keyring or file (overrides config.toml)",
+    "AGENTCTL_PASSPHRASE": "the file keystore's passphrase (else a prompt)",
+    "AGENTCTL_SECRET_KEY": "an exported secret: its principal signs with it",
+    "AGENTCTL_FORMAT": "json: the same as --json",
+    "NO_COLOR": "no colour in tables on a terminal",
+    "AGENTCTL_DEBUG": "1: a Python traceback for an internal error",
+}
+#: Read by every command.
+COMMON = ("AGENTCTL_HOME", "AGENTCTL_FORMAT", "NO_COLOR", "AGENTCTL_DEBUG")
+#: Read by a command that loads or stores a secret key.
+KEYSTORE = ("AGENTCTL_KEYSTORE", "AGENTCTL_PASSPHRASE")
+SIGNING = ("AGENTCTL_SECRET_KEY", *KEYSTORE)
+
+#: command path -> (summary for the command list, examples, environment besides COMMON)
+HELP: dict[tuple[str, ...], tuple[str, tuple[str, ...], tuple[str, ...]]] = {
+    (): ("", (
+        "agentctl demo",
+        "agentctl keygen user:alice",
+        "agentctl --json list",
+        "agentctl COMMAND --help",
+    ), SIGNING),
+    ("keygen",): ("Create a principal with a fresh Ed25519 key.", (
+        "agentctl keygen user:alice",
+        "agentctl keygen agent:code-reviewer:prod --role reviewer --attr team=platform",
+        "agentctl keygen agent:ci:deploy --export-secret --no-store > secret.txt",
+    ), KEYSTORE),
+    ("list",): ("List the principals in the home.", (
+        "agentctl list",
+        "agentctl --json list",
+    ), ()),
+    ("show",): ("Show one principal: keys, roles, status.", (
+        "agentctl show agent:code-reviewer:prod",
+    ), ()),
+    ("pubkey",): ("Print a principal's current public key.", (
+        "agentctl pubkey agent:code-reviewer:prod",
+        "agentctl pubkey agent:code-reviewer:prod --format jwks > jwks.json",
+    ), ()),
+    ("import",): ("Trust a principal made elsewhere.", (
+        "agentctl import user:alice did:key:z6Mk...",
+        "agentctl import agent:deployer deployer.jwk --role deployer",
+        "agentctl import agent:deployer --rotation rotation.jwt",
+    ), ()),
+    ("rotate",): ("Give a principal a new key.", (
+        "agentctl rotate agent:code-reviewer:prod -o rotation.jwt",
+    ), SIGNING),
+    ("revoke",): ("Revoke a principal, a key or a grant.", (
+        "agentctl revoke agent:old-bot --reason decommissioned",
+        "agentctl revoke --key KID",
+        "agentctl revoke --grant JTI",
+    ), KEYSTORE),
+    ("delegate",): ("Mint a delegation grant.", (
+        "agentctl delegate --from user:alice --to agent:code-reviewer:prod \\\n"
+        "    --scope 'pull_request.*:acme/*' --ttl 30m -o grant.jwt",
+        "agentctl delegate --parent grant.jwt --to agent:linter \\\n"
+        "    --scope pull_request.create:acme/web -o sub.jwt",
+    ), SIGNING),
+    ("inspect",): ("Show every hop of a token.", (
+        "agentctl inspect grant.jwt",
+        "agentctl --json inspect - < action.jwt",
+    ), ()),
+    ("sign",): ("Sign an action.", (
+        "agentctl sign --as agent:linter --action pull_request.create \\\n"
+        "    --resource acme/web --grant grant.jwt --data pr.json -o action.jwt",
+        "AGENTCTL_SECRET_KEY=\"$SECRET\" agentctl sign --as agent:ci:deploy \\\n"
+        "    --action deploy.staging --resource api/web --grant grant.jwt",
+    ), SIGNING),
+    ("verify",): ("Verify a grant or an action (exit 0: allowed).", (
+        "agentctl verify action.jwt --action pull_request.create \\\n"
+        "    --resource acme/web --data pr.json --once",
+        "agentctl --json verify \"$P\" --audience tools.example",
+        "agentctl verify --batch < requests.jsonl",
+    ), ()),
+    ("demo",): ("The whole story in a throwaway home.", (
+        "agentctl demo",
+        "agentctl --json demo",
+    ), ()),
+    ("completion",): ("Print a shell completion script.", (
+        "agentctl completion bash > ~/.local/share/bash-completion/completions/agentctl",
+        "agentctl completion zsh > ~/.zfunc/_agentctl",
+        "agentctl completion fish > ~/.config/fish/completions/agentctl.fish",
+    ), ()),
+    ("revocations",): ("Signed revocation lists for other machines.", (
+        "agentctl revocations export --sign-as user:alice -o revocations.jwt",
+        "agentctl revocations import revocations.jwt",
+    ), SIGNING),
+    ("revocations", "export"): ("Export the revocations held here, signed.", (
+        "agentctl revocations export --sign-as user:alice -o revocations.jwt",
+    ), SIGNING),
+    ("revocations", "import"): ("Import a signed revocation list.", (
+        "agentctl revocations import revocations.jwt",
+    ), ()),
+    ("audit",): ("The audit log: query, verify, prove, export.", (
+        "agentctl audit --agent agent:code-reviewer:prod --since 1h",
+        "agentctl audit --outcome deny --limit 20",
+    ), ()),
+    ("audit", "verify"): ("Check the whole log for tampering.", (
+        "agentctl audit verify --checkpoint checkpoint.txt",
+    ), ()),
+    ("audit", "checkpoint"): ("Sign the log's size and root.", (
+        "agentctl audit checkpoint -o checkpoint.txt",
+    ), KEYSTORE),
+    ("audit", "prove"): ("An inclusion proof of one event.", (
+        "agentctl --json audit prove 42 > proof.json",
+    ), ()),
+    ("audit", "export"): ("Events as JSON Lines, for a SIEM.", (
+        "agentctl audit export --since 24h > events.jsonl",
+    ), ()),
+    ("policy",): ("Rego and Cedar policies: evaluate, check, schema.", (
+        "agentctl policy check authz.rego",
+        "agentctl policy eval authz.rego --input input.json",
+    ), ()),
+    ("policy", "eval"): ("Ask one policy set about an input document.", (
+        "agentctl policy eval authz.rego --input input.json",
+        "agentctl --json policy eval authz.rego --input - --query data.agent.authz.allow < input.json",
+    ), ()),
+    ("policy", "check"): ("Compile a policy set.", (
+        "agentctl policy check authz.rego",
+        "agentctl policy check rules.cedar",
+    ), ()),
+    ("policy", "schema"): ("Print the schema policies are written against.", (
+        "agentctl policy schema --cedar > agentctl.cedarschema",
+    ), ()),
+}
+
+
+def epilog(path: tuple[str, ...]) -> str:
+    """The Examples and Environment sections of a command's help (``\\b``: click keeps the lines)."""
+    _, examples, env = HELP[path]
+    names = list(dict.fromkeys((*env, *COMMON)))
+    width = max(len(n) for n in names)
+    lines = ["\b", "Examples:", *(f"  {line}" for e in examples for line in e.splitlines()), "", "\b", "Environment:"]
+    lines += [f"  {n.ljust(width)}  {ENV[n]}" for n in names]
+    return "\n".join(lines)
+
+
+def attach(app: Any) -> None:
+    """Set the summary and the epilog of every command registered on ``app`` and its groups."""
+
+    def walk(typer_app: Any, prefix: tuple[str, ...]) -> None:
+        for info in typer_app.registered_commands:
+            name = info.name or info.callback.__name__.rstrip("_").replace("_", "-")
+            _set(info, (*prefix, name))
+        for group in typer_app.registered_groups:
+            path = (*prefix, group.name)
+            _set(group, path)
+            walk(group.typer_instance, path)
+
+    app.info.epilog = epilog(())
+    walk(app, ())
+
+
+def _set(info: Any, path: tuple[str, ...]) -> None:
+    if path not in HELP:
+        return  # tests/test_help.py names the command that has no examples
+    info.short_help = HELP[path][0]
+    info.epilog = epilog(path)
