@@ -210,7 +210,7 @@ def verify_home(ctx: Context, external: str | None = None):
                                 1, ext_doc, ext[0])
         left = [p.name for p in (path.with_name("audit.lock"), path.with_name("audit.db-wal"), path.with_name("audit.db-shm")) if p.exists()]
         if left or _has_principals(ctx):
-            why = f"its {', '.join(left)} remain" if left else "principals were made here, and that is always recorded"
+            why = f"its {', '.join(left)} remain{'s' if len(left) == 1 else ''}" if left else "principals were made here, and that is always recorded"
             return VerifyReport(False, 0, 0, f"the audit log {path} was deleted: {why}", None, ext_doc)
         raise OperationalError(f"there is no audit log in {ctx.home.path} yet: nothing has been recorded here",
                                hint="every command that changes or decides something records it") from None

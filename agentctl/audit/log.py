@@ -378,9 +378,10 @@ class AuditLog:
         n, new_root, _ = self._matching(new, "new checkpoint")
         if m > n:
             raise UsageError(f"the old checkpoint (size {m}) is newer than the new one (size {n})", hint="give the older one first")
-        path = tree.consistency_proof(m, n, self._get_node) if m else []  # every tree extends the empty one
-        if m:
-            proof.verify_consistency(m, n, old_root, new_root, path)  # never hand out a proof that fails
+        if m == 0:
+            raise UsageError("the old checkpoint is of 0 events: every log extends it, and no proof from it exists (RFC 9162)")
+        path = tree.consistency_proof(m, n, self._get_node)
+        proof.verify_consistency(m, n, old_root, new_root, path)  # never hand out a proof that fails
         return {"origin": self.origin, "old_size": m, "new_size": n, "old_root": _b64(old_root), "new_root": _b64(new_root),
                 "proof": [_b64(p) for p in path]}
 
