@@ -7,7 +7,7 @@ __agentctl_commands() {
     case $1 in
         '') echo 'keygen list show pubkey import rotate revoke delegate inspect sign verify demo revocations audit' ;;
         'revocations') echo 'export import' ;;
-        'audit') echo 'verify checkpoint prove export' ;;
+        'audit') echo 'verify checkpoint prove consistency key export' ;;
     esac
 }
 
@@ -33,7 +33,9 @@ __agentctl_options() {
         'audit') echo '--agent --action --outcome --since --until --limit --json -h --help' ;;
         'audit verify') echo '--checkpoint --json -h --help' ;;
         'audit checkpoint') echo '-o --output --json -h --help' ;;
-        'audit prove') echo '--json -h --help' ;;
+        'audit prove') echo '--checkpoint --json -h --help' ;;
+        'audit consistency') echo '--json -h --help' ;;
+        'audit key') echo '--json -h --help' ;;
         'audit export') echo '--since --json -h --help' ;;
     esac
 }
@@ -85,6 +87,7 @@ __agentctl_option_value() {
         'audit --limit') echo 'text' ;;
         'audit verify --checkpoint') echo 'file' ;;
         'audit checkpoint -o'|'audit checkpoint --output') echo 'file' ;;
+        'audit prove --checkpoint') echo 'file' ;;
         'audit export --since') echo 'text' ;;
     esac
 }
@@ -103,6 +106,8 @@ __agentctl_argument() {
         'verify '0) echo 'file' ;;
         'revocations import '0) echo 'file' ;;
         'audit prove '0) echo 'text' ;;
+        'audit consistency '0) echo 'text' ;;
+        'audit consistency '1) echo 'text' ;;
     esac
 }
 

@@ -10,14 +10,14 @@ function __agentctl_commands
         case 'revocations'
             printf '%s\n' export import
         case 'audit'
-            printf '%s\n' verify checkpoint prove export
+            printf '%s\n' verify checkpoint prove consistency key export
     end
 end
 
 # Whether option $argv[2] of command path $argv[1] takes a value.
 function __agentctl_takes_value
     switch "$argv[1] $argv[2]"
-        case ' --home' 'keygen --role' 'keygen --attr' 'pubkey --format' 'import --rotation' 'import --role' 'rotate -o' 'rotate --output' 'revoke --key' 'revoke --grant' 'revoke --reason' 'delegate --to' 'delegate --scope' 'delegate --ttl' 'delegate --from' 'delegate --parent' 'delegate --audience' 'delegate --max-depth' 'delegate -o' 'delegate --output' 'sign --as' 'sign --action' 'sign --resource' 'sign --grant' 'sign --data' 'sign --audience' 'sign --ttl' 'sign -o' 'sign --output' 'verify --action' 'verify --resource' 'verify --audience' 'verify --data' 'verify --revocations' 'verify --at' 'verify --leeway' 'revocations export --sign-as' 'revocations export -o' 'revocations export --output' 'audit --agent' 'audit --action' 'audit --outcome' 'audit --since' 'audit --until' 'audit --limit' 'audit verify --checkpoint' 'audit checkpoint -o' 'audit checkpoint --output' 'audit export --since'
+        case ' --home' 'keygen --role' 'keygen --attr' 'pubkey --format' 'import --rotation' 'import --role' 'rotate -o' 'rotate --output' 'revoke --key' 'revoke --grant' 'revoke --reason' 'delegate --to' 'delegate --scope' 'delegate --ttl' 'delegate --from' 'delegate --parent' 'delegate --audience' 'delegate --max-depth' 'delegate -o' 'delegate --output' 'sign --as' 'sign --action' 'sign --resource' 'sign --grant' 'sign --data' 'sign --audience' 'sign --ttl' 'sign -o' 'sign --output' 'verify --action' 'verify --resource' 'verify --audience' 'verify --data' 'verify --revocations' 'verify --at' 'verify --leeway' 'revocations export --sign-as' 'revocations export -o' 'revocations export --output' 'audit --agent' 'audit --action' 'audit --outcome' 'audit --since' 'audit --until' 'audit --limit' 'audit verify --checkpoint' 'audit checkpoint -o' 'audit checkpoint --output' 'audit prove --checkpoint' 'audit export --since'
             return 0
     end
     return 1
@@ -96,7 +96,7 @@ complete -c agentctl -n '__agentctl_at ""' -a sign -d 'Sign an action.'
 complete -c agentctl -n '__agentctl_at ""' -a verify -d 'Verify a grant or an action.'
 complete -c agentctl -n '__agentctl_at ""' -a demo -d 'Walk through the whole story in a throwaway home.'
 complete -c agentctl -n '__agentctl_at ""' -a revocations -d 'Signed revocation lists that travel to other machines.'
-complete -c agentctl -n '__agentctl_at ""' -a audit -d 'The tamper-evident audit log: query, export, checkpoint, prove, verify.'
+complete -c agentctl -n '__agentctl_at ""' -a audit -d 'The tamper-evident audit log: query, export, checkpoint, prove, consistency, key, verify.'
 complete -c agentctl -n '__agentctl_at ""' -l home -x -a '(__fish_complete_directories)' -d 'Home directory (default: $AGENTCTL_HOME, else the user data dir).'
 complete -c agentctl -n '__agentctl_at ""' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
 complete -c agentctl -n '__agentctl_at ""' -l version -d 'Print the version and exit.'
@@ -215,7 +215,9 @@ complete -c agentctl -n '__agentctl_at "revocations import" 0' -F
 # agentctl audit
 complete -c agentctl -n '__agentctl_at "audit"' -a verify -d 'Recompute the whole tree and check every checkpoint; exit 1 on tampering.'
 complete -c agentctl -n '__agentctl_at "audit"' -a checkpoint -d 'Sign the log\'s current size and root with the host\'s audit key.'
-complete -c agentctl -n '__agentctl_at "audit"' -a prove -d 'Print an inclusion proof of one event against the latest checkpoint.'
+complete -c agentctl -n '__agentctl_at "audit"' -a prove -d 'Print an inclusion proof of one event in a checkpoint (RFC 6962).'
+complete -c agentctl -n '__agentctl_at "audit"' -a consistency -d 'Print a consistency proof that checkpoint NEW extends checkpoint OLD (RFC 6962).'
+complete -c agentctl -n '__agentctl_at "audit"' -a key -d 'Print the host\'s audit key as a C2SP note verifier key (name+keyid+base64).'
 complete -c agentctl -n '__agentctl_at "audit"' -a export -d 'Print events as JSON Lines, oldest first, for a SIEM.'
 complete -c agentctl -n '__agentctl_at "audit"' -l agent -x -a '(__agentctl_names)' -d 'Only events of this principal.'
 complete -c agentctl -n '__agentctl_at "audit"' -l action -x -d 'Only events about this action.'
@@ -232,13 +234,22 @@ complete -c agentctl -n '__agentctl_at "audit verify"' -l json -d 'Print exactly
 complete -c agentctl -n '__agentctl_at "audit verify"' -s h -l help -d 'Show this message and exit.'
 
 # agentctl audit checkpoint
-complete -c agentctl -n '__agentctl_at "audit checkpoint"' -s o -l output -r -F -d 'Write the signed checkpoint to FILE.'
+complete -c agentctl -n '__agentctl_at "audit checkpoint"' -s o -l output -r -F -d 'Write the signed checkpoint to FILE (\'-\': stdout).'
 complete -c agentctl -n '__agentctl_at "audit checkpoint"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
 complete -c agentctl -n '__agentctl_at "audit checkpoint"' -s h -l help -d 'Show this message and exit.'
 
 # agentctl audit prove
+complete -c agentctl -n '__agentctl_at "audit prove"' -l checkpoint -r -F -d 'Prove it in this checkpoint (default: the latest stored).'
 complete -c agentctl -n '__agentctl_at "audit prove"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
 complete -c agentctl -n '__agentctl_at "audit prove"' -s h -l help -d 'Show this message and exit.'
+
+# agentctl audit consistency
+complete -c agentctl -n '__agentctl_at "audit consistency"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
+complete -c agentctl -n '__agentctl_at "audit consistency"' -s h -l help -d 'Show this message and exit.'
+
+# agentctl audit key
+complete -c agentctl -n '__agentctl_at "audit key"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
+complete -c agentctl -n '__agentctl_at "audit key"' -s h -l help -d 'Show this message and exit.'
 
 # agentctl audit export
 complete -c agentctl -n '__agentctl_at "audit export"' -l since -x -d 'Since a time (RFC 3339) or a duration ago.'

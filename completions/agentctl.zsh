@@ -30,7 +30,7 @@ __agentctl_commands() {
     'verify:Verify a grant or an action.'
     'demo:Walk through the whole story in a throwaway home.'
     'revocations:Signed revocation lists that travel to other machines.'
-    'audit:The tamper-evident audit log: query, export, checkpoint, prove, verify.'
+    'audit:The tamper-evident audit log: query, export, checkpoint, prove, consistency, key, verify.'
   )
   _describe -t commands 'agentctl command' commands
 }
@@ -269,7 +269,9 @@ __agentctl_audit_commands() {
   local -a commands=(
     'verify:Recompute the whole tree and check every checkpoint; exit 1 on tampering.'
     'checkpoint:Sign the log'\''s current size and root with the host'\''s audit key.'
-    'prove:Print an inclusion proof of one event against the latest checkpoint.'
+    'prove:Print an inclusion proof of one event in a checkpoint (RFC 6962).'
+    'consistency:Print a consistency proof that checkpoint NEW extends checkpoint OLD (RFC 6962).'
+    'key:Print the host'\''s audit key as a C2SP note verifier key (name+keyid+base64).'
     'export:Print events as JSON Lines, oldest first, for a SIEM.'
   )
   _describe -t commands 'agentctl command' commands
@@ -296,6 +298,8 @@ _agentctl_audit() {
       (verify) _agentctl_audit_verify && ret=0 ;;
       (checkpoint) _agentctl_audit_checkpoint && ret=0 ;;
       (prove) _agentctl_audit_prove && ret=0 ;;
+      (consistency) _agentctl_audit_consistency && ret=0 ;;
+      (key) _agentctl_audit_key && ret=0 ;;
       (export) _agentctl_audit_export && ret=0 ;;
     esac
   fi
@@ -314,8 +318,8 @@ _agentctl_audit_verify() {
 # agentctl audit checkpoint
 _agentctl_audit_checkpoint() {
   _arguments -S \
-    '(-o --output)-o+[Write the signed checkpoint to FILE.]:FILE:_files' \
-    '(-o --output)--output=[Write the signed checkpoint to FILE.]:FILE:_files' \
+    '(-o --output)-o+[Write the signed checkpoint to FILE ('\''-'\''\: stdout).]:FILE:_files' \
+    '(-o --output)--output=[Write the signed checkpoint to FILE ('\''-'\''\: stdout).]:FILE:_files' \
     '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
     '(- *)-h[Show this message and exit.]' \
     '(- *)--help[Show this message and exit.]'
@@ -324,10 +328,29 @@ _agentctl_audit_checkpoint() {
 # agentctl audit prove
 _agentctl_audit_prove() {
   _arguments -S \
+    '--checkpoint=[Prove it in this checkpoint (default\: the latest stored).]:FILE:_files' \
     '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
     '(- *)-h[Show this message and exit.]' \
     '(- *)--help[Show this message and exit.]' \
     ':SEQ: '
+}
+
+# agentctl audit consistency
+_agentctl_audit_consistency() {
+  _arguments -S \
+    '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
+    '(- *)-h[Show this message and exit.]' \
+    '(- *)--help[Show this message and exit.]' \
+    ':OLD: ' \
+    ':NEW: '
+}
+
+# agentctl audit key
+_agentctl_audit_key() {
+  _arguments -S \
+    '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
+    '(- *)-h[Show this message and exit.]' \
+    '(- *)--help[Show this message and exit.]'
 }
 
 # agentctl audit export

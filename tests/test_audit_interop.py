@@ -77,12 +77,10 @@ def check_inclusion(leaf_hash: bytes, index: int, size: int, proof: list[bytes],
 
 
 def check_consistency(m: int, n: int, old_root: bytes, new_root: bytes, proof: list[bytes]) -> bool:
-    if m > n:
+    if m > n or m == 0:  # every tree extends the empty one: a "proof" of it proves nothing
         return False
     if m == n:
         return not proof and old_root == new_root
-    if m == 0:  # every tree extends the empty one: a "proof" of it proves nothing
-        return False
     if not proof:
         return False
     if m & (m - 1) == 0:
