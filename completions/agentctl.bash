@@ -8,7 +8,7 @@ __agentctl_commands() {
     case $1 in
         '') echo 'keygen list show pubkey import rotate revoke delegate inspect sign verify demo completion revocations audit policy' ;;
         'revocations') echo 'export import' ;;
-        'audit') echo 'verify checkpoint prove export' ;;
+        'audit') echo 'verify checkpoint prove consistency key export' ;;
         'policy') echo 'eval check schema' ;;
     esac
 }
@@ -36,7 +36,9 @@ __agentctl_options() {
         'audit') echo '--agent --action --outcome --since --until --limit --json -h --help' ;;
         'audit verify') echo '--checkpoint --json -h --help' ;;
         'audit checkpoint') echo '-o --output --json -h --help' ;;
-        'audit prove') echo '--json -h --help' ;;
+        'audit prove') echo '--checkpoint --json -h --help' ;;
+        'audit consistency') echo '--json -h --help' ;;
+        'audit key') echo '--json -h --help' ;;
         'audit export') echo '--since --json -h --help' ;;
         'policy') echo '-h --help' ;;
         'policy eval') echo '--input --query --json -h --help' ;;
@@ -92,6 +94,7 @@ __agentctl_option_value() {
         'audit --limit') echo 'text' ;;
         'audit verify --checkpoint') echo 'file' ;;
         'audit checkpoint -o'|'audit checkpoint --output') echo 'file' ;;
+        'audit prove --checkpoint') echo 'file' ;;
         'audit export --since') echo 'text' ;;
         'policy eval --input') echo 'file' ;;
         'policy eval --query') echo 'text' ;;
@@ -114,6 +117,8 @@ __agentctl_argument() {
         'completion '0) echo 'text bash zsh fish' ;;
         'revocations import '0) echo 'file' ;;
         'audit prove '0) echo 'text' ;;
+        'audit consistency '0) echo 'text' ;;
+        'audit consistency '1) echo 'text' ;;
         'policy eval '*) echo 'text' ;;
         'policy check '*) echo 'text' ;;
     esac

@@ -10,7 +10,7 @@ function __agentctl_commands
         case 'revocations'
             printf '%s\n' export import
         case 'audit'
-            printf '%s\n' verify checkpoint prove export
+            printf '%s\n' verify checkpoint prove consistency key export
         case 'policy'
             printf '%s\n' eval check schema
     end
@@ -19,7 +19,7 @@ end
 # Whether option $argv[2] of command path $argv[1] takes a value.
 function __agentctl_takes_value
     switch "$argv[1] $argv[2]"
-        case ' --home' 'keygen --role' 'keygen --attr' 'pubkey --format' 'import --rotation' 'import --role' 'rotate -o' 'rotate --output' 'revoke --key' 'revoke --grant' 'revoke --reason' 'delegate --to' 'delegate --scope' 'delegate --ttl' 'delegate --from' 'delegate --parent' 'delegate --audience' 'delegate --max-depth' 'delegate -o' 'delegate --output' 'sign --as' 'sign --action' 'sign --resource' 'sign --grant' 'sign --data' 'sign --audience' 'sign --ttl' 'sign -o' 'sign --output' 'verify --action' 'verify --resource' 'verify --audience' 'verify --data' 'verify --revocations' 'verify --at' 'verify --leeway' 'revocations export --sign-as' 'revocations export -o' 'revocations export --output' 'audit --agent' 'audit --action' 'audit --outcome' 'audit --since' 'audit --until' 'audit --limit' 'audit verify --checkpoint' 'audit checkpoint -o' 'audit checkpoint --output' 'audit export --since' 'policy eval --input' 'policy eval --query' 'policy check --query'
+        case ' --home' 'keygen --role' 'keygen --attr' 'pubkey --format' 'import --rotation' 'import --role' 'rotate -o' 'rotate --output' 'revoke --key' 'revoke --grant' 'revoke --reason' 'delegate --to' 'delegate --scope' 'delegate --ttl' 'delegate --from' 'delegate --parent' 'delegate --audience' 'delegate --max-depth' 'delegate -o' 'delegate --output' 'sign --as' 'sign --action' 'sign --resource' 'sign --grant' 'sign --data' 'sign --audience' 'sign --ttl' 'sign -o' 'sign --output' 'verify --action' 'verify --resource' 'verify --audience' 'verify --data' 'verify --revocations' 'verify --at' 'verify --leeway' 'revocations export --sign-as' 'revocations export -o' 'revocations export --output' 'audit --agent' 'audit --action' 'audit --outcome' 'audit --since' 'audit --until' 'audit --limit' 'audit verify --checkpoint' 'audit checkpoint -o' 'audit checkpoint --output' 'audit prove --checkpoint' 'audit export --since' 'policy eval --input' 'policy eval --query' 'policy check --query'
             return 0
     end
     return 1
@@ -226,6 +226,8 @@ complete -c agentctl -n '__agentctl_at "revocations import" 0' -F
 complete -c agentctl -n '__agentctl_at "audit"' -a verify -d 'Check the whole log for tampering.'
 complete -c agentctl -n '__agentctl_at "audit"' -a checkpoint -d 'Sign the log\'s size and root.'
 complete -c agentctl -n '__agentctl_at "audit"' -a prove -d 'An inclusion proof of one event.'
+complete -c agentctl -n '__agentctl_at "audit"' -a consistency -d 'A consistency proof between two checkpoints.'
+complete -c agentctl -n '__agentctl_at "audit"' -a key -d 'Print the host\'s audit key (C2SP note verifier key).'
 complete -c agentctl -n '__agentctl_at "audit"' -a export -d 'Events as JSON Lines, for a SIEM.'
 complete -c agentctl -n '__agentctl_at "audit"' -l agent -x -a '(__agentctl_names)' -d 'Only events of this principal.'
 complete -c agentctl -n '__agentctl_at "audit"' -l action -x -d 'Only events about this action.'
@@ -242,13 +244,22 @@ complete -c agentctl -n '__agentctl_at "audit verify"' -l json -d 'Print exactly
 complete -c agentctl -n '__agentctl_at "audit verify"' -s h -l help -d 'Show this message and exit.'
 
 # agentctl audit checkpoint
-complete -c agentctl -n '__agentctl_at "audit checkpoint"' -s o -l output -r -F -d 'Write the signed checkpoint to FILE.'
+complete -c agentctl -n '__agentctl_at "audit checkpoint"' -s o -l output -r -F -d 'Write the signed checkpoint to FILE (\'-\': stdout).'
 complete -c agentctl -n '__agentctl_at "audit checkpoint"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
 complete -c agentctl -n '__agentctl_at "audit checkpoint"' -s h -l help -d 'Show this message and exit.'
 
 # agentctl audit prove
+complete -c agentctl -n '__agentctl_at "audit prove"' -l checkpoint -r -F -d 'Prove it in this checkpoint (default: the latest stored).'
 complete -c agentctl -n '__agentctl_at "audit prove"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
 complete -c agentctl -n '__agentctl_at "audit prove"' -s h -l help -d 'Show this message and exit.'
+
+# agentctl audit consistency
+complete -c agentctl -n '__agentctl_at "audit consistency"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
+complete -c agentctl -n '__agentctl_at "audit consistency"' -s h -l help -d 'Show this message and exit.'
+
+# agentctl audit key
+complete -c agentctl -n '__agentctl_at "audit key"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
+complete -c agentctl -n '__agentctl_at "audit key"' -s h -l help -d 'Show this message and exit.'
 
 # agentctl audit export
 complete -c agentctl -n '__agentctl_at "audit export"' -l since -x -d 'Since a time (RFC 3339) or a duration ago.'

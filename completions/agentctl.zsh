@@ -284,6 +284,8 @@ __agentctl_audit_commands() {
     'verify:Check the whole log for tampering.'
     'checkpoint:Sign the log'\''s size and root.'
     'prove:An inclusion proof of one event.'
+    'consistency:A consistency proof between two checkpoints.'
+    'key:Print the host'\''s audit key (C2SP note verifier key).'
     'export:Events as JSON Lines, for a SIEM.'
   )
   _describe -t commands 'agentctl command' commands
@@ -310,6 +312,8 @@ _agentctl_audit() {
       (verify) _agentctl_audit_verify && ret=0 ;;
       (checkpoint) _agentctl_audit_checkpoint && ret=0 ;;
       (prove) _agentctl_audit_prove && ret=0 ;;
+      (consistency) _agentctl_audit_consistency && ret=0 ;;
+      (key) _agentctl_audit_key && ret=0 ;;
       (export) _agentctl_audit_export && ret=0 ;;
     esac
   fi
@@ -328,8 +332,8 @@ _agentctl_audit_verify() {
 # agentctl audit checkpoint
 _agentctl_audit_checkpoint() {
   _arguments -S \
-    '(-o --output)-o+[Write the signed checkpoint to FILE.]:FILE:_files' \
-    '(-o --output)--output=[Write the signed checkpoint to FILE.]:FILE:_files' \
+    '(-o --output)-o+[Write the signed checkpoint to FILE ('\''-'\''\: stdout).]:FILE:_files' \
+    '(-o --output)--output=[Write the signed checkpoint to FILE ('\''-'\''\: stdout).]:FILE:_files' \
     '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
     '(- *)-h[Show this message and exit.]' \
     '(- *)--help[Show this message and exit.]'
@@ -338,10 +342,29 @@ _agentctl_audit_checkpoint() {
 # agentctl audit prove
 _agentctl_audit_prove() {
   _arguments -S \
+    '--checkpoint=[Prove it in this checkpoint (default\: the latest stored).]:FILE:_files' \
     '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
     '(- *)-h[Show this message and exit.]' \
     '(- *)--help[Show this message and exit.]' \
     ':SEQ: '
+}
+
+# agentctl audit consistency
+_agentctl_audit_consistency() {
+  _arguments -S \
+    '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
+    '(- *)-h[Show this message and exit.]' \
+    '(- *)--help[Show this message and exit.]' \
+    ':OLD: ' \
+    ':NEW: '
+}
+
+# agentctl audit key
+_agentctl_audit_key() {
+  _arguments -S \
+    '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
+    '(- *)-h[Show this message and exit.]' \
+    '(- *)--help[Show this message and exit.]'
 }
 
 # agentctl audit export

@@ -197,7 +197,8 @@ def test_audit_false_writes_nothing(cli, home, tmp_path):
     r = cli("audit", "checkpoint")
     assert r.code == 2 and "auditing is off" in r.stderr
     assert ok(cli, "audit").stderr == "agentctl: no audit events match\n"
-    assert ok(cli, "audit", "verify").stdout == "audit log: empty\n"
+    r = cli("audit", "verify")  # SPEC: a missing log is never "intact"; with auditing off it is no evidence either
+    assert r.code == 3 and "auditing is off in config.toml" in r.stderr
     assert not (home / "audit.db").exists()
 
 
@@ -336,9 +337,9 @@ def test_proofs_verify_against_the_latest_checkpoint(home):
 
 @pytest.mark.parametrize("chunk_level", [1, 2, 3, 14])
 def test_verify_reads_in_chunks_without_changing_the_answer(home, monkeypatch, chunk_level):
-    import agentctl.audit as audit
+    from agentctl.audit import tamper
 
-    monkeypatch.setattr(audit, "_CHUNK_LEVEL", chunk_level)
+    monkeypatch.setattr(tamper, "_CHUNK_LEVEL", chunk_level)
     log = open_log(home)
     assert log.verify({}).doc() == {"ok": True, "size": 0, "checkpoints_checked": 0, "problem": None,
                                     "first_bad_seq": None, "last_bad_seq": None, "external_checkpoint": None}
@@ -443,9 +444,9 @@ def test_triggers_refuse_update_and_delete(home, sql):
 
 
 def test_migrations_are_recorded_and_an_old_log_is_upgraded(home, monkeypatch):
-    import agentctl.audit as audit
+    from agentctl.audit import schema
 
-    monkeypatch.setattr(audit, "_MIGRATIONS", audit._MIGRATIONS[:1])  # an agentctl of schema 1 wrote it
+    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])  # an agentctl of schema 1 wrote it
     log = open_log(home)
     log.append([ev(n) for n in range(5)])
     log.close()

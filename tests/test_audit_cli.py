@@ -130,7 +130,9 @@ def test_a_missing_log_is_empty_and_stays_missing(cli, home):
     assert ok(cli, "audit").stderr == "agentctl: no audit events match\n"
     assert ok(cli, "--json", "audit").json() == {"ok": True, "events": []}
     assert ok(cli, "audit", "export").stdout == ""
-    assert ok(cli, "audit", "verify").stdout == "audit log: empty\n"
+    r = cli("audit", "verify")  # SPEC: never "intact" without a log; a home that never recorded anything is no evidence
+    assert r.code == 3 and r.stdout == ""
+    assert r.stderr.startswith(f"agentctl: error: there is no audit log in {home} yet: nothing has been recorded here\n")
     r = cli("audit", "prove", "1")
     assert r.code == 2 and "there is no audit log in this home yet" in r.stderr
     assert not (home / "audit.db").exists()

@@ -253,7 +253,7 @@ def revocations_import(
 
 # --- audit ------------------------------------------------------------------------------------
 
-audit_app = typer.Typer(help="The tamper-evident audit log: query, export, checkpoint, prove, verify.", invoke_without_command=True)
+audit_app = typer.Typer(help="The tamper-evident audit log: query, export, checkpoint, prove, consistency, key, verify.", invoke_without_command=True)
 app.add_typer(audit_app, name="audit")
 
 
@@ -293,7 +293,7 @@ def audit_verify(
 @audit_app.command("checkpoint")
 def audit_checkpoint(
     ctx: typer.Context,
-    output: Optional[str] = typer.Option(None, "-o", "--output", metavar="FILE", help="Write the signed checkpoint to FILE."),
+    output: Optional[str] = typer.Option(None, "-o", "--output", metavar="FILE", help="Write the signed checkpoint to FILE ('-': stdout)."),
     json_: bool = JsonOpt,
 ) -> None:
     """Sign the log's current size and root with the host's audit key."""
@@ -307,13 +307,37 @@ def audit_checkpoint(
 def audit_prove(
     ctx: typer.Context,
     seq: int = typer.Argument(..., metavar="SEQ", help="The event's sequence number."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", metavar="FILE", help="Prove it in this checkpoint (default: the latest stored)."),
     json_: bool = JsonOpt,
 ) -> None:
-    """Print an inclusion proof of one event against the latest checkpoint."""
+    """Print an inclusion proof of one event in a checkpoint (RFC 6962)."""
     from .audit_cmds import do_audit_prove
 
     s = state(ctx)
-    done(do_audit_prove(s, s.output(json_), seq))
+    done(do_audit_prove(s, s.output(json_), seq, checkpoint))
+
+
+@audit_app.command("consistency")
+def audit_consistency(
+    ctx: typer.Context,
+    old: str = typer.Argument(..., metavar="OLD", help="The older checkpoint file."),
+    new: str = typer.Argument(..., metavar="NEW", help="The newer checkpoint file."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Print a consistency proof that checkpoint NEW extends checkpoint OLD (RFC 6962)."""
+    from .audit_cmds import do_audit_consistency
+
+    s = state(ctx)
+    done(do_audit_consistency(s, s.output(json_), old, new))
+
+
+@audit_app.command("key")
+def audit_key(ctx: typer.Context, json_: bool = JsonOpt) -> None:
+    """Print the host's audit key as a C2SP note verifier key (name+keyid+base64)."""
+    from .audit_cmds import do_audit_key
+
+    s = state(ctx)
+    done(do_audit_key(s, s.output(json_)))
 
 
 @audit_app.command("export")

@@ -1,7 +1,9 @@
-"""Audit commands: query, export, checkpoint, prove, verify."""
+"""Audit commands: query, export, checkpoint, prove, consistency, key, verify. Reading commands
+open the log with ``AuditLog.open_existing``: they never create one or write a schema into it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from ..errors import UsageError
@@ -10,12 +12,13 @@ from .output import Output
 
 
 def _open(state: State, out: Output):
-    from ..audit import AuditLog
+    from ..audit.log import AuditLog
 
     ctx = make_context(state, out)
-    if not (ctx.home.path / "audit.db").exists():
+    path = ctx.home.path / "audit.db"
+    if not path.exists():
         return ctx, None
-    return ctx, AuditLog.open(ctx.home)
+    return ctx, AuditLog.open_existing(path)
 
 
 def _when(option: str, text: str | None, now: float) -> float | None:
@@ -31,7 +34,7 @@ def _when(option: str, text: str | None, now: float) -> float | None:
 
 def do_audit_query(state: State, out: Output, agent, action, outcome, since, until, limit) -> int:
     def body() -> None:
-        from ..audit import OUTCOMES
+        from ..events import OUTCOMES
         from ..names import check_name
 
         if outcome is not None and outcome not in OUTCOMES:
@@ -95,35 +98,47 @@ def do_audit_export(state: State, out: Output, since) -> int:
 def do_audit_checkpoint(state: State, out: Output, output_file) -> int:
     def body() -> None:
         import base64
+        import os
 
-        from .record import Recorder
+        from ..recording import HomeRecorder
 
         ctx = make_context(state, out)
         if not ctx.home.config.audit:
             raise UsageError("auditing is off in config.toml (audit = false)")
-        if output_file is not None:  # check before signing: a failed command must leave no checkpoint behind
+        to_file = output_file is not None and output_file != "-"  # "-" is stdout, as with no -o
+        if to_file:  # check before signing: a failed command must leave no checkpoint behind
             check_output(output_file)
-        rec = Recorder(ctx)
+        written = []
+
+        def deliver(note: str) -> None:  # before the checkpoint commits: a failed write records nothing
+            write_output(output_file, note)
+            written.append(output_file)
+
+        rec = HomeRecorder(ctx)
         try:
-            name, (size, root, note) = rec.checkpoint()
+            name, (size, root, note) = rec.checkpoint(deliver=deliver if to_file else None)
+        except BaseException:
+            for path in written:  # the write succeeded but the commit did not: leave no file
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            raise
         finally:
             rec.close()
-        if output_file is not None:
-            write_output(output_file, note)
-        out.note(f"checkpoint of {size} events signed by {name}" + (f"; written to {output_file} — keep a copy elsewhere" if output_file else ""))
+        out.note(f"checkpoint of {size} events signed by {name}" + (f"; written to {output_file} — keep a copy elsewhere" if to_file else ""))
         out.result({"ok": True, "size": size, "root": base64.b64encode(root).decode(), "signer": name, "note": note},
-                   (lambda: out.stdout.write(note)) if output_file is None else None)
+                   (lambda: out.stdout.write(note)) if not to_file else None)
 
     return guarded(out, body)
 
 
-def do_audit_prove(state: State, out: Output, seq: int) -> int:
+def do_audit_prove(state: State, out: Output, seq: int, checkpoint=None) -> int:
     def body() -> None:
+        kept = read_file(checkpoint, "checkpoint") if checkpoint is not None else None
         ctx, log = _open(state, out)
         if log is None:
             raise UsageError("there is no audit log in this home yet")
         try:
-            doc = log.prove(seq)
+            doc = log.prove(seq, kept)
         finally:
             log.close()
         out.result({"ok": True, **doc}, lambda: out.line(json.dumps(doc, indent=2)))
@@ -131,27 +146,37 @@ def do_audit_prove(state: State, out: Output, seq: int) -> int:
     return guarded(out, body)
 
 
-def do_audit_verify(state: State, out: Output, checkpoint) -> int:
-    def body() -> int:
-        from .record import host_keys
-
-        external = read_file(checkpoint, "checkpoint") if checkpoint is not None else None
+def do_audit_consistency(state: State, out: Output, old: str, new: str) -> int:
+    def body() -> None:
+        old_text, new_text = read_file(old, "checkpoint"), read_file(new, "checkpoint")
         ctx, log = _open(state, out)
         if log is None:
-            if external is not None:
-                from ..audit import VerifyReport, parse_kept_checkpoint
-
-                size, _, origin, _ = parse_kept_checkpoint(external)  # a usage error if it is not a checkpoint
-                if size:
-                    return _tampered(out, VerifyReport(False, 0, 0, f"the log is gone: the kept checkpoint covers {size} events, "
-                                                       "this home has no audit log", 1, {"size": size, "origin": origin}, size))
-            out.result({"ok": True, "size": 0, "checkpoints_checked": 0, "problem": None, "first_bad_seq": None, "last_bad_seq": None,
-                        "external_checkpoint": None}, "audit log: empty")
-            return 0
+            raise UsageError("there is no audit log in this home yet")
         try:
-            report = log.verify(host_keys(ctx, log), external)
+            doc = log.consistency(old_text, new_text)
         finally:
             log.close()
+        out.result({"ok": True, **doc}, lambda: out.line(json.dumps(doc, indent=2)))
+
+    return guarded(out, body)
+
+
+def do_audit_key(state: State, out: Output) -> int:
+    def body() -> None:
+        from ..recording import audit_key
+
+        vkey = audit_key(make_context(state, out))
+        out.result({"ok": True, "verifier_key": vkey, "name": vkey.split("+", 1)[0]}, lambda: out.line(vkey))
+
+    return guarded(out, body)
+
+
+def do_audit_verify(state: State, out: Output, checkpoint) -> int:
+    def body() -> int:
+        from ..recording import verify_home
+
+        external = read_file(checkpoint, "checkpoint") if checkpoint is not None else None
+        report = verify_home(make_context(state, out), external)
         if not report.ok:
             return _tampered(out, report)
         doc = report.doc()

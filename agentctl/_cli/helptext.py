@@ -118,9 +118,16 @@ HELP: dict[tuple[str, ...], tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     ), KEYSTORE),
     ("audit", "prove"): ("An inclusion proof of one event.", (
         "agentctl --json audit prove 42 > proof.json",
+        "agentctl audit prove 42 --checkpoint checkpoint.txt",
     ), ()),
     ("audit", "export"): ("Events as JSON Lines, for a SIEM.", (
         "agentctl audit export --since 24h > events.jsonl",
+    ), ()),
+    ("audit", "key"): ("Print the host's audit key (C2SP note verifier key).", (
+        "agentctl audit key > audit-key.txt",
+    ), KEYSTORE),
+    ("audit", "consistency"): ("A consistency proof between two checkpoints.", (
+        "agentctl audit consistency old-checkpoint.txt new-checkpoint.txt",
     ), ()),
     ("policy",): ("Rego and Cedar policies: evaluate, check, schema.", (
         "agentctl policy check authz.rego",

@@ -1,0 +1,421 @@
+"""The audit log: an append-only, tamper-evident record of every decision, in SQLite.
+
+Each event is stored as its RFC 8785 canonical JSON (the ``leaf``); the queryable columns are
+generated from it by SQLite, so there is one copy of the truth. Every leaf is a leaf of an RFC 6962
+Merkle tree; the perfect subtrees an append completes are stored (``nodes``) so proofs are O(log n)
+lookups. Checkpoints are C2SP signed notes over (origin, size, root), signed by the host's audit key.
+Triggers refuse UPDATE and DELETE. Appends are serialized across processes with ``flock`` around a
+``BEGIN IMMEDIATE`` transaction (SQLite's own busy waiting alone starves writers).
+
+:meth:`AuditLog.open` is for writing: it creates a missing log (whole, under a temporary name, then
+linked into place, so no other process ever sees a half-made one) and applies new migrations.
+:meth:`AuditLog.open_existing` is for reading: it never creates a file or writes a schema, and names
+what is wrong with a file that is not an agentctl audit log (:class:`NotAnAuditLog`).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import json
+import os
+import socket
+import sqlite3
+import time as _time
+from pathlib import Path
+from typing import Iterator
+
+from .. import __version__
+from ..clock import rfc3339
+from ..encoding import canonical_json
+from ..errors import DeniedError, OperationalError, StoreError, UsageError
+from ..events import Event
+from . import proof, tree
+from . import schema as _schema
+from .schema import SCHEMA_VERSION, apply_migrations
+
+__all__ = ["AuditLog", "NotAnAuditLog", "FIELDS", "host_name"]
+
+FIELDS = ("seq", "time", "event", "principal", "on_behalf_of", "chain", "action", "resource", "outcome", "reason", "jtis", "host", "version", "metadata")
+
+_HINT = "check the file; agentctl never replaces a damaged audit log"
+
+
+def host_name() -> str:
+    """This machine's name as a principal name segment."""
+    raw = socket.gethostname().lower().split(".")[0]
+    seg = "".join(c if c.isascii() and (c.isalnum() or c in "_-") else "-" for c in raw).strip("-_") or "localhost"
+    return seg[:60]
+
+
+class NotAnAuditLog(OperationalError):
+    """A file where the audit log should be that is not one: empty, not SQLite, or another database.
+    ``problem`` says which, as a phrase ("is empty (0 bytes)")."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"the audit log {path} {problem}", hint=_HINT)
+        self.problem = problem
+
+
+class AuditLog:
+    """The audit database of one home. Open with :meth:`open` (to append) or :meth:`open_existing`
+    (to read); close with :meth:`close`."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self.conn = conn
+
+    # --- opening ----------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, home) -> "AuditLog":
+        """The home's log, to append to: created (whole) when missing, migrated when older."""
+        home.ensure()
+        path = home.path / "audit.db"
+        if not path.exists():
+            _create(path)
+        log = cls.open_existing(path, writable=True)
+        try:
+            log._migrate()
+        except BaseException:
+            log.close()
+            raise
+        return log
+
+    @classmethod
+    def open_existing(cls, path: Path, *, writable: bool = False) -> "AuditLog":
+        """An existing log, opened without creating or changing anything. Raises
+        :class:`NotAnAuditLog` for a file that is not one (empty, not SQLite, another database),
+        :class:`OperationalError` for a missing or unreadable one or one from a newer agentctl."""
+        path = Path(path)
+        try:
+            if os.stat(path).st_size == 0:
+                raise NotAnAuditLog(path, "is empty (0 bytes): its contents were removed")
+        except FileNotFoundError:
+            raise OperationalError(f"there is no audit log at {path}") from None
+        except OSError as e:
+            raise OperationalError(f"cannot open the audit log {path}: {e.strerror or e}") from None
+        conn = None
+        try:
+            from urllib.parse import quote
+
+            conn = sqlite3.connect(f"file:{quote(str(path.absolute()))}?mode=rw", uri=True, timeout=30,
+                                   isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 30000")
+            try:
+                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            except sqlite3.DatabaseError as e:
+                if "not a database" in str(e):
+                    raise NotAnAuditLog(path, "is not a SQLite database") from None
+                raise
+            if "schema_migrations" not in tables:
+                raise NotAnAuditLog(path, "is another SQLite database, not an agentctl audit log" if tables else
+                                    "is a SQLite database without tables, not an agentctl audit log")
+            log = cls(path, conn)
+            log._check_version()
+            if writable:
+                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = FULL")
+            return log
+        except BaseException as e:
+            if conn is not None:
+                conn.close()
+            if isinstance(e, sqlite3.DatabaseError):
+                raise OperationalError(f"cannot open the audit log {path}: {e}", hint=_HINT) from None
+            if isinstance(e, OSError):
+                raise OperationalError(f"cannot open the audit log {path}: {e.strerror or e}") from None
+            raise
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def versions(self) -> tuple[int, ...]:
+        """The migrations this log records as applied."""
+        return tuple(sorted(r[0] for r in self.conn.execute("SELECT version FROM schema_migrations")))
+
+    def _check_version(self) -> None:
+        done = self.versions()
+        if done and max(done) > SCHEMA_VERSION:
+            raise OperationalError(
+                f"the audit log {self.path} was written by a newer agentctl (schema version {max(done)}; this one knows {SCHEMA_VERSION})",
+                hint="upgrade agentctl to read it; this version does not change it")
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The cross-process append lock, then an immediate transaction."""
+        lock_path = self.path.with_name("audit.lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                import fcntl
+            except ImportError:  # not POSIX: SQLite's own locking alone (fair enough for one writer)
+                fcntl = None
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self.conn.execute("COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:  # also when COMMIT itself failed: never leave it open
+                    with contextlib.suppress(sqlite3.Error):
+                        self.conn.execute("ROLLBACK")
+                raise
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def _migrate(self) -> None:
+        if set(self.versions()) == {v for v, _, _ in _schema.MIGRATIONS}:
+            return
+        with self._locked():
+            self._check_version()
+            apply_migrations(self.conn, set(self.versions()))
+
+    # --- appending --------------------------------------------------------------------------------
+    def meta(self, key: str) -> str | None:
+        try:
+            row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        except sqlite3.DatabaseError as e:
+            raise OperationalError(f"cannot read the audit log {self.path}: {e}") from None
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        try:
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        except sqlite3.DatabaseError as e:
+            raise OperationalError(f"cannot write the audit log {self.path}: {e}") from None
+
+    @property
+    def origin(self) -> str:
+        return self.meta("origin") or "agentctl.audit/unknown"
+
+    def _frontier(self) -> tree.CompactRange:
+        raw = self.meta("frontier")
+        size = self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+        if raw is not None:
+            try:
+                cr = tree.CompactRange.from_bytes(bytes.fromhex(raw))
+                if cr.size == size:
+                    return cr
+            except ValueError:
+                pass
+        return tree.CompactRange.from_nodes(size, self._get_node)  # rebuilt from stored nodes
+
+    def append(self, events: list[Event], clock=_time.time) -> list[int]:
+        """Append events durably, in one transaction; return their sequence numbers.
+
+        Raises :class:`OperationalError` on any failure: then nothing was appended."""
+        try:
+            with self._locked():
+                return self._insert(events, clock)
+        except sqlite3.DatabaseError as e:
+            raise OperationalError(f"audit append failed ({self.path}): {e}", hint="no decision goes unrecorded: the command did not complete") from None
+        except OSError as e:
+            raise OperationalError(f"audit append failed ({self.path}): {e.strerror or e}") from None
+
+    def _insert(self, events: list[Event], clock) -> list[int]:
+        """Insert events inside the caller's locked transaction."""
+        cr = self._frontier()
+        host = host_name()
+        seqs = []
+        for ev in events:
+            seq = cr.size + 1
+            doc = {
+                "seq": seq, "time": rfc3339(clock(), micro=True), "event": ev.event, "principal": ev.principal,
+                "on_behalf_of": ev.on_behalf_of, "chain": list(ev.chain), "action": ev.action,
+                "resource": ev.resource, "outcome": ev.outcome, "reason": ev.reason, "jtis": list(ev.jtis),
+                "host": host, "version": __version__, "metadata": ev.metadata,
+            }
+            try:
+                leaf = canonical_json(doc)
+            except ValueError as e:  # EncodingError: a value JSON cannot carry (a lone surrogate, NaN)
+                raise OperationalError(f"audit append failed: event {ev.event!r} cannot be encoded: {e}") from None
+            created = cr.append(tree.leaf_hash(leaf))
+            self.conn.execute("INSERT INTO events (seq, leaf, leaf_hash) VALUES (?, ?, ?)", (seq, leaf.decode("utf-8"), created[0][2]))
+            if len(created) > 1:
+                self.conn.executemany("INSERT INTO nodes VALUES (?, ?, ?)", created[1:])
+            seqs.append(seq)
+        self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('frontier', ?)", (cr.to_bytes().hex(),))
+        return seqs
+
+    # --- reading ----------------------------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        return self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+
+    def _get_node(self, level: int, index: int) -> bytes:
+        if level == 0:
+            row = self.conn.execute("SELECT leaf_hash FROM events WHERE seq = ?", (index + 1,)).fetchone()
+        else:
+            row = self.conn.execute("SELECT hash FROM nodes WHERE level = ? AND idx = ?", (level, index)).fetchone()
+        if row is None:
+            raise StoreError(f"the audit log {self.path} lacks the tree node at level {level}, index {index}")
+        return bytes(row[0])
+
+    def query(self, *, agent=None, action=None, outcome=None, since=None, until=None, limit=None) -> list[dict]:
+        """Events matching every filter given, newest first (by time, then seq).
+
+        One index does the work: the first of principal, action, outcome that is given (each is indexed
+        together with time), else time; the other filters are kept off their own indexes (unary ``+``)
+        so SQLite, which has no statistics here, cannot pick a worse one."""
+        where, args = [], []
+        driver = "principal" if agent is not None else "action" if action is not None else "outcome" if outcome is not None else None
+        for column, value in (("principal", agent), ("action", action), ("outcome", outcome)):
+            if value is not None:
+                where.append(f"{'' if column == driver else '+'}{column} = ?")
+                args.append(value)
+        if since is not None:
+            where.append("time >= ?")
+            args.append(rfc3339(since, micro=True))
+        if until is not None:
+            where.append("time <= ?")
+            args.append(rfc3339(until, micro=True))
+        sql = "SELECT leaf FROM events" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY time DESC, seq DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(min(limit, 2**63 - 1))  # SQLite integers are 64-bit; any larger limit means all
+        return [json.loads(r[0]) for r in self.conn.execute(sql, args)]
+
+    def export(self, since=None) -> Iterator[str]:
+        """Every leaf (canonical JSON) in log order; with ``since``, those at or after it by time."""
+        if since is None:
+            rows = self.conn.execute("SELECT leaf FROM events ORDER BY seq")
+        else:
+            rows = self.conn.execute("SELECT leaf FROM events WHERE time >= ? ORDER BY time, seq", (rfc3339(since, micro=True),))
+        for (leaf,) in rows:
+            yield leaf
+
+    def event(self, seq: int) -> tuple[str, bytes] | None:
+        if not 0 < seq < 2**63:  # no such sequence number (and SQLite integers are 64-bit)
+            return None
+        row = self.conn.execute("SELECT leaf, leaf_hash FROM events WHERE seq = ?", (seq,)).fetchone()
+        return (row[0], bytes(row[1])) if row else None
+
+    def checkpoints(self) -> list[tuple[int, bytes, str]]:
+        return [(s, bytes(r), n) for s, r, n in self.conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size")]
+
+    def latest_checkpoint(self) -> tuple[int, bytes, str] | None:
+        row = self.conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+        return (row[0], bytes(row[1]), row[2]) if row else None
+
+    # --- checkpoints and proofs -------------------------------------------------------------------
+    def add_checkpoint(self, key_name: str, seed: bytes, clock=_time.time, event: Event | None = None,
+                       deliver=None) -> tuple[int, bytes, str]:
+        """Sign (origin, size, root) now and store it; in the same transaction append ``event``
+        recording it (its metadata gets the signed ``size``), so a checkpoint is never unrecorded.
+        ``deliver(note)``, when given, runs before the transaction commits: if it raises, nothing is
+        stored or recorded."""
+        from .note import checkpoint_body, sign_note
+
+        try:
+            with self._locked():
+                cr = self._frontier()
+                size, root = cr.size, cr.root()
+                note = sign_note(checkpoint_body(self.origin, size, root), key_name, seed)
+                existing = self.conn.execute("SELECT note FROM checkpoints WHERE size = ?", (size,)).fetchone()
+                if existing is None:
+                    self.conn.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?)", (size, root, note, rfc3339(clock(), micro=True)))
+                else:
+                    note = existing[0]
+                if event is not None:
+                    self._insert([dataclasses.replace(event, metadata={**event.metadata, "size": size})], clock)
+                if deliver is not None:
+                    deliver(note)
+        except sqlite3.DatabaseError as e:
+            raise OperationalError(f"audit checkpoint failed ({self.path}): {e}") from None
+        except OSError as e:
+            raise OperationalError(f"audit checkpoint failed ({self.path}): {e.strerror or e}") from None
+        return size, root, note
+
+    def verify(self, host_keys: dict[str, list[bytes]], external: str | None = None):
+        """Check the whole log: see :func:`agentctl.audit.tamper.verify`."""
+        from .tamper import verify
+
+        return verify(self, host_keys, external)
+
+    # --- proofs -----------------------------------------------------------------------------------
+    def _matching(self, checkpoint: str, what: str) -> tuple[int, bytes, str]:
+        """(size, root, text) of a checkpoint of this log whose root the log still has at its size."""
+        from .note import parse_kept_checkpoint
+
+        size, root, origin, text = parse_kept_checkpoint(checkpoint, what)
+        if origin != self.origin:
+            raise UsageError(f"the {what} is of another log ({origin}; this one is {self.origin})")
+        if size > self.size:
+            raise DeniedError(f"the {what} covers {size} events; the log holds {self.size}: it was truncated",
+                              hint="agentctl audit verify --checkpoint FILE names what is missing")
+        if tree.root_at(size, self._get_node) != root:
+            raise DeniedError(f"the log does not match the {what} (size {size}): history was rewritten",
+                              hint="agentctl audit verify --checkpoint FILE says more")
+        return size, root, text
+
+    def prove(self, seq: int, checkpoint: str | None = None) -> dict:
+        """An inclusion proof of event ``seq`` in a checkpoint: the text of one (of this log, which
+        must still match it), or else the latest stored one."""
+        row = self.event(seq)
+        if row is None:
+            raise UsageError(f"no audit event {seq} (the log has {self.size})")
+        if checkpoint is not None:
+            size, root, note = self._matching(checkpoint, "checkpoint")
+            if size < seq:
+                raise UsageError(f"the checkpoint covers {size} events, not event {seq}", hint="take a newer one: agentctl audit checkpoint")
+        else:
+            latest = self.latest_checkpoint()
+            if latest is None or latest[0] < seq:
+                raise UsageError(f"no checkpoint covers event {seq} yet", hint="take one: agentctl audit checkpoint")
+            size, root, note = latest
+        path = tree.inclusion_proof(seq - 1, size, self._get_node)
+        proof.verify_inclusion(row[1], seq - 1, size, path, root)  # never hand out a proof that fails
+        return {
+            "seq": seq, "index": seq - 1, "tree_size": size, "event": json.loads(row[0]), "leaf": row[0],
+            "leaf_hash": _b64(row[1]), "root": _b64(root), "proof": [_b64(p) for p in path], "checkpoint": note,
+        }
+
+    def consistency(self, old: str, new: str) -> dict:
+        """A consistency proof between two checkpoints of this log (their texts), old first."""
+        m, old_root, _ = self._matching(old, "old checkpoint")
+        n, new_root, _ = self._matching(new, "new checkpoint")
+        if m > n:
+            raise UsageError(f"the old checkpoint (size {m}) is newer than the new one (size {n})", hint="give the older one first")
+        if m == 0:
+            raise UsageError("the old checkpoint is of 0 events: every log extends it, and no proof from it exists (RFC 9162)")
+        path = tree.consistency_proof(m, n, self._get_node)
+        proof.verify_consistency(m, n, old_root, new_root, path)  # never hand out a proof that fails
+        return {"origin": self.origin, "old_size": m, "new_size": n, "old_root": _b64(old_root), "new_root": _b64(new_root),
+                "proof": [_b64(p) for p in path]}
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _create(path: Path) -> None:
+    """Make a new, fully migrated log at ``path`` unless one appears there meanwhile: it is built
+    under a temporary name and linked into place, so no reader ever sees an empty or half-made one."""
+    tmp = path.with_name(f".audit.db.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("BEGIN IMMEDIATE")
+            apply_migrations(conn, set())
+            conn.execute("COMMIT")
+        finally:
+            conn.close()  # folds the WAL back into the file
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process made it first: use theirs
+        except OSError:  # no hard links on this file system: a rename, unless one appeared meanwhile
+            if not path.exists():
+                os.replace(tmp, path)
+    except sqlite3.DatabaseError as e:
+        raise OperationalError(f"cannot create the audit log {path}: {e}") from None
+    except OSError as e:
+        raise OperationalError(f"cannot create the audit log {path}: {e.strerror or e}") from None
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+            with contextlib.suppress(OSError):
+                os.unlink(leftover)
