@@ -143,6 +143,15 @@ class Store:
         self.home.ensure("principals")
         atomic_write(self.principal_path(p.name), tomli_w.dumps(_principal_doc(p)).encode("utf-8"))
 
+    def delete(self, name: str) -> None:
+        """Remove a principal record (undoing a creation). The caller holds the home lock."""
+        try:
+            os.unlink(self.principal_path(name))
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise StoreError(f"cannot remove {self.principal_path(name)}: {e.strerror or e}") from None
+
     def find_key(self, kid: str) -> tuple[Principal, Key] | None:
         for p in self.all():
             k = p.key(kid)
