@@ -186,6 +186,7 @@ def keygen(
     with ctx.home.lock():
         existing = _check_free(store, name, replace)  # again: another process may have won a race
         revs = store.revocations()
+        revs_before = store.saved(ctx.home.revocations_file)
         if existing is not None:
             principal = existing.rotated(public, now, None)
         else:
@@ -203,7 +204,7 @@ def keygen(
         def undo() -> None:
             if existing is not None:
                 store.put(existing)
-                store.put_revocations(revs)
+                store.restore(ctx.home.revocations_file, revs_before)
             else:
                 store.delete(name)
             if keystore is not None:
@@ -457,8 +458,9 @@ def _revoke(ctx: Context, entry: Revocation, then: Then) -> tuple[Revocation, bo
         if existing is not None:
             _undoing(lambda: None, then, existing, False)
             return existing, False
+        before = store.saved(ctx.home.revocations_file)
         store.put_revocations(revs.adding(entry))
-        _undoing(lambda: store.put_revocations(revs), then, entry, True)
+        _undoing(lambda: store.restore(ctx.home.revocations_file, before), then, entry, True)
         # A revoked key signs nothing again: remove its secret from this machine. Still under the lock,
         # and from the record as it is now, so a rotation cannot slip a new secret in meanwhile.
         _drop_secrets(ctx, store, entry)

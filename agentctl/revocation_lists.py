@@ -87,14 +87,14 @@ def export_list(ctx: Context, sign_as: str, *, then: Callable[[str, int, int], N
             body[plural].append(entry)
         claims = {"iss": sign_as, "iat": now, "jti": secrets.token_urlsafe(16), "version": version, "revoked": body}
         token = jws.encode(jws.REVOCATIONS, claims, signer.seed)
-        before = _versions(ctx)
+        before = store.saved(_versions_path(ctx))
         versions["exported"][sign_as] = version
         _save_versions(ctx, versions)
         if then is not None:
             try:
                 then(token, version, len(revs.entries))
             except BaseException:
-                _save_versions(ctx, before)
+                store.restore(_versions_path(ctx), before)
                 raise
     return token, version, len(revs.entries)
 
@@ -172,7 +172,7 @@ def import_list(ctx: Context, token: str, *, then: Callable[[RevocationList, int
     with ctx.home.lock():
         held = check_version(ctx, rl)
         revs = store.revocations()
-        before = _versions(ctx)
+        revs_before, versions_before = store.saved(ctx.home.revocations_file), store.saved(_versions_path(ctx))
         merged = revs
         for e in rl.revocations.entries:
             merged = merged.adding(e)
@@ -187,9 +187,7 @@ def import_list(ctx: Context, token: str, *, then: Callable[[RevocationList, int
             if then is not None:
                 then(rl, added)
         except BaseException:
-            if added:
-                store.put_revocations(revs)
-            if rl.version > held:
-                _save_versions(ctx, before)
+            store.restore(ctx.home.revocations_file, revs_before)
+            store.restore(_versions_path(ctx), versions_before)
             raise
     return rl, added
