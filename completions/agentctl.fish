@@ -6,7 +6,9 @@
 function __agentctl_commands
     switch "$argv[1]"
         case ''
-            printf '%s\n' keygen list show pubkey import rotate revoke delegate inspect sign verify demo revocations audit
+            printf '%s\n' keygen list show pubkey import rotate revoke delegate inspect sign verify demo role revocations audit
+        case 'role'
+            printf '%s\n' add remove
         case 'revocations'
             printf '%s\n' export import
         case 'audit'
@@ -86,7 +88,7 @@ complete -c agentctl -f
 complete -c agentctl -n '__agentctl_at ""' -a keygen -d 'Create a principal with a fresh Ed25519 key.'
 complete -c agentctl -n '__agentctl_at ""' -a list -d 'List the principals in the home.'
 complete -c agentctl -n '__agentctl_at ""' -a show -d 'Show one principal: key history, roles, attributes, status.'
-complete -c agentctl -n '__agentctl_at ""' -a pubkey -d 'Print a principal\'s current public key.'
+complete -c agentctl -n '__agentctl_at ""' -a pubkey -d 'Print a principal\'s current public key (or, with --all, every key).'
 complete -c agentctl -n '__agentctl_at ""' -a import -d 'Trust a principal made elsewhere, or accept its rotation statement.'
 complete -c agentctl -n '__agentctl_at ""' -a rotate -d 'Give a principal a new key; the old one is retired and signs a rotation statement.'
 complete -c agentctl -n '__agentctl_at ""' -a revoke -d 'Revoke a principal, a key or a grant.'
@@ -95,6 +97,7 @@ complete -c agentctl -n '__agentctl_at ""' -a inspect -d 'Decode a token and sho
 complete -c agentctl -n '__agentctl_at ""' -a sign -d 'Sign an action.'
 complete -c agentctl -n '__agentctl_at ""' -a verify -d 'Verify a grant or an action.'
 complete -c agentctl -n '__agentctl_at ""' -a demo -d 'Walk through the whole story in a throwaway home.'
+complete -c agentctl -n '__agentctl_at ""' -a role -d 'A principal\'s roles (what they confer is set in config.toml, see Authority and roles).'
 complete -c agentctl -n '__agentctl_at ""' -a revocations -d 'Signed revocation lists that travel to other machines.'
 complete -c agentctl -n '__agentctl_at ""' -a audit -d 'The tamper-evident audit log: query, export, checkpoint, prove, verify.'
 complete -c agentctl -n '__agentctl_at ""' -l home -x -a '(__fish_complete_directories)' -d 'Home directory (default: $AGENTCTL_HOME, else the user data dir).'
@@ -107,6 +110,7 @@ complete -c agentctl -n '__agentctl_at "keygen"' -l role -x -d 'A role (repeatab
 complete -c agentctl -n '__agentctl_at "keygen"' -l attr -x -d 'An attribute (repeatable).'
 complete -c agentctl -n '__agentctl_at "keygen"' -l export-secret -d 'Print the exported secret on stdout, for a CI secret store.'
 complete -c agentctl -n '__agentctl_at "keygen"' -l no-store -d 'Keep no copy of the secret on this machine (with --export-secret).'
+complete -c agentctl -n '__agentctl_at "keygen"' -l replace -d 'Re-create the key of a principal whose exported secret never reached its destination; the old key is revoked (with --export-secret --no-store).'
 complete -c agentctl -n '__agentctl_at "keygen"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
 complete -c agentctl -n '__agentctl_at "keygen"' -s h -l help -d 'Show this message and exit.'
 
@@ -121,6 +125,7 @@ complete -c agentctl -n '__agentctl_at "show" 0' -f -a '(__agentctl_names)'
 
 # agentctl pubkey
 complete -c agentctl -n '__agentctl_at "pubkey"' -l format -x -a 'did jwk jwks b64' -d 'Output form of the current public key.'
+complete -c agentctl -n '__agentctl_at "pubkey"' -l all -d 'With --format jwks: every key that still verifies, retired ones too, each with its validity (iat, exp).'
 complete -c agentctl -n '__agentctl_at "pubkey"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
 complete -c agentctl -n '__agentctl_at "pubkey"' -s h -l help -d 'Show this message and exit.'
 complete -c agentctl -n '__agentctl_at "pubkey" 0' -f -a '(__agentctl_names)'
@@ -195,6 +200,21 @@ complete -c agentctl -n '__agentctl_at "verify" 0' -F
 # agentctl demo
 complete -c agentctl -n '__agentctl_at "demo"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
 complete -c agentctl -n '__agentctl_at "demo"' -s h -l help -d 'Show this message and exit.'
+
+# agentctl role
+complete -c agentctl -n '__agentctl_at "role"' -a add -d 'Give a principal roles (recorded in the audit log).'
+complete -c agentctl -n '__agentctl_at "role"' -a remove -d 'Take roles from a principal (recorded in the audit log).'
+complete -c agentctl -n '__agentctl_at "role"' -s h -l help -d 'Show this message and exit.'
+
+# agentctl role add
+complete -c agentctl -n '__agentctl_at "role add"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
+complete -c agentctl -n '__agentctl_at "role add"' -s h -l help -d 'Show this message and exit.'
+complete -c agentctl -n '__agentctl_at "role add" 0' -f -a '(__agentctl_names)'
+
+# agentctl role remove
+complete -c agentctl -n '__agentctl_at "role remove"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
+complete -c agentctl -n '__agentctl_at "role remove"' -s h -l help -d 'Show this message and exit.'
+complete -c agentctl -n '__agentctl_at "role remove" 0' -f -a '(__agentctl_names)'
 
 # agentctl revocations
 complete -c agentctl -n '__agentctl_at "revocations"' -a export -d 'Export every revocation held here as a signed, versioned list.'

@@ -20,7 +20,7 @@ __agentctl_commands() {
     'keygen:Create a principal with a fresh Ed25519 key.'
     'list:List the principals in the home.'
     'show:Show one principal: key history, roles, attributes, status.'
-    'pubkey:Print a principal'\''s current public key.'
+    'pubkey:Print a principal'\''s current public key (or, with --all, every key).'
     'import:Trust a principal made elsewhere, or accept its rotation statement.'
     'rotate:Give a principal a new key; the old one is retired and signs a rotation statement.'
     'revoke:Revoke a principal, a key or a grant.'
@@ -29,6 +29,7 @@ __agentctl_commands() {
     'sign:Sign an action.'
     'verify:Verify a grant or an action.'
     'demo:Walk through the whole story in a throwaway home.'
+    'role:A principal'\''s roles (what they confer is set in config.toml, see Authority and roles).'
     'revocations:Signed revocation lists that travel to other machines.'
     'audit:The tamper-evident audit log: query, export, checkpoint, prove, verify.'
   )
@@ -63,6 +64,7 @@ _agentctl() {
       (sign) _agentctl_sign && ret=0 ;;
       (verify) _agentctl_verify && ret=0 ;;
       (demo) _agentctl_demo && ret=0 ;;
+      (role) _agentctl_role && ret=0 ;;
       (revocations) _agentctl_revocations && ret=0 ;;
       (audit) _agentctl_audit && ret=0 ;;
     esac
@@ -77,6 +79,7 @@ _agentctl_keygen() {
     '*--attr=[An attribute (repeatable).]:KEY=VALUE: ' \
     '--export-secret[Print the exported secret on stdout, for a CI secret store.]' \
     '--no-store[Keep no copy of the secret on this machine (with --export-secret).]' \
+    '--replace[Re-create the key of a principal whose exported secret never reached its destination; the old key is revoked (with --export-secret --no-store).]' \
     '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
     '(- *)-h[Show this message and exit.]' \
     '(- *)--help[Show this message and exit.]' \
@@ -104,6 +107,7 @@ _agentctl_show() {
 _agentctl_pubkey() {
   _arguments -S \
     '--format=[Output form of the current public key.]:did|jwk|jwks|b64:(did jwk jwks b64)' \
+    '--all[With --format jwks\: every key that still verifies, retired ones too, each with its validity (iat, exp).]' \
     '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
     '(- *)-h[Show this message and exit.]' \
     '(- *)--help[Show this message and exit.]' \
@@ -215,6 +219,53 @@ _agentctl_demo() {
     '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
     '(- *)-h[Show this message and exit.]' \
     '(- *)--help[Show this message and exit.]'
+}
+
+# agentctl role
+__agentctl_role_commands() {
+  local -a commands=(
+    'add:Give a principal roles (recorded in the audit log).'
+    'remove:Take roles from a principal (recorded in the audit log).'
+  )
+  _describe -t commands 'agentctl command' commands
+}
+
+_agentctl_role() {
+  local curcontext=$curcontext state state_descr line ret=1
+  local -A opt_args
+  _arguments -C -S \
+    '(- *)-h[Show this message and exit.]' \
+    '(- *)--help[Show this message and exit.]' \
+    '1: :__agentctl_role_commands' \
+    '*:: :->command' && ret=0
+  if [[ $state == command ]]; then
+    curcontext=${curcontext%:*:*}:agentctl-role-$words[1]:
+    case $words[1] in
+      (add) _agentctl_role_add && ret=0 ;;
+      (remove) _agentctl_role_remove && ret=0 ;;
+    esac
+  fi
+  return ret
+}
+
+# agentctl role add
+_agentctl_role_add() {
+  _arguments -S \
+    '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
+    '(- *)-h[Show this message and exit.]' \
+    '(- *)--help[Show this message and exit.]' \
+    ':NAME:__agentctl_names' \
+    '*:ROLE: '
+}
+
+# agentctl role remove
+_agentctl_role_remove() {
+  _arguments -S \
+    '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
+    '(- *)-h[Show this message and exit.]' \
+    '(- *)--help[Show this message and exit.]' \
+    ':NAME:__agentctl_names' \
+    '*:ROLE: '
 }
 
 # agentctl revocations
