@@ -8,8 +8,10 @@ and every directory agentctl creates in it are 0700; every file 0600. Writes go 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
@@ -95,9 +97,15 @@ class Home:
             except NotADirectoryError:  # a parent further up is a file: find it
                 p = p.parent
                 continue
-            except (OSError, ValueError):
-                return self  # unreadable or unusable: the command's own I/O reports it
+            except ValueError:
+                raise UsageError(f"bad home {str(self.path)!r}: it holds a NUL character") from None
+            except OSError as e:
+                if e.errno == errno.ENAMETOOLONG:
+                    raise UsageError(f"bad home {self.path}: {e.strerror}") from None
+                raise OperationalError(f"cannot use home {self.path}: {p}: {e.strerror or e}") from None
             if stat.S_ISDIR(st.st_mode):
+                if p == self.path:
+                    self.check_safe()
                 return self
             if p == self.path:
                 raise UsageError(f"home {self.path} is not a directory")
@@ -105,6 +113,35 @@ class Home:
 
     def __repr__(self) -> str:
         return f"Home({str(self.path)!r})"
+
+    def check_safe(self) -> None:
+        """Refuse a home (or its store) that another user owns or that group or others may write, as
+        ssh refuses such a ``~/.ssh``: whoever can write there can swap a trusted key."""
+        me = _euid()
+        if me is None:
+            return
+        for p in (self.path, self.principals_dir, self.keys_dir, self.revocations_file, self.config_file,
+                  self.path / "revocation-lists.toml"):
+            try:
+                st = os.lstat(p)
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                raise OperationalError(f"cannot use home {self.path}: {p}: {e.strerror or e}") from None
+            if stat.S_ISLNK(st.st_mode) and p != self.path:
+                raise OperationalError(f"refusing home {self.path}: {p} is a symbolic link", hint=f"replace {p} by a real file or directory")
+            if st.st_uid != me:
+                raise OperationalError(
+                    f"refusing home {self.path}: {p} is owned by uid {st.st_uid}, not by you (uid {me})",
+                    hint=f"use a home of your own (--home DIR), or, if it is yours: chown -R {me} {self.path}",
+                )
+            if stat.S_IMODE(st.st_mode) & 0o022:
+                mode = stat.S_IMODE(st.st_mode)
+                fix = "chmod 700" if stat.S_ISDIR(st.st_mode) else "chmod 600"
+                raise OperationalError(
+                    f"refusing home {self.path}: {p} is writable by group or others (mode {mode:04o})",
+                    hint=f"run: {fix} {p}",
+                )
 
     # --- layout -----------------------------------------------------------------------------
     @property
@@ -141,7 +178,20 @@ class Home:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the home's write lock (an exclusive ``flock`` on ``.lock``) across processes."""
+        """Hold the home's write lock (an exclusive ``flock`` on ``.lock``) across processes. Re-entrant
+        within a thread: a step taken while the lock is held (an audit append that makes the host's
+        audit key) takes it again without waiting for itself."""
+        key = os.path.abspath(self.path)
+        held = getattr(_held, "homes", None)
+        if held is None:
+            held = _held.homes = {}
+        if held.get(key):
+            held[key] += 1
+            try:
+                yield
+            finally:
+                held[key] -= 1
+            return
         self.ensure()
         try:
             fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -154,7 +204,11 @@ class Home:
                 fcntl = None
             if fcntl is not None:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            held[key] = 1
+            try:
+                yield
+            finally:
+                held.pop(key, None)
         finally:
             os.close(fd)  # closing releases the lock
 
@@ -215,3 +269,11 @@ def check_private_file(path: Path) -> None:
             f"key file {path} is readable by group or others (mode {stat.S_IMODE(st.st_mode):04o}); refusing to use it",
             hint=f"run: chmod 600 {path}",
         )
+
+
+_held = threading.local()  # the homes whose lock this thread holds, with a depth
+
+
+def _euid() -> int | None:
+    """The effective user id that must own a home (None where there is none, as on Windows)."""
+    return os.geteuid() if hasattr(os, "geteuid") else None

@@ -36,7 +36,9 @@ SERVICE = "agentctl"
 KEYRING_TIMEOUT = 10.0
 KEYRING_PROMPT_TIMEOUT = 120.0
 
-PassphraseSource = Callable[[str], "bytes | None"]  # purpose ("new" or "unlock") -> passphrase or None
+#: purpose ("new", "unlock" or "retry" after a wrong answer) and, when it takes one, the key's label
+#: ("agent:x (key AbC…)") -> passphrase or None
+PassphraseSource = Callable[..., "bytes | None"]
 
 
 class Keystore(ABC):
@@ -76,17 +78,38 @@ class FileKeystore(Keystore):
     def path(self, kid: str):
         return self.home.keys_dir / f"{kid}.key"
 
-    def _passphrase(self, purpose: str) -> bytes | None:
+    def _from_env(self) -> bytes | None:
+        """``AGENTCTL_PASSPHRASE``, or None when it is not set. Set but empty is refused: an empty
+        secret in CI (a missing secret expands to nothing) must not mean "store the key unencrypted"."""
         value = self.env.get("AGENTCTL_PASSPHRASE")
-        if value:
-            return value.encode("utf-8")
-        if self.prompt is not None:
-            return self.prompt(purpose) or None
-        return None
+        if value is None:
+            return None
+        if not value:
+            raise PassphraseError(
+                "AGENTCTL_PASSPHRASE is set but empty",
+                hint="give it a passphrase, or unset it (then a terminal asks, and no answer means an unencrypted key file)",
+            )
+        return value.encode("utf-8")
+
+    def _ask(self, purpose: str, label: str) -> bytes | None:
+        if self.prompt is None:
+            return None
+        try:  # a prompt may take the key's label (the CLI's does) or only the purpose
+            import inspect
+
+            takes_label = len(inspect.signature(self.prompt).parameters) >= 2
+        except (TypeError, ValueError):
+            takes_label = False
+        answer = self.prompt(purpose, label) if takes_label else self.prompt(purpose)  # type: ignore[call-arg]
+        return answer or None
+
+    def _passphrase(self, purpose: str, label: str = "") -> bytes | None:
+        env = self._from_env()
+        return env if env is not None else self._ask(purpose, label)
 
     def put(self, principal: str, kid: str, seed: bytes) -> None:
         line = encode_secret(principal, seed)
-        passphrase = self._passphrase("new")
+        passphrase = self._passphrase("new", _label(principal, kid))
         if passphrase:
             from .crypto import seal
 
@@ -109,10 +132,10 @@ class FileKeystore(Keystore):
         except (OSError, UnicodeDecodeError) as e:
             raise StoreError(f"cannot read key file {path}: {getattr(e, 'strerror', None) or e}") from None
         if text.startswith(self.SEALED):
-            text = self._unseal(text, path)
+            text = self._unseal(text, path, _label(principal, kid))
         return _check(principal, text, str(path))
 
-    def _unseal(self, text: str, path) -> str:
+    def _unseal(self, text: str, path, label: str = "") -> str:
         from .crypto import SealParams
 
         parts = text.split(" ")
@@ -126,17 +149,28 @@ class FileKeystore(Keystore):
                 raise ValueError
         except (ValueError, EncodingError):
             raise StoreError(f"damaged key file {path}", hint="restore it from a backup, or rotate the key if you still hold it elsewhere") from None
-        passphrase = self._passphrase("unlock")
-        if not passphrase:
-            raise PassphraseError(
-                f"key file {path} is encrypted and no passphrase was given",
-                hint="set AGENTCTL_PASSPHRASE or run on a terminal to be asked",
-            )
         from .crypto import unseal
 
-        plain = unseal(passphrase, sealed)
+        env = self._from_env()
+        tries = 1 if env is not None or self.prompt is None else PASSPHRASE_TRIES
+        plain = None
+        for attempt in range(tries):
+            passphrase = env if env is not None else self._ask("unlock" if not attempt else "retry", label)
+            if not passphrase:
+                raise PassphraseError(
+                    f"key file {path} of {label} is encrypted and no passphrase was given",
+                    hint="run on a terminal to be asked, or set AGENTCTL_PASSPHRASE in scripts" if env is None and self.prompt is None else None,
+                )
+            plain = unseal(passphrase, sealed)
+            if plain is not None:
+                break
         if plain is None:
-            raise PassphraseError(f"wrong passphrase for key file {path}, or the file was altered", hint="check AGENTCTL_PASSPHRASE")
+            if env is not None:
+                raise PassphraseError(f"wrong passphrase for key file {path} of {label}, or the file was altered", hint="check AGENTCTL_PASSPHRASE")
+            raise PassphraseError(
+                f"wrong passphrase for key file {path} of {label} ({tries} tries), or the file was altered",
+                hint=None if tries > 1 else "run on a terminal to be asked",
+            )
         try:
             return plain.decode("ascii")
         except UnicodeDecodeError:
@@ -152,6 +186,13 @@ class FileKeystore(Keystore):
 
 
 _T = TypeVar("_T")
+
+#: How many times a person at a terminal may answer a key file's passphrase prompt.
+PASSPHRASE_TRIES = 3
+
+
+def _label(principal: str, kid: str) -> str:
+    return f"{principal} (key {kid[:12]}…)"
 
 _FILE_HINT = 'use the file keystore: AGENTCTL_KEYSTORE=file or keystore = "file" in config.toml'
 
@@ -261,8 +302,10 @@ _availability: tuple[bool, str] | None = None
 def keyring_available() -> tuple[bool, str]:
     """Whether the ``keyring`` package has a working backend here, and if not, why.
 
-    Working means: a real backend (not keyring's ``fail`` or ``null`` one, nor a chainer with nothing
-    to chain) that answers a read in time. A locked Secret Service is asked to unlock here, so a
+    Working means: a real OS keyring (not keyring's ``fail`` or ``null`` one, nor a chainer with nothing
+    to chain, nor anything that keeps secrets in a plain or merely encoded file, such as every backend
+    of ``keyrings.alt``; a chainer is refused when any backend in it is such) that answers a read in
+    time. A locked Secret Service is asked to unlock here, so a
     keyring that stays locked counts as not working. The answer is kept for the process.
     """
     global _availability
@@ -274,16 +317,34 @@ def keyring_available() -> tuple[bool, str]:
 
         kr = _bounded(keyring.get_keyring)
         backends = getattr(kr, "backends", None)
+        unsafe = [why for why in map(_not_an_os_keyring, backends if isinstance(backends, (list, tuple)) else [kr]) if why]
         if isinstance(kr, fail.Keyring) or (isinstance(backends, (list, tuple)) and not backends):
             _availability = (False, "no keyring backend is available on this machine")
-        elif type(kr).__module__.startswith("keyring.backends.null"):
-            _availability = (False, "the keyring backend is the null backend, which stores nothing")
+        elif unsafe:
+            _availability = (False, unsafe[0])
         else:
             _bounded(kr.get_password, SERVICE, "agentctl-probe")  # a locked or absent service fails here
             _availability = (True, type(kr).__name__)
     except Exception as e:  # any backend failure means "not usable"
         _availability = (False, _why(e))
     return _availability
+
+
+def _not_an_os_keyring(backend: object) -> str | None:
+    """Why a keyring backend is no OS keyring (it stores nothing, or keeps secrets in a plain or merely
+    encoded file), or None. Such a backend is never used: the file keystore is the honest choice there."""
+    cls = type(backend)
+    module, name = cls.__module__, cls.__name__
+    label = f"{module}.{name}"
+    if module.startswith("keyring.backends.fail"):
+        return "no keyring backend is available on this machine"
+    if module.startswith("keyring.backends.null"):
+        return "the keyring backend is the null backend, which stores nothing"
+    if module == "keyrings.alt" or module.startswith("keyrings.alt."):
+        return f"the keyring backend {label} (keyrings.alt) keeps secrets in a file, it is no os keyring"
+    if getattr(backend, "file_path", None) or getattr(cls, "filename", None):
+        return f"the keyring backend {label} keeps secrets in a file, it is no os keyring"
+    return None
 
 
 def open_keystore(

@@ -8,6 +8,7 @@ refuses one older than the version already held from that signer (a rollback).
 from __future__ import annotations
 
 import secrets
+from typing import Callable
 
 from . import jws
 from .clock import parse_rfc3339, rfc3339
@@ -45,10 +46,19 @@ def _versions(ctx: Context) -> dict:
     except FileNotFoundError:
         return {"exported": {}, "imported": {}}
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise StoreError(f"damaged store file {path}: {e}") from None
+        raise StoreError(f"damaged store file {path}: {getattr(e, 'strerror', None) or e}", hint=_RESTORE) from None
     doc.setdefault("exported", {})
     doc.setdefault("imported", {})
+    for part in ("exported", "imported"):  # {signer name: version held}, nothing else
+        table = doc[part]
+        if not isinstance(table, dict) or not all(
+            is_name(k) and isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**53 for k, v in table.items()
+        ):
+            raise StoreError(f"damaged store file {path}: [{part}] must map principal names to versions", hint=_RESTORE)
     return doc
+
+
+_RESTORE = "restore it from a backup; agentctl never rewrites a damaged file"
 
 
 def _save_versions(ctx: Context, doc: dict) -> None:
@@ -57,8 +67,10 @@ def _save_versions(ctx: Context, doc: dict) -> None:
     atomic_write(_versions_path(ctx), tomli_w.dumps(doc).encode("utf-8"))
 
 
-def export_list(ctx: Context, sign_as: str) -> tuple[str, int, int]:
-    """A signed list of every revocation held here. Returns (token, version, entry count)."""
+def export_list(ctx: Context, sign_as: str, *, then: Callable[[str, int, int], None] | None = None) -> tuple[str, int, int]:
+    """A signed list of every revocation held here. Returns (token, version, entry count).
+    ``then(token, version, count)`` runs under the home lock once the new version is saved; if it
+    raises, the version held is put back."""
     signer = signer_for(ctx, sign_as)
     store = Store(ctx.home)
     with ctx.home.lock():
@@ -75,8 +87,15 @@ def export_list(ctx: Context, sign_as: str) -> tuple[str, int, int]:
             body[plural].append(entry)
         claims = {"iss": sign_as, "iat": now, "jti": secrets.token_urlsafe(16), "version": version, "revoked": body}
         token = jws.encode(jws.REVOCATIONS, claims, signer.seed)
+        before = store.saved(_versions_path(ctx))
         versions["exported"][sign_as] = version
         _save_versions(ctx, versions)
+        if then is not None:
+            try:
+                then(token, version, len(revs.entries))
+            except BaseException:
+                store.restore(_versions_path(ctx), before)
+                raise
     return token, version, len(revs.entries)
 
 
@@ -142,8 +161,10 @@ def check_version(ctx: Context, rl: RevocationList) -> int:
     return held
 
 
-def import_list(ctx: Context, token: str) -> tuple[RevocationList, int]:
-    """Merge a verified list into this home's revocations. Returns the list and how many were new."""
+def import_list(ctx: Context, token: str, *, then: Callable[[RevocationList, int], None] | None = None) -> tuple[RevocationList, int]:
+    """Merge a verified list into this home's revocations. Returns the list and how many were new.
+    ``then(list, added)`` runs under the home lock once the list is applied; if it raises, the
+    revocations and versions held before are put back: a change and its audit event go together."""
     store = Store(ctx.home)
     from .verify import StoreTrust
 
@@ -151,14 +172,22 @@ def import_list(ctx: Context, token: str) -> tuple[RevocationList, int]:
     with ctx.home.lock():
         held = check_version(ctx, rl)
         revs = store.revocations()
+        revs_before, versions_before = store.saved(ctx.home.revocations_file), store.saved(_versions_path(ctx))
         merged = revs
         for e in rl.revocations.entries:
             merged = merged.adding(e)
         added = len(merged.entries) - len(revs.entries)
-        if added:
-            store.put_revocations(merged)
-        if rl.version > held:
-            versions = _versions(ctx)
-            versions["imported"][rl.issuer] = rl.version
-            _save_versions(ctx, versions)
+        try:
+            if added:
+                store.put_revocations(merged)
+            if rl.version > held:
+                versions = _versions(ctx)
+                versions["imported"][rl.issuer] = rl.version
+                _save_versions(ctx, versions)
+            if then is not None:
+                then(rl, added)
+        except BaseException:
+            store.restore(ctx.home.revocations_file, revs_before)
+            store.restore(_versions_path(ctx), versions_before)
+            raise
     return rl, added

@@ -11,6 +11,7 @@ messages never repeat any part of the secret.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 
 from .encoding import EncodingError, b64u_decode, b64u_encode
@@ -20,6 +21,8 @@ from .names import is_name
 __all__ = ["PREFIX", "ExportedSecret", "encode_secret", "decode_secret"]
 
 PREFIX = "AGENTCTL-SECRET-KEY-1"
+_B64U = re.compile(r"[A-Za-z0-9_-]+")
+_BAD_CHECKSUM = "exported secret has a bad checksum: it was mistyped or altered"
 
 
 @dataclass(frozen=True)
@@ -54,9 +57,13 @@ def decode_secret(text: str) -> ExportedSecret:
             f"not an exported secret: it does not start with {PREFIX}",
             hint="use the line printed by 'agentctl keygen --export-secret'",
         )
+    body_text = text[len(PREFIX):]
     try:
-        raw = b64u_decode(text[len(PREFIX):])
+        raw = b64u_decode(body_text)
     except EncodingError:
+        if _B64U.fullmatch(body_text) and len(body_text) % 4 != 1:
+            # only the last character's unused bits are off: a typo in the last character
+            raise SecretFormatError(_BAD_CHECKSUM, hint="copy the whole line again") from None
         raise SecretFormatError(
             "exported secret is damaged: it has characters outside base64url or was cut",
             hint="copy the whole line again",
@@ -66,7 +73,7 @@ def decode_secret(text: str) -> ExportedSecret:
         raise SecretFormatError("exported secret is truncated or has extra characters", hint="copy the whole line again")
     body, check = raw[:-4], raw[-4:]
     if _checksum(body) != check:
-        raise SecretFormatError("exported secret has a bad checksum: it was mistyped or altered", hint="copy the whole line again")
+        raise SecretFormatError(_BAD_CHECKSUM, hint="copy the whole line again")
     try:
         name = body[1 : 1 + n].decode("ascii")
     except UnicodeDecodeError:

@@ -143,6 +143,36 @@ class Store:
         self.home.ensure("principals")
         atomic_write(self.principal_path(p.name), tomli_w.dumps(_principal_doc(p)).encode("utf-8"))
 
+    def delete(self, name: str) -> None:
+        """Remove a principal record (undoing a creation). The caller holds the home lock."""
+        try:
+            os.unlink(self.principal_path(name))
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise StoreError(f"cannot remove {self.principal_path(name)}: {e.strerror or e}") from None
+
+    def saved(self, path: Path) -> bytes | None:
+        """A file's bytes (None when it does not exist), to put back with :meth:`restore`."""
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise StoreError(f"cannot read {path}: {e.strerror or e}") from None
+
+    def restore(self, path: Path, data: bytes | None) -> None:
+        """Put a file back as :meth:`saved` found it (undoing a change). The caller holds the lock."""
+        if data is not None:
+            atomic_write(path, data)
+            return
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise StoreError(f"cannot remove {path}: {e.strerror or e}") from None
+
     def find_key(self, kid: str) -> tuple[Principal, Key] | None:
         for p in self.all():
             k = p.key(kid)

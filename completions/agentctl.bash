@@ -6,7 +6,8 @@
 # The sub-commands of a command path ('' is agentctl itself).
 __agentctl_commands() {
     case $1 in
-        '') echo 'keygen list show pubkey import rotate revoke delegate inspect sign verify demo completion revocations audit policy' ;;
+        '') echo 'keygen list show pubkey import rotate revoke delegate inspect sign verify demo completion role revocations audit policy' ;;
+        'role') echo 'add remove' ;;
         'revocations') echo 'export import' ;;
         'audit') echo 'verify checkpoint prove consistency key export' ;;
         'policy') echo 'eval check schema' ;;
@@ -17,10 +18,10 @@ __agentctl_commands() {
 __agentctl_options() {
     case $1 in
         '') echo '--home --json --version -h --help' ;;
-        'keygen') echo '--role --attr --export-secret --no-store --json -h --help' ;;
+        'keygen') echo '--role --attr --export-secret --no-store --replace --json -h --help' ;;
         'list') echo '--json -h --help' ;;
         'show') echo '--json -h --help' ;;
-        'pubkey') echo '--format --json -h --help' ;;
+        'pubkey') echo '--format --all --json -h --help' ;;
         'import') echo '--rotation --role --json -h --help' ;;
         'rotate') echo '-o --output --export-secret --no-store --json -h --help' ;;
         'revoke') echo '--key --grant --reason --json -h --help' ;;
@@ -30,6 +31,9 @@ __agentctl_options() {
         'verify') echo '--action --resource --audience --data --revocations --at --leeway --once --batch --json -h --help' ;;
         'demo') echo '--json -h --help' ;;
         'completion') echo '--json -h --help' ;;
+        'role') echo '-h --help' ;;
+        'role add') echo '--json -h --help' ;;
+        'role remove') echo '--json -h --help' ;;
         'revocations') echo '-h --help' ;;
         'revocations export') echo '--sign-as -o --output --json -h --help' ;;
         'revocations import') echo '--json -h --help' ;;
@@ -115,6 +119,10 @@ __agentctl_argument() {
         'inspect '0) echo 'file' ;;
         'verify '0) echo 'file' ;;
         'completion '0) echo 'text bash zsh fish' ;;
+        'role add '0) echo 'name' ;;
+        'role add '*) echo 'text' ;;
+        'role remove '0) echo 'name' ;;
+        'role remove '*) echo 'text' ;;
         'revocations import '0) echo 'file' ;;
         'audit prove '0) echo 'text' ;;
         'audit consistency '0) echo 'text' ;;

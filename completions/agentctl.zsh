@@ -31,6 +31,7 @@ __agentctl_commands() {
     'verify:Verify a grant or an action (exit 0: allowed).'
     'demo:The whole story in a throwaway home.'
     'completion:Print a shell completion script.'
+    'role:Give principals roles, or take them away.'
     'revocations:Signed revocation lists for other machines.'
     'audit:The audit log: query, verify, prove, export.'
     'policy:Rego and Cedar policies: evaluate, check, schema.'
@@ -67,6 +68,7 @@ _agentctl() {
       (verify) _agentctl_verify && ret=0 ;;
       (demo) _agentctl_demo && ret=0 ;;
       (completion) _agentctl_completion && ret=0 ;;
+      (role) _agentctl_role && ret=0 ;;
       (revocations) _agentctl_revocations && ret=0 ;;
       (audit) _agentctl_audit && ret=0 ;;
       (policy) _agentctl_policy && ret=0 ;;
@@ -82,6 +84,7 @@ _agentctl_keygen() {
     '*--attr=[An attribute (repeatable).]:KEY=VALUE: ' \
     '--export-secret[Print the exported secret on stdout, for a CI secret store.]' \
     '--no-store[Keep no copy of the secret on this machine (with --export-secret).]' \
+    '--replace[Re-create the key of a principal whose exported secret never reached its destination; the old key is revoked (with --export-secret --no-store).]' \
     '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
     '(- *)-h[Show this message and exit.]' \
     '(- *)--help[Show this message and exit.]' \
@@ -109,6 +112,7 @@ _agentctl_show() {
 _agentctl_pubkey() {
   _arguments -S \
     '--format=[Output form of the current public key.]:did|jwk|jwks|b64:(did jwk jwks b64)' \
+    '--all[With --format jwks\: every key that still verifies, retired ones too, each with its validity (iat, exp).]' \
     '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
     '(- *)-h[Show this message and exit.]' \
     '(- *)--help[Show this message and exit.]' \
@@ -229,6 +233,53 @@ _agentctl_completion() {
     '(- *)-h[Show this message and exit.]' \
     '(- *)--help[Show this message and exit.]' \
     ':bash|zsh|fish:(bash zsh fish)'
+}
+
+# agentctl role
+__agentctl_role_commands() {
+  local -a commands=(
+    'add:Give a principal roles.'
+    'remove:Take roles from a principal.'
+  )
+  _describe -t commands 'agentctl command' commands
+}
+
+_agentctl_role() {
+  local curcontext=$curcontext state state_descr line ret=1
+  local -A opt_args
+  _arguments -C -S \
+    '(- *)-h[Show this message and exit.]' \
+    '(- *)--help[Show this message and exit.]' \
+    '1: :__agentctl_role_commands' \
+    '*:: :->command' && ret=0
+  if [[ $state == command ]]; then
+    curcontext=${curcontext%:*:*}:agentctl-role-$words[1]:
+    case $words[1] in
+      (add) _agentctl_role_add && ret=0 ;;
+      (remove) _agentctl_role_remove && ret=0 ;;
+    esac
+  fi
+  return ret
+}
+
+# agentctl role add
+_agentctl_role_add() {
+  _arguments -S \
+    '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
+    '(- *)-h[Show this message and exit.]' \
+    '(- *)--help[Show this message and exit.]' \
+    ':NAME:__agentctl_names' \
+    '*:ROLE: '
+}
+
+# agentctl role remove
+_agentctl_role_remove() {
+  _arguments -S \
+    '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
+    '(- *)-h[Show this message and exit.]' \
+    '(- *)--help[Show this message and exit.]' \
+    ':NAME:__agentctl_names' \
+    '*:ROLE: '
 }
 
 # agentctl revocations

@@ -342,8 +342,8 @@ def do_revocations_export(state: State, out: Output, sign_as: str, output_file: 
             check_output(output_file)
         ctx = make_context(state, out)
         rec = Recorder(ctx)
-        token, version, count = export_list(ctx, sign_as)
-        rec.record(Event("revocations.export", "ok", principal=sign_as, metadata={"version": version, "entries": count}))
+        token, version, count = export_list(ctx, sign_as, then=lambda _t, version, count: rec.record(
+            Event("revocations.export", "ok", principal=sign_as, metadata={"version": version, "entries": count})))
         if output_file is not None:
             write_output(output_file, token + "\n")
         out.note(f"revocation list version {version} signed by {sign_as} with {count} entr{'y' if count == 1 else 'ies'}"
@@ -360,11 +360,11 @@ def do_revocations_import(state: State, out: Output, source: str) -> int:
         ctx = make_context(state, out)
         rec = Recorder(ctx)
         try:
-            rl, added = import_list(ctx, read_file(source, "revocation list").strip())
+            rl, added = import_list(ctx, read_file(source, "revocation list").strip(), then=lambda rl, added: rec.record(
+                Event("revocations.import", "ok", principal=rl.issuer, metadata={"version": rl.version, "added": added})))
         except VerificationError as e:
             rec.record(Event("revocations.import", "deny", reason=e.reason, metadata={"detail": e.detail}))
             raise
-        rec.record(Event("revocations.import", "ok", principal=rl.issuer, metadata={"version": rl.version, "added": added}))
         out.note(f"imported revocation list version {rl.version} from {rl.issuer}: {added} new revocation(s)")
         out.result({"ok": True, "issuer": rl.issuer, "version": rl.version, "added": added, "issued": rfc3339(rl.issued)})
 

@@ -63,11 +63,12 @@ def keygen(
     attr: List[str] = typer.Option([], "--attr", metavar="KEY=VALUE", help="An attribute (repeatable)."),
     export_secret: bool = typer.Option(False, "--export-secret", help="Print the exported secret on stdout, for a CI secret store."),
     no_store: bool = typer.Option(False, "--no-store", help="Keep no copy of the secret on this machine (with --export-secret)."),
+    replace: bool = typer.Option(False, "--replace", help="Re-create the key of a principal whose exported secret never reached its destination; the old key is revoked (with --export-secret --no-store)."),
     json_: bool = JsonOpt,
 ) -> None:
     """Create a principal with a fresh Ed25519 key."""
     s = state(ctx)
-    done(ident.do_keygen(s, s.output(json_), name, role, attr, export_secret, no_store))
+    done(ident.do_keygen(s, s.output(json_), name, role, attr, export_secret, no_store, replace))
 
 
 @app.command("list")
@@ -89,11 +90,12 @@ def pubkey(
     ctx: typer.Context,
     name: str = typer.Argument(..., metavar="NAME", help="Principal name, e.g. agent:code-reviewer:prod."),
     format: str = typer.Option("did", "--format", metavar="did|jwk|jwks|b64", help="Output form of the current public key."),
+    all_: bool = typer.Option(False, "--all", help="With --format jwks: every key that still verifies, retired ones too, each with its validity (iat, exp)."),
     json_: bool = JsonOpt,
 ) -> None:
-    """Print a principal's current public key."""
+    """Print a principal's current public key (or, with --all, every key)."""
     s = state(ctx)
-    done(ident.do_pubkey(s, s.output(json_), name, format))
+    done(ident.do_pubkey(s, s.output(json_), name, format, all_))
 
 
 @app.command("import")
@@ -136,6 +138,34 @@ def revoke(
     """Revoke a principal, a key or a grant. Permanent."""
     s = state(ctx)
     done(ident.do_revoke(s, s.output(json_), name, key, grant, reason))
+
+
+role_app = typer.Typer(help="A principal's roles (what they confer is set in config.toml, see Authority and roles).", no_args_is_help=True)
+app.add_typer(role_app, name="role")
+
+
+@role_app.command("add")
+def role_add(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., metavar="NAME", help="Principal name, e.g. user:alice."),
+    roles: List[str] = typer.Argument(..., metavar="ROLE...", help="Roles to add."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Give a principal roles (recorded in the audit log)."""
+    s = state(ctx)
+    done(ident.do_role(s, s.output(json_), "add", name, roles))
+
+
+@role_app.command("remove")
+def role_remove(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., metavar="NAME", help="Principal name, e.g. user:alice."),
+    roles: List[str] = typer.Argument(..., metavar="ROLE...", help="Roles to remove."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Take roles from a principal (recorded in the audit log)."""
+    s = state(ctx)
+    done(ident.do_role(s, s.output(json_), "remove", name, roles))
 
 
 # --- delegation -----------------------------------------------------------------------------

@@ -29,17 +29,19 @@ def _prompt(out: Output) -> Callable[[str], "bytes | None"] | None:
     if not sys.stdin.isatty() or not sys.stderr.isatty():
         return None  # never prompt in scripts or CI
 
-    def ask(purpose: str) -> bytes | None:
+    def ask(purpose: str, label: str = "") -> bytes | None:
         import getpass
 
+        of = f" of {label}" if label else ""
         if purpose == "new":
-            first = getpass.getpass("agentctl: passphrase for the new key file (empty for none): ")
+            first = getpass.getpass(f"agentctl: passphrase for the new key file{of} (empty for none): ")
             if not first:
                 return None
             if getpass.getpass("agentctl: repeat the passphrase: ") != first:
                 raise UsageError("the passphrases do not match; nothing was created")
             return first.encode("utf-8")
-        value = getpass.getpass("agentctl: passphrase for the key file: ")
+        again = "wrong passphrase, try again: " if purpose == "retry" else ""
+        value = getpass.getpass(f"agentctl: {again}passphrase for the key file{of}: ")
         return value.encode("utf-8") if value else None
 
     return ask

@@ -129,6 +129,16 @@ HELP: dict[tuple[str, ...], tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     ("audit", "consistency"): ("A consistency proof between two checkpoints.", (
         "agentctl audit consistency old-checkpoint.txt new-checkpoint.txt",
     ), ()),
+    ("role",): ("Give principals roles, or take them away.", (
+        "agentctl role add user:alice engineer",
+        "agentctl role remove agent:code-reviewer:prod deployer",
+    ), ()),
+    ("role", "add"): ("Give a principal roles.", (
+        "agentctl role add user:alice engineer approver",
+    ), ()),
+    ("role", "remove"): ("Take roles from a principal.", (
+        "agentctl role remove user:alice approver",
+    ), ()),
     ("policy",): ("Rego and Cedar policies: evaluate, check, schema.", (
         "agentctl policy check authz.rego",
         "agentctl policy eval authz.rego --input input.json",

@@ -1,4 +1,4 @@
-"""Identity commands: keygen, list, show, pubkey, import, rotate, revoke.
+"""Identity commands: keygen, list, show, pubkey, import, rotate, revoke, role.
 
 Each ``do_*`` function is the whole command behind its argument parsing, so the Typer commands and the
 start-up fast path (``fast.py``) run the same code.
@@ -51,25 +51,69 @@ def principal_doc(p: Principal, revs: Revocations) -> dict:
 # --- keygen -----------------------------------------------------------------------------------
 
 
-def do_keygen(state: State, out: Output, name: str, roles: list[str], attrs: list[str], export_secret: bool, no_store: bool) -> int:
+def _emit(out: Output, what: str, doc: dict, human: object) -> None:
+    """Print a result that must not be lost (a secret, a rotation statement) and make sure it left:
+    a failure here undoes the change (see :func:`agentctl.identity.keygen`)."""
+    from ..errors import OperationalError
+
+    try:
+        out.result(doc, human)  # type: ignore[arg-type]
+        out.stdout.flush()
+    except (OSError, ValueError) as e:  # a closed stdout, a reader that went away, a full disk
+        why = getattr(e, "strerror", None) or str(e) or type(e).__name__
+        raise OperationalError(f"cannot write {what} to stdout ({why}); nothing was changed") from None
+
+
+def _undone(rec: Recorder, event: str, name: str | None, e: BaseException) -> None:
+    """Record that a change already recorded was undone because its output failed."""
+    from ..errors import Error
+
+    detail = e.message if isinstance(e, Error) else type(e).__name__
+    try:
+        rec.record(Event(event, "error", principal=name, metadata={"undone": True, "detail": detail}))
+    except Error:
+        pass  # the change is undone either way; the error that undid it is what the user sees
+
+
+def do_keygen(state: State, out: Output, name: str, roles: list[str], attrs: list[str], export_secret: bool, no_store: bool,
+              replace: bool = False) -> int:
     def body() -> None:
         from ..identity import keygen
         from ..store import Store
 
         ctx = make_context(state, out)
         rec = Recorder(ctx)
-        principal, secret = keygen(ctx, name, roles=tuple(roles), attrs=tuple(attrs), store_secret=not no_store, export_secret=export_secret)
-        rec.record(Event("keygen", "ok", principal=principal.name, metadata={
-            "kid": principal.current.kid, "keystore": principal.keystore, "exported": secret is not None,
-            "roles": list(principal.roles), "attrs": dict(principal.attrs)}))
-        doc = principal_doc(principal, Store(ctx.home).revocations())
+
+        def then(principal: Principal, secret: str | None) -> None:
+            meta = {"kid": principal.current.kid, "keystore": principal.keystore, "exported": secret is not None,
+                    "roles": list(principal.roles), "attrs": dict(principal.attrs)}
+            if replace:
+                meta["replaced"] = [k.kid for k in principal.keys if k.status == "retired"][-1]
+            rec.record(Event("keygen", "ok", principal=principal.name, metadata=meta))
+            doc = principal_doc(principal, Store(ctx.home).revocations())
+            if secret is None:
+                try:
+                    _emit(out, "the new principal", {"ok": True, "principal": doc}, doc["did"])
+                except BaseException as e:
+                    _undone(rec, "keygen", name, e)
+                    raise
+                return
+            try:
+                _emit(out, "the exported secret", {"ok": True, "principal": doc, "secret": secret}, secret)
+            except BaseException as e:
+                _undone(rec, "keygen", name, e)
+                raise
+
+        principal, secret = keygen(ctx, name, roles=tuple(roles), attrs=tuple(attrs), store_secret=not no_store,
+                                   export_secret=export_secret, replace=replace, then=then)
         where = f"in the {principal.keystore} keystore" if principal.keystore else "nowhere on this machine (exported only)"
         out.note(f"created {principal.name} with key {principal.current.kid}; secret key kept {where}")
+        if replace:
+            out.note(f"the old key of {name} is revoked: run 'agentctl revocations export' for machines that imported it")
         if secret is not None:
             out.note("the exported secret is on stdout: put it in your CI secret store, never in a file or a log")
-            out.result({"ok": True, "principal": doc, "secret": secret}, secret)
-        else:
-            out.result({"ok": True, "principal": doc}, doc["did"])
+            if no_store:
+                out.note(f"no copy stays here: if it did not reach its destination, run: agentctl keygen {name} --replace --export-secret --no-store")
 
     return guarded(out, body)
 
@@ -130,7 +174,7 @@ def do_show(state: State, out: Output, name: str) -> int:
     return guarded(out, body)
 
 
-def do_pubkey(state: State, out: Output, name: str, fmt: str) -> int:
+def do_pubkey(state: State, out: Output, name: str, fmt: str, all_keys: bool = False) -> int:
     def body() -> None:
         from ..encoding import b64u_encode, did_key, jwk
         from ..home import Home
@@ -138,10 +182,15 @@ def do_pubkey(state: State, out: Output, name: str, fmt: str) -> int:
 
         if fmt not in PUBKEY_FORMATS:
             raise UsageError(f"bad --format {fmt!r}: use one of {', '.join(PUBKEY_FORMATS)}")
-        principal = Store(Home.resolve(state.home)).require(name)
+        if all_keys and fmt != "jwks":
+            raise UsageError("--all goes with --format jwks: one key set with every key and its validity")
+        store = Store(Home.resolve(state.home))
+        principal = store.require(name)
         public = principal.current.public
-        if fmt == "did":
-            value: object = did_key(public)
+        if all_keys:
+            value: object = {"keys": key_set(principal, store.revocations())}
+        elif fmt == "did":
+            value = did_key(public)
         elif fmt == "b64":
             value = b64u_encode(public)
         elif fmt == "jwk":
@@ -154,7 +203,27 @@ def do_pubkey(state: State, out: Output, name: str, fmt: str) -> int:
     return guarded(out, body)
 
 
-# --- import, rotate, revoke -------------------------------------------------------------------
+def key_set(p: Principal, revs: Revocations) -> list[dict]:
+    """Every key of ``p`` that still verifies something, newest first, each with its validity: ``iat``
+    when it became current and, for a retired key, ``exp`` when it was retired (it verifies only what
+    it signed before then). Revoked keys are left out: they verify nothing."""
+    from ..encoding import jwk
+
+    if revs.principal(p.name):
+        return []
+    keys = []
+    for k in reversed(p.keys):
+        if revs.key(k.kid):
+            continue
+        doc = jwk(k.public, kid=True)
+        doc["iat"] = int(k.created)
+        if k.retired is not None:
+            doc["exp"] = int(k.retired)
+        keys.append(doc)
+    return keys
+
+
+# --- import, rotate, revoke, role -------------------------------------------------------------
 
 
 def do_import(state: State, out: Output, name: str, key: str | None, rotation: str | None, roles: list[str]) -> int:
@@ -171,19 +240,24 @@ def do_import(state: State, out: Output, name: str, key: str | None, rotation: s
         if rotation is not None:
             before = Store(ctx.home).require(name).current.kid
             statement = read_file(rotation, "rotation statement")
+
+            def then_rotation(p: Principal) -> None:
+                rec.record(Event("import", "ok", principal=name, metadata={"rotation": True, "kid": p.current.kid, "retired": before}))
+
             try:
-                principal = import_rotation(ctx, name, statement)
+                principal = import_rotation(ctx, name, statement, then=then_rotation)
             except VerificationError as e:
                 rec.record(Event("import", "deny", principal=name, reason=e.reason, metadata={"rotation": True, "detail": e.detail}))
                 raise
-            rec.record(Event("import", "ok", principal=name, metadata={"rotation": True, "kid": principal.current.kid, "retired": before}))
             if principal.current.kid == before:
                 out.note(f"{name} already trusts key {principal.current.kid}; nothing changed")
             else:
                 out.note(f"{name} now trusts key {principal.current.kid}; key {before} is retired")
         else:
-            principal = import_principal(ctx, name, key, roles=tuple(roles))
-            rec.record(Event("import", "ok", principal=name, metadata={"kid": principal.current.kid, "roles": list(principal.roles)}))
+            def then_import(p: Principal) -> None:
+                rec.record(Event("import", "ok", principal=name, metadata={"kid": p.current.kid, "roles": list(p.roles)}))
+
+            principal = import_principal(ctx, name, key, roles=tuple(roles), then=then_import)
             out.note(f"imported {name} with key {principal.current.kid}")
         doc = principal_doc(principal, Store(ctx.home).revocations())
         out.result({"ok": True, "principal": doc}, doc["did"])
@@ -191,38 +265,75 @@ def do_import(state: State, out: Output, name: str, key: str | None, rotation: s
     return guarded(out, body)
 
 
+def _check_target(path: str) -> None:
+    """Refuse an -o target that cannot be written, before anything changes."""
+    import os
+    from pathlib import Path
+
+    from .common import check_output
+
+    check_output(path)
+    target = Path(path)
+    if target.exists():
+        if not os.access(target, os.W_OK):
+            raise UsageError(f"cannot write {path}: permission denied")
+    elif not os.access(target.parent, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write {path}: the directory {target.parent} is not writable")
+
+
 def do_rotate(state: State, out: Output, name: str, output_file: str | None, export_secret: bool = False, no_store: bool = False) -> int:
     def body() -> None:
         from ..identity import rotate
         from ..store import Store
 
-        ctx = make_context(state, out)
-        if export_secret and output_file is None:
+        to_file = output_file not in (None, "-")
+        if export_secret and not to_file:
             raise UsageError("with --export-secret the new secret goes to stdout, so the rotation statement needs -o FILE")
-        if output_file is not None:  # check before rotating: the statement must not be lost
-            from pathlib import Path
-
-            if Path(output_file).is_dir():
-                raise UsageError(f"cannot write {output_file}: it is a directory")
-            if not Path(output_file).parent.is_dir():
-                raise UsageError(f"cannot write {output_file}: no directory {Path(output_file).parent}")
+        ctx = make_context(state, out)
+        if to_file:  # check before rotating: the statement must not be lost
+            _check_target(output_file)
         rec = Recorder(ctx)
-        principal, statement, secret = rotate(ctx, name, store_secret=not no_store, export_secret=export_secret)
+
+        def then(principal: Principal, statement: str, secret: str | None) -> None:
+            old = [k for k in principal.keys if k.status == "retired"][-1]
+            rec.record(Event("rotate", "ok", principal=name, metadata={
+                "kid": principal.current.kid, "retired": old.kid, "exported": secret is not None}))
+            written = False
+            try:
+                if to_file:
+                    write_output(output_file, statement + "\n")
+                    written = True
+                doc = principal_doc(principal, Store(ctx.home).revocations())
+                if secret is not None:
+                    _emit(out, "the new exported secret", {"ok": True, "principal": doc, "rotation": statement, "secret": secret}, secret)
+                else:
+                    _emit(out, "the rotation statement", {"ok": True, "principal": doc, "rotation": statement}, None if to_file else statement)
+            except BaseException as e:
+                if written:
+                    _unlink_regular(output_file)
+                _undone(rec, "rotate", name, e)
+                raise
+
+        principal, _statement, secret = rotate(ctx, name, store_secret=not no_store, export_secret=export_secret, then=then)
         old = [k for k in principal.keys if k.status == "retired"][-1]
-        rec.record(Event("rotate", "ok", principal=name, metadata={
-            "kid": principal.current.kid, "retired": old.kid, "exported": secret is not None}))
         out.note(f"rotated {name}: new key {principal.current.kid}; key {old.kid} retired (it still verifies what it signed before now)")
-        if output_file is not None:
-            write_output(output_file, statement + "\n")
+        if to_file:
             out.note(f"rotation statement written to {output_file}; give it to every machine that trusts {name}: agentctl import {name} --rotation FILE")
-        doc = principal_doc(principal, Store(ctx.home).revocations())
         if secret is not None:
             out.note("the new exported secret is on stdout: replace the old one in your CI secret store")
-            out.result({"ok": True, "principal": doc, "rotation": statement, "secret": secret}, secret)
-        else:
-            out.result({"ok": True, "principal": doc, "rotation": statement}, statement if output_file is None else None)
 
     return guarded(out, body)
+
+
+def _unlink_regular(path: str) -> None:
+    import os
+    import stat
+
+    try:
+        if stat.S_ISREG(os.lstat(path).st_mode):
+            os.unlink(path)
+    except OSError:
+        pass
 
 
 def do_revoke(state: State, out: Output, name: str | None, key: str | None, grant: str | None, reason: str) -> int:
@@ -233,20 +344,51 @@ def do_revoke(state: State, out: Output, name: str | None, key: str | None, gran
             raise UsageError("give exactly one of NAME, --key KID or --grant JTI")
         ctx = make_context(state, out)
         rec = Recorder(ctx)
+
+        def then(entry, new: bool) -> None:
+            rec.record(Event("revoke", "ok", principal=name, jtis=(entry.id,) if entry.kind == "grant" else (),
+                             reason=entry.reason or None, metadata={"kind": entry.kind, "id": entry.id, "new": new}))
+
         if name is not None:
-            entry, new = revoke_principal(ctx, name, reason)
+            entry, new = revoke_principal(ctx, name, reason, then=then)
         elif key is not None:
-            entry, new = revoke_key(ctx, key, reason)
+            entry, new = revoke_key(ctx, key, reason, then=then)
         else:
-            entry, new = revoke_grant(ctx, grant, reason)
+            entry, new = revoke_grant(ctx, grant, reason, then=then)
         what = {"principal": "principal", "key": "key", "grant": "grant"}[entry.kind]
-        rec.record(Event("revoke", "ok", principal=name, jtis=(entry.id,) if entry.kind == "grant" else (),
-                         reason=entry.reason or None, metadata={"kind": entry.kind, "id": entry.id, "new": new}))
         if new:
             out.note(f"revoked {what} {entry.id}; this is permanent")
         else:
             out.note(f"{what} {entry.id} was already revoked at {rfc3339(entry.at)}")
         doc = {"ok": True, "revoked": {"kind": entry.kind, "id": entry.id, "at": rfc3339(entry.at), "reason": entry.reason}, "new": new}
         out.result(doc)
+
+    return guarded(out, body)
+
+
+def do_role(state: State, out: Output, op: str, name: str, roles: list[str]) -> int:
+    """``role add|remove NAME ROLE…``: change a principal's roles, audited."""
+    def body() -> None:
+        from ..identity import set_roles
+        from ..store import Store
+
+        if not roles:
+            raise UsageError(f"give at least one ROLE to {op}")
+        ctx = make_context(state, out)
+        rec = Recorder(ctx)
+
+        def then(p: Principal, added: tuple, removed: tuple) -> None:
+            rec.record(Event("role", "ok", principal=name, metadata={
+                "op": op, "added": list(added), "removed": list(removed), "roles": list(p.roles)}))
+
+        add, remove = (tuple(roles), ()) if op == "add" else ((), tuple(roles))
+        principal, added, removed = set_roles(ctx, name, add=add, remove=remove, then=then)
+        changed = added or removed
+        if changed:
+            out.note(f"{'added' if op == 'add' else 'removed'} role {', '.join(changed)} {'to' if op == 'add' else 'from'} {name}; roles now: {', '.join(principal.roles) or '-'}")
+        else:
+            out.note(f"{name} {'already has' if op == 'add' else 'has none of'} these roles; nothing changed")
+        doc = principal_doc(principal, Store(ctx.home).revocations())
+        out.result({"ok": True, "principal": doc, "added": list(added), "removed": list(removed)})
 
     return guarded(out, body)

@@ -6,7 +6,9 @@
 function __agentctl_commands
     switch "$argv[1]"
         case ''
-            printf '%s\n' keygen list show pubkey import rotate revoke delegate inspect sign verify demo completion revocations audit policy
+            printf '%s\n' keygen list show pubkey import rotate revoke delegate inspect sign verify demo completion role revocations audit policy
+        case 'role'
+            printf '%s\n' add remove
         case 'revocations'
             printf '%s\n' export import
         case 'audit'
@@ -98,6 +100,7 @@ complete -c agentctl -n '__agentctl_at ""' -a sign -d 'Sign an action.'
 complete -c agentctl -n '__agentctl_at ""' -a verify -d 'Verify a grant or an action (exit 0: allowed).'
 complete -c agentctl -n '__agentctl_at ""' -a demo -d 'The whole story in a throwaway home.'
 complete -c agentctl -n '__agentctl_at ""' -a completion -d 'Print a shell completion script.'
+complete -c agentctl -n '__agentctl_at ""' -a role -d 'Give principals roles, or take them away.'
 complete -c agentctl -n '__agentctl_at ""' -a revocations -d 'Signed revocation lists for other machines.'
 complete -c agentctl -n '__agentctl_at ""' -a audit -d 'The audit log: query, verify, prove, export.'
 complete -c agentctl -n '__agentctl_at ""' -a policy -d 'Rego and Cedar policies: evaluate, check, schema.'
@@ -111,6 +114,7 @@ complete -c agentctl -n '__agentctl_at "keygen"' -l role -x -d 'A role (repeatab
 complete -c agentctl -n '__agentctl_at "keygen"' -l attr -x -d 'An attribute (repeatable).'
 complete -c agentctl -n '__agentctl_at "keygen"' -l export-secret -d 'Print the exported secret on stdout, for a CI secret store.'
 complete -c agentctl -n '__agentctl_at "keygen"' -l no-store -d 'Keep no copy of the secret on this machine (with --export-secret).'
+complete -c agentctl -n '__agentctl_at "keygen"' -l replace -d 'Re-create the key of a principal whose exported secret never reached its destination; the old key is revoked (with --export-secret --no-store).'
 complete -c agentctl -n '__agentctl_at "keygen"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
 complete -c agentctl -n '__agentctl_at "keygen"' -s h -l help -d 'Show this message and exit.'
 
@@ -125,6 +129,7 @@ complete -c agentctl -n '__agentctl_at "show" 0' -f -a '(__agentctl_names)'
 
 # agentctl pubkey
 complete -c agentctl -n '__agentctl_at "pubkey"' -l format -x -a 'did jwk jwks b64' -d 'Output form of the current public key.'
+complete -c agentctl -n '__agentctl_at "pubkey"' -l all -d 'With --format jwks: every key that still verifies, retired ones too, each with its validity (iat, exp).'
 complete -c agentctl -n '__agentctl_at "pubkey"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
 complete -c agentctl -n '__agentctl_at "pubkey"' -s h -l help -d 'Show this message and exit.'
 complete -c agentctl -n '__agentctl_at "pubkey" 0' -f -a '(__agentctl_names)'
@@ -205,6 +210,21 @@ complete -c agentctl -n '__agentctl_at "demo"' -s h -l help -d 'Show this messag
 complete -c agentctl -n '__agentctl_at "completion"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
 complete -c agentctl -n '__agentctl_at "completion"' -s h -l help -d 'Show this message and exit.'
 complete -c agentctl -n '__agentctl_at "completion" 0' -f -a 'bash zsh fish'
+
+# agentctl role
+complete -c agentctl -n '__agentctl_at "role"' -a add -d 'Give a principal roles.'
+complete -c agentctl -n '__agentctl_at "role"' -a remove -d 'Take roles from a principal.'
+complete -c agentctl -n '__agentctl_at "role"' -s h -l help -d 'Show this message and exit.'
+
+# agentctl role add
+complete -c agentctl -n '__agentctl_at "role add"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
+complete -c agentctl -n '__agentctl_at "role add"' -s h -l help -d 'Show this message and exit.'
+complete -c agentctl -n '__agentctl_at "role add" 0' -f -a '(__agentctl_names)'
+
+# agentctl role remove
+complete -c agentctl -n '__agentctl_at "role remove"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
+complete -c agentctl -n '__agentctl_at "role remove"' -s h -l help -d 'Show this message and exit.'
+complete -c agentctl -n '__agentctl_at "role remove" 0' -f -a '(__agentctl_names)'
 
 # agentctl revocations
 complete -c agentctl -n '__agentctl_at "revocations"' -a export -d 'Export the revocations held here, signed.'
