@@ -18,6 +18,7 @@ from .models import Key, Principal, Revocation, check_attr, check_jti, check_kid
 from .names import check_name
 from .secret import decode_secret, encode_secret
 from .store import Store
+from .values import is_time
 
 __all__ = [
     "Signer",
@@ -251,8 +252,8 @@ def import_rotation(ctx: Context, name: str, statement: str) -> Principal:
     if c.get("new_kid") != thumbprint(new_public) or c.get("old_kid") != token.kid:
         raise VerificationError("malformed", "rotation statement's key ids do not match its keys")
     iat = c.get("iat")
-    if not isinstance(iat, int) or isinstance(iat, bool):
-        raise VerificationError("malformed", "rotation statement has no iat")
+    if not is_time(iat):  # values.py: seconds, 0 to the year 9999, so the key history can store it
+        raise VerificationError("malformed", "rotation statement has no valid iat")
     if principal.current.kid == thumbprint(new_public):
         return principal  # already applied
     if principal.key(thumbprint(new_public)) is not None:
