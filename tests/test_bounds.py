@@ -199,3 +199,25 @@ def test_a_time_flag_that_cannot_be_a_time_is_a_usage_error(cli, home, args, say
     assert r.stderr.startswith("agentctl: error: ") and says in r.stderr and "internal error" not in r.stderr
     assert "Traceback" not in r.stderr and "(ValueError)" not in r.stderr
     assert snapshot(home) == before
+
+
+def test_the_pyjwt_example_in_the_docs_checks_typ(w, tmp_path, monkeypatch):
+    """The documented PyJWT recipe accepts a grant and refuses an action signed by the same key."""
+    import re
+    from pathlib import Path
+
+    import jwt
+
+    from agentctl.encoding import jwk
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "token-format.md").read_text()
+    example = next(b for b in re.findall(r"```python\n(.*?)```", doc, re.S) if "jwt.decode" in b)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "alice.jwk").write_text(json.dumps(jwk(w.public(ALICE))))
+    (tmp_path / "parent.jwt").write_text(w.grant(ALICE, BOT, head={"typ": "application/Agentctl-Grant+JWT"}))
+    scope: dict = {}
+    exec(example, scope)
+    assert scope["claims"]["iss"] == ALICE
+    (tmp_path / "parent.jwt").write_text(w.grant(ALICE, BOT, head={"typ": "agentctl-action+jwt"}))
+    with pytest.raises(jwt.InvalidTokenError):
+        exec(example, {})
