@@ -584,3 +584,18 @@ def test_resources_are_text_not_paths_and_the_docs_and_help_say_so(cli):
     assert "acme/../../etc/shadow" in doc and "normalise" in doc and "without `**`" in doc
     help_text = " ".join(cli("delegate", "--help", env={"COLUMNS": "200"}).stdout.split())
     assert "acme/** also matches acme/../../etc/shadow" in help_text and "normalise the path" in help_text
+
+
+def test_the_scope_modules_stay_small_and_keep_their_names():
+    """STYLE's module size: the grammar and matching in scopes.py, exact covering in scope_cover.py;
+    callers keep importing every name from agentctl.scopes."""
+    from pathlib import Path
+
+    import agentctl.scope_cover
+    import agentctl.scopes
+
+    for module in (agentctl.scopes, agentctl.scope_cover):
+        assert len(Path(module.__file__).read_text().splitlines()) <= 400, module.__name__
+    for name in agentctl.scopes.__all__:
+        assert getattr(agentctl.scopes, name) is not None
+    assert agentctl.scopes.witness is agentctl.scope_cover.witness
