@@ -42,16 +42,32 @@ def rfc3339(ts: float, *, micro: bool = False) -> str:
 
 
 def parse_rfc3339(text: str) -> float:
-    """POSIX seconds for an RFC 3339 time with an explicit offset (``Z`` or ``±HH:MM``).
+    """POSIX seconds for an RFC 3339 time with an explicit offset (``Z`` or ``±HH:MM``), from
+    1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z (what agentctl can store and show).
 
-    Raises ``ValueError`` for anything else, including a time without an offset.
+    Raises ``ValueError`` with a message that says what is wrong for anything else: no offset, a
+    leap second (``:60``, which POSIX time cannot hold), a date that does not exist, a time out of range.
     """
-    t = text.strip()
-    if len(t) < 20 or t[10] not in "Tt ":
+    t = text.strip() if isinstance(text, str) else ""
+    if len(t) < 20 or t[10] not in "Tt " or not t.isascii():
         raise ValueError(f"not an RFC 3339 time: {text!r}")
     if t[-1] in "Zz":
         t = t[:-1] + "+00:00"
-    dt = datetime.fromisoformat(t)
+    if t[17:19] == "60" and t[13] == ":" and t[16] == ":":
+        raise ValueError(f"{text!r} is a leap second, which POSIX time cannot hold; give :59 or the next second")
+    try:
+        dt = datetime.fromisoformat(t)
+    except ValueError as e:
+        raise ValueError(f"not an RFC 3339 time: {text!r} ({e})") from None
     if dt.tzinfo is None:
         raise ValueError(f"RFC 3339 time without an offset: {text!r}")
-    return dt.timestamp()
+    try:
+        ts = dt.timestamp()
+    except (OverflowError, ValueError):
+        ts = -1.0
+    if not 0 <= ts <= _MAX_TIME:
+        raise ValueError(f"{text!r} is out of range: times run from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z")
+    return ts
+
+
+_MAX_TIME = 253402300799  # values.MAX_TIME (values imports errors; the clock stays dependency-free)

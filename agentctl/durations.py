@@ -6,6 +6,7 @@ import re
 
 from .clock import parse_rfc3339
 from .errors import UsageError
+from .values import time_in_range
 
 __all__ = ["parse_duration", "format_duration", "parse_when"]
 
@@ -39,12 +40,20 @@ def format_duration(seconds: float) -> str:
     return f"{sign}{s // 86400}d{(s % 86400) // 3600}h" if s % 86400 else f"{sign}{s // 86400}d"
 
 
+_WHEN_HINT = "use an RFC 3339 time (2026-11-29T14:00:00Z) or a duration back from now (1h)"
+
+
 def parse_when(text: str, now: float) -> float:
-    """An RFC 3339 time, or a duration back from ``now``."""
+    """An RFC 3339 time, or a duration back from ``now``; either within 1970 to the year 9999."""
+    t = text.strip() if isinstance(text, str) else ""
+    if _DURATION.fullmatch(t):
+        when = now - parse_duration(t)
+        if not time_in_range(when):
+            raise UsageError(f"bad time {text!r}: it reaches back before 1970-01-01T00:00:00Z")
+        return when
     try:
-        return parse_rfc3339(text)
-    except ValueError:
-        pass
-    if _DURATION.fullmatch(text.strip()):
-        return now - parse_duration(text)
-    raise UsageError(f"bad time {text!r}: use an RFC 3339 time (2026-11-29T14:00:00Z) or a duration back from now (1h)")
+        return parse_rfc3339(t)
+    except ValueError as e:
+        if len(t) >= 20 and t[:4].isdigit() and t[4:5] == "-":  # meant as RFC 3339: say what is wrong
+            raise UsageError(f"bad time: {e}", hint=_WHEN_HINT) from None
+    raise UsageError(f"bad time {text!r}: {_WHEN_HINT}")

@@ -155,19 +155,59 @@ def _no_constant(name: str):
     raise EncodingError(f"JSON constant {name} is not allowed")
 
 
-_STRICT = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constant)  # made once
+def _i_json_int(text: str) -> int:
+    if len(text) > 17:  # more digits than 2^53 has: refused before int() (which also caps at 4300)
+        raise EncodingError(f"integer {text[:20]}… is outside the I-JSON range (at most 2^53-1)")
+    value = int(text)
+    if abs(value) > _MAX_SAFE:
+        raise EncodingError(f"integer {text} is outside the I-JSON range (at most 2^53-1)")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (_INF, -_INF):
+        raise EncodingError(f"number {text[:20]} overflows to infinity")
+    return value
+
+
+_INF = float("inf")
+_STRICT = json.JSONDecoder(  # made once
+    object_pairs_hook=_no_duplicates, parse_constant=_no_constant, parse_int=_i_json_int, parse_float=_finite_float
+)
+# An escape of a UTF-16 surrogate: a pair decodes to one character, a lone one to a surrogate.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def loads_strict(data: bytes | str) -> object:
-    """Parse JSON refusing duplicate keys, NaN/Infinity and invalid UTF-8."""
+    """Parse JSON refusing duplicate keys, NaN/Infinity, numbers that overflow to infinity, integers
+    outside the I-JSON range (|n| <= 2^53-1), lone surrogates and invalid UTF-8 (RFC 7493)."""
     try:
         if isinstance(data, bytes):
             data = data.decode("utf-8")
-        return _STRICT.decode(data)
+        elif _SURROGATE.search(data):
+            raise EncodingError("a lone surrogate is not Unicode text")
+        doc = _STRICT.decode(data)
     except EncodingError:
         raise
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise EncodingError(f"not JSON: {e}") from None
+    if _SURROGATE_ESCAPE.search(data):  # rare: only then look for a lone one among the decoded strings
+        _no_lone_surrogates(doc)
+    return doc
+
+
+def _no_lone_surrogates(doc: object) -> None:
+    stack = [doc]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            _no_surrogates(v)
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
 
 
 def _jcs(value: object, out: list) -> None:

@@ -15,6 +15,7 @@ from . import crypto, jws
 from .encoding import EncodingError, b64u_decode, jwk, public_from_jwk, thumbprint
 from .errors import UsageError, VerificationError
 from .names import is_name
+from .values import check_int
 
 __all__ = ["MAX_CHAIN", "Hop", "Chain", "parse_chain", "parse_scope_claim", "act_chain", "grant_claims"]
 
@@ -28,10 +29,7 @@ def _bad(detail: str) -> VerificationError:
 
 
 def int_claim(claims: dict, name: str) -> int:
-    v = claims.get(name)
-    if not isinstance(v, int) or isinstance(v, bool) or not (0 <= v <= MAX_TIME):
-        raise _bad(f"claim {name!r} must be a whole number from 0 to {MAX_TIME}")
-    return v
+    return check_int(claims.get(name), f"claim {name!r}", low=0, high=MAX_TIME)  # values.py: the one place for bounds
 
 
 def _name(v: object, what: str) -> str:

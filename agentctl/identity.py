@@ -24,6 +24,7 @@ from .models import Key, Principal, Revocation, check_attr, check_jti, check_kid
 from .names import check_name
 from .secret import decode_secret, encode_secret
 from .store import Store
+from .values import is_time
 
 __all__ = [
     "Signer",
@@ -387,8 +388,8 @@ def import_rotation(ctx: Context, name: str, statement: str, *, then: Then = Non
     if c.get("new_kid") != new_kid or c.get("old_kid") != token.kid:
         raise VerificationError("malformed", "rotation statement's key ids do not match its keys")
     iat = c.get("iat")
-    if not isinstance(iat, int) or isinstance(iat, bool):
-        raise VerificationError("malformed", "rotation statement has no iat")
+    if not is_time(iat):  # values.py: seconds, 0 to the year 9999, so the key history can store it
+        raise VerificationError("malformed", "rotation statement has no valid iat")
     if principal.current.kid == new_kid:
         _undoing(lambda: None, then, principal)
         return principal  # already applied

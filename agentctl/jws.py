@@ -14,7 +14,7 @@ from . import crypto
 from .encoding import EncodingError, b64u_decode, b64u_encode, loads_strict, thumbprint
 from .errors import VerificationError
 
-__all__ = ["MAX_TOKEN_BYTES", "TYPES", "GRANT", "ACTION", "REVOCATIONS", "ROTATION", "Jws", "encode", "decode", "peek_typ"]
+__all__ = ["MAX_TOKEN_BYTES", "TYPES", "GRANT", "ACTION", "REVOCATIONS", "ROTATION", "Jws", "encode", "decode", "peek_typ", "media_type"]
 
 MAX_TOKEN_BYTES = 64 * 1024
 #: A signed revocation list grows with every revocation (about 80 bytes an entry) and comes from an
@@ -44,7 +44,8 @@ class Jws:
 
     @property
     def typ(self) -> str:
-        return self.header["typ"]
+        """The type in the short lower-case form (``agentctl-grant+jwt``), however the header spelled it."""
+        return media_type(self.header["typ"])
 
     def verifies_with(self, public: bytes) -> bool:
         return crypto.verify(public, self.signing_input, self.signature)
@@ -59,6 +60,19 @@ def encode(typ: str, claims: dict, seed: bytes) -> str:
     p = b64u_encode(json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
     signing_input = f"{h}.{p}".encode("ascii")
     return f"{h}.{p}.{b64u_encode(crypto.sign(seed, signing_input))}"
+
+
+_APPLICATION = "application/"
+
+
+def media_type(typ: str) -> str:
+    """``typ`` compared as RFC 7515 §4.1.9 says: media types are case-insensitive and ``application/``
+    may stand before one without another ``/``. Returns the short lower-case form; a value with
+    parameters (``;``) or another type is returned lower-cased and matches no agentctl type."""
+    t = typ.lower()
+    if t.startswith(_APPLICATION) and "/" not in t[len(_APPLICATION):]:
+        t = t[len(_APPLICATION):]
+    return t
 
 
 def _malformed(detail: str) -> VerificationError:
@@ -118,7 +132,7 @@ def _header(segment: str) -> dict:
 def peek_typ(token: object) -> str:
     """The ``typ`` of a well-formed token header (for dispatch); raises like :func:`decode`."""
     h, _p, _s = _segments(token)
-    typ = _header(h)["typ"]
+    typ = media_type(_header(h)["typ"])
     if typ not in TYPES:
         raise _malformed(f"token type {typ!r} is not an agentctl token")
     return typ
@@ -128,7 +142,7 @@ def decode(token: object, typ: str, *, limit: int = MAX_TOKEN_BYTES) -> Jws:
     """Parse a token of type ``typ``; raise :class:`VerificationError` (malformed/unsupported)."""
     h, p, s = _segments(token, limit)
     header = _header(h)
-    if header["typ"] != typ:
+    if media_type(header["typ"]) != typ:
         raise _malformed(f"expected a {typ} token, got {header['typ']!r}")
     claims = _json_segment(p, "payload")
     try:

@@ -19,6 +19,7 @@ from .identity import signer_for
 from .models import Revocation, Revocations, check_jti, check_kid
 from .names import is_name
 from .store import Store
+from .values import is_int, is_time
 
 __all__ = ["export_list", "verify_list", "import_list", "check_version", "RevocationList"]
 
@@ -111,9 +112,9 @@ def verify_list(token: str, trust) -> RevocationList:
         raise VerificationError("malformed", "revocation list has no valid 'iss'")
     version = c.get("version")
     iat = c.get("iat")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+    if not is_int(version, low=1):  # values.py: I-JSON, so it can be stored, recorded and exceeded
         raise VerificationError("malformed", "revocation list has no valid 'version'")
-    if not isinstance(iat, int) or isinstance(iat, bool):
+    if not is_time(iat):  # values.py: seconds, 0 to the year 9999
         raise VerificationError("malformed", "revocation list has no valid 'iat'")
     body = c.get("revoked")
     if not isinstance(body, dict) or set(body) - set(_KINDS):

@@ -14,10 +14,20 @@ import pytest
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
-SHARED_TESTDATA = ROOT.parent / "shared" / "testdata"
+#: Public test vectors, vendored with their sources and licences (tests/data/README.md).
+TESTDATA = TESTS / "data"
 
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
+
+
+def testdata(*parts: str) -> Path:
+    """A vendored vector file or folder under tests/data. A missing one fails the run (at collection,
+    where it is asked for): the suite never quietly runs fewer cases."""
+    path = TESTDATA.joinpath(*parts)
+    if not path.exists():
+        pytest.fail(f"test data missing: {path} (vendored in tests/data; see tests/data/README.md)", pytrace=False)
+    return path
 
 
 @pytest.fixture(autouse=True)

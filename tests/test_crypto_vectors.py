@@ -5,35 +5,32 @@ The product's rule: a public key enters through ``check_public_key``; signatures
 non-canonical public keys wherever a key enters (and, more strictly, any key outside the prime-order
 subgroup), so for those cases the expected answer is "refused" whatever a bare verify would say.
 
-Vectors are read from the shared test data (``../shared/testdata`` relative to the project root):
+Vectors are vendored under tests/data (sources and licences in tests/data/README.md); a missing file
+fails the run:
 
 * wycheproof/ed25519_test.json   C2SP/wycheproof, Apache-2.0
 * ed25519-speccheck/cases.json   novifinancial/ed25519-speccheck, Apache-2.0
-* cctv-ed25519/ed25519vectors.json  C2SP/CCTV (see its LICENSE)
+* cctv-ed25519/ed25519vectors.json  C2SP/CCTV (BSD-3-Clause, see its LICENSE)
 """
 
 from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
 from agentctl import crypto
 
-TESTDATA = Path(__file__).resolve().parents[1].parent / "shared" / "testdata"
-WYCHEPROOF = TESTDATA / "wycheproof" / "ed25519_test.json"
-SPECCHECK = TESTDATA / "ed25519-speccheck" / "cases.json"
-CCTV = TESTDATA / "cctv-ed25519" / "ed25519vectors.json"
-CCTV_README = TESTDATA / "cctv-ed25519" / "README.md"
+from conftest import testdata
+
+WYCHEPROOF = testdata("wycheproof", "ed25519_test.json")
+SPECCHECK = testdata("ed25519-speccheck", "cases.json")
+CCTV = testdata("cctv-ed25519", "ed25519vectors.json")
+CCTV_README = testdata("cctv-ed25519", "README.md")
 
 L = 2**252 + 27742317777372353535851937790883648493  # order of the prime-order subgroup
 P = 2**255 - 19
-
-
-def _missing(path: Path):
-    return pytest.param(None, marks=pytest.mark.skip(reason=f"test data not found: {path}"), id="missing")
 
 
 def _key_ok(public: bytes) -> bool:
@@ -128,8 +125,6 @@ def _canonical(encoded: bytes) -> bool:
 
 
 def _wycheproof_params():
-    if not WYCHEPROOF.is_file():
-        return [_missing(WYCHEPROOF)]
     data = json.loads(WYCHEPROOF.read_text())
     out = []
     for group in data["testGroups"]:
@@ -143,8 +138,6 @@ def _wycheproof_params():
 
 
 def test_wycheproof_file_is_complete():
-    if not WYCHEPROOF.is_file():
-        pytest.skip(f"test data not found: {WYCHEPROOF}")
     data = json.loads(WYCHEPROOF.read_text())
     tests = [t for g in data["testGroups"] for t in g["tests"]]
     assert len(tests) == data["numberOfTests"] == 151
@@ -205,8 +198,6 @@ SPECCHECK_CASES = {
 
 
 def _speccheck_params():
-    if not SPECCHECK.is_file():
-        return [_missing(SPECCHECK)]
     out = []
     for i, c in enumerate(json.loads(SPECCHECK.read_text())):
         a_kind, r_kind, s_kind = SPECCHECK_CASES[i][:3]
@@ -221,8 +212,6 @@ def _kind(encoded: bytes) -> str:
 
 
 def test_speccheck_file_has_the_documented_cases():
-    if not SPECCHECK.is_file():
-        pytest.skip(f"test data not found: {SPECCHECK}")
     assert len(json.loads(SPECCHECK.read_text())) == len(SPECCHECK_CASES) == 12
 
 
@@ -275,8 +264,6 @@ _SHORT = {
 def _cctv_params():
     """One test per combination of flags (~70), each over all its vectors: 914 tests would cost more in
     pytest's per-test overhead than in the checks themselves. A failure names the vector numbers."""
-    if not CCTV.is_file():
-        return [_missing(CCTV)]
     groups: dict[frozenset, list] = {}
     for v in json.loads(CCTV.read_text()):
         flags = frozenset(v["flags"] or ())
@@ -312,8 +299,6 @@ def test_cctv(case):
 
 
 def test_cctv_only_the_plain_vector_is_accepted():
-    if not CCTV.is_file():
-        pytest.skip(f"test data not found: {CCTV}")
     accepted = [
         v["number"] for v in json.loads(CCTV.read_text())
         if _accepted(bytes.fromhex(v["key"]), v["msg"].encode(), bytes.fromhex(v["sig"]))
@@ -329,8 +314,6 @@ def _low_order_encodings() -> list[bytes]:
 
 
 def test_every_low_order_encoding_is_refused():
-    if not CCTV_README.is_file():
-        pytest.skip(f"test data not found: {CCTV_README}")
     encodings = _low_order_encodings()
     assert len(encodings) == 14
     for enc in encodings:
@@ -577,3 +560,30 @@ def test_passphrase_must_be_bytes(cheap_params):
     sealed = crypto.seal(PASS, SECRET)
     with pytest.raises(TypeError):
         crypto.unseal(PASS.decode(), sealed)
+
+
+# --- the vectors travel with the tests ----------------------------------------------------------------
+
+
+def test_every_vector_set_is_vendored_with_its_licence_and_named_in_the_readme():
+    from conftest import TESTDATA
+
+    readme = (TESTDATA / "README.md").read_text()
+    sets = sorted(p.name for p in TESTDATA.iterdir() if p.is_dir())
+    assert sets == ["cctv-ed25519", "ed25519-speccheck", "merkle", "wycheproof"]
+    for name in sets:
+        assert (TESTDATA / name / "LICENSE").stat().st_size > 500, name
+        assert f"`{name}/`" in readme, name
+    import hashlib
+
+    for rel, digest in re.findall(r"\| `([\w./-]+\.json)` \| `([0-9a-f]{64})` \|", readme):
+        assert hashlib.sha256((TESTDATA / rel).read_bytes()).hexdigest() == digest, rel
+
+
+def test_no_test_reads_data_from_outside_the_project():
+    from conftest import TESTS
+
+    outside = ("/".join(("..", "shared")), "/".join(("shared", "testdata")), " / ".join(('"shared"', '"testdata"')))
+    for path in TESTS.glob("*.py"):
+        text = path.read_text()
+        assert not [o for o in outside if o in text], path.name

@@ -250,7 +250,11 @@ def test_array_order_is_kept():
     assert jcs([3, 1, 2, "b", "a"]) == '[3,1,2,"b","a"]'
 
 
-@pytest.mark.parametrize("value", [{1, 2}, b"bytes", object(), {"k": {1, 2}}, [bytearray(b"x")]], ids=repr)
+@pytest.mark.parametrize(
+    "value",
+    [{1, 2}, b"bytes", object(), {"k": {1, 2}}, [bytearray(b"x")]],
+    ids=["set", "bytes", "object", "nested-set", "bytearray"],  # stable: xdist workers must agree on ids
+)
 def test_values_json_cannot_hold_are_refused(value):
     with pytest.raises(EncodingError):
         canonical_json(value)
@@ -318,3 +322,28 @@ def test_the_fast_path_writes_exactly_what_the_reference_does(value):
             canonical_json(value)
         return
     assert canonical_json(value) == expected
+
+
+def test_collected_ids_are_the_same_in_every_process():
+    """pytest-xdist needs every worker to collect the same ids: none may hold an address or hash order."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = Path(__file__).resolve().parent
+
+    def ids(seed: str) -> list[str]:
+        import os
+
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        p = subprocess.run(
+            [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", str(tests)],
+            capture_output=True, text=True, env=env, cwd=tests.parent, timeout=300,
+        )
+        assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+        return [line for line in p.stdout.splitlines() if "::" in line]
+
+    first, second = ids("1"), ids("2")
+    assert len(first) > 1000
+    assert [i for i in first if " at 0x" in i] == []
+    assert first == second

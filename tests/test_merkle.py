@@ -27,7 +27,9 @@ from agentctl.merkle import (
     verify_inclusion,
 )
 
-DATA = Path(__file__).parents[1].parent / "shared" / "testdata" / "merkle"
+from conftest import testdata
+
+DATA = testdata("merkle")
 
 
 # --- transparency-dev/merkle testdata ---------------------------------------------------------
@@ -50,7 +52,7 @@ DATA = Path(__file__).parents[1].parent / "shared" / "testdata" / "merkle"
 
 
 def _files(kind: str) -> list[Path]:
-    return sorted((DATA / kind).rglob("*.json")) if (DATA / kind).is_dir() else []
+    return sorted(testdata("merkle", kind).rglob("*.json"))
 
 
 def _id(path: Path) -> str:

@@ -570,3 +570,32 @@ def test_union_agrees_with_brute_force(child, parents):
     assert (w is None) is (brute is None), (str(child), [str(p) for p in parents], w, brute)
     if w is not None:
         assert w[0] in _UNIVERSE_ACTIONS and w[1] in _UNIVERSE_STRINGS
+
+
+def test_resources_are_text_not_paths_and_the_docs_and_help_say_so(cli):
+    """The contract (issue 9 item 14): `**` matches `..` segments. Users must be told, where they write scopes."""
+    from pathlib import Path
+
+    from agentctl.scopes import parse_scopes
+
+    assert parse_scopes("x:acme/**")[0].matches("x", "acme/../../etc/shadow")
+    assert parse_scopes("x:acme/*")[0].matches("x", "acme/..")
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "delegation.md").read_text()
+    assert "acme/../../etc/shadow" in doc and "normalise" in doc and "without `**`" in doc
+    help_text = " ".join(cli("delegate", "--help", env={"COLUMNS": "200"}).stdout.split())
+    assert "acme/** also matches acme/../../etc/shadow" in help_text and "normalise the path" in help_text
+
+
+def test_the_scope_modules_stay_small_and_keep_their_names():
+    """STYLE's module size: the grammar and matching in scopes.py, exact covering in scope_cover.py;
+    callers keep importing every name from agentctl.scopes."""
+    from pathlib import Path
+
+    import agentctl.scope_cover
+    import agentctl.scopes
+
+    for module in (agentctl.scopes, agentctl.scope_cover):
+        assert len(Path(module.__file__).read_text().splitlines()) <= 400, module.__name__
+    for name in agentctl.scopes.__all__:
+        assert getattr(agentctl.scopes, name) is not None
+    assert agentctl.scopes.witness is agentctl.scope_cover.witness

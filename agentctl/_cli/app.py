@@ -184,7 +184,11 @@ def delegate(
     output: Optional[str] = typer.Option(None, "-o", "--output", metavar="FILE", help="Write the grant to FILE instead of stdout."),
     json_: bool = JsonOpt,
 ) -> None:
-    """Mint a delegation grant and print it."""
+    """Mint a delegation grant and print it.
+
+    Scopes: RESOURCE is matched as text, never as a path: acme/** also matches acme/../../etc/shadow.
+    For path-like resources, normalise the path before asking verify about it, or scope without **.
+    """
     from .grant_cmds import do_delegate
 
     s = state(ctx)

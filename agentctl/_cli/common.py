@@ -9,6 +9,7 @@ from typing import Callable
 
 from ..context import Context
 from ..errors import Error, NotFoundError, OperationalError, UsageError
+from ..jws import MAX_LIST_BYTES, MAX_TOKEN_BYTES
 from .output import Output
 
 __all__ = ["State", "check_output", "guarded", "make_context", "read_input", "write_output"]
@@ -80,16 +81,16 @@ def guarded(out: Output, body: Callable[[], "int | None"]) -> int:
 def read_input(source: str, what: str = "input") -> str:
     """A token or document from ``-`` (stdin), a file, or the text itself when it is neither."""
     if source == "-":
-        return sys.stdin.read()
+        return _token_text(_read_at_most("-", what, MAX_TOKEN_BYTES))
     try:
         is_file = len(source) < 4096 and Path(source).is_file()
     except (OSError, ValueError):  # too long or NUL: not a file name, so the text itself
         is_file = False
     if is_file:
         try:
-            return Path(source).read_text("utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise UsageError(f"cannot read {what} {source}: {getattr(e, 'strerror', None) or e}") from None
+            return _token_text(_read_at_most(source, what, MAX_TOKEN_BYTES))
+        except UnicodeDecodeError as e:
+            raise UsageError(f"cannot read {what} {source}: {e}") from None
     if source and len(source) < 4096 and _is_dir(source):  # a directory is no token either
         raise UsageError(f"cannot read {what} {source}: it is a directory")
     if _looks_like_path(source):  # a mistyped file name is a usage error, not a malformed token
@@ -116,27 +117,62 @@ def _is_dir(path: str) -> bool:
         return False
 
 
-def read_file(source: str, what: str = "file") -> str:
-    """A UTF-8 file, or stdin for ``-``."""
-    data = read_bytes(source, what)
+#: The most a command reads from one file or stdin, checked while reading (never after: /dev/zero or an
+#: endless pipe is refused, not read into memory). Documents (revocation lists, trust bundles,
+#: checkpoints, keys) are at most 8 MiB (SPEC); a --data payload, hashed, at most 64 MiB; a token or
+#: presentation is read up to 64 KiB and one byte more, so that verification refuses it as malformed.
+MAX_DOCUMENT_BYTES = MAX_LIST_BYTES
+MAX_DATA_BYTES = 64 * 1024 * 1024
+
+
+def read_file(source: str, what: str = "file", *, limit: int = MAX_DOCUMENT_BYTES) -> str:
+    """A UTF-8 file, or stdin for ``-``, of at most ``limit`` bytes."""
+    data = read_bytes(source, what, limit=limit)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise UsageError(f"cannot read {what} {source}: not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
-def read_bytes(source: str, what: str = "file") -> bytes:
-    """A file's bytes, or stdin's for ``-``."""
+def read_bytes(source: str, what: str = "file", *, limit: int = MAX_DATA_BYTES) -> bytes:
+    """A file's bytes, or stdin's for ``-``; more than ``limit`` bytes is a usage error, found after
+    reading ``limit + 1`` bytes at most."""
+    data = _read_at_most(source, what, limit)
+    if len(data) > limit:
+        where = "stdin" if source == "-" else source
+        raise UsageError(f"{what} {where} is larger than {_size(limit)}, the most agentctl reads", hint="give a smaller file")
+    return data
+
+
+def _read_at_most(source: str, what: str, limit: int) -> bytes:
+    """Up to ``limit + 1`` bytes of a file or of stdin (``-``): enough to tell that it is too large."""
     if source == "-":
-        return sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode("utf-8")
+        if hasattr(sys.stdin, "buffer"):
+            return sys.stdin.buffer.read(limit + 1)
+        return sys.stdin.read(limit + 1).encode("utf-8")  # a text stream (tests): characters, then bytes
     if not source:  # Path("") is the current directory
         raise UsageError(f"no {what} file given (an empty name)")
     try:
-        return Path(source).read_bytes()
+        with open(source, "rb") as f:
+            return f.read(limit + 1)
     except FileNotFoundError:
         raise NotFoundError(f"no such file: {source}") from None
+    except IsADirectoryError:
+        raise UsageError(f"cannot read {what} {source}: it is a directory") from None
     except OSError as e:
         raise UsageError(f"cannot read {what} {source}: {e.strerror or e}") from None
+
+
+def _token_text(data: bytes) -> str:
+    """A token's text; one larger than a token may be is cut (never decoded whole) and stays too
+    large, so verification refuses it as malformed and names the limit."""
+    if len(data) > MAX_TOKEN_BYTES:
+        return data[: MAX_TOKEN_BYTES + 1].decode("ascii", "replace")
+    return data.decode("utf-8")
+
+
+def _size(n: int) -> str:
+    return f"{n // (1024 * 1024)} MiB" if n % (1024 * 1024) == 0 else f"{n // 1024} KiB" if n % 1024 == 0 else f"{n} bytes"
 
 
 def check_output(path: str) -> None:
