@@ -51,7 +51,7 @@ from agentctl.actions import action_claims  # noqa: E402
 from agentctl.encoding import b64u_decode, b64u_encode, jwk  # noqa: E402
 from agentctl.grants import grant_claims, parse_chain  # noqa: E402
 from agentctl.scopes import parse_scopes  # noqa: E402
-from agentctl.verify import StaticTrust, Verifier  # noqa: E402
+from agentctl.verify import NO_AUDIT, StaticTrust, Verifier  # noqa: E402
 
 
 # --- tokens ---------------------------------------------------------------------------------------
@@ -207,7 +207,7 @@ def part_batch(root: Path, n: int, processes: int, repeat: int, want_profile: bo
     batch_cmd = [str(AGENTCTL), "verify", "--batch"]
 
     def library():
-        v = Verifier(StaticTrust({"user:alice": alice.public}))
+        v = Verifier(StaticTrust({"user:alice": alice.public}), recorder=NO_AUDIT)
         for t in tokens:
             v.verify_action(t).verdict()
 
@@ -269,7 +269,7 @@ def part_grants(n: int, repeat: int, want_profile: bool) -> None:
         return msgs
 
     def agentctl_of(tokens):
-        v = Verifier(StaticTrust({"user:alice": alice.public}))
+        v = Verifier(StaticTrust({"user:alice": alice.public}), recorder=NO_AUDIT)
         t0 = time.process_time()
         for t in tokens:
             v.verify_grant(t)

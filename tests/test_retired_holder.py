@@ -16,7 +16,7 @@ from agentctl.home import Home
 from agentctl.identity import keygen, rotate, signer_for
 from agentctl.scopes import parse_scopes
 from agentctl.store import Store
-from agentctl.verify import StoreTrust, Verifier
+from agentctl.verify import NO_AUDIT, StoreTrust, Verifier
 
 T0 = 1_800_000_000
 
@@ -37,7 +37,7 @@ def world(tmp_path):
 
 
 def verifier(ctx, clock):
-    return Verifier(StoreTrust(Store(ctx.home)), clock=clock)
+    return Verifier(StoreTrust(Store(ctx.home)), recorder=NO_AUDIT, clock=clock)
 
 
 def action(grant: str, seed: bytes, iat: int) -> str:
