@@ -51,8 +51,10 @@ def test_an_action_signed_by_the_retired_holder_key_after_retirement_is_refused(
     token = action(grant, old.seed, T0 + 150)
     with pytest.raises(VerificationError) as info:
         verifier(ctx, clock).verify_action(token, action="deploy.staging", resource="api/web", data=b"x")
-    assert info.value.reason == "bad_signature"
-    assert "after it was retired" in info.value.detail
+    # SPEC step 2: a known actor's signing key must be one of its keys, current or retired after the
+    # action's iat; this one was retired before, so the action is not bound to agent:bot (chain_broken).
+    assert info.value.reason == "chain_broken"
+    assert "retired" in info.value.detail
 
 
 def test_an_action_it_signed_before_retirement_still_verifies(world):

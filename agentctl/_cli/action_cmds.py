@@ -12,10 +12,7 @@ from .common import State, check_output, guarded, make_context, read_bytes, read
 from .record import Recorder
 from .grant_cmds import parse_leeway
 from .output import Output
-
-
-#: The parameter a library value check names -> the flag that gave it (one table for the CLI).
-FLAGS = {"action": "--action", "resource": "--resource", "audience": "--audience", "expect": "--expect", "leeway": "--leeway"}
+from .params import flag_check
 
 
 def do_sign(state: State, out: Output, as_: str, action: str, resource: str, grant: str | None, data: str | None,
@@ -27,6 +24,12 @@ def do_sign(state: State, out: Output, as_: str, action: str, resource: str, gra
 
         if grant == "-" and data == "-":
             raise UsageError("--grant and --data cannot both read stdin")
+        from ..actions import check_action_name, check_audience, check_resource
+
+        flag_check(check_action_name, action, "action")
+        flag_check(check_resource, resource, "resource")
+        if audience is not None:
+            flag_check(check_audience, audience, "audience")
         if output_file is not None:  # before anything is signed or recorded
             check_output(output_file)
         ctx = make_context(state, out)
@@ -70,7 +73,7 @@ class _VerifyRun:
         from ..verify import EXPECT, StoreTrust, Verifier
 
         if audience is not None:
-            _flag(check_audience, audience, "audience")
+            flag_check(check_audience, audience, "audience")
         if expect is not None and expect not in EXPECT:
             raise UsageError(f"bad --expect {expect!r}: use action or grant")
         if once and at is not None:
@@ -104,15 +107,6 @@ class _VerifyRun:
         from ..verify import VerifiedGrant
 
         return result.verdict(action, resource) if isinstance(result, VerifiedGrant) else result.verdict()
-
-
-def _flag(check, value, param: str):
-    """Run a library value check; its error names the flag."""
-    try:
-        return check(value)
-    except UsageError as e:
-        flag = FLAGS.get(getattr(e, "param", param), param)
-        raise UsageError(e.message.replace(f"bad {param}", f"bad {flag}", 1), hint=e.hint) from None
 
 
 def _list_refused(state: State, out: Output, e: VerificationError, action, resource) -> dict:
@@ -171,9 +165,9 @@ def do_verify(state: State, out: Output, source: str | None, action, resource, a
             both = [n for n, v in (("the token", source), ("--data", data), ("--revocations", revocations)) if v == "-"]
             raise UsageError(f"{' and '.join(both[:2])} cannot both read stdin")
         if action is not None:
-            _flag(check_action_name, action, "action")
+            flag_check(check_action_name, action, "action")
         if resource is not None:
-            _flag(check_resource, resource, "resource")
+            flag_check(check_resource, resource, "resource")
         try:
             run = _VerifyRun(state, out, audience, revocations, at, leeway, once, expect)
         except VerificationError as e:
@@ -249,9 +243,9 @@ def _batch(state: State, out: Output, source, action, resource, audience, data, 
         if revocations == "-":
             raise UsageError("--batch and --revocations cannot both read stdin; give --revocations a file")
         if action is not None:  # the verifier's own flags: a usage error, not a verdict on every line
-            _flag(check_action_name, action, "action")
+            flag_check(check_action_name, action, "action")
         if resource is not None:
-            _flag(check_resource, resource, "resource")
+            flag_check(check_resource, resource, "resource")
         try:
             run = _VerifyRun(state, out, audience, revocations, at, leeway, once, expect, batch=True)
         except VerificationError as e:

@@ -32,6 +32,11 @@ def do_delegate(state: State, out: Output, to: str, scopes: list[str], ttl: str 
 
         if issuer is not None and parent is not None:
             raise UsageError("--from and --parent do not go together: with --parent, the parent's holder signs")
+        if audience is not None:
+            from ..actions import check_audience
+            from .params import flag_check
+
+            flag_check(check_audience, audience, "audience")
         if output_file is not None:  # before anything is minted or recorded
             check_output(output_file)
         ctx = make_context(state, out)
