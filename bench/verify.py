@@ -147,12 +147,13 @@ def timed(cmd: list[str], env: dict[str, str], stdin: bytes | None = None, expec
 
 def make_home(root: Path, name: str, alice: Key, audit: bool = True) -> Path:
     home = root / name
-    r = subprocess.run([str(AGENTCTL), "import", "user:alice", b64u_encode(alice.public)], env=env_for(home),
-                       capture_output=True, text=True)
+    home.mkdir(mode=0o700)  # alice is imported: the tool home gives her authority by a role
+    roles = 'authority = "roles"\n\n[roles.lead]\nscopes = ["*"]\n'
+    (home / "config.toml").write_text(roles if audit else "audit = false\n" + roles)
+    r = subprocess.run([str(AGENTCTL), "import", "user:alice", b64u_encode(alice.public), "--role", "lead"],
+                       env=env_for(home), capture_output=True, text=True)
     if r.returncode:
         raise SystemExit(f"bench: cannot set up {home}: {r.stderr}")
-    if not audit:
-        (home / "config.toml").write_text("audit = false\n")
     return home
 
 

@@ -52,6 +52,7 @@ class _Buffered:
 
     def __init__(self, recorder) -> None:
         self.recorder = recorder
+        self.enabled = getattr(recorder, "enabled", True)
         self.events: list = []
 
     def record(self, *events) -> None:

@@ -57,6 +57,14 @@ class VerifiedGrant:
         return self.chain.leaf.cnf
 
     def verdict(self, action: str | None = None, resource: str | None = None) -> dict:
+        memo = self.__dict__.get("_verdict")  # recorded, then shown: built once
+        if memo is not None and memo[0] == (action, resource):
+            return dict(memo[1])
+        doc = self._verdict(action, resource)
+        object.__setattr__(self, "_verdict", ((action, resource), doc))
+        return dict(doc)
+
+    def _verdict(self, action: str | None, resource: str | None) -> dict:
         scope = str(self.scope) if self.scope is not None else " ".join(str(s) for s in self.scopes)
         return verdict_doc("grant", agent=self.agent, on_behalf_of=self.on_behalf_of, chain=self.chain.principals,
                            action=action, resource=resource, scope=scope, expires_at=self.expires_at, jti=self.jti,
@@ -91,6 +99,13 @@ class VerifiedAction:
         return min(self.action.exp, self.grant.expires_at) if self.grant else self.action.exp
 
     def verdict(self) -> dict:
+        doc = self.__dict__.get("_verdict")  # recorded, then shown: built once
+        if doc is None:
+            doc = self._verdict()
+            object.__setattr__(self, "_verdict", doc)
+        return dict(doc)
+
+    def _verdict(self) -> dict:
         return verdict_doc(
             "action", agent=self.agent, on_behalf_of=self.on_behalf_of, chain=self.chain, action=self.action.action,
             resource=self.action.resource, scope=str(self.scope) if self.scope is not None else None,

@@ -15,7 +15,7 @@ from ..clock import rfc3339
 from ..errors import UsageError, VerificationError
 from ..grants import MAX_CHAIN, parse_chain
 from .pipeline import Memo, Pipeline, Step
-from .trust import key_for
+from .trust import _keys_by_kid, key_for
 
 __all__ = ["Check", "GRANT_STEPS", "ACTION_STEPS", "PREFLIGHT_STEPS", "STEPS"]
 
@@ -75,7 +75,7 @@ class WellFormed(Step):
         c.chain = memo.chain
 
 
-def _known_key(v, name: str, public_kid: str, signed_at: int, what: str) -> None:
+def _known_key(v, name: str, public_kid, signed_at: int, what: str) -> None:
     """Where ``name`` is known here, ``public_kid`` must be one of its keys, current or retired after
     ``signed_at`` (else chain_broken). An unknown name passes (marked agent_known: false), unless
     require_known_agents."""
@@ -84,7 +84,9 @@ def _known_key(v, name: str, public_kid: str, signed_at: int, what: str) -> None
         if v.trust.require_known_agents:
             raise _fail("untrusted_root", f"{name} is not a principal known here, and require_known_agents is set")
         return
-    key = p.key(public_kid)
+    if callable(public_kid):  # computed only for a known name: a kid is a hash
+        public_kid = public_kid()
+    key = _keys_by_kid(p).get(public_kid)
     if key is None:
         raise _fail("chain_broken", f"{what} names {name}, but key {public_kid} is not one of its keys here")
     if key.status == "retired" and signed_at > key.retired:
@@ -117,7 +119,7 @@ class Keys(Step):
             if hop.actors[1:] != parent.actors:
                 raise _fail("chain_broken", f"hop {i + 1}'s 'act' claim does not extend its parent's")
         for i, hop in enumerate(chain.hops):
-            _known_key(v, hop.delegate, hop.cnf_kid, hop.iat, f"hop {i + 1}")
+            _known_key(v, hop.delegate, lambda hop=hop: hop.cnf_kid, hop.iat, f"hop {i + 1}")
 
     def action(self, v, c: Check) -> None:
         act = c.act
@@ -170,7 +172,7 @@ class Signatures(Step):
 def _not_retired(v, name: str, kid: str, iat: int, what: str) -> None:
     """A holder key that its principal has since retired here verifies only what it signed before."""
     principal = v.trust.principal(name)
-    key = principal.key(kid) if principal is not None else None
+    key = _keys_by_kid(principal).get(kid) if principal is not None else None
     if key is not None and key.status == "retired" and iat > key.retired:
         raise _fail("bad_signature", f"{what} is signed by key {kid} of {name} after it was retired at {rfc3339(key.retired)}")
 

@@ -29,23 +29,32 @@ class Authority:
 
     scopes: tuple  # of agentctl.scopes.Scope; empty: none
     rule: str
+    everything: bool = False  # authority for every scope (quick-start): nothing to compare
 
     def covers(self, scopes) -> tuple | None:
         """None when every one of ``scopes`` is within this authority, else (scope, action, resource)."""
         from ..scopes import uncovered
 
-        return uncovered(scopes, self.scopes)
+        return None if self.everything else uncovered(scopes, self.scopes)
 
     def allows(self, action: str, resource: str):
         from ..scopes import allowed
 
+        if self.everything:
+            return self.scopes[0]
         return allowed(self.scopes, action, resource) if self.scopes else None
 
 
-def _everything() -> tuple:
-    from ..scopes import parse_scopes
+_EVERYTHING: tuple = ()
 
-    return parse_scopes(["*"])
+
+def _everything() -> tuple:
+    global _EVERYTHING
+    if not _EVERYTHING:
+        from ..scopes import parse_scopes
+
+        _EVERYTHING = parse_scopes(["*"])
+    return _EVERYTHING
 
 
 def key_for(trust: "Trust", name: str, kid: str, signed_at: float | None = None) -> Key:
@@ -56,12 +65,21 @@ def key_for(trust: "Trust", name: str, kid: str, signed_at: float | None = None)
     principal = trust.principal(name)
     if principal is None:
         raise VerificationError("untrusted_root", f"{name} is not a local or imported principal")
-    key = principal.key(kid)
+    key = _keys_by_kid(principal).get(kid)
     if key is None:
         raise VerificationError("unknown_key", f"key {kid} is not a key of {name}")
     if signed_at is not None and key.status == "retired" and signed_at > key.retired:
         raise VerificationError("bad_signature", f"signed by key {kid} of {name} after it was retired at {rfc3339(key.retired)}")
     return key
+
+
+def _keys_by_kid(principal: Principal) -> dict:
+    """A principal's keys by kid, computed once per (immutable) Principal: a kid is a hash."""
+    index = principal.__dict__.get("_by_kid")
+    if index is None:
+        index = {k.kid: k for k in principal.keys}
+        object.__setattr__(principal, "_by_kid", index)
+    return index
 
 
 class Trust(ABC):
@@ -115,7 +133,7 @@ def _quick_start_authority(principal: Principal | None, name: str, local_only: b
         return Authority((), f"authority = quick-start: {kind}: principals have no authority of their own")
     if local_only and principal.origin != "local":
         return Authority((), f"authority = quick-start: {name} was imported, and only principals created here by keygen have authority")
-    return Authority(_everything(), f"authority = quick-start: {name} was created here")
+    return Authority(_everything(), f"authority = quick-start: {name} was created here", everything=True)
 
 
 class StoreTrust(Trust):
@@ -196,6 +214,7 @@ class StaticTrust(Trust):
         self._revocations = revocations or Revocations()
         self._given = None if authority is None else {n: Authority(parse_scopes(list(s)) if list(s) else (), f"authority given in code to {n}") for n, s in authority.items()}
         self._roles = dict(roles) if roles is not None else None
+        self._authority: dict[str, Authority] = {}
         self.require_known_agents = require_known_agents
 
     def principal(self, name: str) -> Principal | None:
@@ -205,9 +224,15 @@ class StaticTrust(Trust):
         return self._revocations
 
     def authority(self, name: str) -> Authority:
-        if self._given is not None:
-            return self._given.get(name) or Authority((), f"no authority is given in code to {name}")
-        p = self._principals.get(name)
-        if self._roles is not None:
-            return _role_authority(name, p.roles if p is not None else (), self._roles)
-        return _quick_start_authority(p, name, local_only=False)
+        a = self._authority.get(name)
+        if a is None:
+            p = self._principals.get(name)
+            if self._given is not None:
+                a = self._given.get(name) or Authority((), f"no authority is given in code to {name}")
+            elif self._roles is not None:
+                a = _role_authority(name, p.roles if p is not None else (), self._roles)
+            else:
+                a = _quick_start_authority(p, name, local_only=False)
+            if len(self._authority) < 4096:
+                self._authority[name] = a
+        return a

@@ -66,6 +66,7 @@ class Verifier:
             raise UsageError(f"leeway must be 0 to {MAX_LEEWAY} seconds")
         self.trust = trust
         self.recorder = recorder
+        self._recording = recorder is not NO_AUDIT and getattr(recorder, "enabled", True) is not False
         self.clock = clock
         self.leeway = leeway
         self.extra_revocations = tuple(revocations)
@@ -112,16 +113,17 @@ class Verifier:
                 if once:
                     raise VerificationError("malformed", "expected an action token (--once remembers actions), got a grant")
                 result: VerifiedGrant | VerifiedAction = self._grant(token, audience, at, action, resource)
-                doc = result.verdict(action, resource)
             else:
                 result = self._action(token, action, resource, data, audience, at, once)
-                doc = result.verdict()
         except VerificationError as e:
             doc = denial_doc(e, kind, action=action, resource=resource)
             e.verdict = doc  # type: ignore[attr-defined]
-            self.recorder.record(verdict_event(doc, token if isinstance(token, str) else None))
+            if self._recording:
+                self.recorder.record(verdict_event(doc, token if isinstance(token, str) else None))
             raise
-        self.recorder.record(verdict_event(doc))
+        if self._recording:
+            doc = result.verdict(action, resource) if kind == "grant" else result.verdict()  # type: ignore[call-arg]
+            self.recorder.record(verdict_event(doc))
         return result
 
     def verify_grant(
