@@ -24,7 +24,7 @@ def _fail(reason: str, detail: str) -> VerificationError:
     return VerificationError(reason, detail)
 
 
-@dataclass
+@dataclass(slots=True)
 class Check:
     """The subject of one run of the pipeline: what was given, and what the steps found."""
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from .. import jws
+from ..actions import check_action_name, check_audience, check_resource, param_error
 from ..clock import Clock, system_clock
 from ..errors import UsageError, VerificationError
 from ..grants import Chain
@@ -20,6 +22,8 @@ __all__ = ["Verifier", "NO_AUDIT", "DEFAULT_LEEWAY", "MAX_LEEWAY", "EXPECT"]
 DEFAULT_LEEWAY = 60
 EXPECT = ("action", "grant")
 _CACHE_SIZE = 1024
+_TYP_OF = {"grant": jws.GRANT, "action": jws.ACTION}
+_KIND_OF = {jws.GRANT: "grant", jws.ACTION: "action"}
 
 
 class _NoAudit:
@@ -93,16 +97,15 @@ class Verifier:
     ) -> VerifiedGrant | VerifiedAction:
         """Verify a grant or an action, whichever ``token`` is, and record the decision. A denial
         raises :class:`VerificationError` with its verdict document in ``.verdict``."""
-        from .. import jws
-
-        _check_request(action, resource, audience, expect)
+        if action is not None or resource is not None or audience is not None or expect is not None:
+            _check_request(action, resource, audience, expect)
         once = self.once if once is None else once
         kind = None
         try:
             # With an expected type, that type's pipeline parses the token (and refuses another type
             # in step 1, naming it); without, the header decides.
-            typ = {"grant": jws.GRANT, "action": jws.ACTION}[expect] if expect is not None else self._peek(token)
-            kind = {jws.GRANT: "grant", jws.ACTION: "action"}.get(typ)
+            typ = _TYP_OF[expect] if expect is not None else self._peek(token)
+            kind = _KIND_OF.get(typ)
             if kind is None:
                 raise VerificationError("malformed", f"a {typ} token is neither a grant nor an action")
             if kind == "grant":
@@ -179,8 +182,6 @@ class Verifier:
         return self.seen
 
     def _peek(self, token: object) -> str:
-        from .. import jws
-
         header = token.partition(".")[0] if isinstance(token, str) else None
         typ = self._typs.get(header)
         if typ is None:  # dispatch only: the pipeline parses the whole token
@@ -237,8 +238,6 @@ class Verifier:
 
 def _check_request(action, resource, audience, expect) -> None:
     """The verifier's own inputs: a bad one is a usage error (exit 2), never a verdict."""
-    from ..actions import check_action_name, check_audience, check_resource, param_error
-
     if action is not None:
         check_action_name(action)
     if resource is not None:
