@@ -475,3 +475,19 @@ def test_more_usage_errors(world):
     r = world.run(world.agent, "sign", "--as", "agent:deployer", "--action", "deploy.staging", "--resource", "api/web",
                   "--grant", "-", input=world.grant + "\n")
     assert r.code == 0 and world.verify(r.stdout.strip(), "--action", "deploy.staging", "--resource", "api/web").code == 0
+
+
+def test_the_fast_path_accepts_exactly_the_verify_options_typer_defines():
+    """fast.py parses verify without Typer: its option lists must be the command's (issue 8)."""
+    import inspect as pyinspect
+
+    import typer
+
+    from agentctl._cli import app as app_module, fast
+
+    defaults = pyinspect.signature(app_module.verify).parameters.values()
+    options = [p.default for p in defaults if isinstance(p.default, typer.models.OptionInfo)]
+    names = {n for o in options for n in o.param_decls if n.startswith("--")}
+    flags = {n for o in options for n in o.param_decls if n.startswith("--") and o.default is False}
+    assert set(fast._VERIFY_VALUES) == names - flags
+    assert set(fast._VERIFY_FLAGS) == flags
