@@ -228,10 +228,10 @@ def test_sign_refuses_someone_elses_grant(world):
 
 
 @pytest.mark.parametrize("args, message", [
-    (("--action", "deploy.*", "--resource", "api/web"), "bad action"),
-    (("--action", "Deploy", "--resource", "api/web"), "bad action"),
-    (("--action", "deploy.staging", "--resource", "api web"), "bad resource"),
-    (("--action", "deploy.staging", "--resource", "api/*"), "bad resource"),
+    (("--action", "deploy.*", "--resource", "api/web"), "bad --action"),
+    (("--action", "Deploy", "--resource", "api/web"), "bad --action"),
+    (("--action", "deploy.staging", "--resource", "api web"), "bad --resource"),
+    (("--action", "deploy.staging", "--resource", "api/*"), "bad --resource"),
     (("--action", "deploy.staging", "--resource", "api/web", "--ttl", "0s"), "bad --ttl"),
     (("--action", "deploy.staging", "--resource", "api/web", "--data", "/no/such/file"), "no such file"),
 ])

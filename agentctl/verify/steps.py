@@ -56,10 +56,10 @@ class WellFormed(Step):
 
             c.act = parse_action(c.token)
             c.grant_token = c.act.grant
+            if c.grant_token is None:
+                return
         else:
             c.grant_token = c.token
-        if c.grant_token is None:
-            return
         memo = v._memo(c.grant_token) if not c.root_optional else Memo()
         c.memo = memo if not c.root_optional else None
         if memo.chain is None:
