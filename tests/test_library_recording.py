@@ -185,3 +185,46 @@ def test_batch_lines_cannot_set_the_verifiers_flags_and_bad_bytes_do_not_stop_it
     assert [v["reason"] for v in out] == ["malformed"] * 5 + [None]
     assert "not UTF-8" in out[2]["detail"]
     assert r.returncode == 1
+
+
+def test_a_tool_server_on_the_public_api_records_what_the_cli_records(cli, home):
+    """A verifier built only from agentctl.__all__ (a home-less tool server with once) records, for the
+    same tokens, the same events as `agentctl verify --once` in a home."""
+    import time
+
+    import agentctl
+    from agentctl.encoding import b64u_encode
+
+    alice = agentctl.signer_from_seed("user:alice", bytes(range(32)))
+    bot = agentctl.signer_from_seed("agent:bot", bytes(range(1, 33)))
+    now = int(time.time())  # --once runs on the real clock
+    clock = agentctl.FixedClock(now)
+    grant, _ = agentctl.delegate_with(alice, to="agent:bot", to_public=bot.public, scopes=["deploy.*:api/*"], clock=clock)
+    good = agentctl.sign_action_with(bot, action="deploy.staging", resource="api/web", grant=grant, data=b"x", clock=clock)
+    tokens = [(good, "api/web"), (good, "api/web"), (good, "api/db")]
+
+    home.mkdir(mode=0o700)
+    (home / "config.toml").write_text('authority = "roles"\n[roles.lead]\nscopes = ["deploy.*:**"]\n')
+    assert cli("import", "user:alice", b64u_encode(alice.public), "--role", "lead").code == 0
+    before = len(json.loads(cli("--json", "audit").stdout)["events"])
+    for token, resource in tokens:
+        cli("verify", token, "--action", "deploy.staging", "--resource", resource, "--data", "-", "--once", input="x")
+    logged = list(reversed(json.loads(cli("--json", "audit").stdout)["events"]))[before:]
+
+    rec = Events()
+    trust = agentctl.StaticTrust({"user:alice": alice.public}, authority={"user:alice": ["deploy.*:**"]})
+    server = agentctl.Verifier(trust, recorder=rec, once=True, seen=agentctl.MemorySeenStore())
+    for token, resource in tokens:
+        try:
+            server.verify_action(token, action="deploy.staging", resource=resource, data=b"x")
+        except agentctl.VerificationError:
+            pass
+    fields = ("event", "outcome", "principal", "on_behalf_of", "chain", "action", "resource", "reason", "jtis")
+    mine = [{f: (list(getattr(e, f)) if isinstance(getattr(e, f), tuple) else getattr(e, f)) for f in fields} | {"metadata": e.metadata} for e in rec.events]
+    theirs = [{f: e.get(f) for f in fields} | {"metadata": e.get("metadata")} for e in logged]
+    assert len(theirs) == len(mine) == 3
+    assert [m["reason"] for m in mine] == [None, "replayed", "scope_denied"]
+    assert all(set(fields) <= set(e) for e in logged), logged[0].keys()
+    for m, t in zip(mine, theirs, strict=True):
+        assert {k: m[k] for k in fields} == {k: t[k] for k in fields}
+        assert m["metadata"] == t["metadata"]
