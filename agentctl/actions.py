@@ -14,12 +14,15 @@ from .errors import UsageError, VerificationError
 from .grants import audience_claim, jti_claim, int_claim
 from .names import is_name
 
-__all__ = ["ActionToken", "parse_action", "action_claims", "payload_digest", "check_action_name", "check_resource"]
+__all__ = ["ActionToken", "parse_action", "action_claims", "payload_digest", "check_action_name", "check_resource",
+           "check_audience", "param_error", "MAX_RESOURCE", "MAX_AUDIENCE"]
 
 MAX_EMBED = 32 * 1024
 
 _ACTION = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
-_RESOURCE = re.compile(r"[\x21-\x29\x2b-\x7e]{1,1024}")  # printable ASCII, no space, no '*'
+MAX_RESOURCE = 1024
+MAX_AUDIENCE = 256
+_RESOURCE = re.compile(r"[\x21-\x29\x2b-\x7e]{1,%d}" % MAX_RESOURCE)  # printable ASCII, no space, no '*'
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -27,12 +30,23 @@ def payload_digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def check_action_name(action: str) -> str:
+# --- value checks: the one home of the checks of what a caller asks for -----------------------------
+# Each raises a UsageError whose message names the parameter and whose ``param`` attribute holds it,
+# so the CLI can name its flag (one table, in agentctl._cli) and a library caller its argument.
+
+
+def param_error(param: str, message: str, hint: str | None = None) -> UsageError:
+    e = UsageError(message, hint=hint)
+    e.param = param  # type: ignore[attr-defined]
+    return e
+
+
+def check_action_name(action: str, param: str = "action") -> str:
     """A concrete action: dot-separated segments of ``[a-z0-9_-]+``, no ``*``, no ``:``."""
     if isinstance(action, str) and _ACTION.fullmatch(action):
         return action
-    raise UsageError(f"bad action {_shown(action)}: a concrete action like pull_request.create, "
-                     "dot-separated segments of [a-z0-9_-]")
+    raise param_error(param, f"bad {param} {_shown(action)}: a concrete action like pull_request.create, "
+                      "dot-separated segments of [a-z0-9_-]")
 
 
 def _shown(value: object) -> str:
@@ -41,10 +55,19 @@ def _shown(value: object) -> str:
     return text if len(text) <= 80 else text[:60] + "..."
 
 
-def check_resource(resource: str) -> str:
+def check_resource(resource: str, param: str = "resource") -> str:
+    """A concrete resource: printable ASCII without spaces or ``*``, 1 to :data:`MAX_RESOURCE` characters
+    (what a signed action may carry, so every resource a verifier accepts could have been signed)."""
     if isinstance(resource, str) and _RESOURCE.fullmatch(resource):
         return resource
-    raise UsageError(f"bad resource {_shown(resource)}: printable ASCII without spaces or '*', at most 1024 characters")
+    raise param_error(param, f"bad {param} {_shown(resource)}: printable ASCII without spaces or '*', at most {MAX_RESOURCE} characters")
+
+
+def check_audience(audience: str, param: str = "audience") -> str:
+    """An audience: printable text without spaces, 1 to :data:`MAX_AUDIENCE` characters."""
+    if isinstance(audience, str) and audience and audience.isprintable() and " " not in audience and len(audience) <= MAX_AUDIENCE:
+        return audience
+    raise param_error(param, f"bad {param}: printable text without spaces, at most {MAX_AUDIENCE} characters")
 
 
 def _bad(detail: str) -> VerificationError:

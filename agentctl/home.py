@@ -18,9 +18,22 @@ from typing import Iterator, Mapping
 
 from .errors import OperationalError, StoreError, UsageError
 
-__all__ = ["Home", "Config", "atomic_write", "KEYSTORE_MODES"]
+__all__ = ["Home", "Config", "Role", "atomic_write", "KEYSTORE_MODES", "AUTHORITY_RULES"]
 
 KEYSTORE_MODES = ("auto", "keyring", "file")
+AUTHORITY_RULES = ("quick-start", "roles")
+MAX_CONFIG_LEEWAY = 600  # the largest leeway any verifier may allow (SPEC: --leeway <= 10m)
+
+
+@dataclass(frozen=True)
+class Role:
+    """A defined role (``[roles.NAME]`` in config.toml): the scopes it confers, whether ``agent:`` and
+    ``host:`` principals may hold its authority (``agents = true``), and whether it may revoke."""
+
+    name: str
+    scopes: tuple = ()
+    agents: bool = False
+    revoke: bool = False
 
 
 @dataclass(frozen=True)
@@ -30,9 +43,17 @@ class Config:
     audit: bool = True
     leeway: int = 60
     checkpoint_every: int = 1000
+    authority: str = "quick-start"  # SPEC "Authority and roles": a config without the key means quick-start
+    roles: tuple = ()  # (name, Role) pairs, in the order of config.toml
+    require_known_agents: bool = False
+
+    def role(self, name: str) -> Role | None:
+        return dict(self.roles).get(name)
 
 
-_CONFIG_TYPES = {"keystore": str, "max_ttl": str, "audit": bool, "leeway": str, "checkpoint_every": int}
+_CONFIG_TYPES = {"keystore": str, "max_ttl": str, "audit": bool, "leeway": str, "checkpoint_every": int,
+                 "authority": str, "require_known_agents": bool, "roles": dict}
+_ROLE_TYPES = {"scopes": list, "agents": bool, "revoke": bool}
 
 
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
@@ -220,6 +241,8 @@ class Home:
         return self._config
 
     def _load_config(self) -> Config:
+        """Read config.toml. An unknown table or key, or a role whose scopes do not parse, is a usage
+        error (exit 2): nothing fails open. A damaged or unreadable file is operational (exit 3)."""
         values: dict = {}
         f = self.config_file
         if f.exists():
@@ -233,10 +256,11 @@ class Home:
                 raise StoreError(f"cannot read config file {f}: {e.strerror or e}") from None
             for key, value in doc.items():
                 if key not in _CONFIG_TYPES:
-                    raise StoreError(f"unknown setting {key!r} in {f}", hint=f"known: {', '.join(_CONFIG_TYPES)}")
+                    raise UsageError(f"unknown setting {key!r} in {f}", hint=f"known: {', '.join(_CONFIG_TYPES)}")
                 want = _CONFIG_TYPES[key]
                 if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-                    raise StoreError(f"setting {key!r} in {f} must be a {want.__name__}")
+                    what = "table" if want is dict else want.__name__
+                    raise UsageError(f"setting {key!r} in {f} must be a {what}")
                 values[key] = value
         env_keystore = self.env.get("AGENTCTL_KEYSTORE")
         if env_keystore:
@@ -252,10 +276,44 @@ class Home:
             leeway_s = 0 if leeway in ("0", "0s") else parse_duration(leeway, what="leeway")
         except UsageError as e:
             raise StoreError(f"{e.message} in {f}") from None
+        if leeway_s > MAX_CONFIG_LEEWAY:
+            raise UsageError(f"setting 'leeway' in {f} is more than 10m")
         every = values.get("checkpoint_every", 1000)
         if every < 0:
             raise StoreError(f"setting 'checkpoint_every' in {f} must be 0 (off) or more")
-        return Config(keystore=keystore, max_ttl=max_ttl, audit=values.get("audit", True), leeway=leeway_s, checkpoint_every=every)
+        authority = values.get("authority", "quick-start")
+        if authority not in AUTHORITY_RULES:
+            raise UsageError(f"bad authority {authority!r} in {f}: use one of {', '.join(AUTHORITY_RULES)}")
+        roles = tuple((name, _role(name, table, f)) for name, table in values.get("roles", {}).items())
+        return Config(keystore=keystore, max_ttl=max_ttl, audit=values.get("audit", True), leeway=leeway_s,
+                      checkpoint_every=every, authority=authority, roles=roles,
+                      require_known_agents=values.get("require_known_agents", False))
+
+
+def _role(name: str, table: object, f: Path) -> Role:
+    from .models import check_role
+    from .scopes import parse_scopes
+
+    try:
+        check_role(name)
+    except UsageError as e:
+        raise UsageError(f"{e.message} in {f}") from None
+    if not isinstance(table, dict):
+        raise UsageError(f"roles.{name} in {f} must be a table ([roles.{name}])")
+    for key, value in table.items():
+        want = _ROLE_TYPES.get(key)
+        if want is None:
+            raise UsageError(f"unknown key {key!r} in [roles.{name}] in {f}", hint=f"known: {', '.join(_ROLE_TYPES)}")
+        if not isinstance(value, want):
+            raise UsageError(f"roles.{name}.{key} in {f} must be a {want.__name__}")
+    scopes = table.get("scopes", [])
+    if not all(isinstance(s, str) for s in scopes):
+        raise UsageError(f"roles.{name}.scopes in {f} must be a list of scopes")
+    try:
+        parsed = parse_scopes(scopes) if scopes else ()
+    except UsageError as e:
+        raise UsageError(f"roles.{name}.scopes in {f}: {e.message}") from None
+    return Role(name, parsed, table.get("agents", False), table.get("revoke", False))
 
 
 def check_private_file(path: Path) -> None:

@@ -1,19 +1,45 @@
-"""Signing actions: an agent states what it does, on whose behalf, under which grant."""
+"""Signing actions: an agent states what it does, on whose behalf, under which grant.
+
+:func:`sign_action` signs with a principal of a home; :func:`sign_action_with` signs with a key held in
+memory (:func:`signer_from_seed`, :func:`signer_from_secret`), with no home at all. Given a recorder,
+both record the decision (``sign`` ok or deny) themselves.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from . import jws
-from .actions import action_claims, check_action_name, check_resource
+from .actions import action_claims, check_action_name, check_audience, check_resource
+from .clock import Clock, rfc3339, system_clock
 from .context import Context
 from .errors import UsageError, VerificationError
-from .identity import signer_for
+from .events import Event
+from .identity import Signer, signer_for
 from .names import check_name
-from .store import Store
-from .verify import StoreTrust, Verifier
 
-__all__ = ["sign_action", "DEFAULT_ACTION_TTL"]
+__all__ = ["sign_action", "sign_action_with", "signer_from_seed", "signer_from_secret", "DEFAULT_ACTION_TTL"]
 
 DEFAULT_ACTION_TTL = 300
+
+
+def signer_from_seed(name: str, seed: bytes) -> Signer:
+    """A key held in memory: ``name``'s 32-byte Ed25519 seed."""
+    from . import crypto
+
+    check_name(name)
+    if not isinstance(seed, (bytes, bytearray)) or len(seed) != 32:
+        raise UsageError("a seed is 32 bytes")
+    crypto.public_key(bytes(seed))
+    return Signer(name, bytes(seed), "memory")
+
+
+def signer_from_secret(text: str) -> Signer:
+    """A key held in memory from an exported secret (``AGENTCTL-SECRET-KEY-1…``)."""
+    from .secret import decode_secret
+
+    secret = decode_secret(text)
+    return Signer(secret.name, secret.seed, "memory")
 
 
 def sign_action(
@@ -27,42 +53,104 @@ def sign_action(
     embed: bool = False,
     audience: str | None = None,
     ttl: int | None = None,
+    recorder: Any = None,
 ) -> str:
-    """Sign an action. With a grant, refuse up front what the grant does not allow."""
+    """Sign an action as ``as_`` of ``ctx``'s home. With a grant, refuse up front what the grant does
+    not allow. Given a ``recorder``, record the outcome (a refusal of the grant as a deny)."""
+    from .store import Store
+    from .verify import NO_AUDIT, StoreTrust, Verifier
+
     check_name(as_)
     check_action_name(action)
     check_resource(resource)
     ttl = DEFAULT_ACTION_TTL if ttl is None else ttl
     if ttl > ctx.home.config.max_ttl:
         raise UsageError("--ttl is longer than max_ttl in config.toml")
-    if audience is not None and (not audience or not audience.isprintable() or " " in audience or len(audience) > 256):
-        raise UsageError("--audience must be printable text without spaces")
-    now = int(ctx.now())
-    sub = as_
-    if grant is not None:
-        verifier = Verifier(StoreTrust(Store(ctx.home)), clock=ctx.clock, leeway=ctx.home.config.leeway)
-        chain, _root_checked = verifier.preflight(grant)
-        leaf = chain.leaf
-        if leaf.delegate != as_:
-            raise UsageError(f"the grant was given to {leaf.delegate}, not {as_}", hint=f"sign with --as {leaf.delegate}")
-        from .scopes import allowed
+    if audience is not None:
+        check_audience(audience)
+    verifier = Verifier(StoreTrust(Store(ctx.home)), recorder=NO_AUDIT, clock=ctx.clock, leeway=ctx.home.config.leeway)
+    try:
+        chain = _preflight(verifier, grant, as_, action, resource, audience) if grant is not None else None
+    except VerificationError as e:
+        _record(recorder, Event("sign", "deny", principal=as_, action=action, resource=resource, reason=e.reason, metadata={"detail": e.detail}))
+        raise
+    signer = signer_for(ctx, as_)
+    return _sign(signer, chain, grant, action, resource, data, embed, audience, ttl, int(ctx.now()), recorder)
 
-        if allowed(leaf.scopes, action, resource) is None:
-            raise VerificationError("scope_denied", f"the grant does not allow {action} on {resource} (scope: {leaf.scope_text})")
-        if leaf.aud is not None and audience is not None and audience not in leaf.aud:
-            raise VerificationError("audience_mismatch", f"the grant is for {', '.join(leaf.aud)}, not {audience}")
+
+def sign_action_with(
+    signer: Signer,
+    *,
+    action: str,
+    resource: str,
+    grant: str | None = None,
+    data: bytes = b"",
+    embed: bool = False,
+    audience: str | None = None,
+    ttl: int = DEFAULT_ACTION_TTL,
+    clock: Clock = system_clock,
+    trust: Any = None,
+    recorder: Any = None,
+) -> str:
+    """Sign an action with a key held in memory, no home needed. With a grant, the holder's checks run
+    against ``trust`` (default: trusting no one, so the root's signature is not checked here; the
+    verifier checks it)."""
+    from .verify import NO_AUDIT, StaticTrust, Verifier
+
+    check_action_name(action)
+    check_resource(resource)
+    if audience is not None:
+        check_audience(audience)
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
+        raise UsageError("ttl must be a positive number of seconds")
+    verifier = Verifier(trust if trust is not None else StaticTrust({}), recorder=NO_AUDIT, clock=clock)
+    try:
+        chain = _preflight(verifier, grant, signer.name, action, resource, audience) if grant is not None else None
+    except VerificationError as e:
+        _record(recorder, Event("sign", "deny", principal=signer.name, action=action, resource=resource, reason=e.reason, metadata={"detail": e.detail}))
+        raise
+    return _sign(signer, chain, grant, action, resource, data, embed, audience, ttl, int(clock()), recorder)
+
+
+def _preflight(verifier, grant: str, as_: str, action: str, resource: str, audience: str | None):
+    from .scopes import allowed
+
+    chain, _root_checked = verifier.preflight(grant)
+    leaf = chain.leaf
+    if leaf.delegate != as_:
+        raise UsageError(f"the grant was given to {leaf.delegate}, not {as_}", hint=f"sign with --as {leaf.delegate}")
+    if allowed(leaf.scopes, action, resource) is None:
+        raise VerificationError("scope_denied", f"the grant does not allow {action} on {resource} (scope: {leaf.scope_text})")
+    if leaf.aud is not None and audience is not None and audience not in leaf.aud:
+        raise VerificationError("audience_mismatch", f"the grant is for {', '.join(leaf.aud)}, not {audience}")
+    grant_exp = min(h.exp for h in chain.hops)
+    if grant_exp <= int(verifier.clock()):  # within the leeway preflight allows: an action must still be valid when signed
+        raise VerificationError("expired", f"the grant expired at {rfc3339(grant_exp)}")
+    return chain
+
+
+def _sign(signer: Signer, chain, grant, action, resource, data, embed, audience, ttl, now, recorder) -> str:
+    from .actions import parse_action
+
+    sub = signer.name
+    if chain is not None:
+        leaf = chain.leaf
+        if signer.public != leaf.cnf:
+            raise UsageError(f"the key of {signer.name} here is not the key the grant was given to", hint="was it rotated after the grant was minted?")
         if audience is None and leaf.aud is not None and len(leaf.aud) == 1:
             audience = leaf.aud[0]
-        grant_exp = min(h.exp for h in chain.hops)
-        if grant_exp <= now:  # within the leeway preflight allows: an action must still be valid when signed
-            from .clock import rfc3339
-
-            raise VerificationError("expired", f"the grant expired at {rfc3339(grant_exp)}")
-        ttl = min(ttl, grant_exp - now)
+        ttl = min(ttl, min(h.exp for h in chain.hops) - now)
         sub = leaf.sub
-    signer = signer_for(ctx, as_)
-    if grant is not None and signer.public != chain.leaf.cnf:
-        raise UsageError(f"the key of {as_} here is not the key the grant was given to", hint="was it rotated after the grant was minted?")
-    claims = action_claims(iss=as_, sub=sub, action=action, resource=resource, data=data, embed=embed, now=now,
+    claims = action_claims(iss=signer.name, sub=sub, action=action, resource=resource, data=data, embed=embed, now=now,
                            ttl=ttl, audience=audience, grant=grant.strip() if grant else None)
-    return jws.encode(jws.ACTION, claims, signer.seed)
+    token = jws.encode(jws.ACTION, claims, signer.seed)
+    if recorder is not None:
+        signed = parse_action(token)
+        _record(recorder, Event("sign", "ok", principal=signer.name, on_behalf_of=signed.sub, action=action, resource=resource,
+                                jtis=(signed.jti,), metadata={"sha256": signed.sha256, "embedded": embed, "grant": grant is not None}))
+    return token
+
+
+def _record(recorder: Any, event: Event) -> None:
+    if recorder is not None:
+        recorder.record(event)

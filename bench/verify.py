@@ -51,7 +51,7 @@ from agentctl.actions import action_claims  # noqa: E402
 from agentctl.encoding import b64u_decode, b64u_encode, jwk  # noqa: E402
 from agentctl.grants import grant_claims, parse_chain  # noqa: E402
 from agentctl.scopes import parse_scopes  # noqa: E402
-from agentctl.verify import StaticTrust, Verifier  # noqa: E402
+from agentctl.verify import NO_AUDIT, StaticTrust, Verifier  # noqa: E402
 
 
 # --- tokens ---------------------------------------------------------------------------------------
@@ -147,12 +147,13 @@ def timed(cmd: list[str], env: dict[str, str], stdin: bytes | None = None, expec
 
 def make_home(root: Path, name: str, alice: Key, audit: bool = True) -> Path:
     home = root / name
-    r = subprocess.run([str(AGENTCTL), "import", "user:alice", b64u_encode(alice.public)], env=env_for(home),
-                       capture_output=True, text=True)
+    home.mkdir(mode=0o700)  # alice is imported: the tool home gives her authority by a role
+    roles = 'authority = "roles"\n\n[roles.lead]\nscopes = ["*"]\n'
+    (home / "config.toml").write_text(roles if audit else "audit = false\n" + roles)
+    r = subprocess.run([str(AGENTCTL), "import", "user:alice", b64u_encode(alice.public), "--role", "lead"],
+                       env=env_for(home), capture_output=True, text=True)
     if r.returncode:
         raise SystemExit(f"bench: cannot set up {home}: {r.stderr}")
-    if not audit:
-        (home / "config.toml").write_text("audit = false\n")
     return home
 
 
@@ -207,7 +208,7 @@ def part_batch(root: Path, n: int, processes: int, repeat: int, want_profile: bo
     batch_cmd = [str(AGENTCTL), "verify", "--batch"]
 
     def library():
-        v = Verifier(StaticTrust({"user:alice": alice.public}))
+        v = Verifier(StaticTrust({"user:alice": alice.public}), recorder=NO_AUDIT)
         for t in tokens:
             v.verify_action(t).verdict()
 
@@ -269,7 +270,7 @@ def part_grants(n: int, repeat: int, want_profile: bool) -> None:
         return msgs
 
     def agentctl_of(tokens):
-        v = Verifier(StaticTrust({"user:alice": alice.public}))
+        v = Verifier(StaticTrust({"user:alice": alice.public}), recorder=NO_AUDIT)
         t0 = time.process_time()
         for t in tokens:
             v.verify_grant(t)

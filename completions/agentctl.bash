@@ -28,7 +28,7 @@ __agentctl_options() {
         'delegate') echo '--to --scope --ttl --from --parent --audience --max-depth -o --output --json -h --help' ;;
         'inspect') echo '--json -h --help' ;;
         'sign') echo '--as --action --resource --grant --data --embed --audience --ttl -o --output --json -h --help' ;;
-        'verify') echo '--action --resource --audience --data --revocations --at --leeway --once --batch --json -h --help' ;;
+        'verify') echo '--action --resource --audience --data --expect --revocations --at --leeway --once --batch --json -h --help' ;;
         'demo') echo '--json -h --help' ;;
         'completion') echo '--json -h --help' ;;
         'role') echo '-h --help' ;;
@@ -85,6 +85,7 @@ __agentctl_option_value() {
         'verify --resource') echo 'text' ;;
         'verify --audience') echo 'text' ;;
         'verify --data') echo 'file' ;;
+        'verify --expect') echo 'text action grant' ;;
         'verify --revocations') echo 'file' ;;
         'verify --at') echo 'text' ;;
         'verify --leeway') echo 'text' ;;

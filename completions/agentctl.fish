@@ -21,7 +21,7 @@ end
 # Whether option $argv[2] of command path $argv[1] takes a value.
 function __agentctl_takes_value
     switch "$argv[1] $argv[2]"
-        case ' --home' 'keygen --role' 'keygen --attr' 'pubkey --format' 'import --rotation' 'import --role' 'rotate -o' 'rotate --output' 'revoke --key' 'revoke --grant' 'revoke --reason' 'delegate --to' 'delegate --scope' 'delegate --ttl' 'delegate --from' 'delegate --parent' 'delegate --audience' 'delegate --max-depth' 'delegate -o' 'delegate --output' 'sign --as' 'sign --action' 'sign --resource' 'sign --grant' 'sign --data' 'sign --audience' 'sign --ttl' 'sign -o' 'sign --output' 'verify --action' 'verify --resource' 'verify --audience' 'verify --data' 'verify --revocations' 'verify --at' 'verify --leeway' 'revocations export --sign-as' 'revocations export -o' 'revocations export --output' 'audit --agent' 'audit --action' 'audit --outcome' 'audit --since' 'audit --until' 'audit --limit' 'audit verify --checkpoint' 'audit checkpoint -o' 'audit checkpoint --output' 'audit prove --checkpoint' 'audit export --since' 'policy eval --input' 'policy eval --query' 'policy check --query'
+        case ' --home' 'keygen --role' 'keygen --attr' 'pubkey --format' 'import --rotation' 'import --role' 'rotate -o' 'rotate --output' 'revoke --key' 'revoke --grant' 'revoke --reason' 'delegate --to' 'delegate --scope' 'delegate --ttl' 'delegate --from' 'delegate --parent' 'delegate --audience' 'delegate --max-depth' 'delegate -o' 'delegate --output' 'sign --as' 'sign --action' 'sign --resource' 'sign --grant' 'sign --data' 'sign --audience' 'sign --ttl' 'sign -o' 'sign --output' 'verify --action' 'verify --resource' 'verify --audience' 'verify --data' 'verify --expect' 'verify --revocations' 'verify --at' 'verify --leeway' 'revocations export --sign-as' 'revocations export -o' 'revocations export --output' 'audit --agent' 'audit --action' 'audit --outcome' 'audit --since' 'audit --until' 'audit --limit' 'audit verify --checkpoint' 'audit checkpoint -o' 'audit checkpoint --output' 'audit prove --checkpoint' 'audit export --since' 'policy eval --input' 'policy eval --query' 'policy check --query'
             return 0
     end
     return 1
@@ -191,11 +191,12 @@ complete -c agentctl -n '__agentctl_at "sign"' -s h -l help -d 'Show this messag
 # agentctl verify
 complete -c agentctl -n '__agentctl_at "verify"' -l action -x -d 'Require exactly this action.'
 complete -c agentctl -n '__agentctl_at "verify"' -l resource -x -d 'Require exactly this resource.'
-complete -c agentctl -n '__agentctl_at "verify"' -l audience -x -d 'The audience verifying.'
+complete -c agentctl -n '__agentctl_at "verify"' -l audience -x -d 'The audience verifying: the token must name it in aud.'
 complete -c agentctl -n '__agentctl_at "verify"' -l data -r -F -d 'The payload the action must bind.'
+complete -c agentctl -n '__agentctl_at "verify"' -l expect -x -a 'action grant' -d 'Refuse a token of the other type (malformed).'
 complete -c agentctl -n '__agentctl_at "verify"' -l revocations -r -F -d 'Also honour this signed revocation list.'
 complete -c agentctl -n '__agentctl_at "verify"' -l at -x -d 'Verify as of this time (RFC 3339, or a duration ago).'
-complete -c agentctl -n '__agentctl_at "verify"' -l leeway -x -d 'Clock skew allowed (default 60s).'
+complete -c agentctl -n '__agentctl_at "verify"' -l leeway -x -d 'Clock skew allowed (default 60s, at most 10m).'
 complete -c agentctl -n '__agentctl_at "verify"' -l once -d 'Refuse an action seen before (replayed).'
 complete -c agentctl -n '__agentctl_at "verify"' -l batch -d 'Read one token or JSON request per line on stdin; one JSON verdict per line.'
 complete -c agentctl -n '__agentctl_at "verify"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'

@@ -205,11 +205,12 @@ _agentctl_verify() {
   _arguments -S \
     '--action=[Require exactly this action.]:A: ' \
     '--resource=[Require exactly this resource.]:R: ' \
-    '--audience=[The audience verifying.]:AUD: ' \
+    '--audience=[The audience verifying\: the token must name it in aud.]:AUD: ' \
     '--data=[The payload the action must bind.]:FILE:_files' \
+    '--expect=[Refuse a token of the other type (malformed).]:action|grant:(action grant)' \
     '--revocations=[Also honour this signed revocation list.]:FILE:_files' \
     '--at=[Verify as of this time (RFC 3339, or a duration ago).]:TIME: ' \
-    '--leeway=[Clock skew allowed (default 60s).]:DURATION: ' \
+    '--leeway=[Clock skew allowed (default 60s, at most 10m).]:DURATION: ' \
     '--once[Refuse an action seen before (replayed).]' \
     '--batch[Read one token or JSON request per line on stdin; one JSON verdict per line.]' \
     '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \

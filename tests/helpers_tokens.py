@@ -234,9 +234,9 @@ class World:
 
     def verifier(self, **kw):
         from agentctl.store import Store
-        from agentctl.verify import StoreTrust, Verifier
+        from agentctl.verify import NO_AUDIT, StoreTrust, Verifier
 
-        return Verifier(StoreTrust(Store(Home(self.home))), clock=FixedClock(self.now), **kw)
+        return Verifier(StoreTrust(Store(Home(self.home))), recorder=NO_AUDIT, clock=FixedClock(self.now), **kw)
 
     def library_reason(self, token: object, **kw) -> str | None:
         """None when the library verifies ``token`` as a grant, else the reason it gives."""

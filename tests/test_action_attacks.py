@@ -221,7 +221,7 @@ def test_replay_by_another_agent_with_the_same_jti_does_not_burn_the_victims_act
 RACER = """
 import sys
 from agentctl._cli.entry import main
-import agentctl._cli.action_cmds, agentctl.verify, agentctl.replay, agentctl.actions, agentctl.grants
+import agentctl._cli.action_cmds, agentctl.verify, agentctl.seen, agentctl.actions, agentctl.grants
 sys.stdout.write("ready\\n"); sys.stdout.flush()
 sys.stdin.readline()
 sys.exit(main(sys.argv[1:]))
@@ -345,15 +345,25 @@ def test_grant_presented_as_an_action(world):
 @pytest.mark.parametrize("cut", [1, 5, 40, 200])
 def test_truncated_token(world, cut):
     token = forge(world)
-    reason, _ = denied(world, token[:-cut])
-    assert reason == "malformed"
+    cut_token = token[:-cut]
+    if cut_token.count(".") == 2:
+        reason, _ = denied(world, cut_token)
+        assert reason == "malformed"
+    else:  # no longer token-shaped and no file: a usage error, never a denial (SPEC)
+        r = world.run(world.tool, "verify", cut_token)
+        assert r.code == 2 and "neither a file nor a token" in r.stderr
+    f = world.tmp / "cut.txt"  # from a file it is whatever the token is: malformed
+    f.write_text(cut_token)
+    assert denied(world, str(f))[0] == "malformed"
 
 
 def test_truncated_in_the_middle(world):
     token = forge(world)
     h, p, s = token.split(".")
     assert denied(world, f"{h}.{p[:len(p) // 2]}.{s}")[0] in ("malformed", "bad_signature")
-    assert denied(world, f"{h}.{p}")[0] == "malformed"
+    r = world.run(world.tool, "verify", f"{h}.{p}")  # two segments: not token-shaped, a usage error
+    assert r.code == 2 and "neither a file nor a token" in r.stderr
+    assert denied(world, "-", input=f"{h}.{p}")[0] == "malformed"  # from stdin it is a bad token
     assert denied(world, f"{h}..{s}")[0] == "malformed"
 
 
@@ -361,7 +371,10 @@ def test_empty_input(world):
     reason, detail = denied(world, "-", input="")
     assert (reason, detail) == ("malformed", "empty token")
     assert denied(world, "-", input="\n \n")[0] == "malformed"
-    assert denied(world, "")[0] == "malformed"
+    r = world.run(world.tool, "verify", "")  # an empty argument names no file and is no token
+    assert r.code == 2
+    r = world.run(world.tool, "verify", "no-such-token")
+    assert r.code == 2 and "neither a file nor a token" in r.stderr
     r = world.run(world.tool, "verify")
     assert r.code == 2 and r.stderr.startswith("agentctl: error: give a token")
 

@@ -20,8 +20,11 @@ from agentctl.secret import decode_secret
 
 from conftest import snapshot
 
-VERDICT_FIELDS = {"ok", "reason", "detail", "type", "agent", "on_behalf_of", "chain", "action", "resource", "scope",
-                  "expires_at", "jti"}
+VERDICT_FIELDS = {"ok", "reason", "detail", "type", "agent", "agent_known", "on_behalf_of", "chain", "action", "resource",
+                  "scope", "audience", "expires_at", "jti", "approval", "policy"}
+#: A tool home that trusts alice (imported) to grant deploy.* anywhere.
+TOOL_CONFIG = 'authority = "roles"\n\n[roles.deploy-lead]\nscopes = ["deploy.*:**"]\n'
+
 
 
 def unaudited(path: Path) -> dict:
@@ -80,7 +83,9 @@ class World:
             ok("admin", "keygen", "user:alice")
             (where / "deployer.secret").write_text(ok("agent", "keygen", "agent:deployer", "--export-secret"))
             ok("admin", "import", "agent:deployer", ok("agent", "pubkey", "agent:deployer"))
-            ok("tool", "import", "user:alice", ok("admin", "pubkey", "user:alice"))
+            (where / "tool").mkdir(mode=0o700)  # the tool trusts someone else's user: it defines roles (SPEC)
+            (where / "tool" / "config.toml").write_text(TOOL_CONFIG)
+            ok("tool", "import", "user:alice", ok("admin", "pubkey", "user:alice"), "--role", "deploy-lead")
             ok("admin", "delegate", "--from", "user:alice", "--to", "agent:deployer", "--scope", "deploy.staging:api/*",
                "--ttl", cls.GRANT_TTL, "-o", str(where / "grant.txt"))
         finally:
@@ -140,6 +145,7 @@ def test_sign_then_verify(world):
         "ok": True, "reason": None, "detail": None, "type": "action", "agent": "agent:deployer",
         "on_behalf_of": "user:alice", "chain": ["user:alice", "agent:deployer"], "action": "deploy.staging",
         "resource": "api/web", "scope": "deploy.staging:api/*", "expires_at": at(claims["exp"]), "jti": claims["jti"],
+        "agent_known": False, "audience": None, "approval": None, "policy": None,  # the tool does not know the agent
     }
 
 
@@ -222,10 +228,10 @@ def test_sign_refuses_someone_elses_grant(world):
 
 
 @pytest.mark.parametrize("args, message", [
-    (("--action", "deploy.*", "--resource", "api/web"), "bad action"),
-    (("--action", "Deploy", "--resource", "api/web"), "bad action"),
-    (("--action", "deploy.staging", "--resource", "api web"), "bad resource"),
-    (("--action", "deploy.staging", "--resource", "api/*"), "bad resource"),
+    (("--action", "deploy.*", "--resource", "api/web"), "bad --action"),
+    (("--action", "Deploy", "--resource", "api/web"), "bad --action"),
+    (("--action", "deploy.staging", "--resource", "api web"), "bad --resource"),
+    (("--action", "deploy.staging", "--resource", "api/*"), "bad --resource"),
     (("--action", "deploy.staging", "--resource", "api/web", "--ttl", "0s"), "bad --ttl"),
     (("--action", "deploy.staging", "--resource", "api/web", "--data", "/no/such/file"), "no such file"),
 ])
@@ -265,9 +271,10 @@ def test_sign_on_own_authority(world):
     assert act.grant is None and act.sub == "agent:deployer"
     r = world.verify(token)  # the tool home does not know the agent
     assert r.code == 1 and "denied: untrusted_root" in r.stderr
-    code, doc, _ = world.verify_json(token, home=world.admin)  # the admin home imported it
-    assert code == 0
-    assert doc["on_behalf_of"] == "agent:deployer" and doc["chain"] == ["agent:deployer"] and doc["scope"] is None
+    # The admin home imported it, but an agent has no authority of its own (quick-start): it acts
+    # only under a grant (SPEC, "Authority and roles").
+    code, doc, err = world.verify_json(token, home=world.admin)
+    assert code == 1 and doc["reason"] == "scope_denied" and "authority = quick-start" in doc["detail"]
 
 
 # --- verify ---------------------------------------------------------------------------------------
@@ -296,7 +303,7 @@ def test_action_and_resource_must_match_exactly(world):
 def test_bad_action_flag_is_a_usage_error(world):
     token = world.sign()
     r = world.verify(token, "--action", "deploy.*", "--resource", "api/web")
-    assert r.code == 2 and "bad action" in r.stderr
+    assert r.code == 2 and "bad --action" in r.stderr  # the library's check, named by the flag
 
 
 def test_time_window_with_at_and_leeway(world):
@@ -389,7 +396,7 @@ def test_once_store_names_files_by_digest(world):
     name = files[0].name
     assert len(name) == 64 and set(name) <= set("0123456789abcdef")
     act = parse_action(token)
-    assert int(files[0].read_text()) == act.exp + 60
+    assert int(files[0].read_text()) == act.exp + 600  # the largest leeway, whatever this call's was
     assert oct(files[0].stat().st_mode & 0o777) == "0o600"
 
 
@@ -401,8 +408,8 @@ def test_once_does_not_go_with_at(world):
 
 
 def test_once_sweeps_only_expired_records(world, tmp_path):
-    from agentctl import replay
     from agentctl.home import Home
+    from agentctl.seen import HomeSeenStore
 
     h = Home(tmp_path / "sweep")
     h.ensure("seen")
@@ -410,7 +417,7 @@ def test_once_sweeps_only_expired_records(world, tmp_path):
     (seen / "old").write_text("100")
     (seen / "live").write_text("300")
     (seen / "being-written").write_text("")  # another process between create and write
-    replay._sweep(seen, 200)
+    assert HomeSeenStore(h).sweep(200) == 1
     assert sorted(p.name for p in seen.iterdir()) == ["being-written", "live"]
 
 
@@ -468,3 +475,19 @@ def test_more_usage_errors(world):
     r = world.run(world.agent, "sign", "--as", "agent:deployer", "--action", "deploy.staging", "--resource", "api/web",
                   "--grant", "-", input=world.grant + "\n")
     assert r.code == 0 and world.verify(r.stdout.strip(), "--action", "deploy.staging", "--resource", "api/web").code == 0
+
+
+def test_the_fast_path_accepts_exactly_the_verify_options_typer_defines():
+    """fast.py parses verify without Typer: its option lists must be the command's (issue 8)."""
+    import inspect as pyinspect
+
+    import typer
+
+    from agentctl._cli import app as app_module, fast
+
+    defaults = pyinspect.signature(app_module.verify).parameters.values()
+    options = [p.default for p in defaults if isinstance(p.default, typer.models.OptionInfo)]
+    names = {n for o in options for n in o.param_decls if n.startswith("--")}
+    flags = {n for o in options for n in o.param_decls if n.startswith("--") and o.default is False}
+    assert set(fast._VERIFY_VALUES) == names - flags
+    assert set(fast._VERIFY_FLAGS) == flags

@@ -89,7 +89,7 @@ def story(cli, home, tmp_path):
     assert denied.code == 1 and "scope_denied" in denied.stderr
     # the CI secret signs on a runner with no store: the secret travels in the environment
     ok(cli, "sign", "--as", "agent:ci", "--action", "build.run", "--resource", "ci/main", env={"AGENTCTL_SECRET_KEY": s["ci_secret"]})
-    assert cli("verify", s["secret"], env={"AGENTCTL_SECRET_KEY": None}).code == 1  # a secret pasted as a token: denied, not logged
+    assert cli("verify", "-", input=s["secret"], env={"AGENTCTL_SECRET_KEY": None}).code == 1  # a secret piped as a token: denied, not logged
     ok(cli, "revoke", "--grant", s["grant_jti"], "--reason", "rotated out")
     ok(cli, "revoke", "agent:remote", "--reason", "left the team")
     lst = tmp_path / "revocations.jwt"

@@ -13,7 +13,7 @@ from agentctl.clock import FixedClock
 from agentctl.encoding import b64u_encode
 from agentctl.errors import VerificationError
 from agentctl.models import Revocation, Revocations
-from agentctl.verify import StaticTrust, Verifier
+from agentctl.verify import NO_AUDIT, StaticTrust, Verifier
 
 from test_library_verifier import NOW, Agent, make_action, make_grant
 
@@ -40,11 +40,19 @@ def many(grant) -> list[str]:
     return [make_action(Keys.deployer, "deploy.staging", f"api/web-{i % 97}", grant=grant, data=b"x") for i in range(N)]
 
 
+def trusting_alice(home) -> None:
+    """A home where the role deploy-lead may grant deploy.* on api/** (imported principals have no
+    authority under quick-start: SPEC, "Authority and roles")."""
+    home.mkdir(mode=0o700)
+    (home / "config.toml").write_text('authority = "roles"\n\n[roles.deploy-lead]\nscopes = ["deploy.*:api/**"]\n')
+
+
 @pytest.fixture
 def tool(cli, tmp_path):
     """A tool home that trusts user:alice; ``tool(*args, input=)`` runs agentctl there at NOW + 5 s."""
     home = tmp_path / "tool"
-    r = cli("--home", str(home), "import", "user:alice", b64u_encode(Keys.alice.public))
+    trusting_alice(home)
+    r = cli("--home", str(home), "import", "user:alice", b64u_encode(Keys.alice.public), "--role", "deploy-lead")
     assert r.code == 0, r.stderr
 
     def run(*args, input="", at=True):
@@ -94,8 +102,8 @@ def test_plain_tokens_and_objects_in_order(tool, grant):
     assert [v["reason"] for v in out] == [None, None, "payload_mismatch", "scope_denied", "scope_denied", None, None]
     assert [v["type"] for v in out] == ["action"] * 6 + ["grant"]
     for v in out:
-        assert set(v) == {"ok", "reason", "detail", "type", "agent", "on_behalf_of", "chain", "action", "resource",
-                          "scope", "expires_at", "jti", "line"}
+        assert set(v) == {"ok", "reason", "detail", "type", "agent", "agent_known", "on_behalf_of", "chain", "action",
+                          "resource", "scope", "audience", "expires_at", "jti", "approval", "policy", "line"}
         assert v["ok"] is (v["reason"] is None)
     assert out[0]["agent"] == "agent:deployer" and out[0]["on_behalf_of"] == "user:alice"
     assert "at least one line did not verify" in r.stderr
@@ -158,7 +166,8 @@ def test_batch_once(cli, tmp_path):
     grant = make_grant(alice, deployer, "deploy.staging:api/*", now=now)
     a, b = (make_action(deployer, "deploy.staging", "api/web", grant=grant, now=now) for _ in range(2))
     home = str(tmp_path / "tool")
-    assert cli("--home", home, "import", "user:alice", b64u_encode(alice.public)).code == 0
+    trusting_alice(tmp_path / "tool")
+    assert cli("--home", home, "import", "user:alice", b64u_encode(alice.public), "--role", "deploy-lead").code == 0
     r = cli("--home", home, "verify", "--batch", "--once", input="\n".join([a, b, a, grant]) + "\n")
     assert [v["reason"] for v in verdicts(r)] == [None, None, "replayed", "malformed"]
     assert r.code == 1
@@ -186,7 +195,7 @@ def test_ten_thousand_lines_one_bad(tool, many, count_signature_checks):
 
 
 def test_library_checks_a_recurring_grant_once(many, count_signature_checks):
-    verifier = Verifier(StaticTrust({"user:alice": Keys.alice.public}), clock=FixedClock(NOW + 5))
+    verifier = Verifier(StaticTrust({"user:alice": Keys.alice.public}, authority={"user:alice": ["deploy.*:api/**"]}), recorder=NO_AUDIT, clock=FixedClock(NOW + 5))
     for token in many:
         verifier.verify_action(token, data=b"x")
     assert count_signature_checks["n"] == N + 1
@@ -198,7 +207,7 @@ def test_three_hop_grant_is_checked_once_too(count_signature_checks):
     g3 = make_grant(Keys.deployer, Keys.worker, "deploy.staging:api/*", parent=g2)
     tokens = [make_action(Keys.worker, "deploy.staging", "api/web", grant=g3) for _ in range(500)]
     count_signature_checks["n"] = 0
-    verifier = Verifier(StaticTrust({"user:alice": Keys.alice.public}), clock=FixedClock(NOW + 5))
+    verifier = Verifier(StaticTrust({"user:alice": Keys.alice.public}, authority={"user:alice": ["deploy.*:api/**"]}), recorder=NO_AUDIT, clock=FixedClock(NOW + 5))
     for t in tokens:
         assert verifier.verify_action(t).chain == ("user:alice", "agent:lead", "agent:deployer", "agent:worker")
     assert count_signature_checks["n"] == 500 + 3
@@ -253,7 +262,7 @@ def test_batch_single_and_library_agree(tool, grant, tmp_path):
     (tmp_path / "rl.txt").write_text(rl)
     assert tool("revocations", "import", str(tmp_path / "rl.txt"), at=False).code == 0
 
-    verifier = Verifier(StaticTrust({"user:alice": Keys.alice.public}, revs), clock=FixedClock(NOW + 5))
+    verifier = Verifier(StaticTrust({"user:alice": Keys.alice.public}, revs, authority={"user:alice": ["deploy.*:api/**"]}), recorder=NO_AUDIT, clock=FixedClock(NOW + 5))
     library = []
     for name, token, ask in cases:
         try:

@@ -23,7 +23,7 @@ from agentctl.errors import REASONS, VerificationError
 from agentctl.grants import grant_claims, parse_chain
 from agentctl.models import Key, Principal, Revocation, Revocations
 from agentctl.scopes import parse_scopes
-from agentctl.verify import StaticTrust, VerifiedAction, Verifier
+from agentctl.verify import NO_AUDIT, StaticTrust, VerifiedAction, Verifier
 
 NOW = 1_800_000_000
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "verifying.md"
@@ -88,7 +88,7 @@ def world():
     alice, deployer = Agent.new("user:alice"), Agent.new("agent:deployer")
     grant = make_grant(alice, deployer, "deploy.staging:api/*")
     clock = FixedClock(NOW + 5)
-    verifier = Verifier(StaticTrust({"user:alice": alice.public}), clock=clock)
+    verifier = Verifier(StaticTrust({"user:alice": alice.public}), recorder=NO_AUDIT, clock=clock)
     return alice, deployer, grant, clock, verifier
 
 
@@ -112,8 +112,9 @@ def test_verdict_has_exactly_the_spec_fields(world):
     alice, deployer, grant, clock, verifier = world
     token = make_action(deployer, "deploy.staging", "api/web", grant=grant)
     doc = verifier.verify_action(token).verdict()
-    assert set(doc) == {"ok", "reason", "detail", "type", "agent", "on_behalf_of", "chain", "action", "resource",
-                        "scope", "expires_at", "jti"}
+    assert set(doc) == {"ok", "reason", "detail", "type", "agent", "agent_known", "on_behalf_of", "chain", "action",
+                        "resource", "scope", "audience", "expires_at", "jti", "approval", "policy"}
+    assert doc["agent_known"] is False  # the tool trusts alice; it does not know the agent
     assert doc["ok"] is True and doc["reason"] is None and doc["type"] == "action"
     assert doc["chain"] == ["user:alice", "agent:deployer"]
     assert doc["expires_at"] == "2027-01-15T08:05:00Z"
@@ -131,7 +132,7 @@ def test_each_failure_raises_with_its_reason(world):
     assert reason_of(verifier.verify_action, outside) == "scope_denied"
     assert reason_of(verifier.verify_action, ok[:-2]) == "malformed"
     assert reason_of(verifier.verify_action, grant) == "malformed"  # a grant is not an action
-    stranger = Verifier(StaticTrust({}), clock=clock)
+    stranger = Verifier(StaticTrust({}), recorder=NO_AUDIT, clock=clock)
     assert reason_of(stranger.verify_action, ok) == "untrusted_root"
 
 
@@ -146,7 +147,7 @@ def test_time_comes_from_the_clock(world):
     early = make_action(deployer, "deploy.staging", "api/web", grant=grant, now=NOW + 200)
     assert reason_of(verifier.verify_action, early) == "not_yet_valid"
     assert verifier.verify_action(early, at=NOW + 200).at == NOW + 200
-    strict = Verifier(StaticTrust({"user:alice": alice.public}), clock=clock, leeway=0)
+    strict = Verifier(StaticTrust({"user:alice": alice.public}), recorder=NO_AUDIT, clock=clock, leeway=0)
     clock.now = NOW + 300
     assert reason_of(strict.verify_action, token) == "expired"
 
@@ -163,8 +164,8 @@ def test_revocations_given_in_code_take_effect(world, kind):
     if what == "action":
         what, ident = "grant", jws.decode(token, jws.ACTION).claims["jti"]  # an action is revoked by its jti
     revs = Revocations((Revocation(what, ident, NOW),))
-    in_trust = Verifier(StaticTrust({"user:alice": alice.public}, revs), clock=clock)
-    extra = Verifier(StaticTrust({"user:alice": alice.public}), clock=clock, revocations=[revs])
+    in_trust = Verifier(StaticTrust({"user:alice": alice.public}, revs), recorder=NO_AUDIT, clock=clock)
+    extra = Verifier(StaticTrust({"user:alice": alice.public}), recorder=NO_AUDIT, clock=clock, revocations=[revs])
     for v in (in_trust, extra):
         with pytest.raises(VerificationError) as info:
             v.verify_action(token)
@@ -193,7 +194,8 @@ def test_own_authority_action_and_retired_keys():
     retired_at = NOW + 100
     principal = Principal(name="agent:bot", origin="imported", created=NOW - 1000, keys=(
         Key(bot.public, NOW - 1000, "retired", retired_at), Key(new.public, retired_at)))
-    verifier = Verifier(StaticTrust({"agent:bot": principal}), clock=FixedClock(NOW + 150))
+    trust = StaticTrust({"agent:bot": principal}, authority={"agent:bot": ["report.*"]})
+    verifier = Verifier(trust, recorder=NO_AUDIT, clock=FixedClock(NOW + 150))
     before = make_action(bot, "report.send", "daily", now=NOW + 50)
     v = verifier.verify_action(before)
     assert (v.agent, v.on_behalf_of, v.chain, v.scope) == ("agent:bot", "agent:bot", ("agent:bot",), None)
@@ -248,7 +250,7 @@ def test_revocation_list_without_a_home(world, tmp_path):
     rl = verify_list(token, trust)
     assert (rl.issuer, rl.version) == ("user:alice", 3)
     action = make_action(deployer, "deploy.staging", "api/web", grant=grant)
-    assert reason_of(Verifier(trust, clock=clock, revocations=[rl.revocations]).verify_action, action) == "revoked"
+    assert reason_of(Verifier(trust, recorder=NO_AUDIT, clock=clock, revocations=[rl.revocations]).verify_action, action) == "revoked"
     forged = jws.encode(jws.REVOCATIONS, claims, deployer.seed)
     assert reason_of(verify_list, forged, trust) == "unknown_key"
 

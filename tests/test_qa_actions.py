@@ -124,7 +124,7 @@ def test_batch_odd_objects_are_malformed_lines_not_a_crash(cli, home, world):
 
 def test_long_bad_resource_is_shown_short(cli, home, world):
     r = cli("sign", "--as", "agent:bot", "--action", "deploy.x", "--resource", "a" * 5000)
-    one_error(r, 2, "bad resource")
+    one_error(r, 2, "bad --resource")
     assert len(r.stderr) < 300
 
 

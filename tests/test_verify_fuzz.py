@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from agentctl.clock import FixedClock
 from agentctl.errors import REASONS, VerificationError
-from agentctl.verify import StaticTrust, Verifier
+from agentctl.verify import NO_AUDIT, StaticTrust, Verifier
 
 from helpers_tokens import ACTION, ALICE, BOT, SUB, GRANT, b64, grant_claims, header, jws, parts, public
 
@@ -39,7 +39,7 @@ ACTION_TOKEN = jws(header(SEEDS[SUB], typ=ACTION), {
 VALID = (ROOT, CHILD)
 SIGNER_OF = {ROOT: ALICE, CHILD: BOT}
 
-VERIFIER = Verifier(StaticTrust({ALICE: public(SEEDS[ALICE])}), clock=FixedClock(NOW))
+VERIFIER = Verifier(StaticTrust({ALICE: public(SEEDS[ALICE])}), recorder=NO_AUDIT, clock=FixedClock(NOW))
 
 
 def test_the_seeds_of_the_fuzzing_are_valid():

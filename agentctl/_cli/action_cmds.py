@@ -12,13 +12,7 @@ from .common import State, check_output, guarded, make_context, read_bytes, read
 from .record import Recorder
 from .grant_cmds import parse_leeway
 from .output import Output
-
-
-def _check_audience(audience: str) -> str:
-    """An audience to verify for: what delegate and sign accept (printable, no spaces, 1-256 characters)."""
-    if not isinstance(audience, str) or not audience or not audience.isprintable() or " " in audience or len(audience) > 256:
-        raise UsageError("--audience must be printable text without spaces (at most 256 characters)")
-    return audience
+from .params import flag_check
 
 
 def do_sign(state: State, out: Output, as_: str, action: str, resource: str, grant: str | None, data: str | None,
@@ -30,27 +24,26 @@ def do_sign(state: State, out: Output, as_: str, action: str, resource: str, gra
 
         if grant == "-" and data == "-":
             raise UsageError("--grant and --data cannot both read stdin")
+        from ..actions import check_action_name, check_audience, check_resource
+
+        flag_check(check_action_name, action, "action")
+        flag_check(check_resource, resource, "resource")
+        if audience is not None:
+            flag_check(check_audience, audience, "audience")
         if output_file is not None:  # before anything is signed or recorded
             check_output(output_file)
         ctx = make_context(state, out)
         ttl_s = parse_duration(ttl, what="--ttl") if ttl is not None else None
         grant_text = read_input(grant, "grant").strip() if grant is not None else None
         payload = read_bytes(data, "--data") if data is not None else b""
-        rec = Recorder(ctx)
         try:
             token = sign_action(ctx, as_=as_, action=action, resource=resource, grant=grant_text, data=payload,
-                                embed=embed, audience=audience, ttl=ttl_s)
+                                embed=embed, audience=audience, ttl=ttl_s, recorder=Recorder(ctx))
         except VerificationError as e:
-            rec.record(Event("sign", "deny", principal=as_, action=action, resource=resource, reason=e.reason, metadata={"detail": e.detail}))
             if e.reason == "expired" and grant is not None:  # a CI job's grant ran out: say how to go on
                 e.hint = (f"mint a new grant where its issuer's key is, e.g. 'agentctl delegate --to {as_} "
                           f"--scope {action}:{resource} --ttl 1h -o grant.jwt', and pass it to --grant")
             raise
-        from ..actions import parse_action
-
-        signed = parse_action(token)
-        rec.record(Event("sign", "ok", principal=as_, on_behalf_of=signed.sub, action=action, resource=resource,
-                         jtis=(signed.jti,), metadata={"sha256": signed.sha256, "embedded": embed, "grant": grant is not None}))
         if output_file is not None:
             write_output(output_file, token + "\n")
         out.note(f"{as_} signed {action} on {resource}" + (f"; written to {output_file}" if output_file else ""))
@@ -59,20 +52,44 @@ def do_sign(state: State, out: Output, as_: str, action: str, resource: str, gra
     return guarded(out, body)
 
 
+class _Buffered:
+    """A recorder that holds a batch's events until :meth:`flush` records them in one append, before
+    the verdicts they belong to are printed."""
+
+    def __init__(self, recorder) -> None:
+        self.recorder = recorder
+        self.enabled = getattr(recorder, "enabled", True)
+        self.events: list = []
+
+    def record(self, *events) -> None:
+        self.events.extend(events)
+
+    def flush(self) -> None:
+        if self.events:
+            self.recorder.record(*self.events)
+            self.events.clear()
+
+
 class _VerifyRun:
     """One verify invocation's settings, shared by the single and the batch mode."""
 
-    batch = False  # messages name the JSON line's keys too
-
-    def __init__(self, state: State, out: Output, audience, revocations, at, leeway, once) -> None:
+    def __init__(self, state: State, out: Output, audience, revocations, at, leeway, once, expect, batch=False) -> None:
+        from ..actions import check_audience
+        from ..seen import HomeSeenStore
         from ..store import Store
-        from ..verify import StoreTrust, Verifier
+        from ..verify import EXPECT, StoreTrust, Verifier
 
         if audience is not None:
-            _check_audience(audience)
+            flag_check(check_audience, audience, "audience")
+        if expect is not None and expect not in EXPECT:
+            raise UsageError(f"bad --expect {expect!r}: use action or grant")
+        if once and at is not None:
+            raise UsageError("--once records that an action was used now; it does not go with --at")
         self.ctx = make_context(state, out)
+        leeway_s = parse_leeway(leeway, self.ctx.home.config.leeway)
         self.store = Store(self.ctx.home)
         trust = StoreTrust(self.store)
+        self.recorder = Recorder(self.ctx)  # opened before anything is decided: a broken log fails now
         extra = []
         if revocations is not None:
             from ..revocation_lists import check_version, verify_list
@@ -82,120 +99,59 @@ class _VerifyRun:
             extra.append(rl.revocations)
         from ..durations import parse_when
 
-        if once and at is not None:
-            raise UsageError("--once records that an action was used now; it does not go with --at")
-        now = self.ctx.now()
-        self.at = parse_when(at, now) if at is not None else None
-        self.verifier = Verifier(trust, clock=self.ctx.clock, leeway=parse_leeway(leeway, self.ctx.home.config.leeway), revocations=extra)
+        self.at = parse_when(at, self.ctx.now()) if at is not None else None
+        self.buffer = _Buffered(self.recorder) if batch else None
+        self.verifier = Verifier(trust, recorder=self.buffer or self.recorder, clock=self.ctx.clock, leeway=leeway_s,
+                                 revocations=extra, once=once, seen=HomeSeenStore(self.ctx.home) if once else None)
         self.audience = audience
-        self.once = once
-        self.last_type: str | None = None  # "grant" or "action" once the token's header was read
-        self._typs: dict[str, str] = {}  # header segment -> typ: a batch repeats a few headers
-        self.recorder = Recorder(self.ctx)
+        self.expect = expect
 
-    @staticmethod
-    def event(doc: dict, token: str | None = None) -> Event:
-        """The audit event of one verdict: never the payload, only what was decided and why. A denial
-        names whom the token claimed to be (marked ``claimed``: nothing about it was established), so
-        ``audit --agent X`` shows attempts made in X's name too."""
-        principal, behalf, jtis = doc.get("agent"), doc.get("on_behalf_of"), (doc["jti"],) if doc.get("jti") else ()
-        metadata = {"type": doc.get("type"), "scope": doc.get("scope"), "detail": doc.get("detail")}
-        if not doc["ok"] and token and principal is None:
-            claims = _claimed(token)
-            if claims:
-                principal, behalf = claims.get("iss"), claims.get("sub")
-                jtis = (claims["jti"],) if claims.get("jti") else ()
-                metadata["claimed"] = True
-        return Event(
-            "verify", "allow" if doc["ok"] else "deny", principal=principal, on_behalf_of=behalf,
-            chain=tuple(doc.get("chain") or ()), action=doc.get("action"), resource=doc.get("resource"),
-            reason=doc.get("reason"), jtis=jtis, metadata=metadata,
-        )
+    def check(self, token: str, action=None, resource=None, data: bytes | None = None) -> dict:
+        """The verdict of one token; a denial raises VerificationError with ``.verdict``. The library
+        records the decision."""
+        try:
+            result = self.verifier.verify(token, expect=self.expect, action=action, resource=resource, data=data,
+                                          audience=self.audience, at=self.at)
+        except VerificationError as e:
+            if e.reason == "scope_denied" and (action is None) != (resource is None):
+                missing = "resource" if resource is None else "action"
+                e.hint = f'add --{missing} (in --batch, --{missing} or "{missing}" in the JSON line)'
+            raise
+        from ..verify import VerifiedGrant
 
-    def check(self, token: str, action=None, resource=None, data: bytes | None = None, audience=None) -> dict:
-        from .. import jws
-        from ..actions import check_action_name, check_resource
-
-        self.last_type = None
-        audience = audience if audience is not None else self.audience
-        if audience is not None:
-            _check_audience(audience)
-        if action is not None:
-            check_action_name(action)
-        if resource is not None:
-            check_resource(resource)
-        header = token.partition(".")[0] if isinstance(token, str) else None
-        typ = self._typs.get(header)
-        if typ is None:  # dispatch only: verify_grant and verify_action parse the whole token again
-            typ = jws.peek_typ(token)
-            if header is not None and len(self._typs) < 64:
-                self._typs[header] = typ
-        self.last_type = {jws.GRANT: "grant", jws.ACTION: "action"}.get(typ)
-        if typ == jws.GRANT:
-            # The token comes from whoever asks; the flags from whoever verifies. A grant where an
-            # action is required is a token of the wrong type (step 1): a denial, not a usage error.
-            if data is not None:
-                raise VerificationError("malformed", "expected an action token (--data binds an action's payload), got a grant")
-            if self.once:
-                raise VerificationError("malformed", "expected an action token (--once remembers actions), got a grant")
-            if (action is None) != (resource is None):  # a grant answers for an action on a resource, both
-                given, missing = ("action", "resource") if resource is None else ("resource", "action")
-                where = f"--{missing}" + (f' or "{missing}" in a JSON line' if self.batch else "")
-                raise VerificationError("scope_denied", f"a grant is checked against an action and a resource; only the {given} is given (add {where})")
-            g = self.verifier.verify_grant(token, audience=audience, at=self.at, action=action, resource=resource)
-            from ..scopes import allowed
-            from ..verify import verdict_doc
-
-            scope = allowed(g.scopes, action, resource) if action and resource else None
-            return verdict_doc("grant", agent=g.agent, on_behalf_of=g.on_behalf_of, chain=g.chain.principals,
-                               action=action, resource=resource,
-                               scope=str(scope) if scope else " ".join(str(s) for s in g.scopes),
-                               expires_at=g.expires_at, jti=g.jti)
-        if typ == jws.ACTION:
-            v = self.verifier.verify_action(token, action=action, resource=resource, data=data, audience=audience, at=self.at)
-            if self.once:
-                from ..replay import remember_once
-
-                remember_once(self.ctx.home, v.action.jti, v.action.exp, self.ctx.now(), self.verifier.leeway, issuer=v.action.iss)
-            return v.verdict()
-        raise VerificationError("malformed", f"a {typ} token is neither a grant nor an action")
+        return result.verdict(action, resource) if isinstance(result, VerifiedGrant) else result.verdict()
 
 
 def _list_refused(state: State, out: Output, e: VerificationError, action, resource) -> dict:
     """The --revocations list was refused (a rollback, a bad or untrusted signature): no token is
     accepted without the revocations asked for. Say so, record it, and return the verdict."""
-    from ..verify import denial_doc
+    from ..verify import denial_doc, verdict_event
 
     doc = denial_doc(e, action=action, resource=resource)
     out.stderr.write(f"agentctl: denied: {e.reason}: {e.detail}\n")
-    Recorder(make_context(state, out)).record(_VerifyRun.event(doc))
+    Recorder(make_context(state, out)).record(verdict_event(doc))
     return doc
 
 
-def _claimed(token: str) -> dict:
-    """What an unverified token says of itself (iss, sub, jti), for the record of a denial; {} if unreadable."""
-    from ..encoding import EncodingError, b64u_decode, loads_strict
-    from ..jws import MAX_TOKEN_BYTES
-    from ..names import is_name
+_TOKEN_SHAPE = None
 
-    if len(token) > MAX_TOKEN_BYTES:  # refused before parsing, and not parsed for the record either
-        return {}
-    try:
-        claims = loads_strict(b64u_decode(token.strip().split(".")[1]))
-    except (EncodingError, IndexError, ValueError):
-        return {}
-    if not isinstance(claims, dict):
-        return {}
-    out = {k: claims[k] for k in ("iss", "sub") if is_name(claims.get(k))}
-    act = claims.get("act")  # a grant: the agent is its holder (act.sub), not its signer
-    if isinstance(act, dict) and is_name(act.get("sub")):
-        out["iss"] = act["sub"]
-    jti = claims.get("jti")
-    if isinstance(jti, str) and 16 <= len(jti) <= 128 and jti.replace("-", "").replace("_", "").isalnum() and jti.isascii():
-        out["jti"] = jti
-    if "iss" not in out:
-        return {}
-    return out
+
+def _token_argument(source: str) -> str:
+    """The token to verify: from stdin, a file, or the argument itself when it is token-shaped (one or
+    more ``~``-joined tokens of three base64url segments). Anything else names no file and is no token:
+    a usage error (exit 2), never a denial."""
+    import re
+
+    global _TOKEN_SHAPE
+    text = read_input(source, "token")
+    if source == "-" or text is not source:
+        return text.strip()
+    if _TOKEN_SHAPE is None:
+        _TOKEN_SHAPE = re.compile(r"[^.~\s]*\.[^.~\s]*\.[^.~\s]*(?:~[^.~\s]*\.[^.~\s]*\.[^.~\s]*)*")
+    if not _TOKEN_SHAPE.fullmatch(source.strip()):
+        shown = source if len(source) <= 60 else source[:57] + "..."
+        raise UsageError(f"{shown!r} is neither a file nor a token", hint="give the token itself, a file holding it, or - for stdin")
+    return text.strip()
 
 
 def _human_verdict(out: Output, doc: dict) -> None:
@@ -209,47 +165,91 @@ def _human_verdict(out: Output, doc: dict) -> None:
 
 
 def do_verify(state: State, out: Output, source: str | None, action, resource, audience, data, revocations, at,
-              leeway, once, batch) -> int:
+              leeway, once, batch, expect=None) -> int:
     if batch:
-        return _batch(state, out, source, action, resource, audience, data, revocations, at, leeway, once)
+        return _batch(state, out, source, action, resource, audience, data, revocations, at, leeway, once, expect)
 
     def body() -> int:
-        from ..verify import denial_doc
+        from ..actions import check_action_name, check_resource
 
         if source is None:
             raise UsageError("give a token, a file or - (stdin)", hint="or --batch to read one token per line")
         if [source, data, revocations].count("-") > 1:
             both = [n for n, v in (("the token", source), ("--data", data), ("--revocations", revocations)) if v == "-"]
             raise UsageError(f"{' and '.join(both[:2])} cannot both read stdin")
+        if action is not None:
+            flag_check(check_action_name, action, "action")
+        if resource is not None:
+            flag_check(check_resource, resource, "resource")
         try:
-            run = _VerifyRun(state, out, audience, revocations, at, leeway, once)
+            run = _VerifyRun(state, out, audience, revocations, at, leeway, once, expect)
         except VerificationError as e:
             out.result(_list_refused(state, out, e, action, resource))
             return 1
-        token = read_input(source, "token").strip()
+        token = _token_argument(source)
         payload = read_bytes(data, "--data") if data is not None else None
         try:
-            doc = run.check(token, action, resource, payload)
+            doc = run.check(token, action, resource, payload)  # the library records the decision
         except VerificationError as e:
-            doc = denial_doc(e, run.last_type, action=action, resource=resource)
-            run.recorder.record(run.event(doc, token))
             out.stderr.write(f"agentctl: denied: {e.reason}: {e.detail}\n")
-            out.result(doc)
+            if e.hint:
+                out.stderr.write(f"agentctl: hint: {e.hint}\n")
+            out.result(e.verdict)  # type: ignore[attr-defined]
             return 1
-        run.recorder.record(run.event(doc))  # no decision goes unrecorded: a failed append exits 3
         out.result(doc, lambda: _human_verdict(out, doc))
         return 0
 
     return guarded(out, body)
 
 
-_BATCH_KEYS = frozenset({"token", "action", "resource", "audience", "data", "data_b64"})
+_BATCH_KEYS = frozenset({"token", "action", "resource", "data", "data_b64"})
+#: Keys a line may not hold: the verifier's flags hold for every line, and a line may not change them.
+_VERIFIER_KEYS = ("audience", "expect", "policy", "once")
 
 
-def _batch(state: State, out: Output, source, action, resource, audience, data, revocations, at, leeway, once) -> int:
+def _batch_line(raw: bytes, lineno: int, action, resource):
+    """One line of --batch: (token, action, resource, payload). A line that is not UTF-8, not JSON, or
+    that tries to set what the verifier's flags hold, is ``malformed`` (its own verdict)."""
+    from ..encoding import EncodingError, b64u_decode, loads_strict
+
+    try:
+        line = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise VerificationError("malformed", f"line {lineno}: not UTF-8") from None
+    if not line.startswith("{"):
+        return line, action, resource, None
+    try:
+        req = loads_strict(line)
+        if not isinstance(req, dict):
+            raise TypeError
+    except (EncodingError, TypeError, ValueError, UnicodeError):
+        raise VerificationError("malformed", f"line {lineno}: not JSON (a token or a {{\"token\": …}} object)") from None
+    held = [k for k in _VERIFIER_KEYS if k in req]
+    if held:
+        raise VerificationError("malformed", f"line {lineno}: a line cannot set {', '.join(held)}: the verifier's flags hold for every line")
+    try:
+        if set(req) - _BATCH_KEYS or ("data" in req and "data_b64" in req):
+            raise KeyError  # a misspelt key would drop a check: refuse it
+        token = req["token"]
+        # a line may add or change a check, never drop one: null means "as the flag says"
+        a = req["action"] if req.get("action") is not None else action
+        r = req["resource"] if req.get("resource") is not None else resource
+        payload = None
+        if "data" in req:
+            payload = req["data"].encode("utf-8")
+        elif "data_b64" in req:
+            payload = b64u_decode(req["data_b64"])
+        if not all(isinstance(x, (str, type(None))) for x in (token, a, r)) or not isinstance(token, str):
+            raise TypeError
+    except (EncodingError, KeyError, TypeError, AttributeError, UnicodeError):
+        raise VerificationError("malformed", f"line {lineno}: not a token nor a {{\"token\": …}} object") from None
+    return token, a, r, payload
+
+
+def _batch(state: State, out: Output, source, action, resource, audience, data, revocations, at, leeway, once, expect) -> int:
     def body() -> int:
-        from ..encoding import EncodingError, b64u_decode, loads_strict
-        from ..verify import denial_doc
+        from ..actions import check_action_name, check_resource
+        from ..verify import denial_doc, verdict_event
 
         if source not in (None, "-"):
             raise UsageError("--batch reads stdin; give no token argument (or -)")
@@ -257,67 +257,48 @@ def _batch(state: State, out: Output, source, action, resource, audience, data, 
             raise UsageError("--data does not go with --batch; put \"data\" in each JSON line")
         if revocations == "-":
             raise UsageError("--batch and --revocations cannot both read stdin; give --revocations a file")
-        from ..actions import check_action_name, check_resource
-
         if action is not None:  # the verifier's own flags: a usage error, not a verdict on every line
-            check_action_name(action)
+            flag_check(check_action_name, action, "action")
         if resource is not None:
-            check_resource(resource)
+            flag_check(check_resource, resource, "resource")
         try:
-            run = _VerifyRun(state, out, audience, revocations, at, leeway, once)
+            run = _VerifyRun(state, out, audience, revocations, at, leeway, once, expect, batch=True)
         except VerificationError as e:
             _list_refused(state, out, e, action, resource)
             return 1
-        run.batch = True
         all_ok, count = True, 0
-        recording = run.recorder.enabled
+        buffer = run.buffer
         write = out.stdout.write
         pending: list[str] = []
-        events: list = []
 
         def flush() -> None:  # record a chunk of verdicts before any of them is printed
-            run.recorder.record(*events)
+            buffer.flush()
             write("".join(pending))
             pending.clear()
-            events.clear()
-        for lineno, line in enumerate(sys.stdin, 1):
-            line = line.strip()
-            if not line:
+        stdin = getattr(sys.stdin, "buffer", None)  # bytes: a line that is not UTF-8 is that line's verdict
+        lines = stdin if stdin is not None else (x.encode("utf-8", "surrogateescape") for x in sys.stdin)
+        for lineno, raw in enumerate(lines, 1):
+            if not raw.strip():
                 continue
             count += 1
-            run.last_type = None
-            a, r, payload, aud, token = action, resource, None, None, None
+            a, r = action, resource
             try:
-                if line.startswith("{"):
-                    try:
-                        req = loads_strict(line)
-                        if set(req) - _BATCH_KEYS or ("data" in req and "data_b64" in req):
-                            raise KeyError  # a misspelt key would drop a check: refuse it
-                        token = req["token"]
-                        # a line may add or change a check, never drop one: null means "as the flag says"
-                        a = req["action"] if req.get("action") is not None else a
-                        r = req["resource"] if req.get("resource") is not None else r
-                        aud = req.get("audience")
-                        if "data" in req:
-                            payload = req["data"].encode("utf-8")
-                        elif "data_b64" in req:
-                            payload = b64u_decode(req["data_b64"])
-                        if not all(isinstance(x, (str, type(None))) for x in (token, a, r, aud)):
-                            raise TypeError
-                    except (EncodingError, KeyError, TypeError, AttributeError, UnicodeError):
-                        raise VerificationError("malformed", f"line {lineno}: not a token nor a {{\"token\": …}} object") from None
-                else:
-                    token = line
-                doc = run.check(token, a, r, payload, aud)
-            except VerificationError as e:
+                token, a, r, payload = _batch_line(raw, lineno, action, resource)
+            except VerificationError as e:  # a line the verifier never saw: recorded here
                 all_ok = False
-                doc = denial_doc(e, run.last_type, action=a, resource=r)
-            except UsageError as e:
-                all_ok = False
-                doc = denial_doc(VerificationError("malformed", e.message), run.last_type, action=a, resource=r)
+                doc = denial_doc(e, None, action=a, resource=r)
+                buffer.record(verdict_event(doc))
+            else:
+                try:
+                    doc = run.check(token, a, r, payload)
+                except VerificationError as e:
+                    all_ok = False
+                    doc = e.verdict  # type: ignore[attr-defined]
+                except UsageError as e:  # a line's own action or resource is bad: that line is malformed
+                    all_ok = False
+                    doc = denial_doc(VerificationError("malformed", e.message), None, action=a, resource=r)
+                    buffer.record(verdict_event(doc, token))
             doc["line"] = lineno
-            if recording:
-                events.append(run.event(doc, token if isinstance(token, str) else None))
             pending.append(json.dumps(doc, separators=(",", ":")) + "\n")
             if len(pending) >= 1000:
                 flush()

@@ -238,11 +238,12 @@ def verify(
     token: Optional[str] = typer.Argument(None, metavar="TOKEN|FILE|-", help="The grant or action token, a file, or - for stdin."),
     action: Optional[str] = typer.Option(None, "--action", metavar="A", help="Require exactly this action."),
     resource: Optional[str] = typer.Option(None, "--resource", metavar="R", help="Require exactly this resource."),
-    audience: Optional[str] = typer.Option(None, "--audience", metavar="AUD", help="The audience verifying."),
+    audience: Optional[str] = typer.Option(None, "--audience", metavar="AUD", help="The audience verifying: the token must name it in aud."),
     data: Optional[str] = typer.Option(None, "--data", metavar="FILE", help="The payload the action must bind."),
+    expect: Optional[str] = typer.Option(None, "--expect", metavar="action|grant", help="Refuse a token of the other type (malformed)."),
     revocations: Optional[str] = typer.Option(None, "--revocations", metavar="FILE", help="Also honour this signed revocation list."),
     at: Optional[str] = typer.Option(None, "--at", metavar="TIME", help="Verify as of this time (RFC 3339, or a duration ago)."),
-    leeway: Optional[str] = typer.Option(None, "--leeway", metavar="DURATION", help="Clock skew allowed (default 60s)."),
+    leeway: Optional[str] = typer.Option(None, "--leeway", metavar="DURATION", help="Clock skew allowed (default 60s, at most 10m)."),
     once: bool = typer.Option(False, "--once", help="Refuse an action seen before (replayed)."),
     batch: bool = typer.Option(False, "--batch", help="Read one token or JSON request per line on stdin; one JSON verdict per line."),
     json_: bool = JsonOpt,
@@ -251,7 +252,7 @@ def verify(
     from .action_cmds import do_verify
 
     s = state(ctx)
-    done(do_verify(s, s.output(json_), token, action, resource, audience, data, revocations, at, leeway, once, batch))
+    done(do_verify(s, s.output(json_), token, action, resource, audience, data, revocations, at, leeway, once, batch, expect))
 
 
 revocations_app = typer.Typer(help="Signed revocation lists that travel to other machines.", no_args_is_help=True)

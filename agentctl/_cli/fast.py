@@ -46,7 +46,7 @@ def try_fast(args: list[str]) -> int | None:
     return None
 
 
-_VERIFY_VALUES = ("--action", "--resource", "--audience", "--data", "--revocations", "--at", "--leeway")
+_VERIFY_VALUES = ("--action", "--resource", "--audience", "--data", "--expect", "--revocations", "--at", "--leeway")
 _VERIFY_FLAGS = ("--once", "--batch", "--json")
 
 
@@ -82,7 +82,7 @@ def _verify(home: str | None, json_mode: bool, rest: list[str]) -> int | None:
     state = State(home, json_mode or "--json" in flags)
     v = values.get
     return do_verify(state, state.output(), token, v("--action"), v("--resource"), v("--audience"), v("--data"),
-                     v("--revocations"), v("--at"), v("--leeway"), "--once" in flags, "--batch" in flags)
+                     v("--revocations"), v("--at"), v("--leeway"), "--once" in flags, "--batch" in flags, v("--expect"))
 
 
 def _pubkey(home: str | None, json_mode: bool, rest: list[str]) -> int | None:

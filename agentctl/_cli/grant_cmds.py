@@ -5,18 +5,23 @@ from __future__ import annotations
 from ..clock import rfc3339
 from ..durations import format_duration, parse_duration
 from ..errors import UsageError, VerificationError
-from ..events import Event
 from .common import State, check_output, guarded, make_context, read_input, write_output
 from .record import Recorder
 from .output import Output
 
 
 def parse_leeway(text: str | None, default: int) -> int:
+    """``--leeway``: a duration of at most 10m (SPEC); more is a usage error."""
+    from ..verify import MAX_LEEWAY
+
     if text is None:
         return default
     if text.strip() in ("0", "0s"):
         return 0
-    return parse_duration(text, what="--leeway")
+    leeway = parse_duration(text, what="--leeway")
+    if leeway > MAX_LEEWAY:
+        raise UsageError(f"--leeway {text} is more than 10m", hint="a leeway covers clock skew; it is at most 10m")
+    return leeway
 
 
 def do_delegate(state: State, out: Output, to: str, scopes: list[str], ttl: str | None, issuer: str | None,
@@ -27,26 +32,24 @@ def do_delegate(state: State, out: Output, to: str, scopes: list[str], ttl: str 
 
         if issuer is not None and parent is not None:
             raise UsageError("--from and --parent do not go together: with --parent, the parent's holder signs")
+        if audience is not None:
+            from ..actions import check_audience
+            from .params import flag_check
+
+            flag_check(check_audience, audience, "audience")
         if output_file is not None:  # before anything is minted or recorded
             check_output(output_file)
         ctx = make_context(state, out)
         ttl_s = parse_duration(ttl, what="--ttl") if ttl is not None else None
         parent_token = read_input(parent, "parent grant").strip() if parent is not None else None
-        rec = Recorder(ctx)
         try:
             token, chain = delegate(ctx, to=to, scopes=scopes, ttl=ttl_s, issuer=issuer, parent=parent_token,
-                                    audience=audience, max_depth=max_depth)
+                                    audience=audience, max_depth=max_depth, recorder=Recorder(ctx))
         except VerificationError as e:
-            rec.record(Event("delegate", "deny", principal=issuer, resource=None, reason=e.reason,
-                             metadata={"to": to, "scope": " ".join(scopes), "detail": e.detail, "redelegation": parent is not None}))
             if e.reason == "expired" and parent is not None:
                 e.hint = "the parent grant ran out: get a new one from its issuer ('agentctl delegate' on their machine), then re-delegate"
             raise
         leaf = chain.leaf
-        rec.record(Event("delegate", "ok", principal=leaf.iss, on_behalf_of=leaf.sub, chain=chain.principals,
-                         jtis=tuple(h.jti for h in chain.hops), metadata={
-                             "to": leaf.delegate, "scope": leaf.scope_text, "expires_at": rfc3339(leaf.exp),
-                             "max_depth": leaf.max_depth, "aud": list(leaf.aud) if leaf.aud else None}))
         if output_file is not None:
             write_output(output_file, token + "\n")
         out.note(
@@ -65,15 +68,19 @@ def do_delegate(state: State, out: Output, to: str, scopes: list[str], ttl: str 
 
 
 def _root_signature(hop, trust) -> tuple[bool | None, str]:
-    p = trust.principal(hop.iss)
-    key = p.key(hop.kid) if p else None
-    if p is None:
+    from ..verify import key_for
+
+    if trust.principal(hop.iss) is None:
         return None, f"unknown: {hop.iss} is not trusted here"
-    if key is None:
+    try:
+        key = key_for(trust, hop.iss, hop.kid)
+    except VerificationError:
         return False, f"unknown key {hop.kid} for {hop.iss}"
     if not hop.token.verifies_with(key.public):
         return False, "does not verify"
-    if key.status == "retired" and hop.iat > key.retired:
+    try:
+        key_for(trust, hop.iss, hop.kid, hop.iat)
+    except VerificationError:
         return False, f"does not count: signed after the key was retired at {rfc3339(key.retired)}"
     return True, "verifies"
 
@@ -160,13 +167,13 @@ def do_inspect(state: State, out: Output, source: str) -> int:
         from ..actions import parse_action
         from ..grants import parse_chain
         from ..store import Store
-        from ..verify import StoreTrust, Verifier
+        from ..verify import NO_AUDIT, StoreTrust, Verifier
 
         ctx = make_context(state, out)
         text = read_input(source, "token").strip()
         now = ctx.now()
         trust = StoreTrust(Store(ctx.home))
-        verifier = Verifier(trust, clock=ctx.clock, leeway=ctx.home.config.leeway)
+        verifier = Verifier(trust, recorder=NO_AUDIT, clock=ctx.clock, leeway=ctx.home.config.leeway)  # shows, decides nothing
         action = chain = None
         try:
             typ = jws.peek_typ(text)

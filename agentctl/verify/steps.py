@@ -1,0 +1,379 @@
+"""The steps of verification, one small class each, and the declared lists that run them
+(SPEC, "Verification"; docs/token-format.md renders the same list).
+
+Each step has a part for the grant chain (:meth:`Step.grant`, memoized per token when the step is
+``timeless``) and a part for the action itself (:meth:`Step.action`). :data:`GRANT_STEPS`,
+:data:`ACTION_STEPS` and :data:`PREFLIGHT_STEPS` are the declarations; nothing else decides the order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..clock import rfc3339
+from ..errors import UsageError, VerificationError
+from ..grants import MAX_CHAIN, parse_chain
+from .pipeline import Memo, Pipeline, Step
+from .trust import _keys_by_kid, key_for
+
+__all__ = ["Check", "GRANT_STEPS", "ACTION_STEPS", "PREFLIGHT_STEPS", "STEPS"]
+
+
+def _fail(reason: str, detail: str) -> VerificationError:
+    return VerificationError(reason, detail)
+
+
+@dataclass(slots=True)
+class Check:
+    """The subject of one run of the pipeline: what was given, and what the steps found."""
+
+    token: object
+    now: float
+    kind: str  # "grant" or "action"
+    asked_action: str | None = None
+    asked_resource: str | None = None
+    data: bytes | None = None
+    audience: str | None = None
+    once: bool = False
+    real_now: float = 0.0
+    root_optional: bool = False  # preflight: a holder may not know the root
+    act: Any = None  # the ActionToken, once parsed
+    grant_token: object = None
+    chain: Any = None
+    memo: Memo | None = None
+    root_key: Any = None
+    scope: Any = None
+
+
+class WellFormed(Step):
+    number, name, title = 1, "well_formed", "Well-formed"
+    reasons = ("malformed", "unsupported")
+
+    def run(self, v, c: Check) -> None:
+        if c.kind == "action":
+            from ..actions import parse_action
+
+            c.act = parse_action(c.token)
+            c.grant_token = c.act.grant
+            if c.grant_token is None:
+                return
+        else:
+            c.grant_token = c.token
+        memo = v._memo(c.grant_token) if not c.root_optional else Memo()
+        c.memo = memo if not c.root_optional else None
+        if memo.chain is None:
+            error = memo.outcomes.get(self.name)
+            if error is not None:
+                raise VerificationError(error.reason, error.detail)
+            try:
+                memo.chain = parse_chain(c.grant_token)
+            except VerificationError as e:
+                memo.outcomes[self.name] = e
+                raise
+            memo.outcomes[self.name] = None
+        c.chain = memo.chain
+
+
+def _known_key(v, name: str, public_kid, signed_at: int, what: str) -> None:
+    """Where ``name`` is known here, ``public_kid`` must be one of its keys, current or retired after
+    ``signed_at`` (else chain_broken). An unknown name passes (marked agent_known: false), unless
+    require_known_agents."""
+    p = v.trust.principal(name)
+    if p is None:
+        if v.trust.require_known_agents:
+            raise _fail("untrusted_root", f"{name} is not a principal known here, and require_known_agents is set")
+        return
+    if callable(public_kid):  # computed only for a known name: a kid is a hash
+        public_kid = public_kid()
+    key = _keys_by_kid(p).get(public_kid)
+    if key is None:
+        raise _fail("chain_broken", f"{what} names {name}, but key {public_kid} is not one of its keys here")
+    if key.status == "retired" and signed_at > key.retired:
+        raise _fail("chain_broken", f"{what} uses key {public_kid} of {name}, retired at {rfc3339(key.retired)}, before it was signed")
+
+
+class Keys(Step):
+    number, name, title = 2, "keys", "Keys"
+    reasons = ("unknown_key", "untrusted_root", "chain_broken")
+    timeless = True
+
+    def grant(self, v, c: Check) -> None:
+        chain = c.chain
+        root = chain.root
+        principal = v.trust.principal(root.iss)
+        if principal is None and not c.root_optional:
+            raise _fail("untrusted_root", f"{root.iss} is not a local or imported principal")
+        if root.sub != root.iss:
+            raise _fail("chain_broken", f"the root grant is signed by {root.iss} on behalf of {root.sub}; a root grant speaks for its signer")
+        if len(root.actors) != 1:
+            raise _fail("chain_broken", "the root grant's 'act' claim names earlier actors")
+        if principal is not None:
+            key_for(v.trust, root.iss, root.kid)
+        for i in range(1, len(chain.hops)):
+            parent, hop = chain.hops[i - 1], chain.hops[i]
+            if hop.kid != parent.cnf_kid:
+                raise _fail("chain_broken", f"hop {i + 1} is signed by key {hop.kid}, not by the holder key of its parent grant")
+            if hop.iss != parent.delegate:
+                raise _fail("chain_broken", f"hop {i + 1} is issued by {hop.iss}, but its parent grant was given to {parent.delegate}")
+            if hop.actors[1:] != parent.actors:
+                raise _fail("chain_broken", f"hop {i + 1}'s 'act' claim does not extend its parent's")
+        for i, hop in enumerate(chain.hops):
+            _known_key(v, hop.delegate, lambda hop=hop: hop.cnf_kid, hop.iat, f"hop {i + 1}")
+
+    def action(self, v, c: Check) -> None:
+        act = c.act
+        if c.chain is not None:
+            leaf = c.chain.leaf
+            if act.kid != leaf.cnf_kid:
+                raise _fail("chain_broken", f"the action is signed by key {act.kid}, not by the key the grant was given to")
+            if act.iss != leaf.delegate:
+                raise _fail("chain_broken", f"the action is by {act.iss}, but the grant was given to {leaf.delegate}")
+            if act.sub != leaf.sub:
+                raise _fail("chain_broken", f"the action is on behalf of {act.sub}, the grant on behalf of {leaf.sub}")
+            _known_key(v, act.iss, act.kid, act.iat, "the action")
+            return
+        if v.trust.principal(act.iss) is None:
+            raise _fail("untrusted_root", f"{act.iss} is not a local or imported principal, and the action carries no grant")
+        if act.sub != act.iss:
+            raise _fail("chain_broken", f"{act.iss} acts on behalf of {act.sub} without a grant")
+        key_for(v.trust, act.iss, act.kid)
+
+
+class Signatures(Step):
+    number, name, title = 3, "signatures", "Signatures"
+    reasons = ("bad_signature",)
+    timeless = True
+
+    def grant(self, v, c: Check) -> None:
+        chain = c.chain
+        root = chain.root
+        if v.trust.principal(root.iss) is not None:  # else a preflight of a holder that does not know the root
+            key = key_for(v.trust, root.iss, root.kid, root.iat)
+            if not root.token.verifies_with(key.public):
+                raise _fail("bad_signature", f"the signature of {root.iss} on the root grant does not verify")
+        for i in range(1, len(chain.hops)):
+            hop = chain.hops[i]
+            _not_retired(v, hop.iss, hop.kid, hop.iat, f"hop {i + 1}")
+            if not hop.token.verifies_with(chain.hops[i - 1].cnf):
+                raise _fail("bad_signature", f"the signature of {hop.iss} on hop {i + 1} does not verify")
+
+    def action(self, v, c: Check) -> None:
+        act = c.act
+        if c.chain is not None:
+            _not_retired(v, act.iss, act.kid, act.iat, "the action")
+            public = c.chain.leaf.cnf
+        else:
+            public = key_for(v.trust, act.iss, act.kid, act.iat).public
+        if not act.token.verifies_with(public):
+            raise _fail("bad_signature", f"the signature of {act.iss} on the action does not verify")
+
+
+def _not_retired(v, name: str, kid: str, iat: int, what: str) -> None:
+    """A holder key that its principal has since retired here verifies only what it signed before."""
+    principal = v.trust.principal(name)
+    key = _keys_by_kid(principal).get(kid) if principal is not None else None
+    if key is not None and key.status == "retired" and iat > key.retired:
+        raise _fail("bad_signature", f"{what} is signed by key {kid} of {name} after it was retired at {rfc3339(key.retired)}")
+
+
+class Time(Step):
+    number, name, title = 4, "time", "Time"
+    reasons = ("expired", "not_yet_valid", "chain_broken")
+
+    def grant(self, v, c: Check) -> None:
+        hops, now, leeway = c.chain.hops, c.now, v.leeway
+        for i, hop in enumerate(hops):
+            if now + leeway < hop.nbf:
+                raise _fail("not_yet_valid", f"hop {i + 1} is valid only from {rfc3339(hop.nbf)}")
+            if now - leeway >= hop.exp:
+                raise _fail("expired", f"hop {i + 1} ({hop.iss} to {hop.delegate}) expired at {rfc3339(hop.exp)}")
+        for i in range(1, len(hops)):
+            if hops[i].exp > hops[i - 1].exp:
+                raise _fail("chain_broken", f"hop {i + 1} outlives its parent (expires {rfc3339(hops[i].exp)}, parent {rfc3339(hops[i - 1].exp)})")
+
+    def action(self, v, c: Check) -> None:
+        act = c.act
+        if c.now + v.leeway < act.iat:
+            raise _fail("not_yet_valid", f"the action is dated {rfc3339(act.iat)}, in the future")
+        if c.now - v.leeway >= act.exp:
+            raise _fail("expired", f"the action expired at {rfc3339(act.exp)}")
+
+
+class ChainShape(Step):
+    number, name, title = 5, "chain", "Chain"
+    reasons = ("chain_broken", "scope_escalation")
+    timeless = True
+
+    def grant(self, v, c: Check) -> None:
+        from ..scopes import uncovered
+
+        chain = c.chain
+        n = len(chain.hops)
+        if n > MAX_CHAIN:
+            raise _fail("chain_broken", f"the chain has {n} hops; at most {MAX_CHAIN}")
+        for i, hop in enumerate(chain.hops):
+            below = n - 1 - i
+            if below > hop.max_depth:
+                raise _fail("chain_broken", f"hop {i + 1} allows {hop.max_depth} further delegation(s), the chain has {below} below it")
+            if i and hop.sub != chain.hops[i - 1].sub:
+                raise _fail("chain_broken", f"hop {i + 1} acts on behalf of {hop.sub}, its parent on behalf of {chain.hops[i - 1].sub}")
+        for i in range(1, n):
+            parent, hop = chain.hops[i - 1], chain.hops[i]
+            try:  # one decision per hop, under one work allowance
+                wider = uncovered(hop.scopes, parent.scopes)
+            except UsageError as e:  # undecidable within the allowance: fail closed
+                raise _fail("scope_escalation", f"hop {i + 1}: {e.message}") from None
+            if wider is not None:
+                s, action, resource = wider
+                raise _fail("scope_escalation", f"hop {i + 1} widens scope {s}: it allows {action} on {resource}, which its parent does not")
+            if parent.aud is not None and (hop.aud is None or not set(hop.aud) <= set(parent.aud)):
+                raise _fail("scope_escalation", f"hop {i + 1} widens the audience of its parent")
+
+
+class Revocation(Step):
+    number, name, title = 6, "revocation", "Revocation"
+    reasons = ("revoked", "stale_revocations", "stale_trust")
+    timeless = True
+
+    def grant(self, v, c: Check) -> None:
+        chain = c.chain
+        for name in dict.fromkeys(chain.principals):
+            if v._revoked("principal", name):
+                raise _fail("revoked", f"principal {name} is revoked")
+        for kid in [chain.root.kid] + [h.cnf_kid for h in chain.hops]:
+            if v._revoked("key", kid):
+                raise _fail("revoked", f"key {kid} is revoked")
+        for i, hop in enumerate(chain.hops):
+            if v._revoked("grant", hop.jti):
+                raise _fail("revoked", f"grant {hop.jti} (hop {i + 1}) is revoked")
+
+    def action(self, v, c: Check) -> None:
+        act = c.act
+        if c.chain is None:  # a grant's chain was checked above
+            if v._revoked("principal", act.iss):
+                raise _fail("revoked", f"principal {act.iss} is revoked")
+            if v._revoked("key", act.kid):
+                raise _fail("revoked", f"key {act.kid} is revoked")
+        if v._revoked("grant", act.jti):
+            raise _fail("revoked", f"action {act.jti} is revoked")
+
+
+class Audience(Step):
+    number, name, title = 7, "audience", "Audience"
+    reasons = ("audience_mismatch",)
+
+    def grant(self, v, c: Check) -> None:
+        audience = c.audience
+        for i, hop in enumerate(c.chain.hops):
+            if hop.aud is None:
+                continue
+            if audience is None:
+                raise _fail("audience_mismatch", f"the grant is only for audience {', '.join(hop.aud)}; verify with --audience")
+            if audience not in hop.aud:
+                raise _fail("audience_mismatch", f"hop {i + 1} is for {', '.join(hop.aud)}, not {audience}")
+        if c.act is None and audience is not None and c.chain.leaf.aud is None:
+            raise _fail("audience_mismatch", f"the grant names no audience; this verifier requires {audience}")
+
+    def action(self, v, c: Check) -> None:
+        act, audience = c.act, c.audience
+        if act.aud is not None:
+            if audience is None:
+                raise _fail("audience_mismatch", f"the action is only for audience {', '.join(act.aud)}; verify with --audience")
+            if audience not in act.aud:
+                raise _fail("audience_mismatch", f"the action is for {', '.join(act.aud)}, not {audience}")
+        elif audience is not None:
+            raise _fail("audience_mismatch", f"the action names no audience; this verifier requires {audience}")
+
+
+class Authority(Step):
+    number, name, title = 8, "authority", "Authority"
+    reasons = ("scope_escalation", "scope_denied")
+    timeless = True
+
+    def grant(self, v, c: Check) -> None:
+        if c.root_optional and v.trust.principal(c.chain.root.iss) is None:
+            return  # preflight: the holder cannot judge a root it does not know
+        root = c.chain.root
+        authority = v.trust.authority(root.iss)
+        try:
+            wider = authority.covers(root.scopes)
+        except UsageError as e:
+            raise _fail("scope_escalation", f"the root grant's scope cannot be compared with the authority of {root.iss}: {e.message}") from None
+        if wider is not None:
+            s, action, resource = wider
+            raise _fail("scope_escalation", f"{root.iss} has no authority for scope {s} (it would allow {action} on {resource}): {authority.rule}")
+
+    def action(self, v, c: Check) -> None:
+        act = c.act
+        if c.chain is not None:
+            return
+        authority = v.trust.authority(act.iss)
+        if authority.allows(act.action, act.resource) is None:
+            raise _fail("scope_denied", f"{act.iss} has no authority of its own for {act.action} on {act.resource}, and the action carries no grant: {authority.rule}")
+
+
+class Request(Step):
+    number, name, title = 9, "action", "Action"
+    reasons = ("scope_denied", "payload_mismatch")
+
+    def grant(self, v, c: Check) -> None:
+        if c.act is not None:
+            c.scope = v._allowed(c.chain, c.act.action, c.act.resource)
+        elif c.asked_action is not None or c.asked_resource is not None:
+            c.scope = v._allowed(c.chain, c.asked_action, c.asked_resource)
+
+    def action(self, v, c: Check) -> None:
+        from ..actions import payload_digest
+
+        act = c.act
+        if c.asked_action is not None and c.asked_action != act.action:
+            raise _fail("scope_denied", f"the token is for action {act.action}, not {c.asked_action}")
+        if c.asked_resource is not None and c.asked_resource != act.resource:
+            raise _fail("scope_denied", f"the token is for resource {act.resource}, not {c.asked_resource}")
+        if act.data is not None and payload_digest(act.data) != act.sha256:
+            raise _fail("payload_mismatch", "the embedded payload does not match its digest")
+        if c.data is not None and payload_digest(c.data) != act.sha256:
+            raise _fail("payload_mismatch", "the payload does not match the digest the agent signed")
+
+
+class Approval(Step):
+    """A seam: approvals (SPEC, "Approvals") are not yet verified here."""
+
+    number, name, title = 10, "approval", "Approval"
+    reasons = ("approval_required", "approval_invalid")
+
+    def run(self, v, c: Check) -> None:
+        return None
+
+
+class Policy(Step):
+    """A seam: policies (SPEC, "Policy") are not yet evaluated here."""
+
+    number, name, title = 11, "policy", "Policy"
+    reasons = ("policy_denied",)
+
+    def run(self, v, c: Check) -> None:
+        return None
+
+
+class Once(Step):
+    number, name, title = 12, "once", "Once"
+    reasons = ("replayed",)
+
+    def action(self, v, c: Check) -> None:
+        if c.once:
+            v._seen_store().remember(c.act.iss, c.act.jti, c.act.exp, c.real_now)
+
+
+STEPS = (WellFormed(), Keys(), Signatures(), Time(), ChainShape(), Revocation(), Audience(), Authority(), Request(),
+         Approval(), Policy(), Once())
+_BY_NAME = {s.name: s for s in STEPS}
+
+#: A grant, alone: every step but once (a grant is not used up).
+GRANT_STEPS = Pipeline("grant", [s for s in STEPS if s.name != "once"])
+#: An action, with the grant chain it carries: all twelve.
+ACTION_STEPS = Pipeline("action", STEPS)
+#: What a grant's holder checks before using it (delegate --parent, sign --grant): steps 1 to 6 of the
+#: chain, the root's key only where the root is known here. Authority is the verifier's to judge.
+PREFLIGHT_STEPS = Pipeline("preflight", [_BY_NAME[n] for n in ("well_formed", "keys", "signatures", "time", "chain", "revocation")])

@@ -1,0 +1,238 @@
+"""What a verifier trusts: principals and their keys, revocations, and each principal's authority.
+
+A home is one implementation (:class:`StoreTrust`); code gives another (:class:`StaticTrust`). Every
+key lookup goes through :func:`key_for`, which applies the retirement rule once for all callers.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+from ..clock import rfc3339
+from ..errors import VerificationError
+from ..home import Role
+from ..models import Key, Principal, Revocations
+
+__all__ = ["Trust", "StoreTrust", "StaticTrust", "Authority", "Role", "key_for", "QUICK_START", "ROLES"]
+
+QUICK_START = "quick-start"
+ROLES = "roles"
+_OWN_AUTHORITY_KINDS = ("user", "service")  # quick-start: who may act as a root on its own
+
+
+@dataclass(frozen=True)
+class Authority:
+    """What a principal may authorize on its own, as a root, and the rule that says so (named in
+    every step-8 denial)."""
+
+    scopes: tuple  # of agentctl.scopes.Scope; empty: none
+    rule: str
+    everything: bool = False  # authority for every scope (quick-start): nothing to compare
+
+    def covers(self, scopes) -> tuple | None:
+        """None when every one of ``scopes`` is within this authority, else (scope, action, resource)."""
+        from ..scopes import uncovered
+
+        return None if self.everything else uncovered(scopes, self.scopes)
+
+    def allows(self, action: str, resource: str):
+        from ..scopes import allowed
+
+        if self.everything:
+            return self.scopes[0]
+        return allowed(self.scopes, action, resource) if self.scopes else None
+
+
+_EVERYTHING: tuple = ()
+
+
+def _everything() -> tuple:
+    global _EVERYTHING
+    if not _EVERYTHING:
+        from ..scopes import parse_scopes
+
+        _EVERYTHING = parse_scopes(["*"])
+    return _EVERYTHING
+
+
+def key_for(trust: "Trust", name: str, kid: str, signed_at: float | None = None) -> Key:
+    """The key ``kid`` of principal ``name`` as it may verify something signed at ``signed_at``:
+    ``untrusted_root`` for an unknown principal, ``unknown_key`` for a key it never had, and
+    ``bad_signature`` for a key retired before ``signed_at`` (a retired key verifies only what it
+    signed before it was retired)."""
+    principal = trust.principal(name)
+    if principal is None:
+        raise VerificationError("untrusted_root", f"{name} is not a local or imported principal")
+    key = _keys_by_kid(principal).get(kid)
+    if key is None:
+        raise VerificationError("unknown_key", f"key {kid} is not a key of {name}")
+    if signed_at is not None and key.status == "retired" and signed_at > key.retired:
+        raise VerificationError("bad_signature", f"signed by key {kid} of {name} after it was retired at {rfc3339(key.retired)}")
+    return key
+
+
+def _keys_by_kid(principal: Principal) -> dict:
+    """A principal's keys by kid, computed once per (immutable) Principal: a kid is a hash."""
+    index = principal.__dict__.get("_by_kid")
+    if index is None:
+        index = {k.kid: k for k in principal.keys}
+        object.__setattr__(principal, "_by_kid", index)
+    return index
+
+
+class Trust(ABC):
+    """What a verifier trusts: principals by name, what is revoked, and each principal's authority."""
+
+    require_known_agents: bool = False
+
+    @abstractmethod
+    def principal(self, name: str) -> Principal | None: ...
+
+    @abstractmethod
+    def revocations(self) -> Revocations: ...
+
+    def authority(self, name: str) -> Authority:
+        """What ``name`` may authorize as a root (SPEC, "Authority and roles"). By default: nothing."""
+        return Authority((), "no authority is defined for this trust")
+
+
+def _kind(name: str) -> str:
+    return name.partition(":")[0]
+
+
+def _role_authority(name: str, held: Iterable[str], roles: Mapping[str, Role]) -> Authority:
+    agentlike = _kind(name) not in _OWN_AUTHORITY_KINDS
+    scopes: dict = {}
+    used, skipped = [], []
+    for r in held:
+        role = roles.get(r)
+        if role is None:
+            continue
+        if agentlike and not role.agents:
+            skipped.append(r)
+            continue
+        used.append(r)
+        for s in role.scopes:
+            scopes[s] = None
+    if used:
+        rule = f"authority = roles; {name} holds role(s) {', '.join(used)}"
+    else:
+        rule = f"authority = roles; {name} holds no defined role that confers authority"
+    if skipped:
+        rule += f" (role(s) {', '.join(skipped)} lack agents = true)"
+    return Authority(tuple(scopes), rule)
+
+
+def _quick_start_authority(principal: Principal | None, name: str, local_only: bool) -> Authority:
+    if principal is None:
+        return Authority((), f"authority = quick-start; {name} is not known here")
+    kind = _kind(name)
+    if kind not in _OWN_AUTHORITY_KINDS:
+        return Authority((), f"authority = quick-start: {kind}: principals have no authority of their own")
+    if local_only and principal.origin != "local":
+        return Authority((), f"authority = quick-start: {name} was imported, and only principals created here by keygen have authority")
+    return Authority(_everything(), f"authority = quick-start: {name} was created here", everything=True)
+
+
+class StoreTrust(Trust):
+    """The principals, revocations and authority of a home (each read once per verifier)."""
+
+    def __init__(self, store, config=None) -> None:
+        self.store = store
+        self._config = config
+        self._principals: dict[str, Principal | None] = {}
+        self._revocations: Revocations | None = None
+        self._authority: dict[str, Authority] = {}
+
+    @property
+    def config(self):
+        if self._config is None:
+            self._config = self.store.home.config
+        return self._config
+
+    @property
+    def require_known_agents(self) -> bool:  # type: ignore[override]
+        return self.config.require_known_agents
+
+    def principal(self, name: str) -> Principal | None:
+        if name not in self._principals:
+            self._principals[name] = self.store.get(name)
+        return self._principals[name]
+
+    def revocations(self) -> Revocations:
+        if self._revocations is None:
+            self._revocations = self.store.revocations()
+        return self._revocations
+
+    def authority(self, name: str) -> Authority:
+        a = self._authority.get(name)
+        if a is None:
+            config = self.config
+            p = self.principal(name)
+            if config.authority == ROLES:
+                a = _role_authority(name, p.roles if p is not None else (), dict(config.roles))
+            else:
+                a = _quick_start_authority(p, name, local_only=True)
+            self._authority[name] = a
+        return a
+
+
+class StaticTrust(Trust):
+    """Trust given in code::
+
+        StaticTrust({"user:alice": public_key_bytes_or_Principal}, revocations)
+
+    Authority, by the first that applies:
+
+    - ``authority={"user:alice": ["pull_request.*:acme/*"], ...}``: each principal's scopes, given
+      directly (a name not listed has none);
+    - ``roles={"engineer": Role("engineer", parse_scopes([...]))}``: the ``authority = "roles"`` rule
+      over each Principal's ``roles``;
+    - neither: the quick-start rule, where the ``user:`` and ``service:`` principals given here have
+      authority for every scope and ``agent:``/``host:`` principals none.
+    """
+
+    def __init__(
+        self,
+        principals: Mapping[str, "Principal | bytes"],
+        revocations: Revocations | None = None,
+        *,
+        authority: Mapping[str, Iterable[str]] | None = None,
+        roles: Mapping[str, Role] | None = None,
+        require_known_agents: bool = False,
+    ) -> None:
+        from .. import crypto
+        from ..scopes import parse_scopes
+
+        self._principals: dict[str, Principal] = {}
+        for name, value in principals.items():
+            if isinstance(value, (bytes, bytearray)):
+                value = Principal(name=name, origin="imported", created=0.0, keys=(Key(crypto.check_public_key(bytes(value)), 0.0),))
+            self._principals[name] = value
+        self._revocations = revocations or Revocations()
+        self._given = None if authority is None else {n: Authority(parse_scopes(list(s)) if list(s) else (), f"authority given in code to {n}") for n, s in authority.items()}
+        self._roles = dict(roles) if roles is not None else None
+        self._authority: dict[str, Authority] = {}
+        self.require_known_agents = require_known_agents
+
+    def principal(self, name: str) -> Principal | None:
+        return self._principals.get(name)
+
+    def revocations(self) -> Revocations:
+        return self._revocations
+
+    def authority(self, name: str) -> Authority:
+        a = self._authority.get(name)
+        if a is None:
+            p = self._principals.get(name)
+            if self._given is not None:
+                a = self._given.get(name) or Authority((), f"no authority is given in code to {name}")
+            elif self._roles is not None:
+                a = _role_authority(name, p.roles if p is not None else (), self._roles)
+            else:
+                a = _quick_start_authority(p, name, local_only=False)
+            if len(self._authority) < 4096:
+                self._authority[name] = a
+        return a
