@@ -116,16 +116,12 @@ def _require_safe(regopy, interp, bundle, files: list[PolicyFile]) -> None:
         return
     first = findings[0]
     match = _file_named(files, first.file)
+    where = match.path if match is not None else first.file or ", ".join(f.path for f in files)
+    if first.line:
+        where = f"{where}:{first.line}"
+    source = f" in rule {first.rule}" if first.rule else ""
     if match is not None and first.line:
-        where = f"{match.path}:{first.line}"
-    elif first.file and first.line:
-        where = f"{first.file}:{first.line}"
-    else:
-        where = ", ".join(f.path for f in files)
-    text = match.text if match is not None else None
-    source = ""
-    if text is not None and first.line:
-        lines = text.splitlines()
+        lines = match.text.splitlines()
         if 0 < first.line <= len(lines) and lines[first.line - 1].strip():
             source = f" in `{_clip(lines[first.line - 1].strip())}`"
     more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""

@@ -39,7 +39,8 @@ class Finding:
     what: str  # "unsafe" | "unknown-function" | "unknown-statement"
     detail: str
     file: str | None
-    line: int | None  # 1-based
+    line: int | None  # 1-based; None when the engine kept no position for the statement
+    rule: str | None  # the rule or function whose plan holds it, e.g. data.agent.authz.deny
 
 
 def plan_of(regopy, interp, bundle) -> dict:
@@ -124,6 +125,7 @@ class _Walker:
         self.known_builtin = known_builtin
         self.findings: list[Finding] = []
         self.assigned: set[int] = set()  # locals some statement other than ResetLocalStmt writes
+        self.rule: str | None = None
 
     def where(self, stmt: dict, fallback: tuple[str | None, int | None]) -> tuple[str | None, int | None]:
         f, row = stmt.get("file"), stmt.get("row")
@@ -132,9 +134,23 @@ class _Walker:
         return fallback
 
     def add(self, what: str, detail: str, loc: tuple[str | None, int | None]) -> None:
-        finding = Finding(what, detail, loc[0], loc[1])
+        finding = Finding(what, detail, loc[0], loc[1], self.rule)
         if finding not in self.findings:
             self.findings.append(finding)
+
+    def first_file(self, blocks: list) -> str | None:
+        """The file of the first statement with a position: a rule's bodies are all in one file."""
+        for block in blocks or []:
+            for s in block.get("stmts") or []:
+                stmt = s.get("stmt") or {}
+                f, _ = self.where(stmt, (None, None))
+                if f is not None:
+                    return f
+                for nested in self._nested(stmt):
+                    f = self.first_file(nested)
+                    if f is not None:
+                        return f
+        return None
 
     # first pass: which locals are ever assigned a value
     def collect(self, blocks: list) -> None:
@@ -226,7 +242,10 @@ def check_plan(plan: dict, known_builtin) -> list[Finding]:
     for f in funcs:
         w.assigned.update(_ints(f.get("params")))
     for p in plans:
+        w.rule = None
         w.blocks(p.get("blocks") or [], {0, 1}, set(), (None, None), carry_all=True)
     for f in funcs:
-        w.blocks(f.get("blocks") or [], set(_ints(f.get("params"))), set(), (None, None))
+        name = f.get("name")
+        w.rule = "data." + name.split(".", 2)[2] if isinstance(name, str) and name.startswith("g0.data.") else name
+        w.blocks(f.get("blocks") or [], set(_ints(f.get("params"))), set(), (w.first_file(f.get("blocks")), None))
     return w.findings
