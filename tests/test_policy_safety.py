@@ -174,3 +174,28 @@ def test_safe_policies_compile_and_decide(tmp_path, change, allowed):
 def test_seed_policy_still_compiles_and_decides(tmp_path):
     s = load_set([write(tmp_path, "seed.rego", SEED)])
     assert s.decide(seed_input()).allowed and not s.decide(seed_input(action="x")).allowed
+
+
+# --- the input as the engine sees it --------------------------------------------------------------
+
+@pytest.mark.parametrize("doc,what", [
+    # regopy's input conversion cuts at NUL: without the guard these equal "acme/api" and allow
+    ({"resource": {"id": "acme/api\x00/../billing"}}, "a string with a NUL character at input.resource.id"),
+    ({"resource": {"id\x00x": "acme/api", "id": "other/repo"}}, "a key with a NUL character at input.resource"),
+    # and wraps integers beyond 64 bits: 2**64 + 1 would be 1
+    ({"n": 2**64 + 1}, "an integer beyond 64 bits at input.n"),
+    ({"n": float("inf")}, "a number JSON cannot hold at input.n"),
+    ({"n": float("nan")}, "a number JSON cannot hold at input.n"),
+])
+def test_input_the_engine_would_alter_denies(tmp_path, doc, what):
+    body = 'package agent.authz\nallow if { input.resource.id == "acme/api" }\nallow if { input.n == 1 }\n'
+    s = load_set([write(tmp_path, "p.rego", body)])
+    d = s.decide(doc)
+    assert not d.allowed and d.result is None and d.detail.endswith(f"input not taken: {what}")
+    assert s.decide({"resource": {"id": "acme/api"}}).allowed and s.decide({"n": 1}).allowed
+
+
+def test_large_but_64_bit_integers_and_unicode_pass(tmp_path):
+    body = 'package agent.authz\nallow if { input.n == 9223372036854775807; input.s == "héllo 😀" }\n'
+    s = load_set([write(tmp_path, "p.rego", body)])
+    assert s.decide({"n": 2**63 - 1, "s": "héllo 😀"}).allowed
