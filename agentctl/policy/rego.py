@@ -6,8 +6,11 @@ The engine's hazards, and what this adapter does about each (measured on regopy 
 - built-in errors (division by zero) are swallowed as undefined unless strict built-in errors are on,
   which let ``default allow := true`` with ``allow := false if {1/0 …}`` allow: strict errors are on,
   and an error denies;
-- an unknown function surfaces only when the rule is evaluated, as an error string instead of a
-  result: anything that is not a well-formed result denies;
+- unsafe variables (read, never bound) and unknown functions compile, and show only at evaluation as
+  undefined or an error, which under ``not`` allows: the compiled plan is checked (``rego_safety``)
+  and such a set does not compile; anything at evaluation that is not a well-formed result denies;
+- the input conversion cuts strings and keys at NUL and wraps integers beyond 64 bits: such an input
+  denies before the engine sees it;
 - a set with two ``default`` rules for one name builds a bundle that crashes the process when queried:
   ``ok()`` is checked at compile time and such a set does not compile;
 - a set that does not define the queried rule builds and answers undefined: a source scan refuses it;
