@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from ..errors import OperationalError, UsageError
 from . import Decision, PolicyFile, PolicySet
-from .rego_safety import check_plan, plan_of
+from .rego_safety import check_plan, plan_of, unfaithful_input
 
 __all__ = ["RegoSet", "compile_set", "entrypoint_of"]
 
@@ -385,7 +385,7 @@ class RegoSet(PolicySet):
         self._worker: _Worker | None = None
 
     def decide(self, input_doc: dict) -> Decision:
-        bad = _unfaithful(input_doc)
+        bad = unfaithful_input(input_doc)
         if bad is not None:
             return self._decision(False, None, f"input not taken: {bad}")
         with self._lock:  # one evaluation at a time on this set's worker
@@ -409,47 +409,6 @@ class RegoSet(PolicySet):
         if value is False:
             return self._decision(False, False, f"{self.query} is false")
         return self._decision(False, value, f"{self.query} is {_short(value)}, not true")
-
-
-_INT64 = (-(2**63), 2**63 - 1)
-
-
-def _unfaithful(doc: object, path: str = "input") -> str | None:
-    """What in the input document the engine would not see as it is, else None. regopy's input
-    conversion cuts a string (or an object key) at its first NUL, so ``"acme/api\\u0000x"`` would
-    equal ``"acme/api"`` and a key ``"id\\u0000x"`` would replace ``id``; it wraps an integer beyond
-    64 bits (2**64 + 1 becomes 1); and JSON has no NaN or infinity. Any of them denies."""
-    stack = [(doc, path)]
-    while stack:
-        value, where = stack.pop()
-        if isinstance(value, str):
-            if "\0" in value:
-                return f"a string with a NUL character at {_printable(where)}"
-        elif isinstance(value, bool) or value is None:
-            continue
-        elif isinstance(value, int):
-            if not _INT64[0] <= value <= _INT64[1]:
-                return f"an integer beyond 64 bits at {_printable(where)}"
-        elif isinstance(value, float):
-            if value != value or value in (float("inf"), float("-inf")):
-                return f"a number JSON cannot hold at {_printable(where)}"
-        elif isinstance(value, dict):
-            for k, v in value.items():
-                if not isinstance(k, str):
-                    return f"a key that is not a string at {_printable(where)}"
-                if "\0" in k:
-                    return f"a key with a NUL character at {_printable(where)}"
-                stack.append((v, f"{where}.{k}"))
-        elif isinstance(value, (list, tuple)):
-            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(value))
-        else:
-            return f"a value of type {type(value).__name__} at {_printable(where)}"
-    return None
-
-
-def _printable(where: str) -> str:
-    text = "".join(c if c.isprintable() else "?" for c in where)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _short(value: object) -> str:

@@ -1,4 +1,5 @@
-"""Compile-time safety of a Rego set, checked on the plan rego-cpp actually runs.
+"""Compile-time safety of a Rego set, checked on the plan rego-cpp actually runs; and the input
+guard (:func:`unfaithful_input`) for what regopy's input conversion would alter.
 
 rego-cpp (regopy 1.5) has no safety pass: a variable that nothing binds (OPA's "var y is unsafe") and
 a call to a function that does not exist both compile, and only show at evaluation, as *undefined* or
@@ -31,7 +32,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 
-__all__ = ["Finding", "check_plan", "plan_of"]
+__all__ = ["Finding", "check_plan", "plan_of", "unfaithful_input"]
 
 
 @dataclass(frozen=True)
@@ -249,3 +250,46 @@ def check_plan(plan: dict, known_builtin) -> list[Finding]:
         w.rule = "data." + name.split(".", 2)[2] if isinstance(name, str) and name.startswith("g0.data.") else name
         w.blocks(f.get("blocks") or [], set(_ints(f.get("params"))), set(), (w.first_file(f.get("blocks")), None))
     return w.findings
+
+
+# --- the input, as the engine would see it --------------------------------------------------------
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def unfaithful_input(doc: object, path: str = "input") -> str | None:
+    """What in the input document the engine would not see as it is, else None. regopy's input
+    conversion cuts a string (or an object key) at its first NUL, so ``"acme/api\\u0000x"`` would
+    equal ``"acme/api"`` and a key ``"id\\u0000x"`` would replace ``id``; it wraps an integer beyond
+    64 bits (2**64 + 1 becomes 1); and JSON has no NaN or infinity. Any of them denies."""
+    stack = [(doc, path)]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, str):
+            if "\0" in value:
+                return f"a string with a NUL character at {_printable(where)}"
+        elif isinstance(value, bool) or value is None:
+            continue
+        elif isinstance(value, int):
+            if not _INT64[0] <= value <= _INT64[1]:
+                return f"an integer beyond 64 bits at {_printable(where)}"
+        elif isinstance(value, float):
+            if value != value or value in (float("inf"), float("-inf")):
+                return f"a number JSON cannot hold at {_printable(where)}"
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                if not isinstance(k, str):
+                    return f"a key that is not a string at {_printable(where)}"
+                if "\0" in k:
+                    return f"a key with a NUL character at {_printable(where)}"
+                stack.append((v, f"{where}.{k}"))
+        elif isinstance(value, (list, tuple)):
+            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(value))
+        else:
+            return f"a value of type {type(value).__name__} at {_printable(where)}"
+    return None
+
+
+def _printable(where: str) -> str:
+    text = "".join(c if c.isprintable() else "?" for c in where)
+    return text if len(text) <= 80 else text[:77] + "..."
