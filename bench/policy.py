@@ -1,5 +1,7 @@
 """Decisions per second per engine: a compiled set asked through agentctl's interface, against a
-fresh engine query per decision. Run: python bench/policy.py [N]"""
+fresh engine query per decision; then, for Rego, where a decision's time goes (the evaluation on the
+caller's thread, without the time-out hand-off; regopy's conversion of the input document alone) and
+what compiling a set costs with the safety check. Run: python bench/policy.py [N]"""
 
 from __future__ import annotations
 
@@ -50,6 +52,7 @@ def main() -> None:
     d = doc()
     tmp = Path(tempfile.mkdtemp())
     rows = []
+    notes = []
     try:
         import regopy
 
@@ -65,6 +68,25 @@ def main() -> None:
             return str(r.query("data.agent.authz.allow"))
 
         rows.append(("rego", rate(lambda: s.decide(d), n), rate(fresh_rego, max(1, n // 10))))
+
+        # where a compiled decision's time goes: the same evaluation on the caller's thread (no
+        # time-out hand-off), and regopy's conversion of the input document alone
+        from agentctl.policy.rego import _evaluate, _regopy
+
+        engine = _regopy()
+        inline = engine.Interpreter()
+        inline.log_level = engine.LogLevel.NONE
+        inline.strict_built_in_errors = True
+        notes.append(("rego, same thread (no time-out)", rate(lambda: _evaluate(engine, inline, s.compiled, d), n)))
+        notes.append(("rego, input conversion only", rate(lambda: engine.Input(d), n)))
+
+        def compile_once():
+            from agentctl import policy
+
+            policy._CACHE.clear()
+            load_set([str(tmp / "p.rego")])
+
+        notes.append(("rego, compile a set (with the safety check)", rate(compile_once, max(1, n // 20))))
     except ImportError:
         rows.append(("rego", None, None))
     try:
@@ -89,6 +111,8 @@ def main() -> None:
             print(f"{engine:<8}{'not installed':>16}")
             continue
         print(f"{engine:<8}{compiled:>16,.0f}{fresh:>16,.0f}   ({1e3 / compiled:.3f} ms vs {1e3 / fresh:.3f} ms)")
+    for what, per_second in notes:
+        print(f"{what:<48}{1e3 / per_second:.3f} ms")
 
 
 if __name__ == "__main__":

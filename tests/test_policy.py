@@ -137,15 +137,16 @@ def test_division_by_zero_is_an_error_not_undefined(tmp_path):
     assert not d.allowed and "evaluation error" in d.detail
 
 
-def test_unknown_function_in_a_deny_rule_denies(tmp_path):
+def test_unknown_function_in_a_deny_rule_does_not_compile(tmp_path):
+    # rego-cpp would find it only at evaluation; under "not" an undefined deny would allow
     body = "package agent.authz\ndefault allow := false\nallow if { not deny }\ndeny if { no_such_fn(1) }\n"
-    d = rego(tmp_path, body).decide({})
-    assert not d.allowed and "evaluation error" in d.detail
+    with pytest.raises(UsageError, match=r"p.rego:4 does not compile: unknown function no_such_fn"):
+        rego(tmp_path, body)
 
 
-def test_unsafe_variable_in_allow_denies(tmp_path):
-    d = rego(tmp_path, "package agent.authz\nallow if { y > 1 }\n").decide({})
-    assert not d.allowed
+def test_unsafe_variable_in_allow_does_not_compile(tmp_path):
+    with pytest.raises(UsageError, match=r"p.rego:2 does not compile: unsafe variable"):
+        rego(tmp_path, "package agent.authz\nallow if { y > 1 }\n")
 
 
 def test_conflicting_values_deny(tmp_path):

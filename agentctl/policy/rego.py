@@ -6,8 +6,11 @@ The engine's hazards, and what this adapter does about each (measured on regopy 
 - built-in errors (division by zero) are swallowed as undefined unless strict built-in errors are on,
   which let ``default allow := true`` with ``allow := false if {1/0 …}`` allow: strict errors are on,
   and an error denies;
-- an unknown function surfaces only when the rule is evaluated, as an error string instead of a
-  result: anything that is not a well-formed result denies;
+- unsafe variables (read, never bound) and unknown functions compile, and show only at evaluation as
+  undefined or an error, which under ``not`` allows: the compiled plan is checked (``rego_safety``)
+  and such a set does not compile; anything at evaluation that is not a well-formed result denies;
+- the input conversion cuts strings and keys at NUL and wraps integers beyond 64 bits: such an input
+  denies before the engine sees it;
 - a set with two ``default`` rules for one name builds a bundle that crashes the process when queried:
   ``ok()`` is checked at compile time and such a set does not compile;
 - a set that does not define the queried rule builds and answers undefined: a source scan refuses it;
@@ -30,6 +33,7 @@ from dataclasses import dataclass
 
 from ..errors import OperationalError, UsageError
 from . import Decision, PolicyFile, PolicySet
+from .rego_safety import check_plan, plan_of, unfaithful_input
 
 __all__ = ["RegoSet", "compile_set", "entrypoint_of"]
 
@@ -94,11 +98,61 @@ def compile_set(files: list[PolicyFile], query: str, digest: str) -> Compiled:
     if not bundle.ok():  # querying it would crash the process (two defaults for one rule, for one)
         raise UsageError(f"policy set {', '.join(f.path for f in files)} does not compile: the engine rejected it "
                          "(two 'default' rules for one name, or conflicting rule values?)")
+    _require_safe(regopy, interp, bundle, files)
     prints = any(_PRINT.search(_code_only(f.text)) for f in files)
     return Compiled(tuple(f.path for f in files), query, entrypoint, digest, bundle, prints)
 
 
 _PRINT = re.compile(r"\bprint\s*\(")
+
+
+def _require_safe(regopy, interp, bundle, files: list[PolicyFile]) -> None:
+    """Refuse what rego-cpp compiles but OPA does not: unsafe variables and unknown functions (see
+    rego_safety). Their rule would be undefined, and under ``not`` undefined allows."""
+    try:
+        plan = plan_of(regopy, interp, bundle)
+    except (OSError, ValueError, regopy.RegoError) as e:
+        raise OperationalError(f"cannot read the compiled plan of policy set {', '.join(f.path for f in files)}: "
+                               f"{_first_line(str(e)) or type(e).__name__}") from None
+    findings = check_plan(plan, interp.is_builtin)
+    if not findings:
+        return
+    first = findings[0]
+    match = _file_named(files, first.file)
+    where = match.path if match is not None else first.file or ", ".join(f.path for f in files)
+    if first.line:
+        where = f"{where}:{first.line}"
+    source = f" in rule {first.rule}" if first.rule else ""
+    if match is not None and first.line:
+        lines = match.text.splitlines()
+        if 0 < first.line <= len(lines) and lines[first.line - 1].strip():
+            source = f" in `{_clip(lines[first.line - 1].strip())}`"
+    more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
+    if first.what == "unsafe":
+        raise UsageError(f"policy {where} does not compile: unsafe variable: a variable is read that nothing "
+                         f"binds{source}{more}",
+                         hint="bind every variable before it is read (:=, some x in …, a reference such as "
+                              "input.xs[i]); a binding inside not, a comprehension or every, or in another "
+                              "rule body, does not count")
+    if first.what == "unknown-function":
+        raise UsageError(f"policy {where} does not compile: {first.detail}{source}{more}")
+    raise UsageError(f"policy {where} does not compile: {first.detail}{more}",
+                     hint="this engine version is newer than agentctl's safety check knows; use regopy 1.5")
+
+
+def _file_named(files: list[PolicyFile], name: str | None) -> PolicyFile | None:
+    """The set's file the plan names: rego-cpp keeps only a module's base name."""
+    if not name:
+        return None
+    exact = [f for f in files if f.path == name]
+    if exact:
+        return exact[0]
+    same = [f for f in files if os.path.basename(f.path) == os.path.basename(name)]
+    return same[0] if len(same) == 1 else None
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _compile_error(raw: str, files: list[PolicyFile]) -> UsageError:
@@ -331,6 +385,9 @@ class RegoSet(PolicySet):
         self._worker: _Worker | None = None
 
     def decide(self, input_doc: dict) -> Decision:
+        bad = unfaithful_input(input_doc)
+        if bad is not None:
+            return self._decision(False, None, f"input not taken: {bad}")
         with self._lock:  # one evaluation at a time on this set's worker
             if self._worker is None:
                 self._worker = _Worker(self.compiled)
