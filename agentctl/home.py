@@ -30,6 +30,7 @@ class Config:
     audit: bool = True
     leeway: int = 60
     checkpoint_every: int = 1000
+    ship_max_lag: int = 3600
 
 
 _CONFIG_TYPES = {"keystore": str, "max_ttl": str, "audit": bool, "leeway": str, "checkpoint_every": int}
@@ -231,6 +232,11 @@ class Home:
                 raise StoreError(f"damaged config file {f}: {e}", hint="fix or remove it") from None
             except OSError as e:
                 raise StoreError(f"cannot read config file {f}: {e.strerror or e}") from None
+            audit_table = doc.pop("audit") if isinstance(doc.get("audit"), dict) else {}
+            for key, value in audit_table.items():  # [audit] ship_max_lag (a table; `audit = false` is the switch)
+                if key != "ship_max_lag" or not isinstance(value, str):
+                    raise StoreError(f"setting {key!r} in [audit] of {f} is unknown or not a string", hint="known: ship_max_lag (a duration)")
+                values["ship_max_lag"] = value
             for key, value in doc.items():
                 if key not in _CONFIG_TYPES:
                     raise StoreError(f"unknown setting {key!r} in {f}", hint=f"known: {', '.join(_CONFIG_TYPES)}")
@@ -250,12 +256,14 @@ class Home:
             max_ttl = parse_duration(values.get("max_ttl", "24h"), what="max_ttl")
             leeway = values.get("leeway", "60s")
             leeway_s = 0 if leeway in ("0", "0s") else parse_duration(leeway, what="leeway")
+            ship_max_lag = parse_duration(values.get("ship_max_lag", "1h"), what="ship_max_lag")
         except UsageError as e:
             raise StoreError(f"{e.message} in {f}") from None
         every = values.get("checkpoint_every", 1000)
         if every < 0:
             raise StoreError(f"setting 'checkpoint_every' in {f} must be 0 (off) or more")
-        return Config(keystore=keystore, max_ttl=max_ttl, audit=values.get("audit", True), leeway=leeway_s, checkpoint_every=every)
+        return Config(keystore=keystore, max_ttl=max_ttl, audit=values.get("audit", True), leeway=leeway_s, checkpoint_every=every,
+                      ship_max_lag=ship_max_lag)
 
 
 def check_private_file(path: Path) -> None:
