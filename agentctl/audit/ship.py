@@ -251,17 +251,19 @@ def _ship(conn, url, log, name, public, vkey, retired, batch, progress) -> ShipR
     e_max, e_count = cur.fetchone()
     local = log.size
     fork_hint = "a copied home or a restored or edited log: two histories under one origin and key; see docs/fleet.md"
+    if cp is not None:  # first: a forged checkpoint is named as such, whatever it claims
+        try:
+            if parse_checkpoint(verify_note(cp[2], name, public)) != (origin, c_size, c_root):
+                raise NoteError("its note does not match its size and root columns")
+        except NoteError as e:
+            raise DeniedError(f"the store's newest checkpoint of {where} (size {c_size}) is not signed by this host's key: {e.message}",
+                              hint="agentctl audit verify --from URL") from None
     if e_max > local or c_size > local:
         raise ForkError(f"fork: the store holds {max(e_max, c_size)} events of {where}; this home's log has {local}",
                         seq=local + 1, hint=fork_hint)
     if e_count != e_max:
         raise ForkError(f"the store's copy of {where} has gaps ({e_count} events up to {e_max})", hint="run agentctl audit verify --from URL")
     if cp is not None:
-        try:
-            verify_note(cp[2], name, public)
-        except NoteError as e:
-            raise DeniedError(f"the store's newest checkpoint of {where} (size {c_size}) is not signed by this host's key: {e.message}",
-                              hint="agentctl audit verify --from URL") from None
         if c_size and tree.root_at(c_size, log._get_node) != c_root:
             first = _first_difference(cur, log, log_id, c_size)
             raise ForkError(f"fork: {where} differs from the store's checkpoint of {c_size} events (first at event {first})",
