@@ -40,7 +40,7 @@ __agentctl_options() {
         'audit') echo '--agent --action --outcome --since --until --limit --from --host --json -h --help' ;;
         'audit verify') echo '--checkpoint --from --state --json -h --help' ;;
         'audit ship') echo '--to --init --json -h --help' ;;
-        'audit enroll') echo '--to --role --no-password --json -h --help' ;;
+        'audit enroll') echo '--to --db-role --no-password --json -h --help' ;;
         'audit checkpoint') echo '-o --output --json -h --help' ;;
         'audit prove') echo '--checkpoint --json -h --help' ;;
         'audit consistency') echo '--json -h --help' ;;
@@ -106,7 +106,7 @@ __agentctl_option_value() {
         'audit ship --to') echo 'text' ;;
         'audit ship --init') echo 'text' ;;
         'audit enroll --to') echo 'text' ;;
-        'audit enroll --role') echo 'text' ;;
+        'audit enroll --db-role') echo 'text' ;;
         'audit checkpoint -o'|'audit checkpoint --output') echo 'file' ;;
         'audit prove --checkpoint') echo 'file' ;;
         'audit export --since') echo 'text' ;;

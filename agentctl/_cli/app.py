@@ -355,7 +355,7 @@ def audit_enroll(
     ctx: typer.Context,
     key: str = typer.Argument(..., metavar="KEY", help="The host's audit key, as 'agentctl audit key' prints it."),
     to: Optional[str] = typer.Option(None, "--to", metavar="URL", help="The central store (default: $AGENTCTL_AUDIT_URL, else $PGSERVICE)."),
-    role: Optional[str] = typer.Option(None, "--role", metavar="ROLE", help="The host's database role (default: agentctl_host_NAME_KEYID)."),
+    role: Optional[str] = typer.Option(None, "--db-role", metavar="ROLE", help="The host's database role (default: agentctl_host_NAME_KEYID)."),
     no_password: bool = typer.Option(False, "--no-password", help="Make the role without a password (certificate or peer authentication)."),
     json_: bool = JsonOpt,
 ) -> None:

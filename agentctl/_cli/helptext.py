@@ -127,7 +127,7 @@ HELP: dict[tuple[str, ...], tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     ), (*KEYSTORE, *STORE)),
     ("audit", "enroll"): ("Enroll a host's audit key in the central store.", (
         "agentctl audit enroll --to postgresql://audit_owner@db.internal/audit \"$(cat web1-audit-key.txt)\"",
-        "agentctl --json audit enroll --to service=audit-owner --role web1 \"$KEY\"",
+        "agentctl --json audit enroll --to service=audit-owner --db-role web1 \"$KEY\"",
     ), STORE),
     ("audit", "checkpoint"): ("Sign the log's size and root.", (
         "agentctl audit checkpoint -o checkpoint.txt",

@@ -21,7 +21,7 @@ end
 # Whether option $argv[2] of command path $argv[1] takes a value.
 function __agentctl_takes_value
     switch "$argv[1] $argv[2]"
-        case ' --home' 'keygen --role' 'keygen --attr' 'pubkey --format' 'import --rotation' 'import --role' 'rotate -o' 'rotate --output' 'revoke --key' 'revoke --grant' 'revoke --reason' 'delegate --to' 'delegate --scope' 'delegate --ttl' 'delegate --from' 'delegate --parent' 'delegate --audience' 'delegate --max-depth' 'delegate -o' 'delegate --output' 'sign --as' 'sign --action' 'sign --resource' 'sign --grant' 'sign --data' 'sign --audience' 'sign --ttl' 'sign -o' 'sign --output' 'verify --action' 'verify --resource' 'verify --audience' 'verify --data' 'verify --revocations' 'verify --at' 'verify --leeway' 'revocations export --sign-as' 'revocations export -o' 'revocations export --output' 'audit --agent' 'audit --action' 'audit --outcome' 'audit --since' 'audit --until' 'audit --limit' 'audit --from' 'audit --host' 'audit verify --checkpoint' 'audit verify --from' 'audit verify --state' 'audit ship --to' 'audit ship --init' 'audit enroll --to' 'audit enroll --role' 'audit checkpoint -o' 'audit checkpoint --output' 'audit prove --checkpoint' 'audit export --since' 'policy eval --input' 'policy eval --query' 'policy check --query'
+        case ' --home' 'keygen --role' 'keygen --attr' 'pubkey --format' 'import --rotation' 'import --role' 'rotate -o' 'rotate --output' 'revoke --key' 'revoke --grant' 'revoke --reason' 'delegate --to' 'delegate --scope' 'delegate --ttl' 'delegate --from' 'delegate --parent' 'delegate --audience' 'delegate --max-depth' 'delegate -o' 'delegate --output' 'sign --as' 'sign --action' 'sign --resource' 'sign --grant' 'sign --data' 'sign --audience' 'sign --ttl' 'sign -o' 'sign --output' 'verify --action' 'verify --resource' 'verify --audience' 'verify --data' 'verify --revocations' 'verify --at' 'verify --leeway' 'revocations export --sign-as' 'revocations export -o' 'revocations export --output' 'audit --agent' 'audit --action' 'audit --outcome' 'audit --since' 'audit --until' 'audit --limit' 'audit --from' 'audit --host' 'audit verify --checkpoint' 'audit verify --from' 'audit verify --state' 'audit ship --to' 'audit ship --init' 'audit enroll --to' 'audit enroll --db-role' 'audit checkpoint -o' 'audit checkpoint --output' 'audit prove --checkpoint' 'audit export --since' 'policy eval --input' 'policy eval --query' 'policy check --query'
             return 0
     end
     return 1
@@ -277,7 +277,7 @@ complete -c agentctl -n '__agentctl_at "audit ship"' -s h -l help -d 'Show this 
 
 # agentctl audit enroll
 complete -c agentctl -n '__agentctl_at "audit enroll"' -l to -x -d 'The central store (default: $AGENTCTL_AUDIT_URL, else $PGSERVICE).'
-complete -c agentctl -n '__agentctl_at "audit enroll"' -l role -x -d 'The host\'s database role (default: agentctl_host_NAME_KEYID).'
+complete -c agentctl -n '__agentctl_at "audit enroll"' -l db-role -x -d 'The host\'s database role (default: agentctl_host_NAME_KEYID).'
 complete -c agentctl -n '__agentctl_at "audit enroll"' -l no-password -d 'Make the role without a password (certificate or peer authentication).'
 complete -c agentctl -n '__agentctl_at "audit enroll"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
 complete -c agentctl -n '__agentctl_at "audit enroll"' -s h -l help -d 'Show this message and exit.'

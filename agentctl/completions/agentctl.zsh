@@ -402,7 +402,7 @@ _agentctl_audit_ship() {
 _agentctl_audit_enroll() {
   _arguments -S \
     '--to=[The central store (default\: $AGENTCTL_AUDIT_URL, else $PGSERVICE).]:URL: ' \
-    '--role=[The host'\''s database role (default\: agentctl_host_NAME_KEYID).]:ROLE: ' \
+    '--db-role=[The host'\''s database role (default\: agentctl_host_NAME_KEYID).]:ROLE: ' \
     '--no-password[Make the role without a password (certificate or peer authentication).]' \
     '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
     '(- *)-h[Show this message and exit.]' \
