@@ -46,6 +46,7 @@ class Config:
     authority: str = "quick-start"  # SPEC "Authority and roles": a config without the key means quick-start
     roles: tuple = ()  # (name, Role) pairs, in the order of config.toml
     require_known_agents: bool = False
+    ship_max_lag: int = 3600
 
     def role(self, name: str) -> Role | None:
         return dict(self.roles).get(name)
@@ -254,6 +255,11 @@ class Home:
                 raise StoreError(f"damaged config file {f}: {e}", hint="fix or remove it") from None
             except OSError as e:
                 raise StoreError(f"cannot read config file {f}: {e.strerror or e}") from None
+            audit_table = doc.pop("audit") if isinstance(doc.get("audit"), dict) else {}
+            for key, value in audit_table.items():  # [audit] ship_max_lag (a table; `audit = false` is the switch)
+                if key != "ship_max_lag" or not isinstance(value, str):
+                    raise UsageError(f"setting {key!r} in [audit] of {f} is unknown or not a string", hint="known: ship_max_lag (a duration)")
+                values["ship_max_lag"] = value
             for key, value in doc.items():
                 if key not in _CONFIG_TYPES:
                     raise UsageError(f"unknown setting {key!r} in {f}", hint=f"known: {', '.join(_CONFIG_TYPES)}")
@@ -274,6 +280,7 @@ class Home:
             max_ttl = parse_duration(values.get("max_ttl", "24h"), what="max_ttl")
             leeway = values.get("leeway", "60s")
             leeway_s = 0 if leeway in ("0", "0s") else parse_duration(leeway, what="leeway")
+            ship_max_lag = parse_duration(values.get("ship_max_lag", "1h"), what="ship_max_lag")
         except UsageError as e:
             raise StoreError(f"{e.message} in {f}") from None
         if leeway_s > MAX_CONFIG_LEEWAY:
@@ -287,7 +294,7 @@ class Home:
         roles = tuple((name, _role(name, table, f)) for name, table in values.get("roles", {}).items())
         return Config(keystore=keystore, max_ttl=max_ttl, audit=values.get("audit", True), leeway=leeway_s,
                       checkpoint_every=every, authority=authority, roles=roles,
-                      require_known_agents=values.get("require_known_agents", False))
+                      require_known_agents=values.get("require_known_agents", False), ship_max_lag=ship_max_lag)
 
 
 def _role(name: str, table: object, f: Path) -> Role:

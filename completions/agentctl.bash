@@ -9,7 +9,7 @@ __agentctl_commands() {
         '') echo 'keygen list show pubkey import rotate revoke delegate inspect sign verify demo completion role revocations audit policy' ;;
         'role') echo 'add remove' ;;
         'revocations') echo 'export import' ;;
-        'audit') echo 'verify checkpoint prove consistency key export' ;;
+        'audit') echo 'verify ship enroll checkpoint prove consistency key export' ;;
         'policy') echo 'eval check schema' ;;
     esac
 }
@@ -37,8 +37,10 @@ __agentctl_options() {
         'revocations') echo '-h --help' ;;
         'revocations export') echo '--sign-as -o --output --json -h --help' ;;
         'revocations import') echo '--json -h --help' ;;
-        'audit') echo '--agent --action --outcome --since --until --limit --json -h --help' ;;
-        'audit verify') echo '--checkpoint --json -h --help' ;;
+        'audit') echo '--agent --action --outcome --since --until --limit --from --host --json -h --help' ;;
+        'audit verify') echo '--checkpoint --from --state --json -h --help' ;;
+        'audit ship') echo '--to --init --json -h --help' ;;
+        'audit enroll') echo '--to --db-role --no-password --json -h --help' ;;
         'audit checkpoint') echo '-o --output --json -h --help' ;;
         'audit prove') echo '--checkpoint --json -h --help' ;;
         'audit consistency') echo '--json -h --help' ;;
@@ -97,7 +99,15 @@ __agentctl_option_value() {
         'audit --since') echo 'text' ;;
         'audit --until') echo 'text' ;;
         'audit --limit') echo 'text' ;;
+        'audit --from') echo 'text' ;;
+        'audit --host') echo 'text' ;;
         'audit verify --checkpoint') echo 'file' ;;
+        'audit verify --from') echo 'text' ;;
+        'audit verify --state') echo 'dir' ;;
+        'audit ship --to') echo 'text' ;;
+        'audit ship --init') echo 'text' ;;
+        'audit enroll --to') echo 'text' ;;
+        'audit enroll --db-role') echo 'text' ;;
         'audit checkpoint -o'|'audit checkpoint --output') echo 'file' ;;
         'audit prove --checkpoint') echo 'file' ;;
         'audit export --since') echo 'text' ;;
@@ -125,6 +135,7 @@ __agentctl_argument() {
         'role remove '0) echo 'name' ;;
         'role remove '*) echo 'text' ;;
         'revocations import '0) echo 'file' ;;
+        'audit enroll '0) echo 'file' ;;
         'audit prove '0) echo 'text' ;;
         'audit consistency '0) echo 'text' ;;
         'audit consistency '1) echo 'text' ;;

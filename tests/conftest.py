@@ -110,3 +110,92 @@ def _audit_rows(db: Path):
         return db.read_bytes()
     finally:
         conn.close()
+
+
+# --- a real PostgreSQL for the central audit store (tests/test_ship*.py) -----------------------
+
+
+def _pg_bindir() -> Path | None:
+    import glob
+    import shutil
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[-3]) if p.split("/")[-3].isdigit() else 0)
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+@dataclass
+class PgCluster:
+    """A private PostgreSQL cluster on a unix socket: ``owner_url(db)`` connects as its superuser
+    (trusted on the socket); every other role logs in with a password (scram-sha-256)."""
+
+    socket_dir: Path
+    owner: str = "agentctl_owner"
+
+    def url(self, role: str, db: str) -> str:
+        return f"postgresql://{role}@/{db}?host={self.socket_dir}"
+
+    def owner_url(self, db: str = "postgres") -> str:
+        return self.url(self.owner, db)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One PostgreSQL cluster per test session, started as a non-root user in a temporary directory.
+    Skipped only when the PostgreSQL server binaries are absent, and never in CI (CI=true): there a
+    missing server fails the run."""
+    import pwd
+    import shutil
+    import subprocess
+    import tempfile
+
+    bindir = _pg_bindir()
+    if bindir is None or not (bindir / "pg_ctl").exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail("PostgreSQL server binaries (initdb, pg_ctl) are missing; CI installs Debian's postgresql (.ci/run)", pytrace=False)
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl): install Debian's postgresql to run the central audit tests")
+    base = Path(tempfile.mkdtemp(prefix="agentctl-pg-"))
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # postgres refuses to run as root: run it as a system user
+        user = next((u for u in ("postgres", "nobody") if _has_user(u)), None)
+        if user is None:
+            pytest.fail("running as root with no 'postgres' or 'nobody' user to run PostgreSQL as", pytrace=False)
+        pw = pwd.getpwnam(user)
+        os.chmod(base, 0o755)
+        os.chown(base, pw.pw_uid, pw.pw_gid)
+        prefix = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", "--"]
+    data, sock = base / "data", base / "sock"
+    env = {**os.environ, "LC_ALL": "C", "TZ": "UTC"}
+
+    def run(*cmd: str) -> None:
+        r = subprocess.run([*prefix, *cmd], capture_output=True, text=True, env=env, cwd=base, timeout=120)
+        if r.returncode:
+            log = (base / "log").read_text(errors="replace")[-2000:] if (base / "log").exists() else ""
+            pytest.fail(f"{' '.join(cmd[:2])} failed ({r.returncode}): {r.stderr.strip()[-2000:]}\n{log}", pytrace=False)
+
+    run("mkdir", "-m", "0700", str(sock))
+    run(str(bindir / "initdb"), "-D", str(data), "-U", PgCluster.owner, "-A", "trust",
+        "--no-sync", "-E", "UTF8", "--locale=C")
+    hba = f"local all {PgCluster.owner} trust\nlocal all all scram-sha-256\n"
+    run("sh", "-c", f"printf '%s' '{hba}' > {data}/pg_hba.conf")
+    run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w", "-t", "60", "-o",
+        f"-k {sock} -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off", "start")
+    os.chmod(base, 0o755)
+    try:
+        yield PgCluster(sock)
+    finally:
+        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+                       capture_output=True, env=env, cwd=base, timeout=60)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _has_user(name: str) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False

@@ -288,7 +288,7 @@ def revocations_import(
 
 # --- audit ------------------------------------------------------------------------------------
 
-audit_app = typer.Typer(help="The tamper-evident audit log: query, export, checkpoint, prove, consistency, key, verify.", invoke_without_command=True)
+audit_app = typer.Typer(help="The tamper-evident audit log: query, export, checkpoint, prove, consistency, key, verify, ship, enroll.", invoke_without_command=True)
 app.add_typer(audit_app, name="audit")
 
 
@@ -301,14 +301,20 @@ def audit(
     since: Optional[str] = typer.Option(None, "--since", metavar="WHEN", help="Since a time (RFC 3339) or a duration ago (1h)."),
     until: Optional[str] = typer.Option(None, "--until", metavar="WHEN", help="Until a time (RFC 3339) or a duration ago."),
     limit: Optional[int] = typer.Option(None, "--limit", metavar="N", help="At most N events."),
+    from_: Optional[str] = typer.Option(None, "--from", metavar="URL", help="Query the central store (PostgreSQL) instead of this home."),
+    host: Optional[str] = typer.Option(None, "--host", metavar="H", help="With --from: only events recorded on host H."),
     json_: bool = JsonOpt,
 ) -> None:
     """Show audit events, newest first."""
     if ctx.invoked_subcommand is not None:
         return
+    s = state(ctx)
+    if from_ is not None or host is not None:
+        from .ship_cmds import do_audit_query_from
+
+        done(do_audit_query_from(s, s.output(json_), from_, host, agent, action, outcome, since, until, limit))
     from .audit_cmds import do_audit_query
 
-    s = state(ctx)
     done(do_audit_query(s, s.output(json_), agent, action, outcome, since, until, limit))
 
 
@@ -316,13 +322,49 @@ def audit(
 def audit_verify(
     ctx: typer.Context,
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", metavar="FILE", help="Also prove the log extends this older checkpoint."),
+    from_: Optional[str] = typer.Option(None, "--from", metavar="URL", help="Verify every log in the central store (PostgreSQL) instead."),
+    state_dir: Optional[str] = typer.Option(None, "--state", metavar="DIR", help="With --from: keep the newest checkpoint seen per log here, and compare."),
     json_: bool = JsonOpt,
 ) -> None:
     """Recompute the whole tree and check every checkpoint; exit 1 on tampering."""
+    s = state(ctx)
+    if from_ is not None or state_dir is not None:
+        from .ship_cmds import do_audit_verify_from
+
+        done(do_audit_verify_from(s, s.output(json_), from_, state_dir, checkpoint))
     from .audit_cmds import do_audit_verify
 
-    s = state(ctx)
     done(do_audit_verify(s, s.output(json_), checkpoint))
+
+
+@audit_app.command("ship")
+def audit_ship(
+    ctx: typer.Context,
+    to: Optional[str] = typer.Option(None, "--to", metavar="URL", help="The central store (default: $AGENTCTL_AUDIT_URL, else $PGSERVICE)."),
+    init: Optional[str] = typer.Option(None, "--init", metavar="URL", help="Create the store's schema instead (run by its owner)."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Ship this home's audit log, under signed checkpoints, to the central store."""
+    from .ship_cmds import do_audit_ship
+
+    s = state(ctx)
+    done(do_audit_ship(s, s.output(json_), init, to))
+
+
+@audit_app.command("enroll")
+def audit_enroll(
+    ctx: typer.Context,
+    key: str = typer.Argument(..., metavar="KEY", help="The host's audit key, as 'agentctl audit key' prints it."),
+    to: Optional[str] = typer.Option(None, "--to", metavar="URL", help="The central store (default: $AGENTCTL_AUDIT_URL, else $PGSERVICE)."),
+    role: Optional[str] = typer.Option(None, "--db-role", metavar="ROLE", help="The host's database role (default: agentctl_host_NAME_KEYID)."),
+    no_password: bool = typer.Option(False, "--no-password", help="Make the role without a password (certificate or peer authentication)."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Enroll a host's audit key in the central store, with a database role of its own."""
+    from .ship_cmds import do_audit_enroll
+
+    s = state(ctx)
+    done(do_audit_enroll(s, s.output(json_), to, key, role, no_password))
 
 
 @audit_app.command("checkpoint")

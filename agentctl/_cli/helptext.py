@@ -21,7 +21,12 @@ ENV = {
     "AGENTCTL_FORMAT": "json: the same as --json",
     "NO_COLOR": "no colour in tables on a terminal",
     "AGENTCTL_DEBUG": "1: a Python traceback for an internal error",
+    "AGENTCTL_AUDIT_URL": "the central audit store (PostgreSQL), when --to/--from is not given",
+    "PGSERVICE": "a libpq service naming the central audit store (else AGENTCTL_AUDIT_URL)",
+    "PGPASSFILE": "libpq's password file for the store (default ~/.pgpass)",
 }
+#: Read by a command that reaches the central audit store.
+STORE = ("AGENTCTL_AUDIT_URL", "PGSERVICE", "PGPASSFILE")
 #: Read by every command.
 COMMON = ("AGENTCTL_HOME", "AGENTCTL_FORMAT", "NO_COLOR", "AGENTCTL_DEBUG")
 #: Read by a command that loads or stores a secret key.
@@ -106,13 +111,24 @@ HELP: dict[tuple[str, ...], tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     ("revocations", "import"): ("Import a signed revocation list.", (
         "agentctl revocations import revocations.jwt",
     ), ()),
-    ("audit",): ("The audit log: query, verify, prove, export.", (
+    ("audit",): ("The audit log: query, verify, prove, export, ship.", (
         "agentctl audit --agent agent:code-reviewer:prod --since 1h",
         "agentctl audit --outcome deny --limit 20",
-    ), ()),
-    ("audit", "verify"): ("Check the whole log for tampering.", (
+        "agentctl audit --from service=audit --agent agent:deployer --limit 20",
+    ), STORE),
+    ("audit", "verify"): ("Check the whole log (or the central store) for tampering.", (
         "agentctl audit verify --checkpoint checkpoint.txt",
-    ), ()),
+        "agentctl audit verify --from service=audit --state ~/.local/state/agentctl-audit",
+    ), STORE),
+    ("audit", "ship"): ("Ship the log to the central store (PostgreSQL).", (
+        "agentctl audit ship --init postgresql://audit_owner@db.internal/audit",
+        "AGENTCTL_AUDIT_URL=postgresql://agentctl_host_web1_1a2b3c4d@db.internal/audit agentctl audit ship",
+        "agentctl audit ship --to service=audit",
+    ), (*KEYSTORE, *STORE)),
+    ("audit", "enroll"): ("Enroll a host's audit key in the central store.", (
+        "agentctl audit enroll --to postgresql://audit_owner@db.internal/audit \"$(cat web1-audit-key.txt)\"",
+        "agentctl --json audit enroll --to service=audit-owner --db-role web1 \"$KEY\"",
+    ), STORE),
     ("audit", "checkpoint"): ("Sign the log's size and root.", (
         "agentctl audit checkpoint -o checkpoint.txt",
     ), KEYSTORE),

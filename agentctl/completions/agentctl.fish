@@ -12,7 +12,7 @@ function __agentctl_commands
         case 'revocations'
             printf '%s\n' export import
         case 'audit'
-            printf '%s\n' verify checkpoint prove consistency key export
+            printf '%s\n' verify ship enroll checkpoint prove consistency key export
         case 'policy'
             printf '%s\n' eval check schema
     end
@@ -21,7 +21,7 @@ end
 # Whether option $argv[2] of command path $argv[1] takes a value.
 function __agentctl_takes_value
     switch "$argv[1] $argv[2]"
-        case ' --home' 'keygen --role' 'keygen --attr' 'pubkey --format' 'import --rotation' 'import --role' 'rotate -o' 'rotate --output' 'revoke --key' 'revoke --grant' 'revoke --reason' 'delegate --to' 'delegate --scope' 'delegate --ttl' 'delegate --from' 'delegate --parent' 'delegate --audience' 'delegate --max-depth' 'delegate -o' 'delegate --output' 'sign --as' 'sign --action' 'sign --resource' 'sign --grant' 'sign --data' 'sign --audience' 'sign --ttl' 'sign -o' 'sign --output' 'verify --action' 'verify --resource' 'verify --audience' 'verify --data' 'verify --expect' 'verify --revocations' 'verify --at' 'verify --leeway' 'revocations export --sign-as' 'revocations export -o' 'revocations export --output' 'audit --agent' 'audit --action' 'audit --outcome' 'audit --since' 'audit --until' 'audit --limit' 'audit verify --checkpoint' 'audit checkpoint -o' 'audit checkpoint --output' 'audit prove --checkpoint' 'audit export --since' 'policy eval --input' 'policy eval --query' 'policy check --query'
+        case ' --home' 'keygen --role' 'keygen --attr' 'pubkey --format' 'import --rotation' 'import --role' 'rotate -o' 'rotate --output' 'revoke --key' 'revoke --grant' 'revoke --reason' 'delegate --to' 'delegate --scope' 'delegate --ttl' 'delegate --from' 'delegate --parent' 'delegate --audience' 'delegate --max-depth' 'delegate -o' 'delegate --output' 'sign --as' 'sign --action' 'sign --resource' 'sign --grant' 'sign --data' 'sign --audience' 'sign --ttl' 'sign -o' 'sign --output' 'verify --action' 'verify --resource' 'verify --audience' 'verify --data' 'verify --expect' 'verify --revocations' 'verify --at' 'verify --leeway' 'revocations export --sign-as' 'revocations export -o' 'revocations export --output' 'audit --agent' 'audit --action' 'audit --outcome' 'audit --since' 'audit --until' 'audit --limit' 'audit --from' 'audit --host' 'audit verify --checkpoint' 'audit verify --from' 'audit verify --state' 'audit ship --to' 'audit ship --init' 'audit enroll --to' 'audit enroll --db-role' 'audit checkpoint -o' 'audit checkpoint --output' 'audit prove --checkpoint' 'audit export --since' 'policy eval --input' 'policy eval --query' 'policy check --query'
             return 0
     end
     return 1
@@ -102,7 +102,7 @@ complete -c agentctl -n '__agentctl_at ""' -a demo -d 'The whole story in a thro
 complete -c agentctl -n '__agentctl_at ""' -a completion -d 'Print a shell completion script.'
 complete -c agentctl -n '__agentctl_at ""' -a role -d 'Give principals roles, or take them away.'
 complete -c agentctl -n '__agentctl_at ""' -a revocations -d 'Signed revocation lists for other machines.'
-complete -c agentctl -n '__agentctl_at ""' -a audit -d 'The audit log: query, verify, prove, export.'
+complete -c agentctl -n '__agentctl_at ""' -a audit -d 'The audit log: query, verify, prove, export, ship.'
 complete -c agentctl -n '__agentctl_at ""' -a policy -d 'Rego and Cedar policies: evaluate, check, schema.'
 complete -c agentctl -n '__agentctl_at ""' -l home -x -a '(__fish_complete_directories)' -d 'Home directory (default: $AGENTCTL_HOME, else the user data dir).'
 complete -c agentctl -n '__agentctl_at ""' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
@@ -244,7 +244,9 @@ complete -c agentctl -n '__agentctl_at "revocations import"' -s h -l help -d 'Sh
 complete -c agentctl -n '__agentctl_at "revocations import" 0' -F
 
 # agentctl audit
-complete -c agentctl -n '__agentctl_at "audit"' -a verify -d 'Check the whole log for tampering.'
+complete -c agentctl -n '__agentctl_at "audit"' -a verify -d 'Check the whole log (or the central store) for tampering.'
+complete -c agentctl -n '__agentctl_at "audit"' -a ship -d 'Ship the log to the central store (PostgreSQL).'
+complete -c agentctl -n '__agentctl_at "audit"' -a enroll -d 'Enroll a host\'s audit key in the central store.'
 complete -c agentctl -n '__agentctl_at "audit"' -a checkpoint -d 'Sign the log\'s size and root.'
 complete -c agentctl -n '__agentctl_at "audit"' -a prove -d 'An inclusion proof of one event.'
 complete -c agentctl -n '__agentctl_at "audit"' -a consistency -d 'A consistency proof between two checkpoints.'
@@ -256,13 +258,31 @@ complete -c agentctl -n '__agentctl_at "audit"' -l outcome -x -a 'allow deny ok 
 complete -c agentctl -n '__agentctl_at "audit"' -l since -x -d 'Since a time (RFC 3339) or a duration ago (1h).'
 complete -c agentctl -n '__agentctl_at "audit"' -l until -x -d 'Until a time (RFC 3339) or a duration ago.'
 complete -c agentctl -n '__agentctl_at "audit"' -l limit -x -d 'At most N events.'
+complete -c agentctl -n '__agentctl_at "audit"' -l from -x -d 'Query the central store (PostgreSQL) instead of this home.'
+complete -c agentctl -n '__agentctl_at "audit"' -l host -x -d 'With --from: only events recorded on host H.'
 complete -c agentctl -n '__agentctl_at "audit"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
 complete -c agentctl -n '__agentctl_at "audit"' -s h -l help -d 'Show this message and exit.'
 
 # agentctl audit verify
 complete -c agentctl -n '__agentctl_at "audit verify"' -l checkpoint -r -F -d 'Also prove the log extends this older checkpoint.'
+complete -c agentctl -n '__agentctl_at "audit verify"' -l from -x -d 'Verify every log in the central store (PostgreSQL) instead.'
+complete -c agentctl -n '__agentctl_at "audit verify"' -l state -x -a '(__fish_complete_directories)' -d 'With --from: keep the newest checkpoint seen per log here, and compare.'
 complete -c agentctl -n '__agentctl_at "audit verify"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
 complete -c agentctl -n '__agentctl_at "audit verify"' -s h -l help -d 'Show this message and exit.'
+
+# agentctl audit ship
+complete -c agentctl -n '__agentctl_at "audit ship"' -l to -x -d 'The central store (default: $AGENTCTL_AUDIT_URL, else $PGSERVICE).'
+complete -c agentctl -n '__agentctl_at "audit ship"' -l init -x -d 'Create the store\'s schema instead (run by its owner).'
+complete -c agentctl -n '__agentctl_at "audit ship"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
+complete -c agentctl -n '__agentctl_at "audit ship"' -s h -l help -d 'Show this message and exit.'
+
+# agentctl audit enroll
+complete -c agentctl -n '__agentctl_at "audit enroll"' -l to -x -d 'The central store (default: $AGENTCTL_AUDIT_URL, else $PGSERVICE).'
+complete -c agentctl -n '__agentctl_at "audit enroll"' -l db-role -x -d 'The host\'s database role (default: agentctl_host_NAME_KEYID).'
+complete -c agentctl -n '__agentctl_at "audit enroll"' -l no-password -d 'Make the role without a password (certificate or peer authentication).'
+complete -c agentctl -n '__agentctl_at "audit enroll"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
+complete -c agentctl -n '__agentctl_at "audit enroll"' -s h -l help -d 'Show this message and exit.'
+complete -c agentctl -n '__agentctl_at "audit enroll" 0' -F
 
 # agentctl audit checkpoint
 complete -c agentctl -n '__agentctl_at "audit checkpoint"' -s o -l output -r -F -d 'Write the signed checkpoint to FILE (\'-\': stdout).'

@@ -33,7 +33,7 @@ __agentctl_commands() {
     'completion:Print a shell completion script.'
     'role:Give principals roles, or take them away.'
     'revocations:Signed revocation lists for other machines.'
-    'audit:The audit log: query, verify, prove, export.'
+    'audit:The audit log: query, verify, prove, export, ship.'
     'policy:Rego and Cedar policies: evaluate, check, schema.'
   )
   _describe -t commands 'agentctl command' commands
@@ -333,7 +333,9 @@ _agentctl_revocations_import() {
 # agentctl audit
 __agentctl_audit_commands() {
   local -a commands=(
-    'verify:Check the whole log for tampering.'
+    'verify:Check the whole log (or the central store) for tampering.'
+    'ship:Ship the log to the central store (PostgreSQL).'
+    'enroll:Enroll a host'\''s audit key in the central store.'
     'checkpoint:Sign the log'\''s size and root.'
     'prove:An inclusion proof of one event.'
     'consistency:A consistency proof between two checkpoints.'
@@ -353,6 +355,8 @@ _agentctl_audit() {
     '--since=[Since a time (RFC 3339) or a duration ago (1h).]:WHEN: ' \
     '--until=[Until a time (RFC 3339) or a duration ago.]:WHEN: ' \
     '--limit=[At most N events.]:N: ' \
+    '--from=[Query the central store (PostgreSQL) instead of this home.]:URL: ' \
+    '--host=[With --from\: only events recorded on host H.]:H: ' \
     '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
     '(- *)-h[Show this message and exit.]' \
     '(- *)--help[Show this message and exit.]' \
@@ -362,6 +366,8 @@ _agentctl_audit() {
     curcontext=${curcontext%:*:*}:agentctl-audit-$words[1]:
     case $words[1] in
       (verify) _agentctl_audit_verify && ret=0 ;;
+      (ship) _agentctl_audit_ship && ret=0 ;;
+      (enroll) _agentctl_audit_enroll && ret=0 ;;
       (checkpoint) _agentctl_audit_checkpoint && ret=0 ;;
       (prove) _agentctl_audit_prove && ret=0 ;;
       (consistency) _agentctl_audit_consistency && ret=0 ;;
@@ -376,9 +382,33 @@ _agentctl_audit() {
 _agentctl_audit_verify() {
   _arguments -S \
     '--checkpoint=[Also prove the log extends this older checkpoint.]:FILE:_files' \
+    '--from=[Verify every log in the central store (PostgreSQL) instead.]:URL: ' \
+    '--state=[With --from\: keep the newest checkpoint seen per log here, and compare.]:DIR:_files -/' \
     '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
     '(- *)-h[Show this message and exit.]' \
     '(- *)--help[Show this message and exit.]'
+}
+
+# agentctl audit ship
+_agentctl_audit_ship() {
+  _arguments -S \
+    '--to=[The central store (default\: $AGENTCTL_AUDIT_URL, else $PGSERVICE).]:URL: ' \
+    '--init=[Create the store'\''s schema instead (run by its owner).]:URL: ' \
+    '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
+    '(- *)-h[Show this message and exit.]' \
+    '(- *)--help[Show this message and exit.]'
+}
+
+# agentctl audit enroll
+_agentctl_audit_enroll() {
+  _arguments -S \
+    '--to=[The central store (default\: $AGENTCTL_AUDIT_URL, else $PGSERVICE).]:URL: ' \
+    '--db-role=[The host'\''s database role (default\: agentctl_host_NAME_KEYID).]:ROLE: ' \
+    '--no-password[Make the role without a password (certificate or peer authentication).]' \
+    '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
+    '(- *)-h[Show this message and exit.]' \
+    '(- *)--help[Show this message and exit.]' \
+    ':KEY:_files'
 }
 
 # agentctl audit checkpoint
