@@ -1,49 +1,69 @@
 """agentctl: cryptographic identities, delegation grants, signed actions and a tamper-evident audit
 log for AI agents.
 
-The library never prints or exits; every failure is an :class:`agentctl.errors.Error`. Names are
-imported lazily so that ``import agentctl`` stays cheap for the command line.
+The public API is exactly the names in :data:`__all__`, each documented in ``docs/library.md``;
+every module and every other name is private and may change without notice. The library never
+prints or exits; every failure is an :class:`Error`. Names are imported lazily, so that
+``import agentctl`` stays cheap for the command line.
 """
 
 __version__ = "0.1.0"
 
+#: public name -> the private module that defines it, grouped as docs/library.md presents them
 _EXPORTS = {
-    # surroundings
-    "Context": "agentctl.context",
-    "Home": "agentctl.home",
-    "Store": "agentctl.store",
-    "FixedClock": "agentctl.clock",
     # failures
     "Error": "agentctl.errors",
+    "UsageError": "agentctl.errors",
+    "OperationalError": "agentctl.errors",
     "VerificationError": "agentctl.errors",
     "REASONS": "agentctl.errors",
+    # time
+    "system_clock": "agentctl.clock",
+    "FixedClock": "agentctl.clock",
+    # keys, without a home
+    "Signer": "agentctl.identity",
+    "signer_from_seed": "agentctl.signing",
+    "signer_from_secret": "agentctl.signing",
+    "public_from_did_key": "agentctl.encoding",
+    "public_from_jwk": "agentctl.encoding",
+    "did_key": "agentctl.encoding",
+    # minting, without a home
+    "delegate_with": "agentctl.delegation",
+    "sign_action_with": "agentctl.signing",
+    "Scope": "agentctl.scopes",
+    "parse_scopes": "agentctl.scopes",
     # verifying, with or without a home
     "Verifier": "agentctl.verify",
+    "Trust": "agentctl.verify",
     "StaticTrust": "agentctl.verify",
     "StoreTrust": "agentctl.verify",
-    "VerifiedGrant": "agentctl.verify",
-    "VerifiedAction": "agentctl.verify",
-    "NO_AUDIT": "agentctl.verify",
     "Role": "agentctl.verify",
-    "MemorySeenStore": "agentctl.seen",
-    "HomeSeenStore": "agentctl.seen",
+    "Principal": "agentctl.models",
+    "Key": "agentctl.models",
     "Revocation": "agentctl.models",
     "Revocations": "agentctl.models",
     "verify_list": "agentctl.revocation_lists",
-    # making things
+    "VerifiedGrant": "agentctl.verify",
+    "VerifiedAction": "agentctl.verify",
+    # once: seen-stores
+    "SeenStore": "agentctl.seen",
+    "MemorySeenStore": "agentctl.seen",
+    "HomeSeenStore": "agentctl.seen",
+    # recording decisions
+    "Recorder": "agentctl.recording",
+    "NO_AUDIT": "agentctl.recording",
+    "NoRecorder": "agentctl.recording",
+    "MemoryRecorder": "agentctl.recording",
+    "HomeRecorder": "agentctl.recording",
+    "Event": "agentctl.events",
+    "AuditLog": "agentctl.audit",
+    # a home: what the command line works in
+    "Home": "agentctl.home",
+    "Context": "agentctl.context",
     "keygen": "agentctl.identity",
     "rotate": "agentctl.identity",
     "delegate": "agentctl.delegation",
     "sign_action": "agentctl.signing",
-    "delegate_with": "agentctl.delegation",
-    "sign_action_with": "agentctl.signing",
-    "signer_from_seed": "agentctl.signing",
-    "signer_from_secret": "agentctl.signing",
-    "Scope": "agentctl.scopes",
-    "parse_scopes": "agentctl.scopes",
-    # the audit log
-    "AuditLog": "agentctl.audit",
-    "Event": "agentctl.events",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -55,4 +75,10 @@ def __getattr__(name: str):
         raise AttributeError(f"module 'agentctl' has no attribute {name!r}")
     import importlib
 
-    return getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -17,6 +17,7 @@ Clock = Callable[[], float]
 
 
 def system_clock() -> float:
+    """The time now, in seconds since the epoch: the clock every operation uses unless given another."""
     return time.time()
 
 

@@ -90,6 +90,7 @@ _ED25519_MULTICODEC = b"\xed\x01"
 
 
 def did_key(public: bytes) -> str:
+    """The ``did:key:z6Mk…`` form of an Ed25519 public key (multicodec 0xed01, base58btc)."""
     return "did:key:z" + b58_encode(_ED25519_MULTICODEC + public)
 
 

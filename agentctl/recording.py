@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
 
-from .context import Context
 from .errors import Error, ExistsError, OperationalError
 from .events import Event
 
-__all__ = ["Recorder", "HomeRecorder", "NoRecorder", "MemoryRecorder", "audit_signer", "host_keys", "audit_key", "verify_home"]
+if TYPE_CHECKING:
+    from .context import Context
+
+__all__ = ["Recorder", "HomeRecorder", "NoRecorder", "NO_AUDIT", "MemoryRecorder", "audit_signer", "host_keys", "audit_key", "verify_home"]
 
 
 class Recorder(ABC):
@@ -38,13 +41,19 @@ class Recorder(ABC):
 
 
 class NoRecorder(Recorder):
-    """Records nothing: the explicit choice of no audit."""
+    """Records nothing: the explicit choice of no audit (:data:`NO_AUDIT` is the one to pass)."""
+
+    enabled = False
 
     def record(self, *events: Event) -> None:
         return None
 
     def __repr__(self) -> str:
-        return "NoRecorder()"
+        return "NO_AUDIT" if self is NO_AUDIT else "NoRecorder()"
+
+
+#: The explicit "record nothing" value: ``Verifier(trust, recorder=NO_AUDIT)``.
+NO_AUDIT = NoRecorder()
 
 
 class MemoryRecorder(Recorder):

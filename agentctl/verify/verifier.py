@@ -11,6 +11,7 @@ from ..clock import Clock, system_clock
 from ..errors import UsageError, VerificationError
 from ..grants import Chain
 from ..models import Revocations
+from ..recording import NO_AUDIT
 from ..seen import MAX_LEEWAY, SeenStore
 from .pipeline import Memo
 from .results import VerifiedAction, VerifiedGrant, denial_doc, verdict_event
@@ -26,19 +27,6 @@ _TYP_OF = {"grant": jws.GRANT, "action": jws.ACTION}
 _KIND_OF = {jws.GRANT: "grant", jws.ACTION: "action"}
 
 
-class _NoAudit:
-    """The explicit "record nothing" recorder, for a verifier that is told not to audit."""
-
-    enabled = False
-
-    def record(self, *events: Any) -> None:
-        return None
-
-    def __repr__(self) -> str:
-        return "NO_AUDIT"
-
-
-NO_AUDIT = _NoAudit()
 _REQUIRED: Any = object()
 
 
