@@ -181,7 +181,7 @@ def do_verify(state: State, out: Output, source: str | None, action, resource, a
     try:
         run = _VerifyRun(state, out, audience, revocations, at, leeway, once, expect)
     except VerificationError as e:
-        out.result(_list_refused(state, out, e, action, resource))
+        out.verdict(_list_refused(state, out, e, action, resource), e)
         return 1
     token = _token_argument(source)
     payload = read_bytes(data, "--data") if data is not None else None
@@ -191,7 +191,7 @@ def do_verify(state: State, out: Output, source: str | None, action, resource, a
         out.stderr.write(f"agentctl: denied: {e.reason}: {e.detail}\n")
         if e.hint:
             out.stderr.write(f"agentctl: hint: {e.hint}\n")
-        out.result(e.verdict)  # type: ignore[attr-defined]
+        out.verdict(e.verdict, e)  # type: ignore[attr-defined]
         return 1
     out.result(doc, lambda: _human_verdict(out, doc))
     return 0

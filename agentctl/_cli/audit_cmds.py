@@ -171,6 +171,7 @@ def _tampered(out: Output, report) -> int:
     """The verdict on a log that failed ``audit verify``: one line naming the events, exit 1."""
     first, last = report.first_bad_seq, report.last_bad_seq
     where = "" if first is None else f" (event {first})" if last in (None, first) else f" (events {first}..{last})"
-    out.stderr.write(f"agentctl: denied: audit log tampered{where}: {report.problem}\n")
-    out.result(report.doc())
+    message = f"audit log tampered{where}: {report.problem}"
+    out.stderr.write(f"agentctl: denied: {message}\n")
+    out.result({**report.doc(), "error": "tampered", "reason": None, "message": message, "exit_code": 1})
     return 1

@@ -74,6 +74,8 @@ def guarded(out: Output, body: Callable[[], "int | None"]) -> int:
     except KeyboardInterrupt:
         out.stderr.write("agentctl: interrupted\n")
         return 130
+    except RecursionError:  # a document nested deeper than any parser here follows: bad input, not a bug
+        return out.error(UsageError("an input document is nested too deeply to read", hint="give a flatter document"))
     except BrokenPipeError:  # the reader went away (agentctl list | head -1): not an error to report
         try:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second failure at exit

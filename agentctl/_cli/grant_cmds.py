@@ -183,7 +183,7 @@ def do_inspect(state: State, out: Output, source: str) -> int:
             token = jws.decode(text, typ)
     except VerificationError as e:
         out.stderr.write(f"agentctl: denied: {e.reason}: {e.detail}\n")
-        out.result({"ok": False, "type": None, "valid": False, "reason": e.reason, "detail": e.detail, "hops": []})
+        out.verdict({"ok": False, "type": None, "valid": False, "reason": e.reason, "detail": e.detail, "hops": []}, e)
         return 1
     if typ not in (jws.GRANT, jws.ACTION):  # shown as it is; verify takes only grants and actions
         doc = {"ok": True, "type": typ.split("-")[1].split("+")[0], "valid": False, "reason": "malformed",

@@ -104,7 +104,10 @@ def do_audit_verify_from(state: State, out: Output, from_: str | None, state_dir
             out.stderr.write(f"agentctl: denied: log {r.origin} ({r.key.split('+')[0]}){at}: {r.problem}\n")
     doc = report.doc()
     if not report.ok:
-        out.result(doc)
+        bad = [r for r in report.logs if not r.ok]
+        message = (f"log {bad[0].origin}: {bad[0].problem}" if bad else f"log {report.gone[0]} is gone from the store") \
+            if (bad or report.gone) else "the central store did not verify"
+        out.result({**doc, "error": "tampered", "reason": None, "message": message, "exit_code": 1})
         return 1
     total = sum(r.size for r in report.logs)
     out.result(doc, f"audit store intact: {len(report.logs)} log(s), {total} events, "
