@@ -20,6 +20,7 @@ __all__ = [
     "DeniedError",
     "VerificationError",
     "REASONS",
+    "KINDS",
 ]
 
 EXIT_OK = 0
@@ -46,11 +47,18 @@ REASONS = (
 )
 
 
+#: The kinds of failure a ``--json`` document names in ``error`` (SPEC "Exit codes and messages"), with
+#: their exit codes. Every subclass of :class:`Error` is one of these; the subclass says more to Python.
+KINDS = {"usage": EXIT_USAGE, "denied": EXIT_DENIED, "tampered": EXIT_DENIED, "operational": EXIT_OPERATIONAL}
+
+
 class Error(Exception):
     """Base of every agentctl failure."""
 
     exit_code = EXIT_OPERATIONAL
-    kind = "error"
+    kind = "operational"
+    #: The verification reason code of a verdict (:class:`VerificationError`); None for every other failure.
+    reason: str | None = None
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -58,7 +66,9 @@ class Error(Exception):
         self.hint = hint
 
     def describe(self) -> dict:
-        doc = {"ok": False, "error": self.kind, "message": self.message, "exit_code": self.exit_code}
+        """The one failure shape (SPEC "Commands"): ``ok``, ``error`` (a kind of :data:`KINDS`),
+        ``reason`` (a reason code or None), ``message``, ``exit_code``, and ``hint`` where there is one."""
+        doc: dict = {"ok": False, "error": self.kind, "reason": self.reason, "message": self.message, "exit_code": self.exit_code}
         if self.hint:
             doc["hint"] = self.hint
         return doc
@@ -74,19 +84,19 @@ class UsageError(Error):
 class NotFoundError(UsageError):
     """A principal, key or file that does not exist."""
 
-    kind = "not_found"
+    kind = "usage"
 
 
 class ExistsError(UsageError):
     """Something that must not exist yet does."""
 
-    kind = "exists"
+    kind = "usage"
 
 
 class SecretFormatError(UsageError):
     """An exported secret that is truncated, mistyped or not one at all."""
 
-    kind = "bad_secret"
+    kind = "usage"
 
 
 class OperationalError(Error):
@@ -99,13 +109,13 @@ class OperationalError(Error):
 class StoreError(OperationalError):
     """A damaged or unreadable file in the home; the message names the file."""
 
-    kind = "store"
+    kind = "operational"
 
 
 class KeystoreError(OperationalError):
     """The keystore cannot be used."""
 
-    kind = "keystore"
+    kind = "operational"
 
 
 class DeniedError(Error):
@@ -119,7 +129,7 @@ class PassphraseError(UsageError):
     """A key file's passphrase is missing or wrong (or the file was altered): a bad argument, exit 2.
     Exit 1 is kept for verdicts about tokens and the audit log."""
 
-    kind = "passphrase"
+    kind = "usage"
 
 
 class VerificationError(DeniedError):
@@ -135,4 +145,5 @@ class VerificationError(DeniedError):
         self.detail = detail
 
     def describe(self) -> dict:
-        return {"ok": False, "reason": self.reason, "detail": self.detail, "exit_code": self.exit_code}
+        """The failure shape with the verdict's ``detail``."""
+        return {**super().describe(), "detail": self.detail}

@@ -247,12 +247,17 @@ class Home:
         values: dict = {}
         f = self.config_file
         if f.exists():
+            import stat
             import tomllib
 
             try:
+                if not stat.S_ISREG(f.stat().st_mode):  # a FIFO would block the read forever
+                    raise StoreError(f"config file {f} is not a regular file", hint="replace it with a file")
                 doc = tomllib.loads(f.read_text("utf-8"))
             except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
                 raise StoreError(f"damaged config file {f}: {e}", hint="fix or remove it") from None
+            except RecursionError:
+                raise UsageError(f"config file {f} is nested too deeply to read", hint="fix or remove it") from None
             except OSError as e:
                 raise StoreError(f"cannot read config file {f}: {e.strerror or e}") from None
             audit_table = doc.pop("audit") if isinstance(doc.get("audit"), dict) else {}

@@ -143,7 +143,7 @@ complete -c agentctl -n '__agentctl_at "import" 0' -f -a '(__agentctl_names)'
 complete -c agentctl -n '__agentctl_at "import" 1' -F
 
 # agentctl rotate
-complete -c agentctl -n '__agentctl_at "rotate"' -s o -l output -r -F -d 'Write the rotation statement to FILE.'
+complete -c agentctl -n '__agentctl_at "rotate"' -s o -l output -r -F -d 'Write the rotation statement to FILE (\'-\': stdout).'
 complete -c agentctl -n '__agentctl_at "rotate"' -l export-secret -d 'Print the new exported secret on stdout (needs -o FILE).'
 complete -c agentctl -n '__agentctl_at "rotate"' -l no-store -d 'Keep no copy of the new secret here (with --export-secret).'
 complete -c agentctl -n '__agentctl_at "rotate"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
@@ -166,7 +166,7 @@ complete -c agentctl -n '__agentctl_at "delegate"' -l from -x -a '(__agentctl_na
 complete -c agentctl -n '__agentctl_at "delegate"' -l parent -r -F -d 'Re-delegate this grant (token, file or -); its holder signs.'
 complete -c agentctl -n '__agentctl_at "delegate"' -l audience -x -d 'Restrict the grant to one audience.'
 complete -c agentctl -n '__agentctl_at "delegate"' -l max-depth -x -d 'Re-delegations still allowed (default 0; under --parent, one less than the parent).'
-complete -c agentctl -n '__agentctl_at "delegate"' -s o -l output -r -F -d 'Write the grant to FILE instead of stdout.'
+complete -c agentctl -n '__agentctl_at "delegate"' -s o -l output -r -F -d 'Write the grant to FILE (\'-\': stdout).'
 complete -c agentctl -n '__agentctl_at "delegate"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
 complete -c agentctl -n '__agentctl_at "delegate"' -s h -l help -d 'Show this message and exit.'
 
@@ -184,7 +184,7 @@ complete -c agentctl -n '__agentctl_at "sign"' -l data -r -F -d 'Payload to bind
 complete -c agentctl -n '__agentctl_at "sign"' -l embed -d 'Carry the payload in the token.'
 complete -c agentctl -n '__agentctl_at "sign"' -l audience -x -d 'Restrict the action to one audience.'
 complete -c agentctl -n '__agentctl_at "sign"' -l ttl -x -d 'Lifetime (default 5m).'
-complete -c agentctl -n '__agentctl_at "sign"' -s o -l output -r -F -d 'Write the action token to FILE.'
+complete -c agentctl -n '__agentctl_at "sign"' -s o -l output -r -F -d 'Write the action token to FILE (\'-\': stdout).'
 complete -c agentctl -n '__agentctl_at "sign"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
 complete -c agentctl -n '__agentctl_at "sign"' -s h -l help -d 'Show this message and exit.'
 
@@ -234,7 +234,7 @@ complete -c agentctl -n '__agentctl_at "revocations"' -s h -l help -d 'Show this
 
 # agentctl revocations export
 complete -c agentctl -n '__agentctl_at "revocations export"' -l sign-as -x -a '(__agentctl_names)' -d 'The principal signing the list.'
-complete -c agentctl -n '__agentctl_at "revocations export"' -s o -l output -r -F -d 'Write the list to FILE.'
+complete -c agentctl -n '__agentctl_at "revocations export"' -s o -l output -r -F -d 'Write the list to FILE (\'-\': stdout).'
 complete -c agentctl -n '__agentctl_at "revocations export"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
 complete -c agentctl -n '__agentctl_at "revocations export"' -s h -l help -d 'Show this message and exit.'
 

@@ -134,8 +134,8 @@ _agentctl_import() {
 # agentctl rotate
 _agentctl_rotate() {
   _arguments -S \
-    '(-o --output)-o+[Write the rotation statement to FILE.]:FILE:_files' \
-    '(-o --output)--output=[Write the rotation statement to FILE.]:FILE:_files' \
+    '(-o --output)-o+[Write the rotation statement to FILE ('\''-'\''\: stdout).]:FILE:_files' \
+    '(-o --output)--output=[Write the rotation statement to FILE ('\''-'\''\: stdout).]:FILE:_files' \
     '--export-secret[Print the new exported secret on stdout (needs -o FILE).]' \
     '--no-store[Keep no copy of the new secret here (with --export-secret).]' \
     '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
@@ -166,8 +166,8 @@ _agentctl_delegate() {
     '--parent=[Re-delegate this grant (token, file or -); its holder signs.]:GRANT:_files' \
     '--audience=[Restrict the grant to one audience.]:AUD: ' \
     '--max-depth=[Re-delegations still allowed (default 0; under --parent, one less than the parent).]:N: ' \
-    '(-o --output)-o+[Write the grant to FILE instead of stdout.]:FILE:_files' \
-    '(-o --output)--output=[Write the grant to FILE instead of stdout.]:FILE:_files' \
+    '(-o --output)-o+[Write the grant to FILE ('\''-'\''\: stdout).]:FILE:_files' \
+    '(-o --output)--output=[Write the grant to FILE ('\''-'\''\: stdout).]:FILE:_files' \
     '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
     '(- *)-h[Show this message and exit.]' \
     '(- *)--help[Show this message and exit.]'
@@ -193,8 +193,8 @@ _agentctl_sign() {
     '--embed[Carry the payload in the token.]' \
     '--audience=[Restrict the action to one audience.]:AUD: ' \
     '--ttl=[Lifetime (default 5m).]:DURATION: ' \
-    '(-o --output)-o+[Write the action token to FILE.]:FILE:_files' \
-    '(-o --output)--output=[Write the action token to FILE.]:FILE:_files' \
+    '(-o --output)-o+[Write the action token to FILE ('\''-'\''\: stdout).]:FILE:_files' \
+    '(-o --output)--output=[Write the action token to FILE ('\''-'\''\: stdout).]:FILE:_files' \
     '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
     '(- *)-h[Show this message and exit.]' \
     '(- *)--help[Show this message and exit.]'
@@ -314,8 +314,8 @@ _agentctl_revocations() {
 _agentctl_revocations_export() {
   _arguments -S \
     '--sign-as=[The principal signing the list.]:NAME:__agentctl_names' \
-    '(-o --output)-o+[Write the list to FILE.]:FILE:_files' \
-    '(-o --output)--output=[Write the list to FILE.]:FILE:_files' \
+    '(-o --output)-o+[Write the list to FILE ('\''-'\''\: stdout).]:FILE:_files' \
+    '(-o --output)--output=[Write the list to FILE ('\''-'\''\: stdout).]:FILE:_files' \
     '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
     '(- *)-h[Show this message and exit.]' \
     '(- *)--help[Show this message and exit.]'

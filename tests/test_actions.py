@@ -113,8 +113,12 @@ class World:
     def verify_json(self, token: str, *extra: str, home: Path | None = None):
         r = self.run(home or self.tool, "--json", "verify", token, *extra)
         doc = r.json()
-        assert set(doc) == VERDICT_FIELDS
+        # a denial is the verdict plus the one failure shape (SPEC "Commands")
+        failure = {"error", "message", "exit_code"} | ({"hint"} if "hint" in doc else set())
+        assert set(doc) == (VERDICT_FIELDS if r.code == 0 else VERDICT_FIELDS | failure)
         assert doc["ok"] is (r.code == 0)
+        if r.code:
+            assert doc["error"] == "denied" and doc["exit_code"] == 1 and doc["reason"]
         return r.code, doc, r.stderr
 
 

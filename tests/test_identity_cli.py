@@ -731,7 +731,7 @@ def test_an_unknown_principal(run, plain, tmp_path, command):
     before = state(tmp_path)
     r = run.fails(2, command, "agent:nope", match=r"no principal 'agent:nope' in ")
     if run.json:
-        assert r.json()["error"] == "not_found"
+        assert r.json()["error"] == "usage" and r.json()["reason"] is None
     assert state(tmp_path) == before
 
 
@@ -756,7 +756,7 @@ def test_a_principal_file_edited_into_invalid_toml(run, plain, home, tmp_path, c
     r = run.fails(3, *DAMAGED_COMMANDS[command], match=re.escape(str(path)))
     assert "invalid TOML" in r.stderr
     if run.json:
-        assert r.json()["error"] == "store"
+        assert r.json()["error"] == "operational" and r.json()["reason"] is None
     assert state(tmp_path) == before
 
 

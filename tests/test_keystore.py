@@ -457,7 +457,7 @@ def test_cli_keygen_keyring_mode_without_keyring_json(cli, home, use_backend):
     r = cli("--json", "keygen", NAME, env={"AGENTCTL_KEYSTORE": "keyring"})
     assert r.code == 3
     doc = r.json()
-    assert doc["ok"] is False and doc["exit_code"] == 3 and doc["error"] == "keystore"
+    assert doc["ok"] is False and doc["exit_code"] == 3 and doc["error"] == "operational"
     assert "file keystore" in doc["hint"]
     assert snapshot(home) == {}
 

@@ -8,48 +8,45 @@ import sys
 from ..clock import rfc3339
 from ..errors import UsageError, VerificationError
 from ..events import Event
-from .common import State, check_output, guarded, make_context, read_bytes, read_file, read_input, write_output
+from .common import State, command, guarded, make_context, read_bytes, read_file, read_input
+from .target import Target
 from .record import Recorder
 from .grant_cmds import parse_leeway
 from .output import Output
 from .params import flag_check
 
 
+@command
 def do_sign(state: State, out: Output, as_: str, action: str, resource: str, grant: str | None, data: str | None,
             embed: bool, audience: str | None, ttl: str | None, output_file: str | None) -> int:
-    output_file = None if output_file == "-" else output_file  # -o -: stdout, as usual
-    def body() -> None:
-        from ..durations import parse_duration
-        from ..signing import sign_action
+    from ..durations import parse_duration
+    from ..signing import sign_action
 
-        if grant == "-" and data == "-":
-            raise UsageError("--grant and --data cannot both read stdin")
-        from ..actions import check_action_name, check_audience, check_resource
+    if grant == "-" and data == "-":
+        raise UsageError("--grant and --data cannot both read stdin")
+    from ..actions import check_action_name, check_audience, check_resource
 
-        flag_check(check_action_name, action, "action")
-        flag_check(check_resource, resource, "resource")
-        if audience is not None:
-            flag_check(check_audience, audience, "audience")
-        if output_file is not None:  # before anything is signed or recorded
-            check_output(output_file)
-        ctx = make_context(state, out)
-        ttl_s = parse_duration(ttl, what="--ttl") if ttl is not None else None
-        grant_text = read_input(grant, "grant").strip() if grant is not None else None
-        payload = read_bytes(data, "--data") if data is not None else b""
-        try:
-            token = sign_action(ctx, as_=as_, action=action, resource=resource, grant=grant_text, data=payload,
-                                embed=embed, audience=audience, ttl=ttl_s, recorder=Recorder(ctx))
-        except VerificationError as e:
-            if e.reason == "expired" and grant is not None:  # a CI job's grant ran out: say how to go on
-                e.hint = (f"mint a new grant where its issuer's key is, e.g. 'agentctl delegate --to {as_} "
-                          f"--scope {action}:{resource} --ttl 1h -o grant.jwt', and pass it to --grant")
-            raise
-        if output_file is not None:
-            write_output(output_file, token + "\n")
-        out.note(f"{as_} signed {action} on {resource}" + (f"; written to {output_file}" if output_file else ""))
-        out.result({"ok": True, "action": token}, token if output_file is None else None)
-
-    return guarded(out, body)
+    flag_check(check_action_name, action, "action")
+    flag_check(check_resource, resource, "resource")
+    if audience is not None:
+        flag_check(check_audience, audience, "audience")
+    target = Target.of(output_file)  # before anything is signed or recorded
+    ctx = make_context(state, out)
+    ttl_s = parse_duration(ttl, what="--ttl") if ttl is not None else None
+    grant_text = read_input(grant, "grant").strip() if grant is not None else None
+    payload = read_bytes(data, "--data") if data is not None else b""
+    try:
+        token = sign_action(ctx, as_=as_, action=action, resource=resource, grant=grant_text, data=payload,
+                            embed=embed, audience=audience, ttl=ttl_s, recorder=Recorder(ctx))
+    except VerificationError as e:
+        if e.reason == "expired" and grant is not None:  # a CI job's grant ran out: say how to go on
+            e.hint = (f"mint a new grant where its issuer's key is, e.g. 'agentctl delegate --to {as_} "
+                      f"--scope {action}:{resource} --ttl 1h -o grant.jwt', and pass it to --grant")
+        raise
+    if not target.to_stdout:
+        target.write(token + "\n")
+    out.note(f"{as_} signed {action} on {resource}" + ("" if target.to_stdout else f"; written to {target}"))
+    out.result({"ok": True, "action": token}, token if target.to_stdout else None)
 
 
 class _Buffered:
@@ -164,42 +161,40 @@ def _human_verdict(out: Output, doc: dict) -> None:
                  f" (chain {' > '.join(doc['chain'])}; until {doc['expires_at']})")
 
 
+@command
 def do_verify(state: State, out: Output, source: str | None, action, resource, audience, data, revocations, at,
               leeway, once, batch, expect=None) -> int:
     if batch:
         return _batch(state, out, source, action, resource, audience, data, revocations, at, leeway, once, expect)
 
-    def body() -> int:
-        from ..actions import check_action_name, check_resource
+    from ..actions import check_action_name, check_resource
 
-        if source is None:
-            raise UsageError("give a token, a file or - (stdin)", hint="or --batch to read one token per line")
-        if [source, data, revocations].count("-") > 1:
-            both = [n for n, v in (("the token", source), ("--data", data), ("--revocations", revocations)) if v == "-"]
-            raise UsageError(f"{' and '.join(both[:2])} cannot both read stdin")
-        if action is not None:
-            flag_check(check_action_name, action, "action")
-        if resource is not None:
-            flag_check(check_resource, resource, "resource")
-        try:
-            run = _VerifyRun(state, out, audience, revocations, at, leeway, once, expect)
-        except VerificationError as e:
-            out.result(_list_refused(state, out, e, action, resource))
-            return 1
-        token = _token_argument(source)
-        payload = read_bytes(data, "--data") if data is not None else None
-        try:
-            doc = run.check(token, action, resource, payload)  # the library records the decision
-        except VerificationError as e:
-            out.stderr.write(f"agentctl: denied: {e.reason}: {e.detail}\n")
-            if e.hint:
-                out.stderr.write(f"agentctl: hint: {e.hint}\n")
-            out.result(e.verdict)  # type: ignore[attr-defined]
-            return 1
-        out.result(doc, lambda: _human_verdict(out, doc))
-        return 0
-
-    return guarded(out, body)
+    if source is None:
+        raise UsageError("give a token, a file or - (stdin)", hint="or --batch to read one token per line")
+    if [source, data, revocations].count("-") > 1:
+        both = [n for n, v in (("the token", source), ("--data", data), ("--revocations", revocations)) if v == "-"]
+        raise UsageError(f"{' and '.join(both[:2])} cannot both read stdin")
+    if action is not None:
+        flag_check(check_action_name, action, "action")
+    if resource is not None:
+        flag_check(check_resource, resource, "resource")
+    try:
+        run = _VerifyRun(state, out, audience, revocations, at, leeway, once, expect)
+    except VerificationError as e:
+        out.verdict(_list_refused(state, out, e, action, resource), e)
+        return 1
+    token = _token_argument(source)
+    payload = read_bytes(data, "--data") if data is not None else None
+    try:
+        doc = run.check(token, action, resource, payload)  # the library records the decision
+    except VerificationError as e:
+        out.stderr.write(f"agentctl: denied: {e.reason}: {e.detail}\n")
+        if e.hint:
+            out.stderr.write(f"agentctl: hint: {e.hint}\n")
+        out.verdict(e.verdict, e)  # type: ignore[attr-defined]
+        return 1
+    out.result(doc, lambda: _human_verdict(out, doc))
+    return 0
 
 
 _BATCH_KEYS = frozenset({"token", "action", "resource", "data", "data_b64"})
@@ -314,39 +309,33 @@ def _batch(state: State, out: Output, source, action, resource, audience, data, 
     return guarded(out, body)
 
 
+@command
 def do_revocations_export(state: State, out: Output, sign_as: str, output_file: str | None) -> int:
-    output_file = None if output_file == "-" else output_file  # -o -: stdout, as usual
-    def body() -> None:
-        from ..revocation_lists import export_list
+    from ..revocation_lists import export_list
 
-        if output_file is not None:  # before the exported version is counted
-            check_output(output_file)
-        ctx = make_context(state, out)
-        rec = Recorder(ctx)
-        token, version, count = export_list(ctx, sign_as, then=lambda _t, version, count: rec.record(
-            Event("revocations.export", "ok", principal=sign_as, metadata={"version": version, "entries": count})))
-        if output_file is not None:
-            write_output(output_file, token + "\n")
-        out.note(f"revocation list version {version} signed by {sign_as} with {count} entr{'y' if count == 1 else 'ies'}"
-                 + (f"; written to {output_file}" if output_file else ""))
-        out.result({"ok": True, "list": token, "version": version, "entries": count}, token if output_file is None else None)
-
-    return guarded(out, body)
+    target = Target.of(output_file)  # before the exported version is counted
+    ctx = make_context(state, out)
+    rec = Recorder(ctx)
+    token, version, count = export_list(ctx, sign_as, then=lambda _t, version, count: rec.record(
+        Event("revocations.export", "ok", principal=sign_as, metadata={"version": version, "entries": count})))
+    if not target.to_stdout:
+        target.write(token + "\n")
+    out.note(f"revocation list version {version} signed by {sign_as} with {count} entr{'y' if count == 1 else 'ies'}"
+             + ("" if target.to_stdout else f"; written to {target}"))
+    out.result({"ok": True, "list": token, "version": version, "entries": count}, token if target.to_stdout else None)
 
 
+@command
 def do_revocations_import(state: State, out: Output, source: str) -> int:
-    def body() -> None:
-        from ..revocation_lists import import_list
+    from ..revocation_lists import import_list
 
-        ctx = make_context(state, out)
-        rec = Recorder(ctx)
-        try:
-            rl, added = import_list(ctx, read_file(source, "revocation list").strip(), then=lambda rl, added: rec.record(
-                Event("revocations.import", "ok", principal=rl.issuer, metadata={"version": rl.version, "added": added})))
-        except VerificationError as e:
-            rec.record(Event("revocations.import", "deny", reason=e.reason, metadata={"detail": e.detail}))
-            raise
-        out.note(f"imported revocation list version {rl.version} from {rl.issuer}: {added} new revocation(s)")
-        out.result({"ok": True, "issuer": rl.issuer, "version": rl.version, "added": added, "issued": rfc3339(rl.issued)})
-
-    return guarded(out, body)
+    ctx = make_context(state, out)
+    rec = Recorder(ctx)
+    try:
+        rl, added = import_list(ctx, read_file(source, "revocation list").strip(), then=lambda rl, added: rec.record(
+            Event("revocations.import", "ok", principal=rl.issuer, metadata={"version": rl.version, "added": added})))
+    except VerificationError as e:
+        rec.record(Event("revocations.import", "deny", reason=e.reason, metadata={"detail": e.detail}))
+        raise
+    out.note(f"imported revocation list version {rl.version} from {rl.issuer}: {added} new revocation(s)")
+    out.result({"ok": True, "issuer": rl.issuer, "version": rl.version, "added": added, "issued": rfc3339(rl.issued)})

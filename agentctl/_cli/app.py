@@ -9,9 +9,9 @@ import typer
 from .. import __version__
 from .common import State
 from . import identity_cmds as ident
+from .options import JSON_HELP, AudienceOpt, JsonOpt, NameArg, OutputOpt, TtlOpt
 
 HOME_HELP = "Home directory (default: $AGENTCTL_HOME, else the user data dir)."
-JSON_HELP = "Print exactly one JSON document on stdout; everything else goes to stderr."
 
 app = typer.Typer(
     name="agentctl",
@@ -49,16 +49,13 @@ def done(code: int) -> None:
     raise typer.Exit(code)
 
 
-JsonOpt = typer.Option(False, "--json", help=JSON_HELP)
-
-
 # --- identity ---------------------------------------------------------------------------------
 
 
 @app.command()
 def keygen(
     ctx: typer.Context,
-    name: str = typer.Argument(..., metavar="NAME", help="Principal name, e.g. agent:code-reviewer:prod."),
+    name: str = NameArg,
     role: List[str] = typer.Option([], "--role", metavar="ROLE", help="A role (repeatable)."),
     attr: List[str] = typer.Option([], "--attr", metavar="KEY=VALUE", help="An attribute (repeatable)."),
     export_secret: bool = typer.Option(False, "--export-secret", help="Print the exported secret on stdout, for a CI secret store."),
@@ -79,7 +76,7 @@ def list_(ctx: typer.Context, json_: bool = JsonOpt) -> None:
 
 
 @app.command()
-def show(ctx: typer.Context, name: str = typer.Argument(..., metavar="NAME", help="Principal name, e.g. agent:code-reviewer:prod."), json_: bool = JsonOpt) -> None:
+def show(ctx: typer.Context, name: str = NameArg, json_: bool = JsonOpt) -> None:
     """Show one principal: key history, roles, attributes, status."""
     s = state(ctx)
     done(ident.do_show(s, s.output(json_), name))
@@ -88,7 +85,7 @@ def show(ctx: typer.Context, name: str = typer.Argument(..., metavar="NAME", hel
 @app.command()
 def pubkey(
     ctx: typer.Context,
-    name: str = typer.Argument(..., metavar="NAME", help="Principal name, e.g. agent:code-reviewer:prod."),
+    name: str = NameArg,
     format: str = typer.Option("did", "--format", metavar="did|jwk|jwks|b64", help="Output form of the current public key."),
     all_: bool = typer.Option(False, "--all", help="With --format jwks: every key that still verifies, retired ones too, each with its validity (iat, exp)."),
     json_: bool = JsonOpt,
@@ -101,7 +98,7 @@ def pubkey(
 @app.command("import")
 def import_(
     ctx: typer.Context,
-    name: str = typer.Argument(..., metavar="NAME", help="Principal name, e.g. agent:code-reviewer:prod."),
+    name: str = NameArg,
     key: Optional[str] = typer.Argument(None, metavar="[KEY]", help="did:key, a JWK file, or base64url (after -- if it starts with -)."),
     rotation: Optional[str] = typer.Option(None, "--rotation", metavar="FILE", help="Accept a rotation statement for NAME."),
     role: List[str] = typer.Option([], "--role", metavar="ROLE", help="A role (repeatable)."),
@@ -115,8 +112,8 @@ def import_(
 @app.command()
 def rotate(
     ctx: typer.Context,
-    name: str = typer.Argument(..., metavar="NAME", help="Principal name, e.g. agent:code-reviewer:prod."),
-    output: Optional[str] = typer.Option(None, "-o", "--output", metavar="FILE", help="Write the rotation statement to FILE."),
+    name: str = NameArg,
+    output: Optional[str] = OutputOpt("the rotation statement"),
     export_secret: bool = typer.Option(False, "--export-secret", help="Print the new exported secret on stdout (needs -o FILE)."),
     no_store: bool = typer.Option(False, "--no-store", help="Keep no copy of the new secret here (with --export-secret)."),
     json_: bool = JsonOpt,
@@ -176,12 +173,12 @@ def delegate(
     ctx: typer.Context,
     to: str = typer.Option(..., "--to", metavar="NAME", help="The principal receiving the grant."),
     scope: List[str] = typer.Option(..., "--scope", metavar="SCOPE", help="ACTION[:RESOURCE], e.g. pull_request.create:acme/* (repeatable)."),
-    ttl: Optional[str] = typer.Option(None, "--ttl", metavar="DURATION", help="Lifetime: 90s, 30m, 1h, 2d (default 1h, at most max_ttl)."),
+    ttl: Optional[str] = TtlOpt("Lifetime: 90s, 30m, 1h, 2d (default 1h, at most max_ttl)."),
     from_: Optional[str] = typer.Option(None, "--from", metavar="NAME", help="The signing principal (default: the only local one)."),
     parent: Optional[str] = typer.Option(None, "--parent", metavar="GRANT", help="Re-delegate this grant (token, file or -); its holder signs."),
-    audience: Optional[str] = typer.Option(None, "--audience", metavar="AUD", help="Restrict the grant to one audience."),
+    audience: Optional[str] = AudienceOpt("Restrict the grant to one audience."),
     max_depth: Optional[int] = typer.Option(None, "--max-depth", metavar="N", help="Re-delegations still allowed (default 0; under --parent, one less than the parent)."),
-    output: Optional[str] = typer.Option(None, "-o", "--output", metavar="FILE", help="Write the grant to FILE instead of stdout."),
+    output: Optional[str] = OutputOpt("the grant"),
     json_: bool = JsonOpt,
 ) -> None:
     """Mint a delegation grant and print it.
@@ -220,9 +217,9 @@ def sign(
     grant: Optional[str] = typer.Option(None, "--grant", metavar="GRANT", help="The grant that authorizes it (token, file or -)."),
     data: Optional[str] = typer.Option(None, "--data", metavar="FILE", help="Payload to bind by its SHA-256 digest (- for stdin)."),
     embed: bool = typer.Option(False, "--embed", help="Carry the payload in the token."),
-    audience: Optional[str] = typer.Option(None, "--audience", metavar="AUD", help="Restrict the action to one audience."),
-    ttl: Optional[str] = typer.Option(None, "--ttl", metavar="DURATION", help="Lifetime (default 5m)."),
-    output: Optional[str] = typer.Option(None, "-o", "--output", metavar="FILE", help="Write the action token to FILE."),
+    audience: Optional[str] = AudienceOpt("Restrict the action to one audience."),
+    ttl: Optional[str] = TtlOpt("Lifetime (default 5m)."),
+    output: Optional[str] = OutputOpt("the action token"),
     json_: bool = JsonOpt,
 ) -> None:
     """Sign an action."""
@@ -238,7 +235,7 @@ def verify(
     token: Optional[str] = typer.Argument(None, metavar="TOKEN|FILE|-", help="The grant or action token, a file, or - for stdin."),
     action: Optional[str] = typer.Option(None, "--action", metavar="A", help="Require exactly this action."),
     resource: Optional[str] = typer.Option(None, "--resource", metavar="R", help="Require exactly this resource."),
-    audience: Optional[str] = typer.Option(None, "--audience", metavar="AUD", help="The audience verifying: the token must name it in aud."),
+    audience: Optional[str] = AudienceOpt("The audience verifying: the token must name it in aud."),
     data: Optional[str] = typer.Option(None, "--data", metavar="FILE", help="The payload the action must bind."),
     expect: Optional[str] = typer.Option(None, "--expect", metavar="action|grant", help="Refuse a token of the other type (malformed)."),
     revocations: Optional[str] = typer.Option(None, "--revocations", metavar="FILE", help="Also honour this signed revocation list."),
@@ -263,7 +260,7 @@ app.add_typer(revocations_app, name="revocations")
 def revocations_export(
     ctx: typer.Context,
     sign_as: str = typer.Option(..., "--sign-as", metavar="NAME", help="The principal signing the list."),
-    output: Optional[str] = typer.Option(None, "-o", "--output", metavar="FILE", help="Write the list to FILE."),
+    output: Optional[str] = OutputOpt("the list"),
     json_: bool = JsonOpt,
 ) -> None:
     """Export every revocation held here as a signed, versioned list."""
@@ -370,7 +367,7 @@ def audit_enroll(
 @audit_app.command("checkpoint")
 def audit_checkpoint(
     ctx: typer.Context,
-    output: Optional[str] = typer.Option(None, "-o", "--output", metavar="FILE", help="Write the signed checkpoint to FILE ('-': stdout)."),
+    output: Optional[str] = OutputOpt("the signed checkpoint"),
     json_: bool = JsonOpt,
 ) -> None:
     """Sign the log's current size and root with the host's audit key."""

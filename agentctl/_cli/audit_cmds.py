@@ -3,11 +3,11 @@ open the log with ``AuditLog.open_existing``: they never create one or write a s
 
 from __future__ import annotations
 
-import contextlib
 import json
 
 from ..errors import UsageError
-from .common import State, check_output, guarded, make_context, read_file, write_output
+from .common import State, command, make_context, read_file
+from .target import Target
 from .output import Output
 
 
@@ -32,165 +32,146 @@ def _when(option: str, text: str | None, now: float) -> float | None:
         raise UsageError(f"{option}: {e.message}") from None
 
 
+@command
 def do_audit_query(state: State, out: Output, agent, action, outcome, since, until, limit) -> int:
-    def body() -> None:
-        from ..events import OUTCOMES
-        from ..names import check_name
+    from ..events import OUTCOMES
+    from ..names import check_name
 
-        if outcome is not None and outcome not in OUTCOMES:
-            raise UsageError(f"bad --outcome {outcome!r}: use one of {', '.join(OUTCOMES)}")
-        if agent is not None:
-            check_name(agent)
-        if limit is not None and limit < 1:
-            raise UsageError(f"bad --limit {limit}: it must be 1 or more")
-        ctx = make_context(state, out)
-        now = ctx.now()
-        t0, t1 = _when("--since", since, now), _when("--until", until, now)
-        ctx, log = _open(state, out)
+    if outcome is not None and outcome not in OUTCOMES:
+        raise UsageError(f"bad --outcome {outcome!r}: use one of {', '.join(OUTCOMES)}")
+    if agent is not None:
+        check_name(agent)
+    if limit is not None and limit < 1:
+        raise UsageError(f"bad --limit {limit}: it must be 1 or more")
+    ctx = make_context(state, out)
+    now = ctx.now()
+    t0, t1 = _when("--since", since, now), _when("--until", until, now)
+    ctx, log = _open(state, out)
+    try:
+        events = log.query(agent=agent, action=action, outcome=outcome, since=t0, until=t1, limit=limit) if log else []
+    finally:
+        if log is not None:
+            log.close()
+
+    def human() -> None:
+        if not events:
+            out.note("no audit events match")
+            return
+        rows = [
+            (str(e["seq"]), e["time"][:19] + "Z", e["event"], e["principal"] or "-", e["action"] or "-",
+             e["resource"] or "-", e["outcome"], e["reason"] or "-")
+            for e in events
+        ]
+        out.table(("seq", "time", "event", "principal", "action", "resource", "outcome", "reason"), rows)
+
+    out.result({"ok": True, "events": events}, human)
+
+
+@command
+def do_audit_export(state: State, out: Output, since) -> int:
+    import json
+
+    t0 = _when("--since", since, make_context(state, out).now())
+    ctx, log = _open(state, out)
+    if out.json_mode:  # one document, as everywhere; without --json, JSON Lines for a SIEM
         try:
-            events = log.query(agent=agent, action=action, outcome=outcome, since=t0, until=t1, limit=limit) if log else []
+            events = [json.loads(leaf) for leaf in log.export(t0)] if log is not None else []
         finally:
             if log is not None:
                 log.close()
-
-        def human() -> None:
-            if not events:
-                out.note("no audit events match")
-                return
-            rows = [
-                (str(e["seq"]), e["time"][:19] + "Z", e["event"], e["principal"] or "-", e["action"] or "-",
-                 e["resource"] or "-", e["outcome"], e["reason"] or "-")
-                for e in events
-            ]
-            out.table(("seq", "time", "event", "principal", "action", "resource", "outcome", "reason"), rows)
-
-        out.result({"ok": True, "events": events}, human)
-
-    return guarded(out, body)
+        out.result({"ok": True, "events": events})
+        return
+    if log is None:
+        return
+    try:
+        write = out.stdout.write
+        for leaf in log.export(t0):
+            write(leaf + "\n")
+    finally:
+        log.close()
 
 
-def do_audit_export(state: State, out: Output, since) -> int:
-    def body() -> None:
-        import json
-
-        t0 = _when("--since", since, make_context(state, out).now())
-        ctx, log = _open(state, out)
-        if out.json_mode:  # one document, as everywhere; without --json, JSON Lines for a SIEM
-            try:
-                events = [json.loads(leaf) for leaf in log.export(t0)] if log is not None else []
-            finally:
-                if log is not None:
-                    log.close()
-            out.result({"ok": True, "events": events})
-            return
-        if log is None:
-            return
-        try:
-            write = out.stdout.write
-            for leaf in log.export(t0):
-                write(leaf + "\n")
-        finally:
-            log.close()
-
-    return guarded(out, body)
-
-
+@command
 def do_audit_checkpoint(state: State, out: Output, output_file) -> int:
-    def body() -> None:
-        import base64
-        import os
+    import base64
 
-        from ..recording import HomeRecorder
+    from ..recording import HomeRecorder
 
-        ctx = make_context(state, out)
-        if not ctx.home.config.audit:
-            raise UsageError("auditing is off in config.toml (audit = false)")
-        to_file = output_file is not None and output_file != "-"  # "-" is stdout, as with no -o
-        if to_file:  # check before signing: a failed command must leave no checkpoint behind
-            check_output(output_file)
-        written = []
+    ctx = make_context(state, out)
+    if not ctx.home.config.audit:
+        raise UsageError("auditing is off in config.toml (audit = false)")
+    target = Target.of(output_file)  # before signing: a failed command must leave no checkpoint behind
+    to_file = not target.to_stdout
 
-        def deliver(note: str) -> None:  # before the checkpoint commits: a failed write records nothing
-            write_output(output_file, note)
-            written.append(output_file)
+    def deliver(note: str) -> None:  # before the checkpoint commits: a failed write records nothing
+        target.write(note)
 
-        rec = HomeRecorder(ctx)
-        try:
-            name, (size, root, note) = rec.checkpoint(deliver=deliver if to_file else None)
-        except BaseException:
-            for path in written:  # the write succeeded but the commit did not: leave no file
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
-            raise
-        finally:
-            rec.close()
-        out.note(f"checkpoint of {size} events signed by {name}" + (f"; written to {output_file} — keep a copy elsewhere" if to_file else ""))
-        out.result({"ok": True, "size": size, "root": base64.b64encode(root).decode(), "signer": name, "note": note},
-                   (lambda: out.stdout.write(note)) if not to_file else None)
-
-    return guarded(out, body)
+    rec = HomeRecorder(ctx)
+    try:
+        name, (size, root, note) = rec.checkpoint(deliver=deliver if to_file else None)
+    except BaseException:
+        target.undo()  # the write succeeded but the commit did not: leave no file
+        raise
+    finally:
+        rec.close()
+    out.note(f"checkpoint of {size} events signed by {name}" + (f"; written to {target} — keep a copy elsewhere" if to_file else ""))
+    out.result({"ok": True, "size": size, "root": base64.b64encode(root).decode(), "signer": name, "note": note},
+               (lambda: out.stdout.write(note)) if not to_file else None)
 
 
+@command
 def do_audit_prove(state: State, out: Output, seq: int, checkpoint=None) -> int:
-    def body() -> None:
-        kept = read_file(checkpoint, "checkpoint") if checkpoint is not None else None
-        ctx, log = _open(state, out)
-        if log is None:
-            raise UsageError("there is no audit log in this home yet")
-        try:
-            doc = log.prove(seq, kept)
-        finally:
-            log.close()
-        out.result({"ok": True, **doc}, lambda: out.line(json.dumps(doc, indent=2)))
-
-    return guarded(out, body)
+    kept = read_file(checkpoint, "checkpoint") if checkpoint is not None else None
+    ctx, log = _open(state, out)
+    if log is None:
+        raise UsageError("there is no audit log in this home yet")
+    try:
+        doc = log.prove(seq, kept)
+    finally:
+        log.close()
+    out.result({"ok": True, **doc}, lambda: out.line(json.dumps(doc, indent=2)))
 
 
+@command
 def do_audit_consistency(state: State, out: Output, old: str, new: str) -> int:
-    def body() -> None:
-        old_text, new_text = read_file(old, "checkpoint"), read_file(new, "checkpoint")
-        ctx, log = _open(state, out)
-        if log is None:
-            raise UsageError("there is no audit log in this home yet")
-        try:
-            doc = log.consistency(old_text, new_text)
-        finally:
-            log.close()
-        out.result({"ok": True, **doc}, lambda: out.line(json.dumps(doc, indent=2)))
-
-    return guarded(out, body)
+    old_text, new_text = read_file(old, "checkpoint"), read_file(new, "checkpoint")
+    ctx, log = _open(state, out)
+    if log is None:
+        raise UsageError("there is no audit log in this home yet")
+    try:
+        doc = log.consistency(old_text, new_text)
+    finally:
+        log.close()
+    out.result({"ok": True, **doc}, lambda: out.line(json.dumps(doc, indent=2)))
 
 
+@command
 def do_audit_key(state: State, out: Output) -> int:
-    def body() -> None:
-        from ..recording import audit_key
+    from ..recording import audit_key
 
-        vkey = audit_key(make_context(state, out))
-        out.result({"ok": True, "verifier_key": vkey, "name": vkey.split("+", 1)[0]}, lambda: out.line(vkey))
-
-    return guarded(out, body)
+    vkey = audit_key(make_context(state, out))
+    out.result({"ok": True, "verifier_key": vkey, "name": vkey.split("+", 1)[0]}, lambda: out.line(vkey))
 
 
+@command
 def do_audit_verify(state: State, out: Output, checkpoint) -> int:
-    def body() -> int:
-        from ..recording import verify_home
+    from ..recording import verify_home
 
-        external = read_file(checkpoint, "checkpoint") if checkpoint is not None else None
-        report = verify_home(make_context(state, out), external)
-        if not report.ok:
-            return _tampered(out, report)
-        doc = report.doc()
-        extra = f"; extends the kept checkpoint of {report.external['size']} events" if report.external else ""
-        out.result(doc, f"audit log intact: {report.size} events, {report.checkpoints} checkpoint(s) verified{extra}")
-        return 0
-
-    return guarded(out, body)
+    external = read_file(checkpoint, "checkpoint") if checkpoint is not None else None
+    report = verify_home(make_context(state, out), external)
+    if not report.ok:
+        return _tampered(out, report)
+    doc = report.doc()
+    extra = f"; extends the kept checkpoint of {report.external['size']} events" if report.external else ""
+    out.result(doc, f"audit log intact: {report.size} events, {report.checkpoints} checkpoint(s) verified{extra}")
+    return 0
 
 
 def _tampered(out: Output, report) -> int:
     """The verdict on a log that failed ``audit verify``: one line naming the events, exit 1."""
     first, last = report.first_bad_seq, report.last_bad_seq
     where = "" if first is None else f" (event {first})" if last in (None, first) else f" (events {first}..{last})"
-    out.stderr.write(f"agentctl: denied: audit log tampered{where}: {report.problem}\n")
-    out.result(report.doc())
+    message = f"audit log tampered{where}: {report.problem}"
+    out.stderr.write(f"agentctl: denied: {message}\n")
+    out.result({**report.doc(), "error": "tampered", "reason": None, "message": message, "exit_code": 1})
     return 1

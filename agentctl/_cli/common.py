@@ -12,7 +12,7 @@ from ..errors import Error, NotFoundError, OperationalError, UsageError
 from ..jws import MAX_LIST_BYTES, MAX_TOKEN_BYTES
 from .output import Output
 
-__all__ = ["State", "check_output", "guarded", "make_context", "read_input", "write_output"]
+__all__ = ["State", "command", "guarded", "make_context", "read_bytes", "read_file", "read_input"]
 
 
 class State:
@@ -52,6 +52,19 @@ def make_context(state: State, out: Output) -> Context:
     return Context.for_home(state.home, notify=out.note, prompt=_prompt(out))
 
 
+def command(body: Callable[..., "int | None"]) -> Callable[..., int]:
+    """The one runner: ``body(state, out, ...)`` is a command's whole work; it returns an exit code (or
+    None for 0) or raises. The runner turns every failure into the one message and JSON shape and an
+    exit code (:func:`guarded`). The Typer commands and the fast path call the same runner."""
+    import functools
+
+    @functools.wraps(body)
+    def run(state: State, out: Output, *args: object, **kwargs: object) -> int:
+        return guarded(out, lambda: body(state, out, *args, **kwargs))
+
+    return run
+
+
 def guarded(out: Output, body: Callable[[], "int | None"]) -> int:
     """Run a command body; turn every failure into a one-line message and an exit code."""
     try:
@@ -61,6 +74,8 @@ def guarded(out: Output, body: Callable[[], "int | None"]) -> int:
     except KeyboardInterrupt:
         out.stderr.write("agentctl: interrupted\n")
         return 130
+    except RecursionError:  # a document nested deeper than any parser here follows: bad input, not a bug
+        return out.error(UsageError("an input document is nested too deeply to read", hint="give a flatter document"))
     except BrokenPipeError:  # the reader went away (agentctl list | head -1): not an error to report
         try:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second failure at exit
@@ -173,39 +188,3 @@ def _token_text(data: bytes) -> str:
 
 def _size(n: int) -> str:
     return f"{n // (1024 * 1024)} MiB" if n % (1024 * 1024) == 0 else f"{n // 1024} KiB" if n % 1024 == 0 else f"{n} bytes"
-
-
-def check_output(path: str) -> None:
-    """Refuse an output file that cannot be written, before a command changes or records anything."""
-    if not path:  # Path("") is the current directory
-        raise UsageError("no output file given (an empty name)")
-    target = Path(path)
-    if target.is_dir():
-        raise UsageError(f"cannot write {path}: it is a directory")
-    if not target.parent.is_dir():
-        raise NotFoundError(f"cannot write {path}: no directory {target.parent}")
-
-
-def write_output(path: str, text: str) -> None:
-    """Write a (public) output file atomically: it exists only once the command has succeeded."""
-    import stat
-
-    from ..home import atomic_write
-
-    check_output(path)
-    target = Path(path)
-    try:
-        mode = target.stat().st_mode
-    except FileNotFoundError:
-        mode = None
-    except OSError as e:
-        raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
-    if mode is not None and not stat.S_ISREG(mode):
-        # a device or a pipe (/dev/null, /dev/stdout, a FIFO): write into it, never rename over it
-        try:
-            with open(target, "w", encoding="utf-8") as f:
-                f.write(text)
-        except OSError as e:
-            raise OperationalError(f"cannot write {path}: {e.strerror or e}") from None
-        return
-    atomic_write(target, text.encode("utf-8"), mode=0o644)

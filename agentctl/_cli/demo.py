@@ -117,7 +117,8 @@ def _demo(state: State, out: Output) -> int:
         shutil.rmtree(work, ignore_errors=True)
     if failed:
         out.stderr.write(f"agentctl: error: the demo went wrong: {failed}\n")
-        out.result({"ok": False, "error": failed, "steps": steps})
+        out.result({"ok": False, "error": "operational", "reason": None, "message": f"the demo went wrong: {failed}",
+                    "exit_code": 3, "steps": steps})
         return 3
     out.result({"ok": True, "steps": steps},
                "That is agentctl: identities, delegation that only narrows, signed actions verified offline,\n"

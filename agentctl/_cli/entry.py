@@ -13,6 +13,9 @@ SHELLS = ("bash", "zsh", "fish")
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if sys.stdout is None:  # started with stdout closed (agentctl list >&-): nowhere to put a result
+        _closed("stdout is closed; nothing was done", "give agentctl a stdout, e.g. >/dev/null")
+        return 3
     if any(str(getattr(s, "encoding", "utf-8")).lower().replace("-", "") != "utf8" for s in (sys.stdout, sys.stderr)):
         from .output import safe_streams  # LANG=C, PYTHONIOENCODING=ascii: stand-ins, never UnicodeEncodeError
 
@@ -143,14 +146,33 @@ def _repeated_option(command, args: list[str]) -> str | None:
     return None
 
 
+def _closed(message: str, hint: str | None = None) -> None:
+    """Say on stderr (when there is one) that stdout could not be used."""
+    if sys.stderr is None:
+        return
+    try:
+        sys.stderr.write(f"agentctl: error: {message}\n" + (f"agentctl: hint: {hint}\n" if hint else ""))
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
 def run() -> None:
     try:
         code = main()
-        sys.stdout.flush()
+        if sys.stdout is not None:
+            sys.stdout.flush()
     except BrokenPipeError:  # the reader went away (agentctl --version | head -0): no traceback
         try:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second failure at exit
         except (OSError, ValueError, AttributeError):
             pass
         code = 141  # as if killed by SIGPIPE, like other command-line tools
+    except OSError as e:  # stdout gone in another way (a bad descriptor, a full disk): operational, no traceback
+        _closed(f"cannot write to stdout ({e.strerror or e})")
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        code = 3
     sys.exit(code)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from ..clock import rfc3339
 from ..durations import format_duration, parse_duration
 from ..errors import UsageError, VerificationError
-from .common import State, check_output, guarded, make_context, read_input, write_output
+from .common import State, command, make_context, read_input
+from .target import Target
 from .record import Recorder
 from .output import Output
 
@@ -24,44 +25,40 @@ def parse_leeway(text: str | None, default: int) -> int:
     return leeway
 
 
+@command
 def do_delegate(state: State, out: Output, to: str, scopes: list[str], ttl: str | None, issuer: str | None,
                 parent: str | None, audience: str | None, max_depth: int | None, output_file: str | None) -> int:
-    output_file = None if output_file == "-" else output_file  # -o -: stdout, as usual
-    def body() -> None:
-        from ..delegation import delegate
+    from ..delegation import delegate
 
-        if issuer is not None and parent is not None:
-            raise UsageError("--from and --parent do not go together: with --parent, the parent's holder signs")
-        if audience is not None:
-            from ..actions import check_audience
-            from .params import flag_check
+    if issuer is not None and parent is not None:
+        raise UsageError("--from and --parent do not go together: with --parent, the parent's holder signs")
+    if audience is not None:
+        from ..actions import check_audience
+        from .params import flag_check
 
-            flag_check(check_audience, audience, "audience")
-        if output_file is not None:  # before anything is minted or recorded
-            check_output(output_file)
-        ctx = make_context(state, out)
-        ttl_s = parse_duration(ttl, what="--ttl") if ttl is not None else None
-        parent_token = read_input(parent, "parent grant").strip() if parent is not None else None
-        try:
-            token, chain = delegate(ctx, to=to, scopes=scopes, ttl=ttl_s, issuer=issuer, parent=parent_token,
-                                    audience=audience, max_depth=max_depth, recorder=Recorder(ctx))
-        except VerificationError as e:
-            if e.reason == "expired" and parent is not None:
-                e.hint = "the parent grant ran out: get a new one from its issuer ('agentctl delegate' on their machine), then re-delegate"
-            raise
-        leaf = chain.leaf
-        if output_file is not None:
-            write_output(output_file, token + "\n")
-        out.note(
-            f"{leaf.iss} granted {leaf.delegate} {leaf.scope_text} on behalf of {leaf.sub} until {rfc3339(leaf.exp)}"
-            f" ({len(chain.hops)} hop{'s' if len(chain.hops) > 1 else ''}, jti {leaf.jti})"
-            + (f"; written to {output_file}" if output_file else "")
-        )
-        doc = {"ok": True, "grant": token, "jti": leaf.jti, "iss": leaf.iss, "sub": leaf.sub, "agent": leaf.delegate,
-               "scope": leaf.scope_text, "expires_at": rfc3339(leaf.exp), "max_depth": leaf.max_depth, "hops": len(chain.hops)}
-        out.result(doc, token if output_file is None else None)
-
-    return guarded(out, body)
+        flag_check(check_audience, audience, "audience")
+    target = Target.of(output_file)  # before anything is minted or recorded
+    ctx = make_context(state, out)
+    ttl_s = parse_duration(ttl, what="--ttl") if ttl is not None else None
+    parent_token = read_input(parent, "parent grant").strip() if parent is not None else None
+    try:
+        token, chain = delegate(ctx, to=to, scopes=scopes, ttl=ttl_s, issuer=issuer, parent=parent_token,
+                                audience=audience, max_depth=max_depth, recorder=Recorder(ctx))
+    except VerificationError as e:
+        if e.reason == "expired" and parent is not None:
+            e.hint = "the parent grant ran out: get a new one from its issuer ('agentctl delegate' on their machine), then re-delegate"
+        raise
+    leaf = chain.leaf
+    if not target.to_stdout:
+        target.write(token + "\n")
+    out.note(
+        f"{leaf.iss} granted {leaf.delegate} {leaf.scope_text} on behalf of {leaf.sub} until {rfc3339(leaf.exp)}"
+        f" ({len(chain.hops)} hop{'s' if len(chain.hops) > 1 else ''}, jti {leaf.jti})"
+        + ("" if target.to_stdout else f"; written to {target}")
+    )
+    doc = {"ok": True, "grant": token, "jti": leaf.jti, "iss": leaf.iss, "sub": leaf.sub, "agent": leaf.delegate,
+           "scope": leaf.scope_text, "expires_at": rfc3339(leaf.exp), "max_depth": leaf.max_depth, "hops": len(chain.hops)}
+    out.result(doc, token if target.to_stdout else None)
 
 
 # --- inspect ----------------------------------------------------------------------------------
@@ -158,73 +155,71 @@ def _show_hops(out: Output, hops: list[dict]) -> None:
             out.line(f"  {k.ljust(width)}  {v}")
 
 
+@command
 def do_inspect(state: State, out: Output, source: str) -> int:
     """Show a token. Its verdict is the one ``verify TOKEN`` gives (the same Verifier call, at the same
     time), so inspect never calls a token valid that verify would refuse."""
 
-    def body() -> int:
-        from .. import jws
-        from ..actions import parse_action
-        from ..grants import parse_chain
-        from ..store import Store
-        from ..verify import NO_AUDIT, StoreTrust, Verifier
+    from .. import jws
+    from ..actions import parse_action
+    from ..grants import parse_chain
+    from ..store import Store
+    from ..verify import NO_AUDIT, StoreTrust, Verifier
 
-        ctx = make_context(state, out)
-        text = read_input(source, "token").strip()
-        now = ctx.now()
-        trust = StoreTrust(Store(ctx.home))
-        verifier = Verifier(trust, recorder=NO_AUDIT, clock=ctx.clock, leeway=ctx.home.config.leeway)  # shows, decides nothing
-        action = chain = None
-        try:
-            typ = jws.peek_typ(text)
-            if typ == jws.GRANT:
-                chain = parse_chain(text)
-            elif typ == jws.ACTION:
-                action = parse_action(text)
-                chain = parse_chain(action.grant) if action.grant is not None else None
-            else:
-                token = jws.decode(text, typ)
-        except VerificationError as e:
-            out.stderr.write(f"agentctl: denied: {e.reason}: {e.detail}\n")
-            out.result({"ok": False, "type": None, "valid": False, "reason": e.reason, "detail": e.detail, "hops": []})
-            return 1
-        if typ not in (jws.GRANT, jws.ACTION):  # shown as it is; verify takes only grants and actions
-            doc = {"ok": True, "type": typ.split("-")[1].split("+")[0], "valid": False, "reason": "malformed",
-                   "detail": f"a {typ} token is neither a grant nor an action", "header": token.header, "claims": token.claims}
-            out.result(doc, lambda: _show_generic(out, doc))
-            return 0
-        verdict: dict = {"valid": True, "reason": None, "detail": None}
-        try:
-            if action is None:
-                verifier.verify_grant(text, at=now)
-            else:
-                verifier.verify_action(text, at=now)
-        except VerificationError as e:
-            verdict = {"valid": False, "reason": e.reason, "detail": e.detail}
-        hops = _hop_docs(chain, trust, now) if chain is not None else []
-        state_line = "valid" if verdict["valid"] else f"NOT VALID: {verdict['reason']}: {verdict['detail']}"
-        if action is None:
-            doc = {"ok": True, "type": "grant", **verdict, "agent": chain.leaf.delegate, "on_behalf_of": chain.root.sub,
-                   "chain": list(chain.principals), "hops": hops}
-            title = f"grant: {' > '.join(chain.principals)}  ({len(hops)} hop{'s' if len(hops) > 1 else ''}; {state_line})"
+    ctx = make_context(state, out)
+    text = read_input(source, "token").strip()
+    now = ctx.now()
+    trust = StoreTrust(Store(ctx.home))
+    verifier = Verifier(trust, recorder=NO_AUDIT, clock=ctx.clock, leeway=ctx.home.config.leeway)  # shows, decides nothing
+    action = chain = None
+    try:
+        typ = jws.peek_typ(text)
+        if typ == jws.GRANT:
+            chain = parse_chain(text)
+        elif typ == jws.ACTION:
+            action = parse_action(text)
+            chain = parse_chain(action.grant) if action.grant is not None else None
         else:
-            doc = {"ok": True, "type": "action", **verdict, "agent": action.iss, "on_behalf_of": action.sub,
-                   "chain": list(chain.principals) if chain is not None else [action.iss], "action": action.action,
-                   "resource": action.resource, "issued_at": rfc3339(action.iat), "expires_at": rfc3339(action.exp),
-                   "aud": list(action.aud) if action.aud else None, "payload_sha256": action.sha256, "jti": action.jti,
-                   "hops": hops}
-            via = f"under a grant of {len(hops)} hop{'s' if len(hops) > 1 else ''}" if chain is not None else "on its own authority"
-            title = (f"action: {action.iss} does {action.action} on {action.resource} on behalf of {action.sub}, {via}"
-                     f"  ({state_line})\n  valid {doc['issued_at']} to {doc['expires_at']}; jti {action.jti}")
-
-        def human() -> None:
-            out.line(title)
-            _show_hops(out, hops)
-
-        out.result(doc, human)
+            token = jws.decode(text, typ)
+    except VerificationError as e:
+        out.stderr.write(f"agentctl: denied: {e.reason}: {e.detail}\n")
+        out.verdict({"ok": False, "type": None, "valid": False, "reason": e.reason, "detail": e.detail, "hops": []}, e)
+        return 1
+    if typ not in (jws.GRANT, jws.ACTION):  # shown as it is; verify takes only grants and actions
+        doc = {"ok": True, "type": typ.split("-")[1].split("+")[0], "valid": False, "reason": "malformed",
+               "detail": f"a {typ} token is neither a grant nor an action", "header": token.header, "claims": token.claims}
+        out.result(doc, lambda: _show_generic(out, doc))
         return 0
+    verdict: dict = {"valid": True, "reason": None, "detail": None}
+    try:
+        if action is None:
+            verifier.verify_grant(text, at=now)
+        else:
+            verifier.verify_action(text, at=now)
+    except VerificationError as e:
+        verdict = {"valid": False, "reason": e.reason, "detail": e.detail}
+    hops = _hop_docs(chain, trust, now) if chain is not None else []
+    state_line = "valid" if verdict["valid"] else f"NOT VALID: {verdict['reason']}: {verdict['detail']}"
+    if action is None:
+        doc = {"ok": True, "type": "grant", **verdict, "agent": chain.leaf.delegate, "on_behalf_of": chain.root.sub,
+               "chain": list(chain.principals), "hops": hops}
+        title = f"grant: {' > '.join(chain.principals)}  ({len(hops)} hop{'s' if len(hops) > 1 else ''}; {state_line})"
+    else:
+        doc = {"ok": True, "type": "action", **verdict, "agent": action.iss, "on_behalf_of": action.sub,
+               "chain": list(chain.principals) if chain is not None else [action.iss], "action": action.action,
+               "resource": action.resource, "issued_at": rfc3339(action.iat), "expires_at": rfc3339(action.exp),
+               "aud": list(action.aud) if action.aud else None, "payload_sha256": action.sha256, "jti": action.jti,
+               "hops": hops}
+        via = f"under a grant of {len(hops)} hop{'s' if len(hops) > 1 else ''}" if chain is not None else "on its own authority"
+        title = (f"action: {action.iss} does {action.action} on {action.resource} on behalf of {action.sub}, {via}"
+                 f"  ({state_line})\n  valid {doc['issued_at']} to {doc['expires_at']}; jti {action.jti}")
 
-    return guarded(out, body)
+    def human() -> None:
+        out.line(title)
+        _show_hops(out, hops)
+
+    out.result(doc, human)
+    return 0
 
 
 def _show_generic(out: Output, doc: dict) -> None:

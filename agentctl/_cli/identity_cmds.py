@@ -14,7 +14,8 @@ from ..models import Principal, Revocations
 from ..errors import VerificationError
 from ..events import Event
 from ..names import kind_of
-from .common import State, guarded, make_context, read_file, write_output
+from .common import State, command, make_context, read_file
+from .target import Target
 from .output import Output
 from .record import Recorder
 
@@ -75,132 +76,124 @@ def _undone(rec: Recorder, event: str, name: str | None, e: BaseException) -> No
         pass  # the change is undone either way; the error that undid it is what the user sees
 
 
+@command
 def do_keygen(state: State, out: Output, name: str, roles: list[str], attrs: list[str], export_secret: bool, no_store: bool,
               replace: bool = False) -> int:
-    def body() -> None:
-        from ..identity import keygen
-        from ..store import Store
+    from ..identity import keygen
+    from ..store import Store
 
-        ctx = make_context(state, out)
-        rec = Recorder(ctx)
+    ctx = make_context(state, out)
+    rec = Recorder(ctx)
 
-        def then(principal: Principal, secret: str | None) -> None:
-            meta = {"kid": principal.current.kid, "keystore": principal.keystore, "exported": secret is not None,
-                    "roles": list(principal.roles), "attrs": dict(principal.attrs)}
-            if replace:
-                meta["replaced"] = [k.kid for k in principal.keys if k.status == "retired"][-1]
-            rec.record(Event("keygen", "ok", principal=principal.name, metadata=meta))
-            doc = principal_doc(principal, Store(ctx.home).revocations())
-            if secret is None:
-                try:
-                    _emit(out, "the new principal", {"ok": True, "principal": doc}, doc["did"])
-                except BaseException as e:
-                    _undone(rec, "keygen", name, e)
-                    raise
-                return
+    def then(principal: Principal, secret: str | None) -> None:
+        meta = {"kid": principal.current.kid, "keystore": principal.keystore, "exported": secret is not None,
+                "roles": list(principal.roles), "attrs": dict(principal.attrs)}
+        if replace:
+            meta["replaced"] = [k.kid for k in principal.keys if k.status == "retired"][-1]
+        rec.record(Event("keygen", "ok", principal=principal.name, metadata=meta))
+        doc = principal_doc(principal, Store(ctx.home).revocations())
+        if secret is None:
             try:
-                _emit(out, "the exported secret", {"ok": True, "principal": doc, "secret": secret}, secret)
+                _emit(out, "the new principal", {"ok": True, "principal": doc}, doc["did"])
             except BaseException as e:
                 _undone(rec, "keygen", name, e)
                 raise
+            return
+        try:
+            _emit(out, "the exported secret", {"ok": True, "principal": doc, "secret": secret}, secret)
+        except BaseException as e:
+            _undone(rec, "keygen", name, e)
+            raise
 
-        principal, secret = keygen(ctx, name, roles=tuple(roles), attrs=tuple(attrs), store_secret=not no_store,
-                                   export_secret=export_secret, replace=replace, then=then)
-        where = f"in the {principal.keystore} keystore" if principal.keystore else "nowhere on this machine (exported only)"
-        out.note(f"created {principal.name} with key {principal.current.kid}; secret key kept {where}")
-        if replace:
-            out.note(f"the old key of {name} is revoked: run 'agentctl revocations export' for machines that imported it")
-        if secret is not None:
-            out.note("the exported secret is on stdout: put it in your CI secret store, never in a file or a log")
-            if no_store:
-                out.note(f"no copy stays here: if it did not reach its destination, run: agentctl keygen {name} --replace --export-secret --no-store")
-
-    return guarded(out, body)
+    principal, secret = keygen(ctx, name, roles=tuple(roles), attrs=tuple(attrs), store_secret=not no_store,
+                               export_secret=export_secret, replace=replace, then=then)
+    where = f"in the {principal.keystore} keystore" if principal.keystore else "nowhere on this machine (exported only)"
+    out.note(f"created {principal.name} with key {principal.current.kid}; secret key kept {where}")
+    if replace:
+        out.note(f"the old key of {name} is revoked: run 'agentctl revocations export' for machines that imported it")
+    if secret is not None:
+        out.note("the exported secret is on stdout: put it in your CI secret store, never in a file or a log")
+        if no_store:
+            out.note(f"no copy stays here: if it did not reach its destination, run: agentctl keygen {name} --replace --export-secret --no-store")
 
 
 # --- list, show, pubkey -----------------------------------------------------------------------
 
 
+@command
 def do_list(state: State, out: Output) -> int:
-    def body() -> None:
-        from ..store import Store
+    from ..store import Store
 
-        ctx = make_context(state, out)
-        store = Store(ctx.home)
-        revs = store.revocations()
-        docs = [principal_doc(p, revs) for p in store.all()]
+    ctx = make_context(state, out)
+    store = Store(ctx.home)
+    revs = store.revocations()
+    docs = [principal_doc(p, revs) for p in store.all()]
 
-        def human() -> None:
-            if not docs:
-                out.note(f"no principals in {ctx.home.path}; create one with 'agentctl keygen NAME'")
-                return
-            rows = [
-                (d["name"], d["status"], d["origin"], d["kid"][:12] + "…", ",".join(d["roles"]) or "-", d["created"])
-                for d in docs
-            ]
-            out.table(("name", "status", "origin", "key", "roles", "created"), rows)
+    def human() -> None:
+        if not docs:
+            out.note(f"no principals in {ctx.home.path}; create one with 'agentctl keygen NAME'")
+            return
+        rows = [
+            (d["name"], d["status"], d["origin"], d["kid"][:12] + "…", ",".join(d["roles"]) or "-", d["created"])
+            for d in docs
+        ]
+        out.table(("name", "status", "origin", "key", "roles", "created"), rows)
 
-        out.result({"ok": True, "principals": docs}, human)
-
-    return guarded(out, body)
+    out.result({"ok": True, "principals": docs}, human)
 
 
+@command
 def do_show(state: State, out: Output, name: str) -> int:
-    def body() -> None:
-        from ..store import Store
+    from ..store import Store
 
-        ctx = make_context(state, out)
-        store = Store(ctx.home)
-        doc = principal_doc(store.require(name), store.revocations())
+    ctx = make_context(state, out)
+    store = Store(ctx.home)
+    doc = principal_doc(store.require(name), store.revocations())
 
-        def human() -> None:
-            pairs = [
-                ("name", doc["name"]),
-                ("status", doc["status"] + (f" since {doc['revoked']['at']}" + (f" ({doc['revoked']['reason']})" if doc["revoked"]["reason"] else "") if doc["revoked"] else "")),
-                ("origin", doc["origin"]),
-                ("created", doc["created"]),
-                ("roles", ", ".join(doc["roles"]) or "-"),
-                ("attributes", ", ".join(f"{k}={v}" for k, v in doc["attrs"].items()) or "-"),
-                ("secret key", doc["keystore"] + " keystore" if doc["keystore"] else ("removed when revoked" if doc["revoked"] else "not on this machine")),
-                ("did", doc["did"]),
-            ]
-            out.fields(pairs)
-            out.line()
-            rows = [(k["kid"], k["status"], k["created"], k["retired"] or "-", k["revoked"] or "-") for k in reversed(doc["keys"])]
-            out.table(("key id", "status", "created", "retired", "revoked"), rows, title="keys, newest first" if out.is_terminal else None)
+    def human() -> None:
+        pairs = [
+            ("name", doc["name"]),
+            ("status", doc["status"] + (f" since {doc['revoked']['at']}" + (f" ({doc['revoked']['reason']})" if doc["revoked"]["reason"] else "") if doc["revoked"] else "")),
+            ("origin", doc["origin"]),
+            ("created", doc["created"]),
+            ("roles", ", ".join(doc["roles"]) or "-"),
+            ("attributes", ", ".join(f"{k}={v}" for k, v in doc["attrs"].items()) or "-"),
+            ("secret key", doc["keystore"] + " keystore" if doc["keystore"] else ("removed when revoked" if doc["revoked"] else "not on this machine")),
+            ("did", doc["did"]),
+        ]
+        out.fields(pairs)
+        out.line()
+        rows = [(k["kid"], k["status"], k["created"], k["retired"] or "-", k["revoked"] or "-") for k in reversed(doc["keys"])]
+        out.table(("key id", "status", "created", "retired", "revoked"), rows, title="keys, newest first" if out.is_terminal else None)
 
-        out.result({"ok": True, "principal": doc}, human)
-
-    return guarded(out, body)
+    out.result({"ok": True, "principal": doc}, human)
 
 
+@command
 def do_pubkey(state: State, out: Output, name: str, fmt: str, all_keys: bool = False) -> int:
-    def body() -> None:
-        from ..encoding import b64u_encode, did_key, jwk
-        from ..home import Home
-        from ..store import Store
+    from ..encoding import b64u_encode, did_key, jwk
+    from ..home import Home
+    from ..store import Store
 
-        if fmt not in PUBKEY_FORMATS:
-            raise UsageError(f"bad --format {fmt!r}: use one of {', '.join(PUBKEY_FORMATS)}")
-        if all_keys and fmt != "jwks":
-            raise UsageError("--all goes with --format jwks: one key set with every key and its validity")
-        store = Store(Home.resolve(state.home))
-        principal = store.require(name)
-        public = principal.current.public
-        if all_keys:
-            value: object = {"keys": key_set(principal, store.revocations())}
-        elif fmt == "did":
-            value = did_key(public)
-        elif fmt == "b64":
-            value = b64u_encode(public)
-        elif fmt == "jwk":
-            value = jwk(public, kid=True)
-        else:
-            value = {"keys": [jwk(public, kid=True)]}
-        text = value if isinstance(value, str) else json.dumps(value, indent=2)
-        out.result({"ok": True, "name": name, "kid": principal.current.kid, "format": fmt, "key": value}, text)
-
-    return guarded(out, body)
+    if fmt not in PUBKEY_FORMATS:
+        raise UsageError(f"bad --format {fmt!r}: use one of {', '.join(PUBKEY_FORMATS)}")
+    if all_keys and fmt != "jwks":
+        raise UsageError("--all goes with --format jwks: one key set with every key and its validity")
+    store = Store(Home.resolve(state.home))
+    principal = store.require(name)
+    public = principal.current.public
+    if all_keys:
+        value: object = {"keys": key_set(principal, store.revocations())}
+    elif fmt == "did":
+        value = did_key(public)
+    elif fmt == "b64":
+        value = b64u_encode(public)
+    elif fmt == "jwk":
+        value = jwk(public, kid=True)
+    else:
+        value = {"keys": [jwk(public, kid=True)]}
+    text = value if isinstance(value, str) else json.dumps(value, indent=2)
+    out.result({"ok": True, "name": name, "kid": principal.current.kid, "format": fmt, "key": value}, text)
 
 
 def key_set(p: Principal, revs: Revocations) -> list[dict]:
@@ -226,169 +219,131 @@ def key_set(p: Principal, revs: Revocations) -> list[dict]:
 # --- import, rotate, revoke, role -------------------------------------------------------------
 
 
+@command
 def do_import(state: State, out: Output, name: str, key: str | None, rotation: str | None, roles: list[str]) -> int:
-    def body() -> None:
-        from ..identity import import_principal, import_rotation
-        from ..store import Store
+    from ..identity import import_principal, import_rotation
+    from ..store import Store
 
-        if (key is None) == (rotation is None):
-            raise UsageError("give either a KEY or --rotation FILE", hint="agentctl import NAME KEY, or agentctl import NAME --rotation FILE")
-        if rotation is not None and roles:
-            raise UsageError("--role goes with a new principal, not with --rotation")
-        ctx = make_context(state, out)
-        rec = Recorder(ctx)
-        if rotation is not None:
-            before = Store(ctx.home).require(name).current.kid
-            statement = read_file(rotation, "rotation statement")
+    if (key is None) == (rotation is None):
+        raise UsageError("give either a KEY or --rotation FILE", hint="agentctl import NAME KEY, or agentctl import NAME --rotation FILE")
+    if rotation is not None and roles:
+        raise UsageError("--role goes with a new principal, not with --rotation")
+    ctx = make_context(state, out)
+    rec = Recorder(ctx)
+    if rotation is not None:
+        before = Store(ctx.home).require(name).current.kid
+        statement = read_file(rotation, "rotation statement")
 
-            def then_rotation(p: Principal) -> None:
-                rec.record(Event("import", "ok", principal=name, metadata={"rotation": True, "kid": p.current.kid, "retired": before}))
+        def then_rotation(p: Principal) -> None:
+            rec.record(Event("import", "ok", principal=name, metadata={"rotation": True, "kid": p.current.kid, "retired": before}))
 
-            try:
-                principal = import_rotation(ctx, name, statement, then=then_rotation)
-            except VerificationError as e:
-                rec.record(Event("import", "deny", principal=name, reason=e.reason, metadata={"rotation": True, "detail": e.detail}))
-                raise
-            if principal.current.kid == before:
-                out.note(f"{name} already trusts key {principal.current.kid}; nothing changed")
-            else:
-                out.note(f"{name} now trusts key {principal.current.kid}; key {before} is retired")
+        try:
+            principal = import_rotation(ctx, name, statement, then=then_rotation)
+        except VerificationError as e:
+            rec.record(Event("import", "deny", principal=name, reason=e.reason, metadata={"rotation": True, "detail": e.detail}))
+            raise
+        if principal.current.kid == before:
+            out.note(f"{name} already trusts key {principal.current.kid}; nothing changed")
         else:
-            def then_import(p: Principal) -> None:
-                rec.record(Event("import", "ok", principal=name, metadata={"kid": p.current.kid, "roles": list(p.roles)}))
+            out.note(f"{name} now trusts key {principal.current.kid}; key {before} is retired")
+    else:
+        def then_import(p: Principal) -> None:
+            rec.record(Event("import", "ok", principal=name, metadata={"kid": p.current.kid, "roles": list(p.roles)}))
 
-            principal = import_principal(ctx, name, key, roles=tuple(roles), then=then_import)
-            out.note(f"imported {name} with key {principal.current.kid}")
-        doc = principal_doc(principal, Store(ctx.home).revocations())
-        out.result({"ok": True, "principal": doc}, doc["did"])
-
-    return guarded(out, body)
-
-
-def _check_target(path: str) -> None:
-    """Refuse an -o target that cannot be written, before anything changes."""
-    import os
-    from pathlib import Path
-
-    from .common import check_output
-
-    check_output(path)
-    target = Path(path)
-    if target.exists():
-        if not os.access(target, os.W_OK):
-            raise UsageError(f"cannot write {path}: permission denied")
-    elif not os.access(target.parent, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write {path}: the directory {target.parent} is not writable")
+        principal = import_principal(ctx, name, key, roles=tuple(roles), then=then_import)
+        out.note(f"imported {name} with key {principal.current.kid}")
+    doc = principal_doc(principal, Store(ctx.home).revocations())
+    out.result({"ok": True, "principal": doc}, doc["did"])
 
 
+@command
 def do_rotate(state: State, out: Output, name: str, output_file: str | None, export_secret: bool = False, no_store: bool = False) -> int:
-    def body() -> None:
-        from ..identity import rotate
-        from ..store import Store
+    from ..identity import rotate
+    from ..store import Store
 
-        to_file = output_file not in (None, "-")
-        if export_secret and not to_file:
-            raise UsageError("with --export-secret the new secret goes to stdout, so the rotation statement needs -o FILE")
-        ctx = make_context(state, out)
-        if to_file:  # check before rotating: the statement must not be lost
-            _check_target(output_file)
-        rec = Recorder(ctx)
+    target = Target(output_file)
+    to_file = not target.to_stdout
+    if export_secret and not to_file:
+        raise UsageError("with --export-secret the new secret goes to stdout, so the rotation statement needs -o FILE")
+    ctx = make_context(state, out)
+    target.check()  # before rotating: the statement must not be lost
+    rec = Recorder(ctx)
 
-        def then(principal: Principal, statement: str, secret: str | None) -> None:
-            old = [k for k in principal.keys if k.status == "retired"][-1]
-            rec.record(Event("rotate", "ok", principal=name, metadata={
-                "kid": principal.current.kid, "retired": old.kid, "exported": secret is not None}))
-            written = False
-            try:
-                if to_file:
-                    write_output(output_file, statement + "\n")
-                    written = True
-                doc = principal_doc(principal, Store(ctx.home).revocations())
-                if secret is not None:
-                    _emit(out, "the new exported secret", {"ok": True, "principal": doc, "rotation": statement, "secret": secret}, secret)
-                else:
-                    _emit(out, "the rotation statement", {"ok": True, "principal": doc, "rotation": statement}, None if to_file else statement)
-            except BaseException as e:
-                if written:
-                    _unlink_regular(output_file)
-                _undone(rec, "rotate", name, e)
-                raise
-
-        principal, _statement, secret = rotate(ctx, name, store_secret=not no_store, export_secret=export_secret, then=then)
+    def then(principal: Principal, statement: str, secret: str | None) -> None:
         old = [k for k in principal.keys if k.status == "retired"][-1]
-        out.note(f"rotated {name}: new key {principal.current.kid}; key {old.kid} retired (it still verifies what it signed before now)")
-        if to_file:
-            out.note(f"rotation statement written to {output_file}; give it to every machine that trusts {name}: agentctl import {name} --rotation FILE")
-        if secret is not None:
-            out.note("the new exported secret is on stdout: replace the old one in your CI secret store")
+        rec.record(Event("rotate", "ok", principal=name, metadata={
+            "kid": principal.current.kid, "retired": old.kid, "exported": secret is not None}))
+        try:
+            if to_file:
+                target.write(statement + "\n")
+            doc = principal_doc(principal, Store(ctx.home).revocations())
+            if secret is not None:
+                _emit(out, "the new exported secret", {"ok": True, "principal": doc, "rotation": statement, "secret": secret}, secret)
+            else:
+                _emit(out, "the rotation statement", {"ok": True, "principal": doc, "rotation": statement}, None if to_file else statement)
+        except BaseException as e:
+            target.undo()
+            _undone(rec, "rotate", name, e)
+            raise
 
-    return guarded(out, body)
+    principal, _statement, secret = rotate(ctx, name, store_secret=not no_store, export_secret=export_secret, then=then)
+    old = [k for k in principal.keys if k.status == "retired"][-1]
+    out.note(f"rotated {name}: new key {principal.current.kid}; key {old.kid} retired (it still verifies what it signed before now)")
+    if to_file:
+        out.note(f"rotation statement written to {target}; give it to every machine that trusts {name}: agentctl import {name} --rotation FILE")
+    if secret is not None:
+        out.note("the new exported secret is on stdout: replace the old one in your CI secret store")
 
 
-def _unlink_regular(path: str) -> None:
-    import os
-    import stat
-
-    try:
-        if stat.S_ISREG(os.lstat(path).st_mode):
-            os.unlink(path)
-    except OSError:
-        pass
-
-
+@command
 def do_revoke(state: State, out: Output, name: str | None, key: str | None, grant: str | None, reason: str) -> int:
-    def body() -> None:
-        from ..identity import revoke_grant, revoke_key, revoke_principal
+    from ..identity import revoke_grant, revoke_key, revoke_principal
 
-        if sum(x is not None for x in (name, key, grant)) != 1:
-            raise UsageError("give exactly one of NAME, --key KID or --grant JTI")
-        ctx = make_context(state, out)
-        rec = Recorder(ctx)
+    if sum(x is not None for x in (name, key, grant)) != 1:
+        raise UsageError("give exactly one of NAME, --key KID or --grant JTI")
+    ctx = make_context(state, out)
+    rec = Recorder(ctx)
 
-        def then(entry, new: bool) -> None:
-            rec.record(Event("revoke", "ok", principal=name, jtis=(entry.id,) if entry.kind == "grant" else (),
-                             reason=entry.reason or None, metadata={"kind": entry.kind, "id": entry.id, "new": new}))
+    def then(entry, new: bool) -> None:
+        rec.record(Event("revoke", "ok", principal=name, jtis=(entry.id,) if entry.kind == "grant" else (),
+                         reason=entry.reason or None, metadata={"kind": entry.kind, "id": entry.id, "new": new}))
 
-        if name is not None:
-            entry, new = revoke_principal(ctx, name, reason, then=then)
-        elif key is not None:
-            entry, new = revoke_key(ctx, key, reason, then=then)
-        else:
-            entry, new = revoke_grant(ctx, grant, reason, then=then)
-        what = {"principal": "principal", "key": "key", "grant": "grant"}[entry.kind]
-        if new:
-            out.note(f"revoked {what} {entry.id}; this is permanent")
-        else:
-            out.note(f"{what} {entry.id} was already revoked at {rfc3339(entry.at)}")
-        doc = {"ok": True, "revoked": {"kind": entry.kind, "id": entry.id, "at": rfc3339(entry.at), "reason": entry.reason}, "new": new}
-        out.result(doc)
-
-    return guarded(out, body)
+    if name is not None:
+        entry, new = revoke_principal(ctx, name, reason, then=then)
+    elif key is not None:
+        entry, new = revoke_key(ctx, key, reason, then=then)
+    else:
+        entry, new = revoke_grant(ctx, grant, reason, then=then)
+    what = {"principal": "principal", "key": "key", "grant": "grant"}[entry.kind]
+    if new:
+        out.note(f"revoked {what} {entry.id}; this is permanent")
+    else:
+        out.note(f"{what} {entry.id} was already revoked at {rfc3339(entry.at)}")
+    doc = {"ok": True, "revoked": {"kind": entry.kind, "id": entry.id, "at": rfc3339(entry.at), "reason": entry.reason}, "new": new}
+    out.result(doc)
 
 
+@command
 def do_role(state: State, out: Output, op: str, name: str, roles: list[str]) -> int:
     """``role add|remove NAME ROLE…``: change a principal's roles, audited."""
-    def body() -> None:
-        from ..identity import set_roles
-        from ..store import Store
+    from ..identity import set_roles
+    from ..store import Store
 
-        if not roles:
-            raise UsageError(f"give at least one ROLE to {op}")
-        ctx = make_context(state, out)
-        rec = Recorder(ctx)
+    if not roles:
+        raise UsageError(f"give at least one ROLE to {op}")
+    ctx = make_context(state, out)
+    rec = Recorder(ctx)
 
-        def then(p: Principal, added: tuple, removed: tuple) -> None:
-            rec.record(Event("role", "ok", principal=name, metadata={
-                "op": op, "added": list(added), "removed": list(removed), "roles": list(p.roles)}))
+    def then(p: Principal, added: tuple, removed: tuple) -> None:
+        rec.record(Event("role", "ok", principal=name, metadata={
+            "op": op, "added": list(added), "removed": list(removed), "roles": list(p.roles)}))
 
-        add, remove = (tuple(roles), ()) if op == "add" else ((), tuple(roles))
-        principal, added, removed = set_roles(ctx, name, add=add, remove=remove, then=then)
-        changed = added or removed
-        if changed:
-            out.note(f"{'added' if op == 'add' else 'removed'} role {', '.join(changed)} {'to' if op == 'add' else 'from'} {name}; roles now: {', '.join(principal.roles) or '-'}")
-        else:
-            out.note(f"{name} {'already has' if op == 'add' else 'has none of'} these roles; nothing changed")
-        doc = principal_doc(principal, Store(ctx.home).revocations())
-        out.result({"ok": True, "principal": doc, "added": list(added), "removed": list(removed)})
-
-    return guarded(out, body)
+    add, remove = (tuple(roles), ()) if op == "add" else ((), tuple(roles))
+    principal, added, removed = set_roles(ctx, name, add=add, remove=remove, then=then)
+    changed = added or removed
+    if changed:
+        out.note(f"{'added' if op == 'add' else 'removed'} role {', '.join(changed)} {'to' if op == 'add' else 'from'} {name}; roles now: {', '.join(principal.roles) or '-'}")
+    else:
+        out.note(f"{name} {'already has' if op == 'add' else 'has none of'} these roles; nothing changed")
+    doc = principal_doc(principal, Store(ctx.home).revocations())
+    out.result({"ok": True, "principal": doc, "added": list(added), "removed": list(removed)})

@@ -188,6 +188,11 @@ class Output:
             self.line(f"{k.ljust(width)}  {v}")
 
     # --- failures -----------------------------------------------------------------------------
+    def verdict(self, doc: dict, e: Error) -> None:
+        """A denial's verdict document with the one failure shape added (``error``, ``reason``,
+        ``message``, ``exit_code``, ``hint``): the verdict fields stay."""
+        self.result({**doc, **e.describe(), **{k: doc[k] for k in ("ok", "reason", "detail") if k in doc}})
+
     def error(self, e: Error) -> int:
         if isinstance(e, VerificationError):
             self.stderr.write(f"agentctl: denied: {e.reason}: {e.detail}\n")

@@ -78,6 +78,8 @@ def do_eval(out: Output, files: list[str], source: str, query: str | None) -> in
         result = {"ok": decision.allowed, **decision.describe(), "files": list(policy_set.files),
                   "input_sha256": input_sha256(doc)}
         verdict = "allow" if decision.allowed else "deny"
+        if not decision.allowed:  # a verdict: the one failure shape, the decision's fields kept
+            result.update(error="denied", reason=None, message=f"deny: {decision.detail}", exit_code=1)
         out.result(result, f"{verdict}: {decision.detail}")
         return 0 if decision.allowed else 1
 

@@ -1,0 +1,28 @@
+"""The options and arguments several commands share, defined once (help text, metavar, spelling)."""
+
+from __future__ import annotations
+
+import typer
+
+__all__ = ["JSON_HELP", "JsonOpt", "NameArg", "OutputOpt", "AudienceOpt", "TtlOpt"]
+
+JSON_HELP = "Print exactly one JSON document on stdout; everything else goes to stderr."
+
+#: --json after the command (it is also a global option before it).
+JsonOpt = typer.Option(False, "--json", help=JSON_HELP)
+
+#: A principal's name, the first argument of most identity commands.
+NameArg = typer.Argument(..., metavar="NAME", help="Principal name, e.g. agent:code-reviewer:prod.")
+
+
+def OutputOpt(what: str) -> typer.models.OptionInfo:
+    """-o FILE|-: where the result goes (see :mod:`.target`: '-' is stdout, checked before acting)."""
+    return typer.Option(None, "-o", "--output", metavar="FILE", help=f"Write {what} to FILE ('-': stdout).")
+
+
+def AudienceOpt(help: str = "Restrict it to one audience.") -> typer.models.OptionInfo:
+    return typer.Option(None, "--audience", metavar="AUD", help=help)
+
+
+def TtlOpt(help: str) -> typer.models.OptionInfo:
+    return typer.Option(None, "--ttl", metavar="DURATION", help=help)
