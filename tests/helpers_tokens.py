@@ -480,7 +480,7 @@ def _swapped_prf_same_delegate(w: World) -> str:
     g1 = _root(w, max_depth=1, scope="pull_request.create:acme/web")
     g2 = _root(w, max_depth=1, scope="pull_request.*:acme/*")
     child = w.grant(BOT, SUB, "pull_request.create:acme/web", parent=g1)
-    return tamper(child, prf=g2)
+    return tamper(f"{g2}~{last(child)}", prf=digest(g2))  # the digest names g2 now, the signature does not
 
 
 def _swapped_prf_other_delegate(w: World) -> str:
@@ -488,7 +488,7 @@ def _swapped_prf_other_delegate(w: World) -> str:
     g1 = _root(w, max_depth=1)
     g2 = w.grant(ALICE, OTHER, max_depth=1)
     child = w.grant(BOT, SUB, parent=g1)
-    return tamper(child, prf=g2)
+    return f"{g2}~{last(child)}"  # the child's prf names g1, which is not there
 
 
 def _signed_by_stranger(w: World) -> str:
@@ -653,7 +653,7 @@ ATTACKS: tuple[Attack, ...] = (
     Attack("prf chain of 9 hops", "chain_broken", lambda w: prf_chain(w, 9)),
     Attack("prf chain of 12 hops", "chain_broken", lambda w: prf_chain(w, 12)),
     Attack("swapped prf, same delegate", "bad_signature", _swapped_prf_same_delegate),
-    Attack("swapped prf, other delegate", "chain_broken", _swapped_prf_other_delegate),
+    Attack("parent swapped for another grant", "chain_broken", _swapped_prf_other_delegate),
     Attack("child signed by a stranger", "chain_broken", _signed_by_stranger),
     Attack("child signed by a stranger with the holder's kid", "bad_signature", _signed_by_stranger_claiming_holder_kid),
     Attack("child widens the action", "scope_escalation", _widened),
