@@ -113,7 +113,7 @@ def _misplaced(what: str, value: str, parts: list[str]) -> VerificationError:
     return VerificationError("chain_broken", f"{what} names a token that is not in the presentation")
 
 
-def parse_grants(parts: list[str]):
+def parse_grants(parts: list[str], last: jws.Jws | None = None):
     """The :class:`~agentctl.grants.Chain` of the grant tokens ``parts`` (root first), each parsed once
     and each referencing the one before it."""
     from .grants import Chain, hop_from
@@ -121,8 +121,9 @@ def parse_grants(parts: list[str]):
     if len(parts) > MAX_GRANTS:
         raise VerificationError("chain_broken", f"the presentation holds {len(parts)} grants; at most {MAX_GRANTS}")
     hops = []
+    n = len(parts)
     for i, part in enumerate(parts):
-        t = jws.decode(part, _POSITIONS)
+        t = last if last is not None and i == n - 1 else jws.decode(part, _POSITIONS)  # each token decoded once
         if t.typ != jws.GRANT:
             raise _malformed(f"token {i + 1} of the presentation is an {t.typ.split('-')[1].split('+')[0]} where a grant "
                              f"must stand: {_ORDER}")
@@ -156,15 +157,15 @@ class Presentation:
         return self.chain.text if self.chain is not None else None  # type: ignore[attr-defined]
 
 
-def parse(token: object, *, expect: str | None = None, chains: Callable[[str, list[str]], object] | None = None) -> Presentation:
+def parse(token: object, *, expect: str | None = None, chains: Callable[..., object] | None = None) -> Presentation:
     """Parse a presentation once. ``expect`` ("grant" or "action") requires the last token's type;
-    ``chains(text, parts)`` may supply the chain of a grant prefix (its text and tokens), e.g. from a
+    ``chains(text, parts, decoded_last=None)`` may supply the chain of a grant prefix (its text and tokens), e.g. from a
     cache; by default :func:`parse_grants` parses it."""
     from .actions import action_from
 
     text = text_of(token)
     parts = split(text)
-    chains = chains or (lambda _text, grant_parts: parse_grants(grant_parts))
+    chains = chains or (lambda _text, grant_parts, decoded=None: parse_grants(grant_parts, decoded))
     last = jws.decode(parts[-1], _POSITIONS)
     if expect is not None and last.typ != (jws.ACTION if expect == "action" else jws.GRANT):
         raise _malformed(f"expected a {jws.ACTION if expect == 'action' else jws.GRANT} token, got {last.header['typ']!r}")
@@ -173,7 +174,7 @@ def parse(token: object, *, expect: str | None = None, chains: Callable[[str, li
     if last.typ == jws.GRANT:
         if len(parts) > MAX_GRANTS:  # refused before any hop is parsed
             raise VerificationError("chain_broken", f"the presentation holds {len(parts)} grants; at most {MAX_GRANTS}")
-        return Presentation(text, chains(text, parts), None, None)
+        return Presentation(text, chains(text, parts, last), None, None)
     act = action_from(last)
     rest = parts[:-1]
     approval = None

@@ -54,7 +54,7 @@ class WellFormed(Step):
     def run(self, v, c: Check) -> None:
         from ..presentation import parse
 
-        def chains(text: str, parts: list[str]):  # a grant prefix met before is not parsed again
+        def chains(text: str, parts: list[str], decoded_last=None):  # a grant prefix met before is not parsed again
             memo = v._memo(text) if not c.root_optional else Memo()
             c.memo = memo if not c.root_optional else None
             if memo.chain is None:
@@ -62,7 +62,7 @@ class WellFormed(Step):
                 if error is not None:
                     raise VerificationError(error.reason, error.detail)
                 try:
-                    memo.chain = parse_grants(parts)
+                    memo.chain = parse_grants(parts, decoded_last)
                 except VerificationError as e:
                     memo.outcomes[self.name] = e
                     raise
