@@ -1,5 +1,6 @@
 """Signed agent actions: an ``agentctl-action+jwt`` in which an agent states that it performs ACTION on
-RESOURCE, binding a payload digest and carrying the grant that authorizes it."""
+RESOURCE, binding a payload digest and naming (by digest) the grant that authorizes it, which travels
+before it in the presentation (:mod:`agentctl.presentation`)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from .errors import UsageError, VerificationError
 from .grants import audience_claim, jti_claim, int_claim
 from .names import is_name
 
-__all__ = ["ActionToken", "parse_action", "action_claims", "payload_digest", "check_action_name", "check_resource",
+__all__ = ["ActionToken", "parse_action", "action_from", "action_claims", "payload_digest", "check_action_name", "check_resource",
            "check_audience", "param_error", "MAX_RESOURCE", "MAX_AUDIENCE"]
 
 MAX_EMBED = 32 * 1024
@@ -87,7 +88,8 @@ class ActionToken:
     aud: tuple[str, ...] | None
     sha256: str
     data: bytes | None = field(repr=False)
-    grant: str | None = field(repr=False)
+    grant: str | None = field(repr=False)  # the leaf grant's digest
+    approval: str | None = field(default=None, repr=False)  # the approval's digest
 
     @property
     def kid(self) -> str:
@@ -96,8 +98,17 @@ class ActionToken:
 
 def parse_action(token: object) -> ActionToken:
     """Step 1 for an action: a well-formed ``agentctl-action+jwt`` with claims of the right shapes.
+    ``token`` is the action alone or a presentation ending in one (only its action is read here).
     Nothing is trusted yet; :meth:`agentctl.verify.Verifier.verify_action` decides."""
-    t = jws.decode(token, jws.ACTION)
+    if isinstance(token, str) and "~" in token:
+        token = token.strip().rpartition("~")[2]
+    return action_from(jws.decode(token, jws.ACTION))
+
+
+def action_from(t: jws.Jws) -> ActionToken:
+    """An action from its decoded token."""
+    from .presentation import check_reference
+
     c = t.claims
     for name in ("iss", "sub"):
         if not is_name(c.get(name)):
@@ -122,17 +133,18 @@ def parse_action(token: object) -> ActionToken:
         if data is None:
             raise _bad("claim 'payload.data' must be base64url")
     jti = jti_claim(c)
-    grant = c.get("grant")
-    if grant is not None and not isinstance(grant, str):
-        raise _bad("claim 'grant' must be a grant token")
+    grant = check_reference(c.get("grant"), "the action's 'grant'")
+    approval = check_reference(c.get("approval"), "the action's 'approval'")
     iat, exp = int_claim(c, "iat"), int_claim(c, "exp")
     if exp <= iat:
         raise _bad("claim 'exp' is not after 'iat'")
-    return ActionToken(t, c["iss"], c["sub"], action, resource, iat, exp, jti, audience_claim(c), sha, data, grant)
+    return ActionToken(t, c["iss"], c["sub"], action, resource, iat, exp, jti, audience_claim(c), sha, data, grant, approval)
 
 
 def action_claims(*, iss: str, sub: str, action: str, resource: str, data: bytes, embed: bool, now: int, ttl: int,
-                  audience: str | None, grant: str | None) -> dict:
+                  audience: str | None, grant: str | None, approval: str | None = None) -> dict:
+    """An action's claims; ``grant`` and ``approval`` are the digests of the leaf grant and of the
+    approval (:func:`agentctl.presentation.digest`)."""
     payload = {"sha256": payload_digest(data)}
     if embed:
         if len(data) > MAX_EMBED:
@@ -144,4 +156,6 @@ def action_claims(*, iss: str, sub: str, action: str, resource: str, data: bytes
     claims.update(iat=now, exp=now + ttl, jti=secrets.token_urlsafe(16), payload=payload)
     if grant is not None:
         claims["grant"] = grant
+    if approval is not None:
+        claims["approval"] = approval
     return claims

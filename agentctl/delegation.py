@@ -62,7 +62,8 @@ def delegate(
     max_depth: int | None = None,
     recorder: Any = None,
 ) -> tuple[str, Chain]:
-    """Mint a grant and return it with its parsed chain. Raises before signing anything that a
+    """Mint a grant and return its presentation (with ``parent``: the parent's presentation extended by
+    the new grant) and its parsed chain. Raises before signing anything that a
     verifier would refuse: a scope beyond the signer's authority (``--from``), a wider scope, a longer
     life or a deeper chain than the parent allows. Given a ``recorder``, records the outcome."""
     try:
@@ -251,8 +252,8 @@ def _mint(signer: Signer, to: str, to_public: bytes, wanted: tuple, ttl: int, as
         iss=iss, sub=leaf.sub, delegate=to, delegate_public=to_public, scopes=wanted,
         now=now, ttl=ttl, max_depth=max_depth, audience=aud, parent=leaf,
     )
-    token = _sign(signer, claims)
-    return token, parse_chain(token)
+    presentation = f"{chain.text}~{_sign(signer, claims)}"  # the parent's, extended by the new grant
+    return presentation, parse_chain(presentation)
 
 
 def _sign(signer: Signer, claims: dict) -> str:

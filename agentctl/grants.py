@@ -1,9 +1,9 @@
 """Delegation grants: parsing a chain of hops, and minting root and re-delegated grants.
 
-A grant is an ``agentctl-grant+jwt`` (SPEC, "Token format"). A re-delegated grant carries its parent as
-the token string in ``prf``, so a chain is parsed from the leaf down to the root and then read root
-first. Parsing checks shape and types only (step 1 of the pipeline); :mod:`agentctl.verify` decides
-whether a chain holds.
+A grant is an ``agentctl-grant+jwt`` (SPEC, "Token format"). A re-delegated grant names its parent by
+digest in ``prf``; the chain travels as a presentation, its grants joined by ``~``, root first
+(:mod:`agentctl.presentation` reads it, each token once). Parsing checks shape and types only (step 1
+of the pipeline); :mod:`agentctl.verify` decides whether a chain holds.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from .errors import UsageError, VerificationError
 from .names import is_name
 from .values import check_int
 
-__all__ = ["MAX_CHAIN", "Hop", "Chain", "parse_chain", "parse_scope_claim", "act_chain", "grant_claims"]
+__all__ = ["MAX_CHAIN", "Hop", "Chain", "parse_chain", "hop_from", "parse_scope_claim", "act_chain", "grant_claims"]
 
 MAX_CHAIN = 8  # hops in a chain, root included
 MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z: any later time cannot even be printed
@@ -104,7 +104,8 @@ class Hop:
     jti: str
     aud: tuple[str, ...] | None
     max_depth: int
-    prf: str | None = field(repr=False)
+    prf: str | None = field(repr=False)  # the parent's digest
+    digest: str = field(default="", repr=False)  # this token's digest, as its child's prf names it
 
     @property
     def kid(self) -> str:
@@ -123,8 +124,10 @@ class Hop:
         return " ".join(str(s) for s in self.scopes)
 
 
-def _hop(token: object) -> Hop:
-    t = jws.decode(token, jws.GRANT)
+def hop_from(t: jws.Jws, text: str | None = None, position: int = 1) -> Hop:
+    """One grant of a presentation, from its decoded token (``text``: the token as it travels)."""
+    from .presentation import check_reference, digest
+
     c = t.claims
     cnf = c.get("cnf")
     if not isinstance(cnf, dict) or set(cnf) != {"jwk"}:
@@ -135,9 +138,7 @@ def _hop(token: object) -> Hop:
         raise _bad(f"claim 'cnf': {e}") from None
     jti = jti_claim(c)
     actors = act_chain(c.get("act"))
-    prf = c.get("prf")
-    if prf is not None and not isinstance(prf, str):
-        raise _bad("claim 'prf' must be the parent grant token")
+    prf = check_reference(c.get("prf"), f"grant {position}'s 'prf'")
     max_depth = int_claim(c, "max_depth")
     iat, nbf, exp = int_claim(c, "iat"), int_claim(c, "nbf"), int_claim(c, "exp")
     if exp <= nbf:
@@ -157,6 +158,7 @@ def _hop(token: object) -> Hop:
         aud=audience_claim(c),
         max_depth=max_depth,
         prf=prf,
+        digest=digest(text if text is not None else t.token),
     )
 
 
@@ -179,15 +181,18 @@ class Chain:
         """Root signer, then each delegate in order."""
         return (self.root.iss,) + tuple(h.delegate for h in self.hops)
 
+    @property
+    def text(self) -> str:
+        """The chain as a presentation: its grants joined by ``~``, root first."""
+        return "~".join(h.token.token for h in self.hops)
+
 
 def parse_chain(token: object) -> Chain:
-    """Parse a grant and its ``prf`` ancestors; refuse more than :data:`MAX_CHAIN` hops early."""
-    hops = [_hop(token)]
-    while hops[-1].prf is not None:
-        if len(hops) >= MAX_CHAIN:
-            raise VerificationError("chain_broken", f"the chain is longer than {MAX_CHAIN} hops")
-        hops.append(_hop(hops[-1].prf))
-    return Chain(tuple(reversed(hops)))
+    """Parse a grant presentation (its grants joined by ``~``, root first); refuse more than
+    :data:`MAX_CHAIN` grants before parsing any."""
+    from .presentation import parse
+
+    return parse(token, expect="grant").chain  # type: ignore[return-value]
 
 
 def grant_claims(
@@ -217,5 +222,5 @@ def grant_claims(
         claims["aud"] = audience[0] if len(audience) == 1 else list(audience)
     claims.update(iat=now, nbf=now, exp=now + ttl, jti=secrets.token_urlsafe(16), max_depth=max_depth)
     if parent is not None:
-        claims["prf"] = parent.token.token
+        claims["prf"] = parent.digest
     return claims

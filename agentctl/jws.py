@@ -138,12 +138,13 @@ def peek_typ(token: object) -> str:
     return typ
 
 
-def decode(token: object, typ: str, *, limit: int = MAX_TOKEN_BYTES) -> Jws:
-    """Parse a token of type ``typ``; raise :class:`VerificationError` (malformed/unsupported)."""
+def decode(token: object, typ: str | tuple[str, ...], *, limit: int = MAX_TOKEN_BYTES) -> Jws:
+    """Parse a token of type ``typ`` (or of one of the types of a tuple); raise
+    :class:`VerificationError` (malformed/unsupported)."""
     h, p, s = _segments(token, limit)
     header = _header(h)
-    if media_type(header["typ"]) != typ:
-        raise _malformed(f"expected a {typ} token, got {header['typ']!r}")
+    if media_type(header["typ"]) not in ((typ,) if isinstance(typ, str) else typ):
+        raise _malformed(f"expected a {typ if isinstance(typ, str) else ' or '.join(typ)} token, got {header['typ']!r}")
     claims = _json_segment(p, "payload")
     try:
         signature = b64u_decode(s)

@@ -56,7 +56,8 @@ def sign_action(
     recorder: Any = None,
 ) -> str:
     """Sign an action as ``as_`` of ``ctx``'s home. With a grant, refuse up front what the grant does
-    not allow. Given a ``recorder``, record the outcome (a refusal of the grant as a deny)."""
+    not allow. ``grant`` is a grant presentation; the result is that presentation extended by the action
+    (or the action alone). Given a ``recorder``, record the outcome (a refusal of the grant as a deny)."""
     from .store import Store
     from .verify import NO_AUDIT, StoreTrust, Verifier
 
@@ -142,13 +143,13 @@ def _sign(signer: Signer, chain, grant, action, resource, data, embed, audience,
         ttl = min(ttl, min(h.exp for h in chain.hops) - now)
         sub = leaf.sub
     claims = action_claims(iss=signer.name, sub=sub, action=action, resource=resource, data=data, embed=embed, now=now,
-                           ttl=ttl, audience=audience, grant=grant.strip() if grant else None)
+                           ttl=ttl, audience=audience, grant=chain.leaf.digest if chain is not None else None)
     token = jws.encode(jws.ACTION, claims, signer.seed)
     if recorder is not None:
         signed = parse_action(token)
         _record(recorder, Event("sign", "ok", principal=signer.name, on_behalf_of=signed.sub, action=action, resource=resource,
                                 jtis=(signed.jti,), metadata={"sha256": signed.sha256, "embedded": embed, "grant": grant is not None}))
-    return token
+    return f"{chain.text}~{token}" if chain is not None else token  # the grant's presentation, extended
 
 
 def _record(recorder: Any, event: Event) -> None:

@@ -67,23 +67,26 @@ def grant(signer: Key, to: Key, scope: str, now: int, parent: str | None = None,
     hop = parse_chain(parent).leaf if parent else None
     claims = grant_claims(iss=signer.name, sub=hop.sub if hop else signer.name, delegate=to.name, delegate_public=to.public,
                           scopes=parse_scopes(scope), now=now, ttl=3600, max_depth=max_depth, audience=None, parent=hop)
-    return jws.encode(jws.GRANT, claims, signer.seed)
+    token = jws.encode(jws.GRANT, claims, signer.seed)
+    return f"{parent}~{token}" if parent else token  # the parent's presentation, extended
 
 
 def action(agent: Key, g: str, i: int, now: int) -> str:
     claims = action_claims(iss=agent.name, sub="user:alice", action="deploy.staging", resource=f"api/web-{i % 97}",
-                           data=b'{"image": "web:1.4.2"}', embed=False, now=now, ttl=3600, audience=None, grant=g)
-    return jws.encode(jws.ACTION, claims, agent.seed)
+                           data=b'{"image": "web:1.4.2"}', embed=False, now=now, ttl=3600, audience=None,
+                           grant=parse_chain(g).leaf.digest)
+    return f"{g}~{jws.encode(jws.ACTION, claims, agent.seed)}"
 
 
 def signed_messages(token: str) -> list[bytes]:
-    """``signature || signing input`` of every signature in a token (its grant chain included), as
-    crypto_sign_open takes them."""
+    """``signature || signing input`` of every signature of a presentation, last token first (an
+    action's: only the action's), as crypto_sign_open takes them."""
     out = []
-    while token:
-        h, p, s = token.split(".")
+    for t in reversed(token.split("~")):
+        h, p, s = t.split(".")
         out.append(b64u_decode(s) + f"{h}.{p}".encode("ascii"))
-        token = jws.decode(token, jws.peek_typ(token)).claims.get("prf")  # an action's grant is not followed
+        if jws.peek_typ(t) == jws.ACTION:
+            break
     return out
 
 
@@ -294,6 +297,10 @@ def part_grants(n: int, repeat: int, want_profile: bool) -> None:
         rounds["lib3"].append(agentctl_of(three))
     m = {k: min(v) for k, v in rounds.items()}
     assert len(one_msgs) == n and len(three_msgs) == 3 * n and keys
+    sizes = [grant(alice, Key("agent:h1"), "deploy.*:api/**", now, max_depth=7)]
+    for i in range(2, 9):
+        sizes.append(grant(Key(f"agent:h{i - 1}"), Key(f"agent:h{i}"), "deploy.*:api/**", now, parent=sizes[-1], max_depth=8 - i))
+    print(f"\n   grant presentation sizes: 1 hop {len(sizes[0]):,} bytes, 8 hops {len(sizes[-1]):,} bytes")
     print(f"\n2. in-process Verifier.verify_grant of {n:,} distinct grants (CPU seconds)")
     print(f"   1 hop:  bare {n:,} signatures  {m['bare1']:6.3f} s {rate(n, m['bare1'])}   agentctl {m['lib1']:6.3f} s "
           f"{rate(n, m['lib1'])}   {m['bare1'] / m['lib1']:.2f} of bare  [target >= {GRANT_TARGET}: "

@@ -88,30 +88,47 @@ def jws(head: dict | bytes | str, payload: dict | bytes | str, seed: bytes | Non
     return f"{h}.{p}.{b64(signature)}"
 
 
+def last(presentation: str) -> str:
+    """The last token of a presentation (the token itself when there is one)."""
+    return presentation.rpartition("~")[2]
+
+
+def prefix(presentation: str) -> str:
+    """What stands before the last token of a presentation, with its '~' ("" when nothing)."""
+    head, sep, _ = presentation.rpartition("~")
+    return head + sep
+
+
+def digest(token: str) -> str:
+    """How a grant's ``prf`` or an action's ``grant`` names a token: base64url SHA-256 of its text."""
+    return b64(hashlib.sha256(last(token).encode("ascii")).digest())
+
+
 def parts(token: str) -> tuple[dict, dict, str]:
-    """Header and claims (parsed leniently, for tests) and the signature segment."""
+    """Header and claims (parsed leniently, for tests) and the signature segment of the last token."""
     import base64
 
     def load(s: str) -> dict:
         return json.loads(base64.urlsafe_b64decode(s + "=" * (-len(s) % 4)))
 
-    h, p, s = token.split(".")
+    h, p, s = last(token).split(".")
     return load(h), load(p), s
 
 
 def resign(token: str, seed: bytes, *, head: dict | None = None, claims: dict | None = None, drop: tuple = (), drop_header: tuple = ()) -> str:
-    """``token`` with header entries and claims changed (``None`` values deleted), signed again by ``seed``."""
+    """``token`` with header entries and claims changed (``None`` values deleted), signed again by ``seed``
+    (of a presentation: its last token, the tokens before it kept)."""
     h, c, _ = parts(token)
     h = {k: v for k, v in {**h, **(head or {})}.items() if v is not None and k not in drop_header}
     c = {k: v for k, v in {**c, **(claims or {})}.items() if v is not None and k not in drop}
-    return jws(h, c, seed)
+    return prefix(token) + jws(h, c, seed)
 
 
 def tamper(token: str, **claims) -> str:
-    """``token`` with claims changed but the original signature kept."""
-    h, c, s = token.split(".")
+    """``token`` with claims changed but the original signature kept (of a presentation: its last token)."""
+    h, c, s = last(token).split(".")
     _, old, _ = parts(token)
-    return f"{h}.{segment({**old, **claims})}.{s}"
+    return f"{prefix(token)}{h}.{segment({**old, **claims})}.{s}"
 
 
 def hs256(token_header: dict, claims: dict, key: bytes) -> str:
@@ -160,7 +177,7 @@ def grant_claims(
     if aud is not None:
         c["aud"] = aud
     if parent is not None:
-        c["prf"] = parent
+        c["prf"] = digest(parent)
     return c
 
 
@@ -208,8 +225,9 @@ class World:
         seed: bytes | None = None,
         head: dict | None = None,
     ) -> str:
-        """A grant from ``signer`` to ``to``, well formed unless told otherwise; under ``parent``,
-        ``sub`` defaults to the parent's and the parent's ``exp`` caps the default ``exp``."""
+        """A grant from ``signer`` to ``to``, well formed unless told otherwise; under ``parent`` (a
+        presentation), ``sub`` defaults to the parent's and the parent's ``exp`` caps the default ``exp``,
+        and the result is the parent's presentation extended by the new grant."""
         iat = self.now - 60 if iat is None else iat
         if parent is not None:
             pc = parts(parent)[1]
@@ -222,10 +240,12 @@ class World:
             aud=aud, parent=parent, act=act,
         )
         key = seed or self.seed(signer)
-        return jws(header(key, **(head or {})), claims, key)
+        token = jws(header(key, **(head or {})), claims, key)
+        return token if parent is None else f"{parent}~{token}"
 
     def chain(self, depth: int = 3, scope: str = SCOPE, **kw) -> list[str]:
-        """A valid chain alice > bot > sub > third, cut to ``depth`` hops; every token, root first."""
+        """A valid chain alice > bot > sub > third, cut to ``depth`` hops; the presentation of every
+        prefix of it, root first (the last is the whole chain)."""
         holders = [ALICE, BOT, SUB, THIRD]
         out = [self.grant(ALICE, BOT, scope, max_depth=depth - 1, **kw)]
         for i in range(1, depth):
@@ -347,10 +367,10 @@ def _action_token(w: World, grant: str | None = None) -> str:
 def _action_as_parent(w: World) -> str:
     """A child grant whose ``prf`` is an action token (signed by the holder, so only the type is wrong)."""
     root = _root(w, max_depth=1)
-    action = _action_token(w, root)
+    action = _action_token(w, digest(root))
     c = parts(w.grant(BOT, SUB, parent=root))[1]
-    c["prf"] = action
-    return jws(header(w.seed(BOT)), c, w.seed(BOT))
+    c["prf"] = digest(action)
+    return f"{root}~{action}~{jws(header(w.seed(BOT)), c, w.seed(BOT))}"
 
 
 def _grant_typed_as_action(w: World) -> str:
@@ -460,7 +480,7 @@ def _swapped_prf_same_delegate(w: World) -> str:
     g1 = _root(w, max_depth=1, scope="pull_request.create:acme/web")
     g2 = _root(w, max_depth=1, scope="pull_request.*:acme/*")
     child = w.grant(BOT, SUB, "pull_request.create:acme/web", parent=g1)
-    return tamper(child, prf=g2)
+    return tamper(f"{g2}~{last(child)}", prf=digest(g2))  # the digest names g2 now, the signature does not
 
 
 def _swapped_prf_other_delegate(w: World) -> str:
@@ -468,7 +488,7 @@ def _swapped_prf_other_delegate(w: World) -> str:
     g1 = _root(w, max_depth=1)
     g2 = w.grant(ALICE, OTHER, max_depth=1)
     child = w.grant(BOT, SUB, parent=g1)
-    return tamper(child, prf=g2)
+    return f"{g2}~{last(child)}"  # the child's prf names g1, which is not there
 
 
 def _signed_by_stranger(w: World) -> str:
@@ -633,7 +653,7 @@ ATTACKS: tuple[Attack, ...] = (
     Attack("prf chain of 9 hops", "chain_broken", lambda w: prf_chain(w, 9)),
     Attack("prf chain of 12 hops", "chain_broken", lambda w: prf_chain(w, 12)),
     Attack("swapped prf, same delegate", "bad_signature", _swapped_prf_same_delegate),
-    Attack("swapped prf, other delegate", "chain_broken", _swapped_prf_other_delegate),
+    Attack("parent swapped for another grant", "chain_broken", _swapped_prf_other_delegate),
     Attack("child signed by a stranger", "chain_broken", _signed_by_stranger),
     Attack("child signed by a stranger with the holder's kid", "bad_signature", _signed_by_stranger_claiming_holder_kid),
     Attack("child widens the action", "scope_escalation", _widened),

@@ -39,15 +39,19 @@ def forge(world: World, *, seed: bytes | None = None, iss: str = "agent:deployer
         iss=iss, sub="user:alice", action=action, resource=resource,
         data=world.payload.read_bytes() if data is None else data, embed=embed,
         now=world.issued + NOW_SKEW if now is None else now, ttl=ttl, audience=None,
-        grant=world.grant if grant == "grant" else grant,
+        grant=None,
     )
+    grant = world.grant if grant == "grant" else grant
+    if grant is not None:
+        claims["grant"] = parse_chain(grant).leaf.digest
     claims.update(override)
+    before = f"{grant}~" if grant is not None else ""  # the presentation: the grant, then the action
     if header_kid is None:
-        return jws.encode(jws.ACTION, claims, seed)
+        return before + jws.encode(jws.ACTION, claims, seed)
     header = {"alg": "EdDSA", "typ": jws.ACTION, "kid": header_kid}
     h = b64u_encode(json.dumps(header, separators=(",", ":")).encode())
     p = b64u_encode(json.dumps(claims, separators=(",", ":")).encode())
-    return f"{h}.{p}.{b64u_encode(crypto.sign(seed, f'{h}.{p}'.encode()))}"
+    return f"{before}{h}.{p}.{b64u_encode(crypto.sign(seed, f'{h}.{p}'.encode()))}"
 
 
 def denied(world: World, token: str, *extra: str, home: Path | None = None, input: str = "") -> tuple[str, str]:
@@ -149,10 +153,11 @@ def test_payload_swapped_after_signing(world):
 
 def test_embedded_payload_tampered(world):
     token = forge(world, embed=True)
-    h, p, s = token.split(".")
+    before, _, last = token.rpartition("~")
+    h, p, s = last.split(".")
     claims = json.loads(b64u_decode(p))
     claims["payload"]["data"] = b64u_encode(b'{"image": "evil:latest"}\n')
-    tampered = ".".join((h, b64u_encode(json.dumps(claims, separators=(",", ":")).encode()), s))
+    tampered = before + "~" + ".".join((h, b64u_encode(json.dumps(claims, separators=(",", ":")).encode()), s))
     assert denied(world, tampered)[0] == "bad_signature"  # the signature covers the payload
     # an agent that signs a payload not matching its own digest is caught too
     lying = forge(world, embed=True, payload={"sha256": "0" * 64, "data": b64u_encode(b"something else")})
@@ -212,7 +217,7 @@ def test_replay_by_another_agent_with_the_same_jti_does_not_burn_the_victims_act
     mseed = signer_for(Context.for_home(str(world.agent)), "agent:mallory").seed
     claims = parse_action(world.ok(world.agent, "sign", "--as", "agent:mallory", "--action", "deploy.staging",
                                    "--resource", "api/web", "--grant", str(mgrant)).stdout.strip()).token.claims
-    copycat = jws.encode(jws.ACTION, dict(claims, jti=jti), mseed)
+    copycat = f"{mgrant.read_text().strip()}~{jws.encode(jws.ACTION, dict(claims, jti=jti), mseed)}"
     assert world.verify(copycat, "--once").code == 0
     assert world.verify(victim, "--once").code == 0
     assert denied(world, victim, "--once")[0] == "replayed"
@@ -337,14 +342,14 @@ def test_grant_presented_as_an_action(world):
     assert reason == "malformed" and "expected an action token" in detail
     assert denied(world, world.grant, "--once", *strict(world)[:4])[0] == "malformed"
     # an action header on grant claims, or a grant header on action claims, does not parse either
-    h, p, s = forge(world).split(".")
+    h, p, s = forge(world, grant=None).split(".")
     gh = world.grant.split(".")[0]
     assert denied(world, f"{gh}.{p}.{s}")[0] in ("malformed", "bad_signature")
 
 
 @pytest.mark.parametrize("cut", [1, 5, 40, 200])
 def test_truncated_token(world, cut):
-    token = forge(world)
+    token = forge(world, grant=None)
     cut_token = token[:-cut]
     if cut_token.count(".") == 2:
         reason, _ = denied(world, cut_token)
@@ -358,7 +363,7 @@ def test_truncated_token(world, cut):
 
 
 def test_truncated_in_the_middle(world):
-    token = forge(world)
+    token = forge(world, grant=None)
     h, p, s = token.split(".")
     assert denied(world, f"{h}.{p[:len(p) // 2]}.{s}")[0] in ("malformed", "bad_signature")
     r = world.run(world.tool, "verify", f"{h}.{p}")  # two segments: not token-shaped, a usage error
@@ -386,8 +391,9 @@ def test_empty_input(world):
     (lambda h, p, s: (h, p, base64.urlsafe_b64encode(b64u_decode(s)).decode()), "malformed"),  # padding
 ])
 def test_mangled_tokens(world, mutate, expected):
-    h, p, s = forge(world).split(".")
-    assert denied(world, ".".join(mutate(h, p, s)))[0] == expected
+    before, _, last = forge(world).rpartition("~")
+    h, p, s = last.split(".")
+    assert denied(world, before + "~" + ".".join(mutate(h, p, s)))[0] == expected
 
 
 def test_long_jti_is_refused_before_it_reaches_the_replay_store(world):

@@ -136,9 +136,10 @@ def strict(world: World) -> tuple[str, ...]:
 
 def test_sign_then_verify(world):
     token = world.sign()
-    claims = jws.decode(token, jws.ACTION).claims
+    assert token.startswith(world.grant + "~")  # the grant's presentation, extended by the action
+    claims = jws.decode(token.rpartition("~")[2], jws.ACTION).claims
     assert claims["iss"] == "agent:deployer" and claims["sub"] == "user:alice"
-    assert claims["grant"] == world.grant and "data" not in claims["payload"]
+    assert claims["grant"] == parse_chain(world.grant).leaf.digest and "data" not in claims["payload"]
     assert claims["exp"] - claims["iat"] == 300  # default lifetime: 5 minutes
     r = world.verify(token, *strict(world))
     assert r.code == 0, r.stderr

@@ -231,7 +231,8 @@ def _cases(grant):
     base = dict(action="deploy.staging", resource="api/web", data=b"payload")
     tok = lambda **kw: make_action(Keys.deployer, "deploy.staging", "api/web", grant=grant, data=b"payload", **kw)  # noqa: E731
     good = tok()
-    h, p, s = good.split(".")
+    before, _, last = good.rpartition("~")
+    h, p, s = last.split(".")
     return [
         ("good", good, base),
         ("other action", good, dict(base, action="deploy.production")),
@@ -240,7 +241,7 @@ def _cases(grant):
         ("outside the grant", make_action(Keys.deployer, "deploy.production", "api/web", grant=grant), {}),
         ("expired", tok(now=NOW - 1000), base),
         ("future", tok(now=NOW + 1000), base),
-        ("bad signature", f"{h}.{p}.{s[:-4]}AAAA", base),
+        ("bad signature", f"{before}~{h}.{p}.{s[:-4]}AAAA", base),
         ("truncated", good[:-30], base),
         ("untrusted root", make_action(Keys.deployer, "deploy.staging", "api/web",
                                        grant=make_grant(Agent.new("user:mallory"), Keys.deployer, "deploy.*")), {}),

@@ -19,7 +19,7 @@ from agentctl.errors import NotFoundError, UsageError, VerificationError
 from agentctl.home import Home
 from agentctl.identity import keygen
 
-from helpers_tokens import ALICE, BOT, SUB, THIRD, OTHER, parts
+from helpers_tokens import digest, ALICE, BOT, SUB, THIRD, OTHER, parts
 
 T0 = 1_800_000_000
 CLAIMS_ROOT = {"iss", "sub", "act", "cnf", "scope", "iat", "nbf", "exp", "jti", "max_depth"}
@@ -202,14 +202,14 @@ def test_redelegation_signed_by_the_parents_holder(cast, cli):
     assert c["iss"] == BOT and c["sub"] == ALICE
     assert c["act"] == {"sub": SUB, "act": {"sub": BOT}}
     assert c["cnf"] == {"jwk": jwk_of(cli, SUB)}
-    assert c["prf"] == parent
+    assert child.startswith(parent + "~") and c["prf"] == digest(parent)  # the parent travels before it
     assert c["max_depth"] == 1
     assert c["aud"] == "api.github"
     assert c["exp"] == c["iat"] + 1800 <= p["exp"]
     grand = mint(cli, "--parent", child, "--to", THIRD, "--scope", "pull_request.create:acme/web")
     g = parts(grand)[1]
     assert g["act"] == {"sub": THIRD, "act": {"sub": SUB, "act": {"sub": BOT}}}
-    assert g["max_depth"] == 0 and g["sub"] == ALICE and g["prf"] == child
+    assert g["max_depth"] == 0 and g["sub"] == ALICE and g["prf"] == digest(child) and grand.startswith(child + "~")
     assert g["exp"] <= c["exp"]  # by default as long as the parent allows, up to an hour
     r = cli("--json", "verify", grand, "--audience", "api.github")
     assert r.code == 0 and r.json()["chain"] == [ALICE, BOT, SUB, THIRD]
@@ -218,9 +218,9 @@ def test_redelegation_signed_by_the_parents_holder(cast, cli):
 def test_parent_from_a_file_or_stdin(cast, cli, tmp_path):
     f = tmp_path / "parent.jwt"
     assert cli("delegate", "--from", ALICE, "--to", BOT, "--scope", "a.*", "--max-depth", "1", "-o", str(f)).code == 0
-    assert parts(mint(cli, "--parent", str(f), "--to", SUB, "--scope", "a.b"))[1]["prf"] == f.read_text().strip()
+    assert parts(mint(cli, "--parent", str(f), "--to", SUB, "--scope", "a.b"))[1]["prf"] == digest(f.read_text().strip())
     r = cli("delegate", "--parent", "-", "--to", SUB, "--scope", "a.c", input=f.read_text())
-    assert r.code == 0 and parts(r.stdout.strip())[1]["prf"] == f.read_text().strip()
+    assert r.code == 0 and parts(r.stdout.strip())[1]["prf"] == digest(f.read_text().strip())
 
 
 def test_redelegation_with_an_exported_secret_in_a_home_without_secrets(cast, cli, tmp_path):
@@ -237,7 +237,7 @@ def test_redelegation_with_an_exported_secret_in_a_home_without_secrets(cast, cl
     assert r.code == 0, r.stderr
     child = r.stdout.strip()
     c = parts(child)[1]
-    assert c["iss"] == "agent:ci" and c["sub"] == ALICE and c["prf"] == parent
+    assert c["iss"] == "agent:ci" and c["sub"] == ALICE and c["prf"] == digest(parent)
     assert not (runner / "keys").exists() or not any((runner / "keys").iterdir())
     assert cli("verify", child, env={"AGENTCTL_SECRET_KEY": None}).code == 0
 

@@ -14,6 +14,7 @@ from agentctl.clock import rfc3339
 from agentctl.durations import format_duration
 
 from helpers_tokens import (
+    digest,
     ACTION,
     ALICE,
     ATTACKS,
@@ -218,9 +219,10 @@ def action_token(world, grant: str | None, **claims) -> str:
          "exp": world.now + 290, "jti": b64(bytes(range(16))),
          "payload": {"sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}}
     if grant is not None:
-        c["grant"] = grant
+        c["grant"] = digest(grant)
     c.update(claims)
-    return jws(header(world.seed(c["iss"]), typ=ACTION), c, world.seed(c["iss"]))
+    token = jws(header(world.seed(c["iss"]), typ=ACTION), c, world.seed(c["iss"]))
+    return f"{grant}~{token}" if grant is not None else token  # the presentation
 
 
 def test_an_action_shows_the_hops_of_its_grant_and_verifys_verdict(world, cli):

@@ -14,7 +14,7 @@ from joserfc.jwk import OKPKey
 
 from agentctl.encoding import b64u_encode
 
-from helpers_tokens import ALICE, BOT, SUB, grant_claims, make_world, parts
+from helpers_tokens import ALICE, BOT, SUB, digest, grant_claims, make_world, parts
 
 GRANT_TYP = "agentctl-grant+jwt"
 
@@ -85,9 +85,15 @@ def test_joserfc_verifies_a_grant_and_reads_the_same_claims(world, cli):
 def test_each_hop_of_a_chain_is_an_ordinary_jws_under_its_signers_key(world, cli):
     parent = mint(cli, "--from", ALICE, "--to", BOT, "--scope", "a.*", "--max-depth", "1")
     child = mint(cli, "--parent", parent, "--to", SUB, "--scope", "a.b")
-    claims = pyjwt.decode(child, pyjwt.PyJWK(public_jwk(cli, BOT)), algorithms=["EdDSA"])
-    assert claims["prf"] == parent and claims["iss"] == BOT
-    assert jose_jwt.decode(child, OKPKey.import_key(public_jwk(cli, BOT)), algorithms=["EdDSA"]).claims == claims
+    root, hop = child.split("~")  # a presentation: each token a plain JWS, checked alone
+    assert root == parent
+    claims = pyjwt.decode(hop, pyjwt.PyJWK(public_jwk(cli, BOT)), algorithms=["EdDSA"])
+    assert claims["prf"] == digest(parent) and claims["iss"] == BOT
+    assert jose_jwt.decode(hop, OKPKey.import_key(public_jwk(cli, BOT)), algorithms=["EdDSA"]).claims == claims
+    root_claims = pyjwt.decode(root, pyjwt.PyJWK(public_jwk(cli, ALICE)), algorithms=["EdDSA"])
+    assert jose_jwt.decode(root, OKPKey.import_key(public_jwk(cli, ALICE)), algorithms=["EdDSA"]).claims == root_claims
+    with pytest.raises(pyjwt.InvalidTokenError):  # the whole presentation is not one JWS
+        pyjwt.decode(child, pyjwt.PyJWK(public_jwk(cli, BOT)), algorithms=["EdDSA"])
 
 
 # --- others' grants, read by agentctl ---------------------------------------------------------------------

@@ -61,7 +61,8 @@ def make_grant(signer: Agent, to: Agent, scope: str, *, now: int = NOW, ttl: int
         audience=audience, parent=parent_hop,
     )
     claims.update(override)
-    return jws.encode(jws.GRANT, claims, signer.seed)
+    token = jws.encode(jws.GRANT, claims, signer.seed)
+    return f"{parent}~{token}" if parent else token  # the parent's presentation, extended
 
 
 def make_action(agent: Agent, action: str, resource: str, *, grant: str | None = None, data: bytes = b"",
@@ -71,9 +72,10 @@ def make_action(agent: Agent, action: str, resource: str, *, grant: str | None =
     if sub is None:
         sub = parse_chain(grant).root.sub if grant else agent.name
     claims = action_claims(iss=agent.name, sub=sub, action=action, resource=resource, data=data, embed=embed,
-                           now=now, ttl=ttl, audience=audience, grant=grant)
+                           now=now, ttl=ttl, audience=audience, grant=parse_chain(grant).leaf.digest if grant else None)
     claims.update(override)
-    return jws.encode(jws.ACTION, claims, seed or agent.seed)
+    token = jws.encode(jws.ACTION, claims, seed or agent.seed)
+    return f"{grant}~{token}" if grant else token
 
 
 def reason_of(fn, *args, **kw) -> str:
@@ -118,7 +120,7 @@ def test_verdict_has_exactly_the_spec_fields(world):
     assert doc["ok"] is True and doc["reason"] is None and doc["type"] == "action"
     assert doc["chain"] == ["user:alice", "agent:deployer"]
     assert doc["expires_at"] == "2027-01-15T08:05:00Z"
-    assert doc["jti"] == jws.decode(token, jws.ACTION).claims["jti"]
+    assert doc["jti"] == jws.decode(token.rpartition("~")[2], jws.ACTION).claims["jti"]
     json.dumps(doc)  # plain JSON values only
 
 
@@ -162,7 +164,7 @@ def test_revocations_given_in_code_take_effect(world, kind):
     if what == "grant":
         ident = parse_chain(grant).leaf.jti
     if what == "action":
-        what, ident = "grant", jws.decode(token, jws.ACTION).claims["jti"]  # an action is revoked by its jti
+        what, ident = "grant", jws.decode(token.rpartition("~")[2], jws.ACTION).claims["jti"]  # an action is revoked by its jti
     revs = Revocations((Revocation(what, ident, NOW),))
     in_trust = Verifier(StaticTrust({"user:alice": alice.public}, revs), recorder=NO_AUDIT, clock=clock)
     extra = Verifier(StaticTrust({"user:alice": alice.public}), recorder=NO_AUDIT, clock=clock, revocations=[revs])

@@ -42,8 +42,8 @@ def verifier(ctx, clock):
 
 def action(grant: str, seed: bytes, iat: int) -> str:
     claims = action_claims(iss="agent:bot", sub="user:alice", action="deploy.staging", resource="api/web", data=b"x",
-                           embed=False, now=iat, ttl=300, audience=None, grant=grant)
-    return jws.encode(jws.ACTION, claims, seed)
+                           embed=False, now=iat, ttl=300, audience=None, grant=parse_chain(grant).leaf.digest)
+    return f"{grant}~{jws.encode(jws.ACTION, claims, seed)}"
 
 
 def test_an_action_signed_by_the_retired_holder_key_after_retirement_is_refused(world):
@@ -71,11 +71,11 @@ def test_a_redelegation_signed_by_the_retired_holder_key_after_retirement_is_ref
     claims = grant_claims(iss="agent:bot", sub="user:alice", delegate="agent:helper", delegate_public=helper,
                           scopes=parse_scopes("deploy.staging:api/web"), now=T0 + 150, ttl=600, max_depth=0,
                           audience=None, parent=parent)
-    child = jws.encode(jws.GRANT, claims, old.seed)
+    child = f"{grant}~{jws.encode(jws.GRANT, claims, old.seed)}"
     with pytest.raises(VerificationError) as info:
         verifier(ctx, clock).verify_grant(child)
     assert info.value.reason == "bad_signature"
     before = grant_claims(iss="agent:bot", sub="user:alice", delegate="agent:helper", delegate_public=helper,
                           scopes=parse_scopes("deploy.staging:api/web"), now=T0 + 50, ttl=600, max_depth=0,
                           audience=None, parent=parent)
-    assert verifier(ctx, clock).verify_grant(jws.encode(jws.GRANT, before, old.seed)).agent == "agent:helper"
+    assert verifier(ctx, clock).verify_grant(f"{grant}~{jws.encode(jws.GRANT, before, old.seed)}").agent == "agent:helper"

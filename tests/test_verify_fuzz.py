@@ -16,7 +16,7 @@ from agentctl.clock import FixedClock
 from agentctl.errors import REASONS, VerificationError
 from agentctl.verify import NO_AUDIT, StaticTrust, Verifier
 
-from helpers_tokens import ACTION, ALICE, BOT, SUB, GRANT, b64, grant_claims, header, jws, parts, public
+from helpers_tokens import ACTION, ALICE, BOT, SUB, GRANT, b64, digest, grant_claims, header, jws, parts, prefix, public
 
 NOW = 1_800_000_000
 SEEDS = {ALICE: bytes([1]) * 32, BOT: bytes([2]) * 32, SUB: bytes([3]) * 32}
@@ -26,7 +26,8 @@ def _grant(signer: str, to: str, scope: str, parent: str | None = None, max_dept
     sub = parts(parent)[1]["sub"] if parent else signer
     claims = grant_claims(signer, sub, to, public(SEEDS[to]), scope=scope, iat=NOW - 60, exp=NOW + 3600,
                           max_depth=max_depth, parent=parent, **kw)
-    return jws(header(SEEDS[signer]), claims, SEEDS[signer])
+    token = jws(header(SEEDS[signer]), claims, SEEDS[signer])
+    return f"{parent}~{token}" if parent else token
 
 
 ROOT = _grant(ALICE, BOT, "pull_request.*:acme/* issues.read", aud=["api.a", "api.b"])
@@ -34,8 +35,9 @@ CHILD = _grant(BOT, SUB, "pull_request.create:acme/*", parent=ROOT, max_depth=1,
 ACTION_TOKEN = jws(header(SEEDS[SUB], typ=ACTION), {
     "iss": SUB, "sub": ALICE, "action": "pull_request.create", "resource": "acme/web", "iat": NOW - 10,
     "exp": NOW + 290, "jti": b64(bytes(16)), "aud": "api.a",
-    "payload": {"sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}, "grant": CHILD,
+    "payload": {"sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}, "grant": digest(CHILD),
 }, SEEDS[SUB])
+ACTION_TOKEN = f"{CHILD}~{ACTION_TOKEN}"
 VALID = (ROOT, CHILD)
 SIGNER_OF = {ROOT: ALICE, CHILD: BOT}
 
@@ -146,11 +148,11 @@ def resigned(draw) -> str:
         else:
             h[draw(HEADER_NAMES)] = draw(JSON)
     signer = SEEDS[SIGNER_OF[target]]
-    token = jws(json_bytes(h), json_bytes(c), signer)
+    token = prefix(target) + jws(json_bytes(h), json_bytes(c), signer)
     if target is ROOT and draw(st.booleans()):
         cc = parts(CHILD)[1]
-        cc["prf"] = token
-        token = jws(header(SEEDS[BOT]), cc, SEEDS[BOT])
+        cc["prf"] = digest(token)
+        token = f"{token}~{jws(header(SEEDS[BOT]), cc, SEEDS[BOT])}"
     return token
 
 

@@ -33,7 +33,8 @@ STEPS: list[tuple[str, list[str], int]] = [
      " and allows one more hop of delegation.",
      ["delegate", "--from", "user:alice", "--to", "agent:code-reviewer:prod", "--scope", "pull_request.*:acme/*",
       "--ttl", "30m", "--max-depth", "1", "-o", "alice-to-reviewer.jwt"], 0),
-    ("The code reviewer re-delegates a narrower grant to the linter: only creating pull requests, only in acme/web.",
+    ("The code reviewer re-delegates a narrower grant to the linter: only creating pull requests, only in acme/web."
+     " It writes a presentation: the parent grant, '~', the new one.",
      ["delegate", "--parent", "alice-to-reviewer.jwt", "--to", "agent:linter", "--scope",
       "pull_request.create:acme/web", "--ttl", "10m", "-o", "reviewer-to-linter.jwt"], 0),
     ("A grant can only ever narrow. Asking for more than the parent holds is refused, and nothing is minted.",

@@ -161,7 +161,6 @@ def do_inspect(state: State, out: Output, source: str) -> int:
     time), so inspect never calls a token valid that verify would refuse."""
 
     from .. import jws
-    from ..actions import parse_action
     from ..grants import parse_chain
     from ..store import Store
     from ..verify import NO_AUDIT, StoreTrust, Verifier
@@ -173,12 +172,14 @@ def do_inspect(state: State, out: Output, source: str) -> int:
     verifier = Verifier(trust, recorder=NO_AUDIT, clock=ctx.clock, leeway=ctx.home.config.leeway)  # shows, decides nothing
     action = chain = None
     try:
-        typ = jws.peek_typ(text)
+        typ = jws.peek_typ(text.rpartition("~")[2])  # a presentation: its last token says what it is
         if typ == jws.GRANT:
             chain = parse_chain(text)
         elif typ == jws.ACTION:
-            action = parse_action(text)
-            chain = parse_chain(action.grant) if action.grant is not None else None
+            from ..presentation import parse
+
+            shown = parse(text, expect="action")  # each token of the presentation, parsed once
+            action, chain = shown.action, shown.chain
         else:
             token = jws.decode(text, typ)
     except VerificationError as e:

@@ -169,7 +169,7 @@ def claimed(token: str) -> dict:
     if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES:  # refused before parsing, and not parsed for the record either
         return {}
     try:
-        claims = loads_strict(b64u_decode(token.strip().split(".")[1]))
+        claims = loads_strict(b64u_decode(token.strip().rpartition("~")[2].split(".")[1]))  # the last token's
     except (EncodingError, IndexError, ValueError):
         return {}
     if not isinstance(claims, dict):

@@ -13,7 +13,8 @@ from typing import Any
 
 from ..clock import rfc3339
 from ..errors import UsageError, VerificationError
-from ..grants import MAX_CHAIN, parse_chain
+from ..grants import MAX_CHAIN
+from ..presentation import parse_grants
 from .pipeline import Memo, Pipeline, Step
 from .trust import _keys_by_kid, key_for
 
@@ -48,31 +49,31 @@ class Check:
 
 class WellFormed(Step):
     number, name, title = 1, "well_formed", "Well-formed"
-    reasons = ("malformed", "unsupported")
+    reasons = ("malformed", "unsupported", "chain_broken")
 
     def run(self, v, c: Check) -> None:
-        if c.kind == "action":
-            from ..actions import parse_action
+        from ..presentation import parse
 
-            c.act = parse_action(c.token)
-            c.grant_token = c.act.grant
-            if c.grant_token is None:
-                return
-        else:
-            c.grant_token = c.token
-        memo = v._memo(c.grant_token) if not c.root_optional else Memo()
-        c.memo = memo if not c.root_optional else None
-        if memo.chain is None:
-            error = memo.outcomes.get(self.name)
-            if error is not None:
-                raise VerificationError(error.reason, error.detail)
-            try:
-                memo.chain = parse_chain(c.grant_token)
-            except VerificationError as e:
-                memo.outcomes[self.name] = e
-                raise
-            memo.outcomes[self.name] = None
-        c.chain = memo.chain
+        def chains(text: str, parts: list[str], decoded_last=None):  # a grant prefix met before is not parsed again
+            memo = v._memo(text) if not c.root_optional else Memo()
+            c.memo = memo if not c.root_optional else None
+            if memo.chain is None:
+                error = memo.outcomes.get(self.name)
+                if error is not None:
+                    raise VerificationError(error.reason, error.detail)
+                try:
+                    memo.chain = parse_grants(parts, decoded_last)
+                except VerificationError as e:
+                    memo.outcomes[self.name] = e
+                    raise
+                memo.outcomes[self.name] = None
+            return memo.chain
+
+        p = parse(c.token, expect=c.kind, chains=chains)
+        if p.approval is not None:  # step 10 verifies approvals; until it does, none is accepted
+            raise _fail("unsupported", "this verifier does not yet accept an approval in a presentation")
+        c.act, c.chain = p.action, p.chain
+        c.grant_token = p.grants_text
 
 
 def _known_key(v, name: str, public_kid, signed_at: int, what: str) -> None:

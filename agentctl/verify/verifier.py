@@ -170,6 +170,11 @@ class Verifier:
         return self.seen
 
     def _peek(self, token: object) -> str:
+        """The type of a presentation's last token, which decides grant or action."""
+        if isinstance(token, (bytes, bytearray)) and len(token) <= 65536:
+            token = bytes(token).strip().rpartition(b"~")[2]
+        elif isinstance(token, str) and len(token) <= 65536:
+            token = token.strip().rpartition("~")[2]
         header = token.partition(".")[0] if isinstance(token, str) else None
         typ = self._typs.get(header)
         if typ is None:  # dispatch only: the pipeline parses the whole token

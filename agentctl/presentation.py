@@ -1,0 +1,196 @@
+"""Presentations: a chain's tokens joined by ``~`` (SPEC, "Token format").
+
+    PRESENTATION = TOKEN *("~" TOKEN)      root grant, each re-delegated grant, [approval], [action]
+
+Each token is a plain JWS that verifies on its own; a re-delegated grant names its parent in ``prf``
+and an action names the leaf grant in ``grant`` and the approval in ``approval``, each as
+:func:`digest` of the referenced token's text. :func:`parse` reads a presentation once: grammar, size,
+count, order, references and the type each position requires. It trusts nothing; the pipeline in
+:mod:`agentctl.verify` decides whether it holds.
+
+Refused: more than 64 KiB, non-ASCII, inner whitespace, an empty token (``malformed``); more than
+:data:`MAX_GRANTS` grants (``chain_broken``); a repeated token, a token nothing references, a token
+out of its place (``malformed``); a reference to a token that is not there (``chain_broken``); the
+earlier nested form, a token inside ``prf`` or ``grant`` (``unsupported``, hint: re-mint).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+from . import jws
+from .encoding import b64u_encode
+from .errors import VerificationError
+
+__all__ = ["MAX_PRESENTATION_BYTES", "MAX_GRANTS", "SEP", "APPROVAL", "Presentation", "digest", "text_of", "split",
+           "parse", "parse_grants", "check_reference", "nested_form"]
+
+MAX_PRESENTATION_BYTES = 64 * 1024
+MAX_GRANTS = 8
+SEP = "~"
+APPROVAL = "agentctl-approval+jwt"
+_DIGEST = re.compile(r"[A-Za-z0-9_-]{43}")
+_WHITESPACE = re.compile(r"\s")
+_POSITIONS = (jws.GRANT, APPROVAL, jws.ACTION)
+_ORDER = "a presentation holds the grants, root first, then the approval if any, then the action"
+REMINT = "re-mint it with this version of agentctl (delegate, then delegate --parent and sign --grant with the presentation)"
+
+
+def _malformed(detail: str) -> VerificationError:
+    return VerificationError("malformed", detail)
+
+
+def digest(token: str) -> str:
+    """The reference to a token: base64url (no padding) of SHA-256 over its ASCII text."""
+    return b64u_encode(hashlib.sha256(token.encode("ascii")).digest())
+
+
+def nested_form(what: str) -> VerificationError:
+    """The earlier nested form (a token where a digest belongs): unsupported, with a hint to re-mint."""
+    e = VerificationError("unsupported", f"{what} holds a token, not its digest: this is the earlier nested form, "
+                                         "which presentations replace")
+    e.hint = REMINT
+    return e
+
+
+def check_reference(value: object, what: str) -> str | None:
+    """A ``prf``/``grant``/``approval`` claim: absent, or a digest. A token in it is the nested form."""
+    if value is None:
+        return None
+    if isinstance(value, str) and _DIGEST.fullmatch(value):
+        return value
+    if isinstance(value, str) and value.count(".") == 2:
+        raise nested_form(what)
+    raise _malformed(f"{what} must be the base64url SHA-256 digest of the token it names (43 characters)")
+
+
+def text_of(token: object) -> str:
+    """The presentation's text: ASCII, at most 64 KiB, outer whitespace dropped, none inside."""
+    if isinstance(token, (bytes, bytearray)):
+        if len(token) > MAX_PRESENTATION_BYTES:
+            raise _malformed(f"presentation is larger than {MAX_PRESENTATION_BYTES} bytes")
+        try:
+            token = bytes(token).decode("ascii")
+        except UnicodeDecodeError:
+            raise _malformed("presentation is not ASCII") from None
+    if not isinstance(token, str):
+        raise _malformed("token is not text")
+    if len(token) > MAX_PRESENTATION_BYTES:
+        raise _malformed(f"presentation is larger than {MAX_PRESENTATION_BYTES} bytes")
+    text = token.strip()
+    if not text:
+        raise _malformed("empty token")
+    if not text.isascii():
+        raise _malformed("presentation is not ASCII")
+    if _WHITESPACE.search(text):
+        raise _malformed("whitespace inside a presentation: its tokens are joined by '~' alone")
+    return text
+
+
+def split(token: object) -> list[str]:
+    """The tokens of a presentation, by the grammar alone: none empty, none repeated."""
+    parts = text_of(token).split(SEP)
+    if "" in parts:
+        raise _malformed(f"an empty token in the presentation (token {parts.index('') + 1} of {len(parts)})")
+    if len(parts) > 1 and len(set(parts)) != len(parts):
+        seen: set = set()
+        for i, p in enumerate(parts):
+            if p in seen:
+                raise _malformed(f"token {i + 1} of the presentation repeats an earlier one")
+            seen.add(p)
+    return parts
+
+
+def _misplaced(what: str, value: str, parts: list[str]) -> VerificationError:
+    """A reference that does not name the token its position requires: to a token elsewhere in the
+    presentation, out of order (malformed); to no token there, chain_broken."""
+    where = {digest(p): i for i, p in enumerate(parts)}.get(value)
+    if where is not None:
+        return _malformed(f"{what} names token {where + 1} of the presentation, out of order: {_ORDER}")
+    return VerificationError("chain_broken", f"{what} names a token that is not in the presentation")
+
+
+def parse_grants(parts: list[str], last: jws.Jws | None = None):
+    """The :class:`~agentctl.grants.Chain` of the grant tokens ``parts`` (root first), each parsed once
+    and each referencing the one before it."""
+    from .grants import Chain, hop_from
+
+    if len(parts) > MAX_GRANTS:
+        raise VerificationError("chain_broken", f"the presentation holds {len(parts)} grants; at most {MAX_GRANTS}")
+    hops = []
+    n = len(parts)
+    for i, part in enumerate(parts):
+        t = last if last is not None and i == n - 1 else jws.decode(part, _POSITIONS)  # each token decoded once
+        if t.typ != jws.GRANT:
+            raise _malformed(f"token {i + 1} of the presentation is an {t.typ.split('-')[1].split('+')[0]} where a grant "
+                             f"must stand: {_ORDER}")
+        hop = hop_from(t, part, i + 1)
+        if i == 0:
+            if hop.prf is not None:
+                raise _misplaced("the first grant's 'prf'", hop.prf, parts)
+        elif hop.prf is None:
+            raise _malformed(f"grant {i + 1} is a root grant (no 'prf'), so nothing references grant {i}: {_ORDER}")
+        elif hop.prf != hops[-1].digest:
+            raise _misplaced(f"grant {i + 1}'s 'prf'", hop.prf, parts)
+        hops.append(hop)
+    return Chain(tuple(hops))
+
+
+@dataclass(frozen=True)
+class Presentation:
+    """A parsed presentation: the chain (or None), the approval token (or None), the action (or None)."""
+
+    text: str = field(repr=False)
+    chain: object | None
+    approval: jws.Jws | None = field(repr=False)
+    action: object | None
+
+    @property
+    def kind(self) -> str:
+        return "action" if self.action is not None else "grant"
+
+    @property
+    def grants_text(self) -> str | None:
+        return self.chain.text if self.chain is not None else None  # type: ignore[attr-defined]
+
+
+def parse(token: object, *, expect: str | None = None, chains: Callable[..., object] | None = None) -> Presentation:
+    """Parse a presentation once. ``expect`` ("grant" or "action") requires the last token's type;
+    ``chains(text, parts, decoded_last=None)`` may supply the chain of a grant prefix (its text and tokens), e.g. from a
+    cache; by default :func:`parse_grants` parses it."""
+    from .actions import action_from
+
+    text = text_of(token)
+    parts = split(text)
+    chains = chains or (lambda _text, grant_parts, decoded=None: parse_grants(grant_parts, decoded))
+    last = jws.decode(parts[-1], _POSITIONS)
+    if expect is not None and last.typ != (jws.ACTION if expect == "action" else jws.GRANT):
+        raise _malformed(f"expected a {jws.ACTION if expect == 'action' else jws.GRANT} token, got {last.header['typ']!r}")
+    if last.typ == APPROVAL:
+        raise _malformed(f"the presentation ends with an approval: {_ORDER}")
+    if last.typ == jws.GRANT:
+        if len(parts) > MAX_GRANTS:  # refused before any hop is parsed
+            raise VerificationError("chain_broken", f"the presentation holds {len(parts)} grants; at most {MAX_GRANTS}")
+        return Presentation(text, chains(text, parts, last), None, None)
+    act = action_from(last)
+    rest = parts[:-1]
+    approval = None
+    if act.approval is not None:
+        if not rest or digest(rest[-1]) != act.approval:
+            raise _misplaced("the action's 'approval'", act.approval, parts)
+        approval = jws.decode(rest[-1], _POSITIONS)
+        if approval.typ != APPROVAL:
+            raise _malformed(f"the action's 'approval' names a {approval.typ} token: {_ORDER}")
+        rest = rest[:-1]
+    if act.grant is None:
+        if rest:
+            raise _malformed(f"the action names no grant, so nothing references token {len(rest)} of the presentation: {_ORDER}")
+        return Presentation(text, None, approval, act)
+    if not rest or digest(rest[-1]) != act.grant:
+        raise _misplaced("the action's 'grant'", act.grant, parts)
+    if len(rest) > MAX_GRANTS:
+        raise VerificationError("chain_broken", f"the presentation holds {len(rest)} grants; at most {MAX_GRANTS}")
+    return Presentation(text, chains(SEP.join(rest), rest), approval, act)
