@@ -42,6 +42,7 @@ REASONS = (
     "scope_denied",
     "audience_mismatch",
     "payload_mismatch",
+    "policy_denied",
     "replayed",
 )
 
