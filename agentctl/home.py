@@ -23,6 +23,12 @@ __all__ = ["Home", "Config", "Role", "atomic_write", "KEYSTORE_MODES", "AUTHORIT
 KEYSTORE_MODES = ("auto", "keyring", "file")
 AUTHORITY_RULES = ("quick-start", "roles")
 MAX_CONFIG_LEEWAY = 600  # the largest leeway any verifier may allow (SPEC: --leeway <= 10m)
+#: What a new home's config.toml says (SPEC "Authority and roles": a new home is created with quick-start).
+NEW_CONFIG = (
+    "# agentctl settings. Who may authorize on its own authority (docs/delegation.md):\n"
+    "#   quick-start: user: and service: principals made here by keygen; roles: the scopes of [roles.NAME]\n"
+    'authority = "quick-start"\n'
+)
 
 
 @dataclass(frozen=True)
@@ -187,7 +193,9 @@ class Home:
         return self.path / "revocations.toml"
 
     def ensure(self, *subdirs: str) -> Path:
-        """Create the home (0700) and the named subdirectories (0700) if missing."""
+        """Create the home (0700) and the named subdirectories (0700) if missing. A home created here
+        gets a config.toml that names its authority rule (SPEC: a new home is created with
+        quick-start); an existing config is never touched."""
         if self.path.exists() and not self.path.is_dir():
             raise UsageError(f"home {self.path} is not a directory")
         try:
@@ -198,9 +206,23 @@ class Home:
                     except FileExistsError:  # another process made it meanwhile
                         continue
                     os.chmod(d, 0o700)
+                    if d == self.path:
+                        self._write_new_config()
         except OSError as e:
             raise OperationalError(f"cannot create {self.path}: {e.strerror or e}") from None
         return self.path
+
+    def _write_new_config(self) -> None:
+        """The first config.toml of a new home: created exclusively, so nothing is ever overwritten."""
+        try:
+            fd = os.open(self.config_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        except FileExistsError:
+            return
+        try:
+            os.write(fd, NEW_CONFIG.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
