@@ -219,3 +219,163 @@ def test_the_event_names_the_decision_and_reproduces_it(tmp_path):
 def test_the_verifier_refuses_what_is_not_a_policy_set():
     with pytest.raises(UsageError):
         Verifier(StaticTrust({}), recorder=NO_AUDIT, policies=["seed.rego"])
+
+
+# --- the CLI: verify --policy/--context, --batch, policy input ------------------------------------
+
+
+
+def within(token_file: str) -> str:
+    """A fixed time inside the action's life, for --at: the same ``now`` in verify and policy input."""
+    from agentctl.clock import rfc3339
+    from agentctl.encoding import b64u_decode
+
+    claims = json.loads(b64u_decode(open(token_file).read().strip().split(".")[1]))
+    return rfc3339(claims["iat"] + 10)
+
+
+@pytest.fixture
+def seed_home(cli, home, tmp_path):
+    """alice (engineer) delegates to the code reviewer, which signs a pull request on acme/api."""
+    for args in (("keygen", "user:alice", "--role", "engineer"), ("keygen", "agent:code-reviewer:prod")):
+        assert cli(*args, env={"AGENTCTL_KEYSTORE": "file"}).code == 0
+    g, a = tmp_path / "g.jwt", tmp_path / "a.jwt"
+    assert cli("delegate", "--from", "user:alice", "--to", "agent:code-reviewer:prod", "--scope", "pull_request.*:acme/*",
+               "--ttl", "1h", "-o", str(g)).code == 0
+    assert cli("sign", "--as", "agent:code-reviewer:prod", "--action", "pull_request.create", "--resource", "acme/api",
+               "--grant", str(g), "--ttl", "30m", "-o", str(a)).code == 0
+    files = {"grant": str(g), "action": str(a)}
+    for name, text in (("seed.rego", SEED), ("seed.cedar", SEED_CEDAR)):
+        files[name] = write(tmp_path, name, text)
+    for name, doc in (("ctx", CTX), ("evil", {"resource": {"repo": "evil/api"}})):
+        files[name] = write(tmp_path, f"{name}.json", json.dumps(doc))
+    return files
+
+
+def test_a_new_home_says_quick_start_once_and_never_overwrites(cli, home):
+    assert cli("keygen", "user:alice", env={"AGENTCTL_KEYSTORE": "file"}).code == 0
+    assert 'authority = "quick-start"' in (home / "config.toml").read_text()
+    (home / "config.toml").write_text('authority = "roles"\n')
+    assert cli("keygen", "user:bob", env={"AGENTCTL_KEYSTORE": "file"}).code == 0
+    assert (home / "config.toml").read_text() == 'authority = "roles"\n'
+
+
+@pytest.mark.parametrize("policy", ["seed.rego", "seed.cedar"])
+def test_the_seed_policy_end_to_end(cli, seed_home, policy):
+    f = seed_home
+    ok = cli("--json", "verify", f["action"], "--policy", f[policy], "--context", f["ctx"])
+    assert ok.code == 0, ok.stderr
+    assert ok.json()["policy"]["engine"] == policy.split(".")[1]
+    bad = cli("verify", f["action"], "--policy", f[policy], "--context", f["evil"])
+    assert bad.code == 1 and "denied: policy_denied: policy set" in bad.stderr and policy in bad.stderr
+    assert cli("role", "remove", "user:alice", "engineer").code == 0
+    assert cli("role", "add", "user:alice", "sales").code == 0
+    r = cli("--json", "verify", f["action"], "--policy", f[policy], "--context", f["ctx"])
+    assert r.code == 1 and r.json()["reason"] == "policy_denied" and r.json()["policy"]["digest"]
+
+
+def test_the_config_policy_is_one_set_every_set_must_allow(cli, home, seed_home, tmp_path):
+    f = seed_home
+    (home / "seed.rego").write_text(SEED)
+    (home / "config.toml").write_text('[policy]\nfiles = ["seed.rego"]\ntimeout = "500ms"\n')
+    assert cli("verify", f["action"], "--context", f["ctx"]).code == 0
+    assert cli("verify", f["action"], "--context", f["evil"]).code == 1
+    deny = write(tmp_path, "deny.rego", "package agent.authz\ndefault allow := false\n")
+    r = cli("verify", f["action"], "--context", f["ctx"], "--policy", deny)
+    assert r.code == 1 and "deny.rego" in r.stderr
+
+
+@pytest.mark.parametrize("config, words", [
+    ('[policy]\nfile = ["x.rego"]\n', "unknown key 'file'"),
+    ('[policy]\nfiles = "x.rego"\n', "list of file names"),
+    ('[policy]\ntimeout = "forever"\n', "timeout"),
+    ('[policy]\ntimeout = "2m"\n', "at most 60s"),
+    ('policy = "x.rego"\n', "must be a table"),
+])
+def test_a_bad_policy_table_is_a_usage_error(cli, home, seed_home, config, words):
+    (home / "config.toml").write_text(config)
+    r = cli("verify", seed_home["action"])
+    assert r.code == 2 and words in r.stderr
+
+
+def test_policy_failures_have_their_exit_codes(cli, seed_home, tmp_path, monkeypatch):
+    f = seed_home
+    broken = write(tmp_path, "broken.rego", "package agent.authz\nallow if {\n  input.x ==\n")
+    r = cli("verify", f["action"], "--policy", broken)
+    assert r.code == 2 and "broken.rego:2 does not compile" in r.stderr
+    errs = write(tmp_path, "errs.rego", "package agent.authz\nallow if { 1 / 0 }\n")
+    r = cli("verify", f["action"], "--policy", errs)
+    assert r.code == 1 and "policy_denied" in r.stderr
+    assert cli("verify", f["action"], "--policy", str(tmp_path / "missing.rego")).code == 2
+    assert cli("verify", f["action"], "--query", "data.x.allow").code == 2  # --query without --policy
+    import sys
+
+    monkeypatch.setitem(sys.modules, "regopy", None)  # the extra is not installed
+    import agentctl.policy as policy
+
+    monkeypatch.setattr(policy, "_CACHE", {})
+    r = cli("verify", f["action"], "--policy", f["seed.rego"])
+    assert r.code == 3 and "pip install" in r.stderr
+
+
+@pytest.mark.parametrize("context, words", [
+    ('["a"]', "JSON object"), ('{"resource": {"id": "prod/db"}}', '"id"'), ('{"resource": "acme/api"}', "object"), ("{", "not JSON"),
+])
+def test_a_bad_context_is_exit_2_and_in_batch_a_malformed_line(cli, seed_home, tmp_path, context, words):
+    f = seed_home
+    r = cli("verify", f["action"], "--policy", f["seed.rego"], "--context", write(tmp_path, "c.json", context))
+    assert r.code == 2 and words in r.stderr
+    token = open(f["action"]).read().strip()
+    if context != "{":
+        line = json.dumps({"token": token, "context": json.loads(context)})
+        r = cli("verify", "--batch", "--policy", f["seed.rego"], input=line + "\n")
+        assert r.code == 1 and json.loads(r.stdout)["reason"] == "malformed"
+
+
+def test_batch_lines_carry_their_own_context_unless_the_flag_gives_one(cli, seed_home):
+    f = seed_home
+    token = open(f["action"]).read().strip()
+    lines = [json.dumps({"token": token, "context": CTX}), json.dumps({"token": token, "context": {"resource": {"repo": "evil/x"}}}),
+             json.dumps({"token": token, "policy": "allow-all.rego"})]
+    r = cli("verify", "--batch", "--policy", f["seed.rego"], input="\n".join(lines) + "\n")
+    verdicts = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [v["ok"] for v in verdicts] == [True, False, False] and r.code == 1
+    assert [v["reason"] for v in verdicts] == [None, "policy_denied", "malformed"]
+    r = cli("verify", "--batch", "--policy", f["seed.rego"], "--context", f["ctx"], input=lines[0] + "\n" + token + "\n")
+    verdicts = [json.loads(x) for x in r.stdout.splitlines()]
+    assert verdicts[0]["reason"] == "malformed" and "--context" in verdicts[0]["detail"] and verdicts[1]["ok"]
+
+
+def test_policy_input_and_eval_reproduce_a_recorded_decision(cli, seed_home, tmp_path):
+    f = seed_home
+    at = within(f["action"])
+    for ctx, allowed in (("ctx", True), ("evil", False)):
+        r = cli("verify", f["action"], "--policy", f["seed.rego"], "--context", f[ctx], "--at", at)
+        assert (r.code == 0) is allowed
+        event = cli("--json", "audit", "--limit", "1").json()["events"][0]
+        recorded = event["metadata"]["policy"]
+        printed = cli("policy", "input", f["action"], "--context", f[ctx], "--at", at)
+        assert printed.code == 0
+        text = printed.stdout.rstrip("\n")
+        assert hashlib.sha256(text.encode("utf-8")).hexdigest() == recorded["input_sha256"]
+        assert text.encode("utf-8") == canonical_json(json.loads(text))
+        doc_file = write(tmp_path, "input.json", text)
+        ev = cli("--json", "policy", "eval", f["seed.rego"], "--input", doc_file)
+        assert (ev.code == 0) is allowed and ev.json()["digest"] == recorded["digest"]
+        assert ev.json()["input_sha256"] == recorded["input_sha256"]
+
+
+def test_policy_input_refuses_what_does_not_verify_and_context_that_replaces(cli, seed_home, tmp_path):
+    f = seed_home
+    token = open(f["action"]).read().strip()
+    head, body, sig = token.split(".")
+    r = cli("policy", "input", f"{head}.{body}.{sig[:-4]}AAAA")
+    assert r.code == 1 and "denied: bad_signature" in r.stderr and r.stdout == ""
+    r = cli("policy", "input", f["action"], "--context", write(tmp_path, "c.json", '{"resource": {"id": "prod/db"}}'))
+    assert r.code == 2
+    forged = write(tmp_path, "f.json", json.dumps({"agent": {"id": "agent:root"}, "delegation": None, "action": "x"}))
+    doc = cli("--json", "policy", "input", f["action"], "--context", forged).json()["input"]
+    assert doc["agent"]["id"] == "agent:code-reviewer:prod" and doc["delegation"]["user"] == "user:alice"
+    assert doc["action"] == "pull_request.create" and doc["context"]["agent"] == {"id": "agent:root"}
+    grant = cli("--json", "policy", "input", f["grant"], "--action", "pull_request.create", "--resource", "acme/api").json()["input"]
+    assert grant["token"]["type"] == "grant" and grant["resource"]["id"] == "acme/api" and grant["payload"] is None
