@@ -43,6 +43,7 @@ REASONS = (
     "scope_denied",
     "audience_mismatch",
     "payload_mismatch",
+    "policy_denied",
     "replayed",
 )
 

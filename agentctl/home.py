@@ -23,6 +23,12 @@ __all__ = ["Home", "Config", "Role", "atomic_write", "KEYSTORE_MODES", "AUTHORIT
 KEYSTORE_MODES = ("auto", "keyring", "file")
 AUTHORITY_RULES = ("quick-start", "roles")
 MAX_CONFIG_LEEWAY = 600  # the largest leeway any verifier may allow (SPEC: --leeway <= 10m)
+#: What a new home's config.toml says (SPEC "Authority and roles": a new home is created with quick-start).
+NEW_CONFIG = (
+    "# agentctl settings. Who may authorize on its own authority (docs/delegation.md):\n"
+    "#   quick-start: user: and service: principals made here by keygen; roles: the scopes of [roles.NAME]\n"
+    'authority = "quick-start"\n'
+)
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,9 @@ class Config:
     roles: tuple = ()  # (name, Role) pairs, in the order of config.toml
     require_known_agents: bool = False
     ship_max_lag: int = 3600
+    policy_files: tuple = ()  # [policy] files: one set, paths relative to the home
+    policy_query: str = "data.agent.authz.allow"  # [policy] query
+    policy_timeout: float = 1.0  # [policy] timeout, seconds
 
     def role(self, name: str) -> Role | None:
         return dict(self.roles).get(name)
@@ -55,6 +64,7 @@ class Config:
 _CONFIG_TYPES = {"keystore": str, "max_ttl": str, "audit": bool, "leeway": str, "checkpoint_every": int,
                  "authority": str, "require_known_agents": bool, "roles": dict}
 _ROLE_TYPES = {"scopes": list, "agents": bool, "revoke": bool}
+_POLICY_KEYS = ("files", "query", "timeout")
 
 
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
@@ -183,7 +193,9 @@ class Home:
         return self.path / "revocations.toml"
 
     def ensure(self, *subdirs: str) -> Path:
-        """Create the home (0700) and the named subdirectories (0700) if missing."""
+        """Create the home (0700) and the named subdirectories (0700) if missing. A home created here
+        gets a config.toml that names its authority rule (SPEC: a new home is created with
+        quick-start); an existing config is never touched."""
         if self.path.exists() and not self.path.is_dir():
             raise UsageError(f"home {self.path} is not a directory")
         try:
@@ -194,9 +206,23 @@ class Home:
                     except FileExistsError:  # another process made it meanwhile
                         continue
                     os.chmod(d, 0o700)
+                    if d == self.path:
+                        self._write_new_config()
         except OSError as e:
             raise OperationalError(f"cannot create {self.path}: {e.strerror or e}") from None
         return self.path
+
+    def _write_new_config(self) -> None:
+        """The first config.toml of a new home: created exclusively, so nothing is ever overwritten."""
+        try:
+            fd = os.open(self.config_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        except FileExistsError:
+            return
+        try:
+            os.write(fd, NEW_CONFIG.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -265,6 +291,8 @@ class Home:
                 if key != "ship_max_lag" or not isinstance(value, str):
                     raise UsageError(f"setting {key!r} in [audit] of {f} is unknown or not a string", hint="known: ship_max_lag (a duration)")
                 values["ship_max_lag"] = value
+            if "policy" in doc:
+                values.update(_policy_table(doc.pop("policy"), f))
             for key, value in doc.items():
                 if key not in _CONFIG_TYPES:
                     raise UsageError(f"unknown setting {key!r} in {f}", hint=f"known: {', '.join(_CONFIG_TYPES)}")
@@ -299,7 +327,33 @@ class Home:
         roles = tuple((name, _role(name, table, f)) for name, table in values.get("roles", {}).items())
         return Config(keystore=keystore, max_ttl=max_ttl, audit=values.get("audit", True), leeway=leeway_s,
                       checkpoint_every=every, authority=authority, roles=roles,
-                      require_known_agents=values.get("require_known_agents", False), ship_max_lag=ship_max_lag)
+                      require_known_agents=values.get("require_known_agents", False), ship_max_lag=ship_max_lag,
+                      **{k: v for k, v in values.items() if k.startswith("policy_")})
+
+
+def _policy_table(table: object, f: Path) -> dict:
+    """``[policy]``: ``files`` (one set, relative to the home), ``query``, ``timeout``. An unknown key
+    or a value of the wrong kind is a usage error: no policy is silently skipped."""
+    if not isinstance(table, dict):
+        raise UsageError(f"setting 'policy' in {f} must be a table ([policy])")
+    out: dict = {}
+    for key, value in table.items():
+        if key not in _POLICY_KEYS:
+            raise UsageError(f"unknown key {key!r} in [policy] of {f}", hint=f"known: {', '.join(_POLICY_KEYS)}")
+    files = table.get("files", [])
+    if not isinstance(files, list) or not all(isinstance(x, str) and x.strip() for x in files):
+        raise UsageError(f"policy.files in {f} must be a list of file names")
+    out["policy_files"] = tuple(files)
+    if "query" in table:
+        query = table["query"]
+        if not isinstance(query, str) or not query.strip():
+            raise UsageError(f"policy.query in {f} must be a string such as data.agent.authz.allow")
+        out["policy_query"] = query
+    if "timeout" in table:
+        from .policy import parse_timeout
+
+        out["policy_timeout"] = parse_timeout(table["timeout"], f"policy.timeout in {f}")
+    return out
 
 
 def _role(name: str, table: object, f: Path) -> Role:

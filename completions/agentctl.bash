@@ -10,7 +10,7 @@ __agentctl_commands() {
         'role') echo 'add remove' ;;
         'revocations') echo 'export import' ;;
         'audit') echo 'verify ship enroll checkpoint prove consistency key export' ;;
-        'policy') echo 'eval check schema' ;;
+        'policy') echo 'input eval check schema' ;;
     esac
 }
 
@@ -28,7 +28,7 @@ __agentctl_options() {
         'delegate') echo '--to --scope --ttl --from --parent --audience --max-depth -o --output --json -h --help' ;;
         'inspect') echo '--json -h --help' ;;
         'sign') echo '--as --action --resource --grant --data --embed --audience --ttl -o --output --json -h --help' ;;
-        'verify') echo '--action --resource --audience --data --expect --revocations --at --leeway --once --batch --json -h --help' ;;
+        'verify') echo '--action --resource --audience --data --expect --revocations --at --leeway --once --batch --policy --query --context --json -h --help' ;;
         'demo') echo '--json -h --help' ;;
         'completion') echo '--json -h --help' ;;
         'role') echo '-h --help' ;;
@@ -47,6 +47,7 @@ __agentctl_options() {
         'audit key') echo '--json -h --help' ;;
         'audit export') echo '--since --json -h --help' ;;
         'policy') echo '-h --help' ;;
+        'policy input') echo '--action --resource --context --audience --at --json -h --help' ;;
         'policy eval') echo '--input --query --json -h --help' ;;
         'policy check') echo '--query --json -h --help' ;;
         'policy schema') echo '--cedar --json -h --help' ;;
@@ -91,6 +92,9 @@ __agentctl_option_value() {
         'verify --revocations') echo 'file' ;;
         'verify --at') echo 'text' ;;
         'verify --leeway') echo 'text' ;;
+        'verify --policy') echo 'file' ;;
+        'verify --query') echo 'text' ;;
+        'verify --context') echo 'file' ;;
         'revocations export --sign-as') echo 'name' ;;
         'revocations export -o'|'revocations export --output') echo 'file' ;;
         'audit --agent') echo 'name' ;;
@@ -111,6 +115,11 @@ __agentctl_option_value() {
         'audit checkpoint -o'|'audit checkpoint --output') echo 'file' ;;
         'audit prove --checkpoint') echo 'file' ;;
         'audit export --since') echo 'text' ;;
+        'policy input --action') echo 'text' ;;
+        'policy input --resource') echo 'text' ;;
+        'policy input --context') echo 'file' ;;
+        'policy input --audience') echo 'text' ;;
+        'policy input --at') echo 'text' ;;
         'policy eval --input') echo 'file' ;;
         'policy eval --query') echo 'text' ;;
         'policy check --query') echo 'text' ;;
@@ -139,6 +148,7 @@ __agentctl_argument() {
         'audit prove '0) echo 'text' ;;
         'audit consistency '0) echo 'text' ;;
         'audit consistency '1) echo 'text' ;;
+        'policy input '0) echo 'file' ;;
         'policy eval '*) echo 'text' ;;
         'policy check '*) echo 'text' ;;
     esac

@@ -14,14 +14,14 @@ function __agentctl_commands
         case 'audit'
             printf '%s\n' verify ship enroll checkpoint prove consistency key export
         case 'policy'
-            printf '%s\n' eval check schema
+            printf '%s\n' input eval check schema
     end
 end
 
 # Whether option $argv[2] of command path $argv[1] takes a value.
 function __agentctl_takes_value
     switch "$argv[1] $argv[2]"
-        case ' --home' 'keygen --role' 'keygen --attr' 'pubkey --format' 'import --rotation' 'import --role' 'rotate -o' 'rotate --output' 'revoke --key' 'revoke --grant' 'revoke --reason' 'delegate --to' 'delegate --scope' 'delegate --ttl' 'delegate --from' 'delegate --parent' 'delegate --audience' 'delegate --max-depth' 'delegate -o' 'delegate --output' 'sign --as' 'sign --action' 'sign --resource' 'sign --grant' 'sign --data' 'sign --audience' 'sign --ttl' 'sign -o' 'sign --output' 'verify --action' 'verify --resource' 'verify --audience' 'verify --data' 'verify --expect' 'verify --revocations' 'verify --at' 'verify --leeway' 'revocations export --sign-as' 'revocations export -o' 'revocations export --output' 'audit --agent' 'audit --action' 'audit --outcome' 'audit --since' 'audit --until' 'audit --limit' 'audit --from' 'audit --host' 'audit verify --checkpoint' 'audit verify --from' 'audit verify --state' 'audit ship --to' 'audit ship --init' 'audit enroll --to' 'audit enroll --db-role' 'audit checkpoint -o' 'audit checkpoint --output' 'audit prove --checkpoint' 'audit export --since' 'policy eval --input' 'policy eval --query' 'policy check --query'
+        case ' --home' 'keygen --role' 'keygen --attr' 'pubkey --format' 'import --rotation' 'import --role' 'rotate -o' 'rotate --output' 'revoke --key' 'revoke --grant' 'revoke --reason' 'delegate --to' 'delegate --scope' 'delegate --ttl' 'delegate --from' 'delegate --parent' 'delegate --audience' 'delegate --max-depth' 'delegate -o' 'delegate --output' 'sign --as' 'sign --action' 'sign --resource' 'sign --grant' 'sign --data' 'sign --audience' 'sign --ttl' 'sign -o' 'sign --output' 'verify --action' 'verify --resource' 'verify --audience' 'verify --data' 'verify --expect' 'verify --revocations' 'verify --at' 'verify --leeway' 'verify --policy' 'verify --query' 'verify --context' 'revocations export --sign-as' 'revocations export -o' 'revocations export --output' 'audit --agent' 'audit --action' 'audit --outcome' 'audit --since' 'audit --until' 'audit --limit' 'audit --from' 'audit --host' 'audit verify --checkpoint' 'audit verify --from' 'audit verify --state' 'audit ship --to' 'audit ship --init' 'audit enroll --to' 'audit enroll --db-role' 'audit checkpoint -o' 'audit checkpoint --output' 'audit prove --checkpoint' 'audit export --since' 'policy input --action' 'policy input --resource' 'policy input --context' 'policy input --audience' 'policy input --at' 'policy eval --input' 'policy eval --query' 'policy check --query'
             return 0
     end
     return 1
@@ -103,7 +103,7 @@ complete -c agentctl -n '__agentctl_at ""' -a completion -d 'Print a shell compl
 complete -c agentctl -n '__agentctl_at ""' -a role -d 'Give principals roles, or take them away.'
 complete -c agentctl -n '__agentctl_at ""' -a revocations -d 'Signed revocation lists for other machines.'
 complete -c agentctl -n '__agentctl_at ""' -a audit -d 'The audit log: query, verify, prove, export, ship.'
-complete -c agentctl -n '__agentctl_at ""' -a policy -d 'Rego and Cedar policies: evaluate, check, schema.'
+complete -c agentctl -n '__agentctl_at ""' -a policy -d 'Rego and Cedar policies: input, evaluate, check, schema.'
 complete -c agentctl -n '__agentctl_at ""' -l home -x -a '(__fish_complete_directories)' -d 'Home directory (default: $AGENTCTL_HOME, else the user data dir).'
 complete -c agentctl -n '__agentctl_at ""' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
 complete -c agentctl -n '__agentctl_at ""' -l version -d 'Print the version and exit.'
@@ -199,6 +199,9 @@ complete -c agentctl -n '__agentctl_at "verify"' -l at -x -d 'Verify as of this 
 complete -c agentctl -n '__agentctl_at "verify"' -l leeway -x -d 'Clock skew allowed (default 60s, at most 10m).'
 complete -c agentctl -n '__agentctl_at "verify"' -l once -d 'Refuse an action seen before (replayed).'
 complete -c agentctl -n '__agentctl_at "verify"' -l batch -d 'Read one token or JSON request per line on stdin; one JSON verdict per line.'
+complete -c agentctl -n '__agentctl_at "verify"' -l policy -r -F -d 'Also ask this .rego or .cedar policy (a set of its own; repeatable).'
+complete -c agentctl -n '__agentctl_at "verify"' -l query -x -d 'The rule each --policy file is asked (default: the config\'s, data.agent.authz.allow).'
+complete -c agentctl -n '__agentctl_at "verify"' -l context -r -F -d 'A JSON object the policies see beside the verified facts.'
 complete -c agentctl -n '__agentctl_at "verify"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
 complete -c agentctl -n '__agentctl_at "verify"' -s h -l help -d 'Show this message and exit.'
 complete -c agentctl -n '__agentctl_at "verify" 0' -F
@@ -308,10 +311,21 @@ complete -c agentctl -n '__agentctl_at "audit export"' -l json -d 'One JSON docu
 complete -c agentctl -n '__agentctl_at "audit export"' -s h -l help -d 'Show this message and exit.'
 
 # agentctl policy
+complete -c agentctl -n '__agentctl_at "policy"' -a input -d 'Print the policy input document verify would build.'
 complete -c agentctl -n '__agentctl_at "policy"' -a eval -d 'Ask one policy set about an input document.'
 complete -c agentctl -n '__agentctl_at "policy"' -a check -d 'Compile a policy set.'
 complete -c agentctl -n '__agentctl_at "policy"' -a schema -d 'Print the schema policies are written against.'
 complete -c agentctl -n '__agentctl_at "policy"' -s h -l help -d 'Show this message and exit.'
+
+# agentctl policy input
+complete -c agentctl -n '__agentctl_at "policy input"' -l action -x -d 'The action asked (a grant alone: its action).'
+complete -c agentctl -n '__agentctl_at "policy input"' -l resource -x -d 'The resource asked (a grant alone: its resource id).'
+complete -c agentctl -n '__agentctl_at "policy input"' -l context -r -F -d 'A JSON object the policies see beside the verified facts.'
+complete -c agentctl -n '__agentctl_at "policy input"' -l audience -x -d 'The audience verifying, as verify --audience.'
+complete -c agentctl -n '__agentctl_at "policy input"' -l at -x -d 'Build it as of this time (RFC 3339, or a duration ago).'
+complete -c agentctl -n '__agentctl_at "policy input"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
+complete -c agentctl -n '__agentctl_at "policy input"' -s h -l help -d 'Show this message and exit.'
+complete -c agentctl -n '__agentctl_at "policy input" 0' -F
 
 # agentctl policy eval
 complete -c agentctl -n '__agentctl_at "policy eval"' -l input -r -F -d 'The input document (JSON), or - for stdin.'

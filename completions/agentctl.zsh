@@ -34,7 +34,7 @@ __agentctl_commands() {
     'role:Give principals roles, or take them away.'
     'revocations:Signed revocation lists for other machines.'
     'audit:The audit log: query, verify, prove, export, ship.'
-    'policy:Rego and Cedar policies: evaluate, check, schema.'
+    'policy:Rego and Cedar policies: input, evaluate, check, schema.'
   )
   _describe -t commands 'agentctl command' commands
 }
@@ -213,6 +213,9 @@ _agentctl_verify() {
     '--leeway=[Clock skew allowed (default 60s, at most 10m).]:DURATION: ' \
     '--once[Refuse an action seen before (replayed).]' \
     '--batch[Read one token or JSON request per line on stdin; one JSON verdict per line.]' \
+    '*--policy=[Also ask this .rego or .cedar policy (a set of its own; repeatable).]:FILE:_files' \
+    '--query=[The rule each --policy file is asked (default\: the config'\''s, data.agent.authz.allow).]:Q: ' \
+    '--context=[A JSON object the policies see beside the verified facts.]:FILE:_files' \
     '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
     '(- *)-h[Show this message and exit.]' \
     '(- *)--help[Show this message and exit.]' \
@@ -461,6 +464,7 @@ _agentctl_audit_export() {
 # agentctl policy
 __agentctl_policy_commands() {
   local -a commands=(
+    'input:Print the policy input document verify would build.'
     'eval:Ask one policy set about an input document.'
     'check:Compile a policy set.'
     'schema:Print the schema policies are written against.'
@@ -479,12 +483,27 @@ _agentctl_policy() {
   if [[ $state == command ]]; then
     curcontext=${curcontext%:*:*}:agentctl-policy-$words[1]:
     case $words[1] in
+      (input) _agentctl_policy_input && ret=0 ;;
       (eval) _agentctl_policy_eval && ret=0 ;;
       (check) _agentctl_policy_check && ret=0 ;;
       (schema) _agentctl_policy_schema && ret=0 ;;
     esac
   fi
   return ret
+}
+
+# agentctl policy input
+_agentctl_policy_input() {
+  _arguments -S \
+    '--action=[The action asked (a grant alone\: its action).]:A: ' \
+    '--resource=[The resource asked (a grant alone\: its resource id).]:R: ' \
+    '--context=[A JSON object the policies see beside the verified facts.]:FILE:_files' \
+    '--audience=[The audience verifying, as verify --audience.]:AUD: ' \
+    '--at=[Build it as of this time (RFC 3339, or a duration ago).]:TIME: ' \
+    '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
+    '(- *)-h[Show this message and exit.]' \
+    '(- *)--help[Show this message and exit.]' \
+    ':TOKEN|FILE|-:_files'
 }
 
 # agentctl policy eval

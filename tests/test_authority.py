@@ -129,3 +129,20 @@ def test_config_defaults_to_quick_start(home):
     home_with(home)
     h = Home(home)
     assert h.config.authority == "quick-start" and h.config.roles == () and h.config.require_known_agents is False
+
+
+def test_show_and_list_name_the_roles_the_authority_and_the_rule_in_force(cli, home):
+    assert cli("keygen", "user:alice", "--role", "engineer", "--role", "reviewer").code == 0
+    assert cli("keygen", "agent:bot").code == 0
+    listed = cli("--json", "list").json()
+    assert listed["authority_rule"] == "quick-start"
+    by_name = listed["authority"]
+    assert by_name["user:alice"]["everything"] and by_name["agent:bot"]["scopes"] == [] and not by_name["agent:bot"]["everything"]
+    (home / "config.toml").write_text('authority = "roles"\n\n[roles.engineer]\nscopes = ["pull_request.*:acme/*"]\n')
+    shown = cli("--json", "show", "user:alice").json()["authority"]
+    assert shown["rule"] == "roles" and shown["scopes"] == ["pull_request.*:acme/*"] and shown["defined_roles"] == ["engineer"]
+    assert "engineer" in shown["detail"]
+    human = cli("show", "user:alice")
+    assert "reviewer (label)" in human.stdout and "engineer (defined)" in human.stdout and "authority = roles" in human.stdout
+    r = cli("list")
+    assert "pull_request.*:acme/*" in r.stdout and "authority rule in force: roles" in r.stderr

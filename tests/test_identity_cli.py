@@ -255,7 +255,7 @@ def test_keygen_of_an_existing_name_is_refused(run, plain, tmp_path):
 def test_list_of_an_empty_home(run, home):
     r = run.ok("list")
     if run.json:
-        assert r.json() == {"ok": True, "principals": []}
+        assert r.json() == {"ok": True, "principals": [], "authority_rule": "quick-start", "authority": {}}
     else:
         assert r.stdout == ""
         assert "no principals" in r.stderr
@@ -276,7 +276,7 @@ def test_list_shows_every_principal(run, plain, theirs):
         assert docs[0] == principal_doc(plain, "agent:b")
     else:
         lines = r.stdout.splitlines()
-        assert lines[0].split() == ["NAME", "STATUS", "ORIGIN", "KEY", "ROLES", "CREATED"]
+        assert lines[0].split() == ["NAME", "STATUS", "ORIGIN", "KEY", "ROLES", "AUTHORITY", "CREATED"]
         assert [l.split()[:3] for l in lines[1:]] == [["agent:b", "active", "local"], ["service:billing", "active", "imported"], ["user:alice", "revoked", "local"]]
         assert lines[1].split()[4] == "ops"
 
@@ -298,7 +298,9 @@ def test_show_a_principal(run, plain):
             "status": "active",
             "origin": "local",
             "created": doc["created"],
-            "roles": "reviewer",
+            "roles": "reviewer (label)",
+            "authority": "none",
+            "rule": "authority = quick-start: agent: principals have no authority of their own",
             "attributes": "team=x",
             "secret key": "keyring keystore",
             "did": doc["did"],

@@ -82,7 +82,7 @@ def test_a_very_narrow_terminal_gets_one_block_per_record(principals, cli, monke
 def test_a_pipe_gets_every_column(principals, cli):
     r = cli("list", env={"COLUMNS": "40"})
     head = r.stdout.splitlines()[0].split()
-    assert head == ["NAME", "STATUS", "ORIGIN", "KEY", "ROLES", "CREATED"]
+    assert head == ["NAME", "STATUS", "ORIGIN", "KEY", "ROLES", "AUTHORITY", "CREATED"]
 
 
 def test_colour_only_without_no_color(principals, monkeypatch):

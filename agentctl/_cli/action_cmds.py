@@ -70,7 +70,8 @@ class _Buffered:
 class _VerifyRun:
     """One verify invocation's settings, shared by the single and the batch mode."""
 
-    def __init__(self, state: State, out: Output, audience, revocations, at, leeway, once, expect, batch=False) -> None:
+    def __init__(self, state: State, out: Output, audience, revocations, at, leeway, once, expect, batch=False,
+                 policies=(), query=None, context=None) -> None:
         from ..actions import check_audience
         from ..seen import HomeSeenStore
         from ..store import Store
@@ -98,17 +99,23 @@ class _VerifyRun:
 
         self.at = parse_when(at, self.ctx.now()) if at is not None else None
         self.buffer = _Buffered(self.recorder) if batch else None
+        from ..verify.policy_step import home_policy_sets
+
+        sets = home_policy_sets(self.ctx.home, policies or (), query)  # compiled before anything is decided
+        self.context = read_context(context) if context is not None else None
         self.verifier = Verifier(trust, recorder=self.buffer or self.recorder, clock=self.ctx.clock, leeway=leeway_s,
-                                 revocations=extra, once=once, seen=HomeSeenStore(self.ctx.home) if once else None)
+                                 revocations=extra, once=once, seen=HomeSeenStore(self.ctx.home) if once else None,
+                                 policies=sets)
         self.audience = audience
         self.expect = expect
 
-    def check(self, token: str, action=None, resource=None, data: bytes | None = None) -> dict:
+    def check(self, token: str, action=None, resource=None, data: bytes | None = None, context=None) -> dict:
         """The verdict of one token; a denial raises VerificationError with ``.verdict``. The library
         records the decision."""
         try:
             result = self.verifier.verify(token, expect=self.expect, action=action, resource=resource, data=data,
-                                          audience=self.audience, at=self.at)
+                                          audience=self.audience, at=self.at,
+                                          context=self.context if context is None else context)
         except VerificationError as e:
             if e.reason == "scope_denied" and (action is None) != (resource is None):
                 missing = "resource" if resource is None else "action"
@@ -117,6 +124,25 @@ class _VerifyRun:
         from ..verify import VerifiedGrant
 
         return result.verdict(action, resource) if isinstance(result, VerifiedGrant) else result.verdict()
+
+
+def parse_context(text: str, where: str = "--context") -> dict:
+    """A ``--context`` document: strict JSON, an object, its ``resource`` an object without ``id``."""
+    from ..encoding import EncodingError, loads_strict
+    from ..policy.input import check_context
+
+    try:
+        doc = loads_strict(text)
+    except (EncodingError, ValueError) as e:
+        raise UsageError(f"{where} is not JSON: {e}") from None
+    try:
+        return check_context(doc)
+    except UsageError as e:
+        raise UsageError(f"{where}: {e.message}", hint=e.hint) from None
+
+
+def read_context(source: str) -> dict:
+    return parse_context(read_file(source, "context"), f"--context {source}")
 
 
 def _list_refused(state: State, out: Output, e: VerificationError, action, resource) -> dict:
@@ -163,23 +189,29 @@ def _human_verdict(out: Output, doc: dict) -> None:
 
 @command
 def do_verify(state: State, out: Output, source: str | None, action, resource, audience, data, revocations, at,
-              leeway, once, batch, expect=None) -> int:
+              leeway, once, batch, expect=None, *, policies=(), query=None, context=None) -> int:
     if batch:
-        return _batch(state, out, source, action, resource, audience, data, revocations, at, leeway, once, expect)
+        return _batch(state, out, source, action, resource, audience, data, revocations, at, leeway, once, expect,
+                      policies, query, context)
 
     from ..actions import check_action_name, check_resource
 
     if source is None:
         raise UsageError("give a token, a file or - (stdin)", hint="or --batch to read one token per line")
-    if [source, data, revocations].count("-") > 1:
-        both = [n for n, v in (("the token", source), ("--data", data), ("--revocations", revocations)) if v == "-"]
+    if query is not None and not policies:
+        raise UsageError("--query goes with --policy: it names the rule each --policy file is asked",
+                         hint="set [policy] query in config.toml for the configured policy")
+    if [source, data, revocations, context].count("-") > 1:
+        both = [n for n, v in (("the token", source), ("--data", data), ("--revocations", revocations),
+                               ("--context", context)) if v == "-"]
         raise UsageError(f"{' and '.join(both[:2])} cannot both read stdin")
     if action is not None:
         flag_check(check_action_name, action, "action")
     if resource is not None:
         flag_check(check_resource, resource, "resource")
     try:
-        run = _VerifyRun(state, out, audience, revocations, at, leeway, once, expect)
+        run = _VerifyRun(state, out, audience, revocations, at, leeway, once, expect, policies=policies, query=query,
+                         context=context)
     except VerificationError as e:
         out.verdict(_list_refused(state, out, e, action, resource), e)
         return 1
@@ -197,14 +229,16 @@ def do_verify(state: State, out: Output, source: str | None, action, resource, a
     return 0
 
 
-_BATCH_KEYS = frozenset({"token", "action", "resource", "data", "data_b64"})
+
+_BATCH_KEYS = frozenset({"token", "action", "resource", "data", "data_b64", "context"})
 #: Keys a line may not hold: the verifier's flags hold for every line, and a line may not change them.
 _VERIFIER_KEYS = ("audience", "expect", "policy", "once")
 
 
-def _batch_line(raw: bytes, lineno: int, action, resource):
-    """One line of --batch: (token, action, resource, payload). A line that is not UTF-8, not JSON, or
-    that tries to set what the verifier's flags hold, is ``malformed`` (its own verdict)."""
+def _batch_line(raw: bytes, lineno: int, action, resource, context_flag: bool = False):
+    """One line of --batch: (token, action, resource, payload, context). A line that is not UTF-8, not
+    JSON, or that tries to set what the verifier's flags hold (a ``context`` too, when --context is
+    given), is ``malformed`` (its own verdict)."""
     from ..encoding import EncodingError, b64u_decode, loads_strict
 
     try:
@@ -212,7 +246,7 @@ def _batch_line(raw: bytes, lineno: int, action, resource):
     except UnicodeDecodeError:
         raise VerificationError("malformed", f"line {lineno}: not UTF-8") from None
     if not line.startswith("{"):
-        return line, action, resource, None
+        return line, action, resource, None, None
     try:
         req = loads_strict(line)
         if not isinstance(req, dict):
@@ -222,6 +256,16 @@ def _batch_line(raw: bytes, lineno: int, action, resource):
     held = [k for k in _VERIFIER_KEYS if k in req]
     if held:
         raise VerificationError("malformed", f"line {lineno}: a line cannot set {', '.join(held)}: the verifier's flags hold for every line")
+    context = None
+    if "context" in req:
+        if context_flag:
+            raise VerificationError("malformed", f"line {lineno}: a line cannot set context when --context is given")
+        try:
+            from ..policy.input import check_context
+
+            context = check_context(req["context"])
+        except UsageError as e:
+            raise VerificationError("malformed", f"line {lineno}: {e.message}") from None
     try:
         if set(req) - _BATCH_KEYS or ("data" in req and "data_b64" in req):
             raise KeyError  # a misspelt key would drop a check: refuse it
@@ -238,10 +282,11 @@ def _batch_line(raw: bytes, lineno: int, action, resource):
             raise TypeError
     except (EncodingError, KeyError, TypeError, AttributeError, UnicodeError):
         raise VerificationError("malformed", f"line {lineno}: not a token nor a {{\"token\": …}} object") from None
-    return token, a, r, payload
+    return token, a, r, payload, context
 
 
-def _batch(state: State, out: Output, source, action, resource, audience, data, revocations, at, leeway, once, expect) -> int:
+def _batch(state: State, out: Output, source, action, resource, audience, data, revocations, at, leeway, once, expect,
+           policies=(), query=None, context=None) -> int:
     def body() -> int:
         from ..actions import check_action_name, check_resource
         from ..verify import denial_doc, verdict_event
@@ -252,12 +297,18 @@ def _batch(state: State, out: Output, source, action, resource, audience, data, 
             raise UsageError("--data does not go with --batch; put \"data\" in each JSON line")
         if revocations == "-":
             raise UsageError("--batch and --revocations cannot both read stdin; give --revocations a file")
+        if context == "-":
+            raise UsageError("--batch and --context cannot both read stdin; give --context a file")
+        if query is not None and not policies:
+            raise UsageError("--query goes with --policy: it names the rule each --policy file is asked",
+                             hint="set [policy] query in config.toml for the configured policy")
         if action is not None:  # the verifier's own flags: a usage error, not a verdict on every line
             flag_check(check_action_name, action, "action")
         if resource is not None:
             flag_check(check_resource, resource, "resource")
         try:
-            run = _VerifyRun(state, out, audience, revocations, at, leeway, once, expect, batch=True)
+            run = _VerifyRun(state, out, audience, revocations, at, leeway, once, expect, batch=True, policies=policies,
+                             query=query, context=context)
         except VerificationError as e:
             _list_refused(state, out, e, action, resource)
             return 1
@@ -278,14 +329,14 @@ def _batch(state: State, out: Output, source, action, resource, audience, data, 
             count += 1
             a, r = action, resource
             try:
-                token, a, r, payload = _batch_line(raw, lineno, action, resource)
+                token, a, r, payload, line_context = _batch_line(raw, lineno, action, resource, context is not None)
             except VerificationError as e:  # a line the verifier never saw: recorded here
                 all_ok = False
                 doc = denial_doc(e, None, action=a, resource=r)
                 buffer.record(verdict_event(doc))
             else:
                 try:
-                    doc = run.check(token, a, r, payload)
+                    doc = run.check(token, a, r, payload, line_context)
                 except VerificationError as e:
                     all_ok = False
                     doc = e.verdict  # type: ignore[attr-defined]

@@ -243,13 +243,17 @@ def verify(
     leeway: Optional[str] = typer.Option(None, "--leeway", metavar="DURATION", help="Clock skew allowed (default 60s, at most 10m)."),
     once: bool = typer.Option(False, "--once", help="Refuse an action seen before (replayed)."),
     batch: bool = typer.Option(False, "--batch", help="Read one token or JSON request per line on stdin; one JSON verdict per line."),
+    policy: Optional[List[str]] = typer.Option(None, "--policy", metavar="FILE", help="Also ask this .rego or .cedar policy (a set of its own; repeatable)."),
+    query: Optional[str] = typer.Option(None, "--query", metavar="Q", help="The rule each --policy file is asked (default: the config's, data.agent.authz.allow)."),
+    context: Optional[str] = typer.Option(None, "--context", metavar="FILE", help="A JSON object the policies see beside the verified facts."),
     json_: bool = JsonOpt,
 ) -> None:
     """Verify a grant or an action. Exit 0 only when everything holds."""
     from .action_cmds import do_verify
 
     s = state(ctx)
-    done(do_verify(s, s.output(json_), token, action, resource, audience, data, revocations, at, leeway, once, batch, expect))
+    done(do_verify(s, s.output(json_), token, action, resource, audience, data, revocations, at, leeway, once, batch, expect,
+                   policies=policy or (), query=query, context=context))
 
 
 revocations_app = typer.Typer(help="Signed revocation lists that travel to other machines.", no_args_is_help=True)

@@ -46,12 +46,15 @@ def try_fast(args: list[str]) -> int | None:
     return None
 
 
-_VERIFY_VALUES = ("--action", "--resource", "--audience", "--data", "--expect", "--revocations", "--at", "--leeway")
+_VERIFY_VALUES = ("--action", "--resource", "--audience", "--data", "--expect", "--revocations", "--at", "--leeway",
+                  "--policy", "--query", "--context")
+_VERIFY_REPEATABLE = ("--policy",)
 _VERIFY_FLAGS = ("--once", "--batch", "--json")
 
 
 def _verify(home: str | None, json_mode: bool, rest: list[str]) -> int | None:
     values: dict[str, str] = {}
+    policies: list[str] = []
     flags: set[str] = set()
     token = None
     i = 0
@@ -62,6 +65,11 @@ def _verify(home: str | None, json_mode: bool, rest: list[str]) -> int | None:
             if a in flags:
                 return None
             flags.add(a)
+        elif name in _VERIFY_REPEATABLE and eq:
+            policies.append(value)
+        elif a in _VERIFY_REPEATABLE and i + 1 < len(rest):
+            policies.append(rest[i + 1])
+            i += 1
         elif name in _VERIFY_VALUES and eq:
             if name in values:
                 return None
@@ -82,7 +90,8 @@ def _verify(home: str | None, json_mode: bool, rest: list[str]) -> int | None:
     state = State(home, json_mode or "--json" in flags)
     v = values.get
     return do_verify(state, state.output(), token, v("--action"), v("--resource"), v("--audience"), v("--data"),
-                     v("--revocations"), v("--at"), v("--leeway"), "--once" in flags, "--batch" in flags, v("--expect"))
+                     v("--revocations"), v("--at"), v("--leeway"), "--once" in flags, "--batch" in flags, v("--expect"),
+                     policies=tuple(policies), query=v("--query"), context=v("--context"))
 
 
 def _pubkey(home: str | None, json_mode: bool, rest: list[str]) -> int | None:

@@ -91,6 +91,7 @@ HELP: dict[tuple[str, ...], tuple[str, tuple[str, ...], tuple[str, ...]]] = {
         "    --resource acme/web --data pr.json --once",
         "agentctl --json verify \"$P\" --audience tools.example",
         "agentctl verify --batch < requests.jsonl",
+        "agentctl verify \"$P\" --policy authz.rego --context ctx.json",
     ), ()),
     ("demo",): ("The whole story in a throwaway home.", (
         "agentctl demo",
@@ -155,9 +156,13 @@ HELP: dict[tuple[str, ...], tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     ("role", "remove"): ("Take roles from a principal.", (
         "agentctl role remove user:alice approver",
     ), ()),
-    ("policy",): ("Rego and Cedar policies: evaluate, check, schema.", (
+    ("policy",): ("Rego and Cedar policies: input, evaluate, check, schema.", (
         "agentctl policy check authz.rego",
         "agentctl policy eval authz.rego --input input.json",
+    ), ()),
+    ("policy", "input"): ("Print the policy input document verify would build.", (
+        "agentctl policy input \"$P\" --context ctx.json > input.json",
+        "agentctl policy input grant.jwt --action pull_request.create --resource acme/api",
     ), ()),
     ("policy", "eval"): ("Ask one policy set about an input document.", (
         "agentctl policy eval authz.rego --input input.json",

@@ -128,18 +128,44 @@ def do_list(state: State, out: Output) -> int:
     store = Store(ctx.home)
     revs = store.revocations()
     docs = [principal_doc(p, revs) for p in store.all()]
+    rule, authority = _authority(ctx.home, store, docs)
 
     def human() -> None:
         if not docs:
             out.note(f"no principals in {ctx.home.path}; create one with 'agentctl keygen NAME'")
             return
         rows = [
-            (d["name"], d["status"], d["origin"], d["kid"][:12] + "…", ",".join(d["roles"]) or "-", d["created"])
+            (d["name"], d["status"], d["origin"], d["kid"][:12] + "…", ",".join(d["roles"]) or "-",
+             _authority_text(authority[d["name"]]), d["created"])
             for d in docs
         ]
-        out.table(("name", "status", "origin", "key", "roles", "created"), rows)
+        out.table(("name", "status", "origin", "key", "roles", "authority", "created"), rows)
+        out.note(f"authority rule in force: {rule} (config.toml)")
 
-    out.result({"ok": True, "principals": docs}, human)
+    out.result({"ok": True, "principals": docs, "authority_rule": rule, "authority": authority}, human)
+
+
+def _authority(home, store, docs: list[dict]) -> tuple[str, dict]:
+    """The rule in force and, by principal name, the authority its roles give here (SPEC: show and
+    list name the rule in force)."""
+    from ..verify import StoreTrust
+
+    trust = StoreTrust(store)
+    config = home.config
+    defined = {name for name, _ in config.roles}
+    out = {}
+    for d in docs:
+        a = trust.authority(d["name"])
+        out[d["name"]] = {"rule": config.authority, "everything": a.everything,
+                          "scopes": [] if a.everything else [str(s) for s in a.scopes],
+                          "defined_roles": [r for r in d["roles"] if r in defined], "detail": a.rule}
+    return config.authority, out
+
+
+def _authority_text(a: dict) -> str:
+    if a["everything"]:
+        return "every scope"
+    return " ".join(a["scopes"]) or "none"
 
 
 @command
@@ -149,6 +175,8 @@ def do_show(state: State, out: Output, name: str) -> int:
     ctx = make_context(state, out)
     store = Store(ctx.home)
     doc = principal_doc(store.require(name), store.revocations())
+    rule, by_name = _authority(ctx.home, store, [doc])
+    authority = by_name[doc["name"]]
 
     def human() -> None:
         pairs = [
@@ -156,7 +184,10 @@ def do_show(state: State, out: Output, name: str) -> int:
             ("status", doc["status"] + (f" since {doc['revoked']['at']}" + (f" ({doc['revoked']['reason']})" if doc["revoked"]["reason"] else "") if doc["revoked"] else "")),
             ("origin", doc["origin"]),
             ("created", doc["created"]),
-            ("roles", ", ".join(doc["roles"]) or "-"),
+            ("roles", ", ".join(f"{r} ({'defined' if r in authority['defined_roles'] else 'label'})"
+                                for r in doc["roles"]) or "-"),
+            ("authority", _authority_text(authority)),
+            ("rule", authority["detail"]),
             ("attributes", ", ".join(f"{k}={v}" for k, v in doc["attrs"].items()) or "-"),
             ("secret key", doc["keystore"] + " keystore" if doc["keystore"] else ("removed when revoked" if doc["revoked"] else "not on this machine")),
             ("did", doc["did"]),
@@ -166,7 +197,8 @@ def do_show(state: State, out: Output, name: str) -> int:
         rows = [(k["kid"], k["status"], k["created"], k["retired"] or "-", k["revoked"] or "-") for k in reversed(doc["keys"])]
         out.table(("key id", "status", "created", "retired", "revoked"), rows, title="keys, newest first" if out.is_terminal else None)
 
-    out.result({"ok": True, "principal": doc}, human)
+    out.result({"ok": True, "principal": doc, "authority_rule": rule, "authority": authority}, human)
+
 
 
 @command

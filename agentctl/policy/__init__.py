@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import NotFoundError, UsageError
-from .digest import input_sha256, policy_digest
+from .digest import digest_of_hashes, file_sha256, input_sha256, policy_digest
 
 __all__ = [
     "DEFAULT_QUERY",
@@ -34,10 +34,13 @@ __all__ = [
     "decide_all",
     "input_sha256",
     "policy_digest",
+    "sets_digest",
+    "parse_timeout",
 ]
 
 DEFAULT_QUERY = "data.agent.authz.allow"
 DEFAULT_TIMEOUT = 1.0
+MAX_TIMEOUT = 60.0
 ENGINES = {".rego": "rego", ".cedar": "cedar"}
 
 
@@ -71,6 +74,9 @@ class PolicySet(ABC):
     query: str
     digest: str
     files: tuple[str, ...]
+    #: ``((path, sha256-hex of its bytes), …)`` in evaluation order: what the digest is computed over,
+    #: so the digest of several sets together can be computed the same way (see :func:`sets_digest`).
+    file_hashes: tuple[tuple[str, str], ...] = ()
 
     @property
     def name(self) -> str:
@@ -135,7 +141,17 @@ def load_set(paths: Sequence[str], query: str = DEFAULT_QUERY, timeout: float = 
         compiled = _compile(engine, files, query, digest)
         with _CACHE_LOCK:
             compiled = _CACHE.setdefault(key, compiled)
-    return _bind(engine, compiled, timeout)
+    bound = _bind(engine, compiled, timeout)
+    bound.file_hashes = tuple((f.path, file_sha256(f.content)) for f in files)
+    return bound
+
+
+def sets_digest(sets: Sequence[PolicySet]) -> str:
+    """The policy digest of several sets asked in order: the SPEC's digest over every file of every
+    set, ``[[path, sha256-hex], …]`` in evaluation order (one set: that set's own digest)."""
+    if len(sets) == 1:
+        return sets[0].digest
+    return digest_of_hashes(pair for s in sets for pair in s.file_hashes)
 
 
 def _compile(engine: str, files: list[PolicyFile], query: str, digest: str) -> object:
@@ -182,3 +198,26 @@ def decide_all(sets: Sequence[PolicySet], input_doc: dict) -> list[Decision]:
         if not d.allowed:
             break
     return out
+
+
+def parse_timeout(value: object, where: str = "[policy] timeout") -> float:
+    """A policy time-out: a positive number of seconds, or a duration such as ``500ms``, ``1s`` or
+    ``2s``; at most 60 seconds."""
+    if isinstance(value, bool):
+        raise UsageError(f"bad {where} {value!r}: use a duration such as 500ms or 1s")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str) and value.strip().endswith("ms") and value.strip()[:-2].isdigit():
+        seconds = int(value.strip()[:-2]) / 1000
+    elif isinstance(value, str):
+        from ..durations import parse_duration
+
+        try:
+            seconds = float(parse_duration(value, what=where))
+        except UsageError:
+            raise UsageError(f"bad {where} {value!r}: use a duration such as 500ms or 1s") from None
+    else:
+        raise UsageError(f"bad {where} {value!r}: use a duration such as 500ms or 1s")
+    if not 0 < seconds <= MAX_TIMEOUT:
+        raise UsageError(f"bad {where} {value!r}: more than zero and at most 60s")
+    return seconds

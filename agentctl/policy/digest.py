@@ -8,7 +8,7 @@ from typing import Iterable
 
 from ..encoding import canonical_json
 
-__all__ = ["policy_digest", "input_sha256", "file_sha256"]
+__all__ = ["policy_digest", "input_sha256", "file_sha256", "digest_of_hashes"]
 
 
 def file_sha256(content: bytes) -> str:
@@ -17,8 +17,12 @@ def file_sha256(content: bytes) -> str:
 
 def policy_digest(files: Iterable[tuple[str, bytes]]) -> str:
     """SHA-256 (hex) over the canonical JSON of ``[[path, sha256-hex of its bytes], …]``, in order."""
-    pairs = [[path, file_sha256(content)] for path, content in files]
-    return hashlib.sha256(canonical_json(pairs)).hexdigest()
+    return digest_of_hashes((path, file_sha256(content)) for path, content in files)
+
+
+def digest_of_hashes(pairs: Iterable[tuple[str, str]]) -> str:
+    """The policy digest from ``(path, sha256-hex)`` pairs already computed."""
+    return hashlib.sha256(canonical_json([[path, digest] for path, digest in pairs])).hexdigest()
 
 
 def input_sha256(doc: dict) -> str:

@@ -31,6 +31,7 @@ class VerifiedGrant:
     agent_known: bool = True
     scope: object | None = None  # the leaf scope that allowed the action asked for, if any
     audience: str | None = None
+    policy: dict | None = None  # step 11's decision: digest, query, engine, result, input_sha256
 
     @property
     def agent(self) -> str:
@@ -68,7 +69,7 @@ class VerifiedGrant:
         scope = str(self.scope) if self.scope is not None else " ".join(str(s) for s in self.scopes)
         return verdict_doc("grant", agent=self.agent, on_behalf_of=self.on_behalf_of, chain=self.chain.principals,
                            action=action, resource=resource, scope=scope, expires_at=self.expires_at, jti=self.jti,
-                           agent_known=self.agent_known, audience=self.audience)
+                           agent_known=self.agent_known, audience=self.audience, policy=self.policy)
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class VerifiedAction:
     at: float
     agent_known: bool = True
     audience: str | None = None
+    policy: dict | None = None  # step 11's decision: digest, query, engine, result, input_sha256
 
     @property
     def agent(self) -> str:
@@ -110,11 +112,12 @@ class VerifiedAction:
             "action", agent=self.agent, on_behalf_of=self.on_behalf_of, chain=self.chain, action=self.action.action,
             resource=self.action.resource, scope=str(self.scope) if self.scope is not None else None,
             expires_at=self.expires_at, jti=self.action.jti, agent_known=self.agent_known, audience=self.audience,
+            policy=self.policy,
         )
 
 
 def verdict_doc(kind: str | None, *, agent=None, on_behalf_of=None, chain=None, action=None, resource=None, scope=None,
-                expires_at=None, jti=None, agent_known=None, audience=None) -> dict:
+                expires_at=None, jti=None, agent_known=None, audience=None, policy=None) -> dict:
     return {
         "ok": True,
         "reason": None,
@@ -131,12 +134,12 @@ def verdict_doc(kind: str | None, *, agent=None, on_behalf_of=None, chain=None, 
         "expires_at": rfc3339(expires_at) if expires_at is not None else None,
         "jti": jti,
         "approval": None,
-        "policy": None,
+        "policy": dict(policy) if policy is not None else None,
     }
 
 
 def denial_doc(e: VerificationError, kind: str | None = None, action=None, resource=None) -> dict:
-    doc = verdict_doc(kind, action=action, resource=resource)
+    doc = verdict_doc(kind, action=action, resource=resource, policy=getattr(e, "policy", None))
     doc.update(ok=False, reason=e.reason, detail=e.detail)
     return doc
 
@@ -147,6 +150,8 @@ def verdict_event(doc: dict, token: str | None = None) -> Event:
     ``audit --agent X`` shows attempts made in X's name too."""
     principal, behalf, jtis = doc.get("agent"), doc.get("on_behalf_of"), (doc["jti"],) if doc.get("jti") else ()
     metadata = {"type": doc.get("type"), "scope": doc.get("scope"), "detail": doc.get("detail")}
+    if doc.get("policy") is not None:  # digest, query, engine, result, input_sha256: reproducible
+        metadata["policy"] = doc["policy"]
     if not doc["ok"] and token and principal is None:
         claims = claimed(token)
         if claims:

@@ -18,7 +18,7 @@ from ..presentation import parse_grants
 from .pipeline import Memo, Pipeline, Step
 from .trust import _keys_by_kid, key_for
 
-__all__ = ["Check", "GRANT_STEPS", "ACTION_STEPS", "PREFLIGHT_STEPS", "STEPS"]
+__all__ = ["Check", "GRANT_STEPS", "ACTION_STEPS", "PREFLIGHT_STEPS", "INPUT_STEPS", "STEPS"]
 
 
 def _fail(reason: str, detail: str) -> VerificationError:
@@ -45,6 +45,8 @@ class Check:
     memo: Memo | None = None
     root_key: Any = None
     scope: Any = None
+    context: Any = None  # --context: a checked JSON object, only ever beside the verified fields
+    policy: Any = None  # step 11's description of its decision (the verdict's "policy" field)
 
 
 class WellFormed(Step):
@@ -349,13 +351,17 @@ class Approval(Step):
 
 
 class Policy(Step):
-    """A seam: policies (SPEC, "Policy") are not yet evaluated here."""
+    """Every policy set the verifier holds must allow, asked about the input document built from what
+    the earlier steps verified (SPEC, "Policy"; :mod:`.policy_step`)."""
 
     number, name, title = 11, "policy", "Policy"
     reasons = ("policy_denied",)
 
     def run(self, v, c: Check) -> None:
-        return None
+        if v.policies:
+            from .policy_step import run_policies
+
+            run_policies(v, c)
 
 
 class Once(Step):
@@ -375,6 +381,8 @@ _BY_NAME = {s.name: s for s in STEPS}
 GRANT_STEPS = Pipeline("grant", [s for s in STEPS if s.name != "once"])
 #: An action, with the grant chain it carries: all twelve.
 ACTION_STEPS = Pipeline("action", STEPS)
+#: What ``policy input`` runs before it builds the input document: every step before the policy.
+INPUT_STEPS = Pipeline("input", [s for s in STEPS if s.number < Policy.number])
 #: What a grant's holder checks before using it (delegate --parent, sign --grant): steps 1 to 6 of the
 #: chain, the root's key only where the root is known here. Authority is the verifier's to judge.
 PREFLIGHT_STEPS = Pipeline("preflight", [_BY_NAME[n] for n in ("well_formed", "keys", "signatures", "time", "chain", "revocation")])

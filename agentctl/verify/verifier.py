@@ -3,7 +3,7 @@ at a clock's time, and records every decision (allow and deny) with its recorder
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from .. import jws
 from ..actions import check_action_name, check_audience, check_resource, param_error
@@ -15,7 +15,7 @@ from ..recording import NO_AUDIT
 from ..seen import MAX_LEEWAY, SeenStore
 from .pipeline import Memo
 from .results import VerifiedAction, VerifiedGrant, denial_doc, verdict_event
-from .steps import ACTION_STEPS, GRANT_STEPS, PREFLIGHT_STEPS, Check
+from .steps import ACTION_STEPS, GRANT_STEPS, INPUT_STEPS, PREFLIGHT_STEPS, Check
 from .trust import StoreTrust, Trust
 
 __all__ = ["Verifier", "NO_AUDIT", "DEFAULT_LEEWAY", "MAX_LEEWAY", "EXPECT"]
@@ -36,7 +36,8 @@ class Verifier:
     ``recorder`` is any object with ``record(*events)`` (the home's audit log, a test's list) or
     :data:`NO_AUDIT`; it is required: no decision goes unrecorded by accident. ``once=True`` makes every
     action usable once (step 12) and then requires ``seen``, a :class:`~agentctl.seen.SeenStore`.
-    ``leeway`` is the clock skew allowed, 0 to :data:`MAX_LEEWAY` seconds.
+    ``leeway`` is the clock skew allowed, 0 to :data:`MAX_LEEWAY` seconds. ``policies`` are the
+    policy sets of step 11 (:func:`agentctl.policy.load_sets`), every one of which must allow.
     """
 
     def __init__(
@@ -49,6 +50,7 @@ class Verifier:
         revocations: Iterable[Revocations] = (),
         once: bool = False,
         seen: SeenStore | None = None,
+        policies: Sequence[Any] = (),
     ) -> None:
         if recorder is _REQUIRED or recorder is None or not callable(getattr(recorder, "record", None)):
             raise UsageError("a Verifier needs a recorder: pass recorder=(an object with record(*events)) or recorder=NO_AUDIT")
@@ -64,16 +66,24 @@ class Verifier:
         self.extra_revocations = tuple(revocations)
         self.once = once
         self.seen = seen
+        self.policies = tuple(policies)
+        if not all(callable(getattr(p, "decide", None)) for p in self.policies):
+            raise UsageError("policies are policy sets: build them with agentctl.policy.load_sets(...)")
         self._cache: dict = {}
         self._typs: dict = {}
 
     @classmethod
-    def for_home(cls, home, *, recorder: Any = _REQUIRED, **kw: Any) -> "Verifier":
-        """A verifier of a home: its principals, revocations and authority, and its seen-store."""
+    def for_home(cls, home, *, recorder: Any = _REQUIRED, policy_files: Sequence[str] = (),
+                 policy_query: str | None = None, **kw: Any) -> "Verifier":
+        """A verifier of a home: its principals, revocations and authority, its seen-store, and its
+        policies (``[policy] files`` of config.toml as one set, then each of ``policy_files`` as a set
+        of its own, asked ``policy_query``; ``policies=`` adds sets already loaded)."""
         from ..seen import HomeSeenStore
         from ..store import Store
+        from .policy_step import home_policy_sets
 
         kw.setdefault("leeway", home.config.leeway)
+        kw["policies"] = [*home_policy_sets(home, policy_files, policy_query), *kw.get("policies", ())]
         if kw.get("once"):
             kw.setdefault("seen", HomeSeenStore(home))
         return cls(StoreTrust(Store(home)), recorder=recorder, **kw)
@@ -82,11 +92,17 @@ class Verifier:
     def verify(
         self, token: object, *, expect: str | None = None, action: str | None = None, resource: str | None = None,
         data: bytes | None = None, audience: str | None = None, at: float | None = None, once: bool | None = None,
+        context: dict | None = None,
     ) -> VerifiedGrant | VerifiedAction:
         """Verify a grant or an action, whichever ``token`` is, and record the decision. A denial
-        raises :class:`VerificationError` with its verdict document in ``.verdict``."""
+        raises :class:`VerificationError` with its verdict document in ``.verdict``. ``context`` (a
+        JSON object, ``--context``) goes into the policy input beside the verified fields."""
         if action is not None or resource is not None or audience is not None or expect is not None:
             _check_request(action, resource, audience, expect)
+        if context is not None:
+            from ..policy.input import check_context
+
+            check_context(context)
         once = self.once if once is None else once
         kind = None
         try:
@@ -103,9 +119,9 @@ class Verifier:
                     raise VerificationError("malformed", "expected an action token (--data binds an action's payload), got a grant")
                 if once:
                     raise VerificationError("malformed", "expected an action token (--once remembers actions), got a grant")
-                result: VerifiedGrant | VerifiedAction = self._grant(token, audience, at, action, resource)
+                result: VerifiedGrant | VerifiedAction = self._grant(token, audience, at, action, resource, context)
             else:
-                result = self._action(token, action, resource, data, audience, at, once)
+                result = self._action(token, action, resource, data, audience, at, once, context)
         except VerificationError as e:
             doc = denial_doc(e, kind, action=action, resource=resource)
             e.verdict = doc  # type: ignore[attr-defined]
@@ -119,20 +135,22 @@ class Verifier:
 
     def verify_grant(
         self, token: object, *, audience: str | None = None, at: float | None = None,
-        action: str | None = None, resource: str | None = None,
+        action: str | None = None, resource: str | None = None, context: dict | None = None,
     ) -> VerifiedGrant:
         """Verify a grant; with ``action`` and ``resource``, also that it authorizes exactly that."""
-        result = self.verify(token, expect="grant", audience=audience, at=at, action=action, resource=resource, once=False)
+        result = self.verify(token, expect="grant", audience=audience, at=at, action=action, resource=resource, once=False,
+                             context=context)
         assert isinstance(result, VerifiedGrant)
         return result
 
     def verify_action(
         self, token: object, *, action: str | None = None, resource: str | None = None, data: bytes | None = None,
-        audience: str | None = None, at: float | None = None, once: bool | None = None,
+        audience: str | None = None, at: float | None = None, once: bool | None = None, context: dict | None = None,
     ) -> VerifiedAction:
         """Verify a signed action; with ``action``/``resource``/``data``, also that it is exactly that
         action on that resource with that payload."""
-        result = self.verify(token, expect="action", action=action, resource=resource, data=data, audience=audience, at=at, once=once)
+        result = self.verify(token, expect="action", action=action, resource=resource, data=data, audience=audience, at=at,
+                             once=once, context=context)
         assert isinstance(result, VerifiedAction)
         return result
 
@@ -144,23 +162,49 @@ class Verifier:
         PREFLIGHT_STEPS.run(self, c)
         return c.chain, self.trust.principal(c.chain.root.iss) is not None
 
-    # --- the runs -------------------------------------------------------------------------------
-    def _grant(self, token, audience, at, action, resource) -> VerifiedGrant:
-        c = Check(token, self.clock() if at is None else at, "grant", action, resource, audience=audience)
-        GRANT_STEPS.run(self, c)
-        return VerifiedGrant(c.chain, c.now, self._known(c.chain.leaf.delegate), c.scope, audience)
+    def policy_input(
+        self, token: object, *, expect: str | None = None, action: str | None = None, resource: str | None = None,
+        data: bytes | None = None, audience: str | None = None, at: float | None = None, context: dict | None = None,
+    ) -> dict:
+        """The input document step 11 would ask the policies about, after every earlier step held (a
+        failure raises :class:`VerificationError`). Not a decision: nothing is recorded, nothing is
+        remembered."""
+        from ..policy.input import check_context
+        from .policy_step import input_document
 
-    def _action(self, token, action, resource, data, audience, at, once) -> VerifiedAction:
+        if action is not None or resource is not None or audience is not None or expect is not None:
+            _check_request(action, resource, audience, expect)
+        if context is not None:
+            check_context(context)
+        typ = _TYP_OF[expect] if expect is not None else self._peek(token)
+        kind = _KIND_OF.get(typ)
+        if kind is None:
+            raise VerificationError("malformed", f"a {typ} token is neither a grant nor an action")
+        if kind == "grant" and data is not None:
+            raise VerificationError("malformed", "expected an action token (--data binds an action's payload), got a grant")
+        now = self.clock() if at is None else at
+        c = Check(token, now, kind, action, resource, data, audience, False, self.clock(), context=context)
+        INPUT_STEPS.run(self, c)
+        return input_document(self, c)
+
+    # --- the runs -------------------------------------------------------------------------------
+    def _grant(self, token, audience, at, action, resource, context=None) -> VerifiedGrant:
+        c = Check(token, self.clock() if at is None else at, "grant", action, resource, audience=audience, context=context)
+        GRANT_STEPS.run(self, c)
+        return VerifiedGrant(c.chain, c.now, self._known(c.chain.leaf.delegate), c.scope, audience, c.policy)
+
+    def _action(self, token, action, resource, data, audience, at, once, context=None) -> VerifiedAction:
         if once and self.seen is None:
             raise UsageError("once needs a seen-store: construct the Verifier with seen=…")
         if once and at is not None:
             raise UsageError("once records that an action was used now; it does not go with a time given (--at)")
         real_now = self.clock()
-        c = Check(token, real_now if at is None else at, "action", action, resource, data, audience, once, real_now)
+        c = Check(token, real_now if at is None else at, "action", action, resource, data, audience, once, real_now,
+                  context=context)
         ACTION_STEPS.run(self, c)
         act = c.act
         grant = VerifiedGrant(c.chain, c.now, self._known(c.chain.leaf.delegate), c.scope, audience) if c.chain is not None else None
-        return VerifiedAction(act, grant, c.scope, c.now, self._known(act.iss), audience)
+        return VerifiedAction(act, grant, c.scope, c.now, self._known(act.iss), audience, c.policy)
 
     def _known(self, name: str) -> bool:
         return self.trust.principal(name) is not None
