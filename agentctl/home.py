@@ -47,13 +47,14 @@ class Config:
     roles: tuple = ()  # (name, Role) pairs, in the order of config.toml
     require_known_agents: bool = False
     ship_max_lag: int = 3600
+    sources: tuple = ()  # agentctl.sources.Source, in the order of config.toml ([[sources]])
 
     def role(self, name: str) -> Role | None:
         return dict(self.roles).get(name)
 
 
 _CONFIG_TYPES = {"keystore": str, "max_ttl": str, "audit": bool, "leeway": str, "checkpoint_every": int,
-                 "authority": str, "require_known_agents": bool, "roles": dict}
+                 "authority": str, "require_known_agents": bool, "roles": dict, "sources": list}
 _ROLE_TYPES = {"scopes": list, "agents": bool, "revoke": bool}
 
 
@@ -143,7 +144,7 @@ class Home:
         if me is None:
             return
         for p in (self.path, self.principals_dir, self.keys_dir, self.revocations_file, self.config_file,
-                  self.path / "revocation-lists.toml"):
+                  self.path / "revocation-lists.toml", self.path / "trust-bundles.toml", self.path / "sources.toml"):
             try:
                 st = os.lstat(p)
             except FileNotFoundError:
@@ -292,9 +293,15 @@ class Home:
         if authority not in AUTHORITY_RULES:
             raise UsageError(f"bad authority {authority!r} in {f}: use one of {', '.join(AUTHORITY_RULES)}")
         roles = tuple((name, _role(name, table, f)) for name, table in values.get("roles", {}).items())
+        sources = ()
+        if "sources" in values:
+            from .sources import parse_sources
+
+            sources = parse_sources(values["sources"], f)
         return Config(keystore=keystore, max_ttl=max_ttl, audit=values.get("audit", True), leeway=leeway_s,
                       checkpoint_every=every, authority=authority, roles=roles,
-                      require_known_agents=values.get("require_known_agents", False), ship_max_lag=ship_max_lag)
+                      require_known_agents=values.get("require_known_agents", False), ship_max_lag=ship_max_lag,
+                      sources=sources)
 
 
 def _role(name: str, table: object, f: Path) -> Role:

@@ -88,7 +88,7 @@ class Verifier:
         kw.setdefault("leeway", home.config.leeway)
         if kw.get("once"):
             kw.setdefault("seen", HomeSeenStore(home))
-        return cls(StoreTrust(Store(home)), recorder=recorder, **kw)
+        return cls(StoreTrust(Store(home), refresh=True), recorder=recorder, **kw)
 
     # --- public ---------------------------------------------------------------------------------
     def verify(
