@@ -36,6 +36,8 @@ REASONS = (
     "unknown_key",
     "untrusted_root",
     "revoked",
+    "stale_revocations",
+    "stale_trust",
     "expired",
     "not_yet_valid",
     "chain_broken",

@@ -56,13 +56,14 @@ class Config:
     policy_files: tuple = ()  # [policy] files: one set, paths relative to the home
     policy_query: str = "data.agent.authz.allow"  # [policy] query
     policy_timeout: float = 1.0  # [policy] timeout, seconds
+    sources: tuple = ()  # agentctl.sources.Source, in the order of config.toml ([[sources]])
 
     def role(self, name: str) -> Role | None:
         return dict(self.roles).get(name)
 
 
 _CONFIG_TYPES = {"keystore": str, "max_ttl": str, "audit": bool, "leeway": str, "checkpoint_every": int,
-                 "authority": str, "require_known_agents": bool, "roles": dict}
+                 "authority": str, "require_known_agents": bool, "roles": dict, "sources": list}
 _ROLE_TYPES = {"scopes": list, "agents": bool, "revoke": bool}
 _POLICY_KEYS = ("files", "query", "timeout")
 
@@ -153,7 +154,7 @@ class Home:
         if me is None:
             return
         for p in (self.path, self.principals_dir, self.keys_dir, self.revocations_file, self.config_file,
-                  self.path / "revocation-lists.toml"):
+                  self.path / "revocation-lists.toml", self.path / "trust-bundles.toml", self.path / "sources.toml"):
             try:
                 st = os.lstat(p)
             except FileNotFoundError:
@@ -325,10 +326,15 @@ class Home:
         if authority not in AUTHORITY_RULES:
             raise UsageError(f"bad authority {authority!r} in {f}: use one of {', '.join(AUTHORITY_RULES)}")
         roles = tuple((name, _role(name, table, f)) for name, table in values.get("roles", {}).items())
+        sources = ()
+        if "sources" in values:
+            from .sources import parse_sources
+
+            sources = parse_sources(values["sources"], f)
         return Config(keystore=keystore, max_ttl=max_ttl, audit=values.get("audit", True), leeway=leeway_s,
                       checkpoint_every=every, authority=authority, roles=roles,
                       require_known_agents=values.get("require_known_agents", False), ship_max_lag=ship_max_lag,
-                      **{k: v for k, v in values.items() if k.startswith("policy_")})
+                      sources=sources, **{k: v for k, v in values.items() if k.startswith("policy_")})
 
 
 def _policy_table(table: object, f: Path) -> dict:

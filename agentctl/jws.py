@@ -14,7 +14,7 @@ from . import crypto
 from .encoding import EncodingError, b64u_decode, b64u_encode, loads_strict, thumbprint
 from .errors import VerificationError
 
-__all__ = ["MAX_TOKEN_BYTES", "TYPES", "GRANT", "ACTION", "REVOCATIONS", "ROTATION", "Jws", "encode", "decode", "peek_typ", "media_type"]
+__all__ = ["MAX_TOKEN_BYTES", "TYPES", "GRANT", "ACTION", "REVOCATIONS", "ROTATION", "TRUST", "Jws", "encode", "decode", "peek_typ", "media_type"]
 
 MAX_TOKEN_BYTES = 64 * 1024
 #: A signed revocation list grows with every revocation (about 80 bytes an entry) and comes from an
@@ -24,7 +24,8 @@ GRANT = "agentctl-grant+jwt"
 ACTION = "agentctl-action+jwt"
 REVOCATIONS = "agentctl-revocations+jwt"
 ROTATION = "agentctl-rotation+jwt"
-TYPES = (GRANT, ACTION, REVOCATIONS, ROTATION)
+TRUST = "agentctl-trust+jwt"
+TYPES = (GRANT, ACTION, REVOCATIONS, ROTATION, TRUST)
 ALGS = ("EdDSA", "Ed25519")
 _FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "x5t", "x5t#S256")
 _KNOWN_HEADERS = {"alg", "typ", "kid", "crit", "cty"}

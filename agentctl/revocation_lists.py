@@ -1,19 +1,24 @@
 """Signed revocation lists that travel between machines (``agentctl-revocations+jwt``).
 
 A list carries every revocation its signer's home holds and a ``version`` that only grows. Importing
-verifies it against the signer's trusted key, refuses a list from an unknown or revoked signer, and
-refuses one older than the version already held from that signer (a rollback).
+verifies it against the signer's trusted key, refuses a list from an unknown or revoked signer, from a
+signer that may not revoke here (SPEC "Who may revoke": the signer of one of this home's revocation
+sources, or a principal with a defined role carrying ``revoke = true``), or signed by a retired key,
+and refuses one older than the version already held from that signer (a rollback) or another list
+under the same version (equivocation). The newest ``iat`` accepted from each signer is kept: it is
+what a revocation source's freshness is judged by.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from typing import Callable
 
 from . import jws
 from .clock import parse_rfc3339, rfc3339
 from .context import Context
-from .errors import StoreError, VerificationError
+from .errors import DeniedError, StoreError, VerificationError
 from .home import atomic_write
 from .identity import signer_for
 from .models import Revocation, Revocations, check_jti, check_kid
@@ -21,17 +26,21 @@ from .names import is_name
 from .store import Store
 from .values import is_int, is_time
 
-__all__ = ["export_list", "verify_list", "import_list", "check_version", "RevocationList"]
+__all__ = ["export_list", "verify_list", "import_list", "check_version", "issued_at", "RevocationList"]
 
 _KINDS = {"principals": "principal", "keys": "key", "grants": "grant"}
 
 
 class RevocationList:
-    def __init__(self, issuer: str, version: int, issued: int, revocations: Revocations) -> None:
+    def __init__(self, issuer: str, version: int, issued: int, revocations: Revocations, signing_kid: str = "",
+                 digest: str = "") -> None:
         self.issuer = issuer
         self.version = version
         self.issued = issued
         self.revocations = revocations
+        self.signing_kid = signing_kid
+        self.digest = digest  # sha256 of the signed claims
+        self.self_revoked = False  # set by import_list: the list revokes its own signer or signing key
 
 
 def _versions_path(ctx: Context):
@@ -45,18 +54,37 @@ def _versions(ctx: Context) -> dict:
     try:
         doc = tomllib.loads(path.read_text("utf-8"))
     except FileNotFoundError:
-        return {"exported": {}, "imported": {}}
+        return {"exported": {}, "imported": {}, "issued": {}, "digests": {}}
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise StoreError(f"damaged store file {path}: {getattr(e, 'strerror', None) or e}", hint=_RESTORE) from None
-    doc.setdefault("exported", {})
-    doc.setdefault("imported", {})
-    for part in ("exported", "imported"):  # {signer name: version held}, nothing else
+    for part in _PARTS:
+        doc.setdefault(part, {})
+    for part in ("exported", "imported", "issued"):  # {signer name: version held, or newest iat}, nothing else
         table = doc[part]
         if not isinstance(table, dict) or not all(
             is_name(k) and isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**53 for k, v in table.items()
         ):
             raise StoreError(f"damaged store file {path}: [{part}] must map principal names to versions", hint=_RESTORE)
+    if set(doc) - set(_PARTS) or not all(is_name(k) and isinstance(v, str) for k, v in doc["digests"].items()):
+        raise StoreError(f"damaged store file {path}: [digests] must map principal names to digests", hint=_RESTORE)
     return doc
+
+
+_PARTS = ("exported", "imported", "issued", "digests")
+
+
+def issued_at(home, signer: str) -> int | None:
+    """The ``iat`` of the newest list accepted here from ``signer`` (None: none yet)."""
+    import tomllib
+
+    try:
+        doc = tomllib.loads((home.path / "revocation-lists.toml").read_text("utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise StoreError(f"damaged store file {home.path / 'revocation-lists.toml'}: {getattr(e, 'strerror', None) or e}", hint=_RESTORE) from None
+    value = doc.get("issued", {}).get(signer) if isinstance(doc.get("issued"), dict) else None
+    return value if is_int(value, low=0) else None
 
 
 _RESTORE = "restore it from a backup; agentctl never rewrites a damaged file"
@@ -141,24 +169,33 @@ def verify_list(token: str, trust) -> RevocationList:
     principal = trust.principal(iss)
     if principal is None:
         raise VerificationError("untrusted_root", f"the revocation list is signed by {iss}, who is not trusted here")
+    if not trust.may_revoke(iss):
+        raise VerificationError("untrusted_root", f"the revocation list is signed by {iss}, who may not revoke here: only the signer "
+                                "of a revocation source or a principal with a role carrying revoke = true may")
     key = principal.key(t.kid)
     if key is None:
         raise VerificationError("unknown_key", f"key {t.kid} is not a key of {iss}")
+    if key.status == "retired":
+        raise VerificationError("bad_signature", f"the revocation list is signed by key {t.kid} of {iss}, which is retired: a retired key signs no list")
     if not t.verifies_with(key.public):
         raise VerificationError("bad_signature", "the revocation list's signature does not verify")
-    if key.status == "retired" and iat > key.retired:
-        raise VerificationError("bad_signature", f"the revocation list was signed by key {t.kid} after it was retired")
     held = trust.revocations()
     if held.principal(iss) or held.key(t.kid):
         raise VerificationError("revoked", f"the signer of the revocation list, {iss}, is revoked")
-    return RevocationList(iss, version, iat, Revocations(tuple(entries)))
+    digest = hashlib.sha256(t.signing_input.split(b".")[1]).hexdigest()
+    return RevocationList(iss, version, iat, Revocations(tuple(entries)), t.kid, digest)
 
 
 def check_version(ctx: Context, rl: RevocationList) -> int:
     """The version held from this signer; raise ``replayed`` for an older list."""
-    held = int(_versions(ctx)["imported"].get(rl.issuer, 0))
+    versions = _versions(ctx)
+    held = int(versions["imported"].get(rl.issuer, 0))
     if rl.version < held:
         raise VerificationError("replayed", f"revocation list version {rl.version} from {rl.issuer} is older than the one held ({held}): a rollback")
+    digest = versions["digests"].get(rl.issuer)
+    if rl.version == held and digest and rl.digest and digest != rl.digest:
+        raise DeniedError(f"equivocation: {rl.issuer} signed two different revocation lists as version {rl.version}",
+                          hint="keep the one held; ask the publisher why, and publish a higher version")
     return held
 
 
@@ -178,12 +215,16 @@ def import_list(ctx: Context, token: str, *, then: Callable[[RevocationList, int
         for e in rl.revocations.entries:
             merged = merged.adding(e)
         added = len(merged.entries) - len(revs.entries)
+        rl.self_revoked = bool(merged.principal(rl.issuer) or merged.key(rl.signing_kid))
         try:
             if added:
                 store.put_revocations(merged)
-            if rl.version > held:
+            if rl.version > held:  # the same version again refreshes nothing
                 versions = _versions(ctx)
                 versions["imported"][rl.issuer] = rl.version
+                versions["issued"][rl.issuer] = max(rl.issued, int(versions["issued"].get(rl.issuer, 0)))
+                if rl.digest:
+                    versions["digests"][rl.issuer] = rl.digest
                 _save_versions(ctx, versions)
             if then is not None:
                 then(rl, added)

@@ -6,11 +6,12 @@
 # The sub-commands of a command path ('' is agentctl itself).
 __agentctl_commands() {
     case $1 in
-        '') echo 'keygen list show pubkey import rotate revoke delegate inspect sign verify demo completion role revocations audit policy' ;;
+        '') echo 'keygen list show pubkey import rotate revoke delegate inspect sign verify demo completion sync role revocations audit policy trust' ;;
         'role') echo 'add remove' ;;
         'revocations') echo 'export import' ;;
         'audit') echo 'verify ship enroll checkpoint prove consistency key export' ;;
         'policy') echo 'input eval check schema' ;;
+        'trust') echo 'export import' ;;
     esac
 }
 
@@ -31,6 +32,7 @@ __agentctl_options() {
         'verify') echo '--action --resource --audience --data --expect --revocations --at --leeway --once --batch --policy --query --context --json -h --help' ;;
         'demo') echo '--json -h --help' ;;
         'completion') echo '--json -h --help' ;;
+        'sync') echo '--json -h --help' ;;
         'role') echo '-h --help' ;;
         'role add') echo '--json -h --help' ;;
         'role remove') echo '--json -h --help' ;;
@@ -51,6 +53,9 @@ __agentctl_options() {
         'policy eval') echo '--input --query --json -h --help' ;;
         'policy check') echo '--query --json -h --help' ;;
         'policy schema') echo '--cedar --json -h --help' ;;
+        'trust') echo '-h --help' ;;
+        'trust export') echo '--sign-as -o --output --json -h --help' ;;
+        'trust import') echo '--json -h --help' ;;
     esac
 }
 
@@ -123,6 +128,8 @@ __agentctl_option_value() {
         'policy eval --input') echo 'file' ;;
         'policy eval --query') echo 'text' ;;
         'policy check --query') echo 'text' ;;
+        'trust export --sign-as') echo 'name' ;;
+        'trust export -o'|'trust export --output') echo 'file' ;;
     esac
 }
 
@@ -151,6 +158,7 @@ __agentctl_argument() {
         'policy input '0) echo 'file' ;;
         'policy eval '*) echo 'text' ;;
         'policy check '*) echo 'text' ;;
+        'trust import '0) echo 'file' ;;
     esac
 }
 

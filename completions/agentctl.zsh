@@ -31,10 +31,12 @@ __agentctl_commands() {
     'verify:Verify a grant or an action (exit 0: allowed).'
     'demo:The whole story in a throwaway home.'
     'completion:Print a shell completion script.'
+    'sync:Fetch every trust and revocation source.'
     'role:Give principals roles, or take them away.'
     'revocations:Signed revocation lists for other machines.'
     'audit:The audit log: query, verify, prove, export, ship.'
     'policy:Rego and Cedar policies: input, evaluate, check, schema.'
+    'trust:Signed trust bundles for other machines.'
   )
   _describe -t commands 'agentctl command' commands
 }
@@ -68,10 +70,12 @@ _agentctl() {
       (verify) _agentctl_verify && ret=0 ;;
       (demo) _agentctl_demo && ret=0 ;;
       (completion) _agentctl_completion && ret=0 ;;
+      (sync) _agentctl_sync && ret=0 ;;
       (role) _agentctl_role && ret=0 ;;
       (revocations) _agentctl_revocations && ret=0 ;;
       (audit) _agentctl_audit && ret=0 ;;
       (policy) _agentctl_policy && ret=0 ;;
+      (trust) _agentctl_trust && ret=0 ;;
     esac
   fi
   return ret
@@ -237,6 +241,14 @@ _agentctl_completion() {
     '(- *)-h[Show this message and exit.]' \
     '(- *)--help[Show this message and exit.]' \
     ':bash|zsh|fish:(bash zsh fish)'
+}
+
+# agentctl sync
+_agentctl_sync() {
+  _arguments -S \
+    '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
+    '(- *)-h[Show this message and exit.]' \
+    '(- *)--help[Show this message and exit.]'
 }
 
 # agentctl role
@@ -534,6 +546,53 @@ _agentctl_policy_schema() {
     '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
     '(- *)-h[Show this message and exit.]' \
     '(- *)--help[Show this message and exit.]'
+}
+
+# agentctl trust
+__agentctl_trust_commands() {
+  local -a commands=(
+    'export:Export this home'\''s principals as a signed bundle.'
+    'import:Import a trust bundle from a trust source'\''s signer.'
+  )
+  _describe -t commands 'agentctl command' commands
+}
+
+_agentctl_trust() {
+  local curcontext=$curcontext state state_descr line ret=1
+  local -A opt_args
+  _arguments -C -S \
+    '(- *)-h[Show this message and exit.]' \
+    '(- *)--help[Show this message and exit.]' \
+    '1: :__agentctl_trust_commands' \
+    '*:: :->command' && ret=0
+  if [[ $state == command ]]; then
+    curcontext=${curcontext%:*:*}:agentctl-trust-$words[1]:
+    case $words[1] in
+      (export) _agentctl_trust_export && ret=0 ;;
+      (import) _agentctl_trust_import && ret=0 ;;
+    esac
+  fi
+  return ret
+}
+
+# agentctl trust export
+_agentctl_trust_export() {
+  _arguments -S \
+    '--sign-as=[The principal signing the bundle.]:NAME:__agentctl_names' \
+    '(-o --output)-o+[Write the bundle to FILE.]:FILE:_files' \
+    '(-o --output)--output=[Write the bundle to FILE.]:FILE:_files' \
+    '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
+    '(- *)-h[Show this message and exit.]' \
+    '(- *)--help[Show this message and exit.]'
+}
+
+# agentctl trust import
+_agentctl_trust_import() {
+  _arguments -S \
+    '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
+    '(- *)-h[Show this message and exit.]' \
+    '(- *)--help[Show this message and exit.]' \
+    ':FILE:_files'
 }
 
 if [[ ${zsh_eval_context[-1]} == loadautofunc ]]; then

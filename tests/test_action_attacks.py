@@ -313,7 +313,7 @@ def test_revocation_list_from_an_untrusted_signer_is_refused(world, signer):
         expected = "untrusted_root"
     elif signer == "revoked":
         bob_did = world.ok(world.admin, "keygen", "user:bob").stdout.strip()
-        world.ok(world.tool, "import", "user:bob", bob_did)
+        world.ok(world.tool, "import", "user:bob", bob_did, "--role", "deploy-lead")  # a role that may revoke
         rl = world.ok(world.admin, "revocations", "export", "--sign-as", "user:bob").stdout.strip()
         world.ok(world.tool, "revoke", "user:bob")
         expected = "revoked"

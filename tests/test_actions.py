@@ -23,7 +23,7 @@ from conftest import snapshot
 VERDICT_FIELDS = {"ok", "reason", "detail", "type", "agent", "agent_known", "on_behalf_of", "chain", "action", "resource",
                   "scope", "audience", "expires_at", "jti", "approval", "policy"}
 #: A tool home that trusts alice (imported) to grant deploy.* anywhere.
-TOOL_CONFIG = 'authority = "roles"\n\n[roles.deploy-lead]\nscopes = ["deploy.*:**"]\n'
+TOOL_CONFIG = 'authority = "roles"\n\n[roles.deploy-lead]\nscopes = ["deploy.*:**"]\nrevoke = true\n'  # alice may revoke there (SPEC "Who may revoke")
 
 
 

@@ -94,7 +94,8 @@ def story(cli, home, tmp_path):
     ok(cli, "revoke", "agent:remote", "--reason", "left the team")
     lst = tmp_path / "revocations.jwt"
     ok(cli, "revocations", "export", "--sign-as", "user:alice", "-o", str(lst))
-    ok(cli, *o, "import", "user:alice", ok(cli, "pubkey", "user:alice").stdout.strip())
+    (other / "config.toml").write_text("[roles.security]\nrevoke = true\n")  # SPEC "Who may revoke"
+    ok(cli, *o, "import", "user:alice", ok(cli, "pubkey", "user:alice").stdout.strip(), "--role", "security")
     ok(cli, *o, "revocations", "import", str(lst))
     forged = tmp_path / "forged.jwt"
     text = lst.read_text().strip()

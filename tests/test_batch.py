@@ -44,7 +44,7 @@ def trusting_alice(home) -> None:
     """A home where the role deploy-lead may grant deploy.* on api/** (imported principals have no
     authority under quick-start: SPEC, "Authority and roles")."""
     home.mkdir(mode=0o700)
-    (home / "config.toml").write_text('authority = "roles"\n\n[roles.deploy-lead]\nscopes = ["deploy.*:api/**"]\n')
+    (home / "config.toml").write_text('authority = "roles"\n\n[roles.deploy-lead]\nscopes = ["deploy.*:api/**"]\nrevoke = true\n')
 
 
 @pytest.fixture

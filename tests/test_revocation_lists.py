@@ -14,9 +14,21 @@ from agentctl.grants import parse_chain
 from test_actions import World, strict, unaudited
 
 
+def allow_revoking(world: World, home=None, name: str = "user:alice") -> None:
+    """SPEC "Who may revoke": the tool home lets alice revoke through a role carrying revoke = true."""
+    home = home or world.tool
+    config = home / "config.toml"
+    text = config.read_text() if config.exists() else ""
+    if "[roles.revoker]" not in text:
+        config.write_text(text + "\n[roles.revoker]\nrevoke = true\n")
+    world.ok(home, "role", "add", name, "revoker")
+
+
 @pytest.fixture
 def world(cli, tmp_path):
-    return World(cli, tmp_path)
+    w = World(cli, tmp_path)
+    allow_revoking(w)
+    return w
 
 
 def export(world: World, *extra: str, home=None, sign_as: str = "user:alice") -> str:
@@ -196,6 +208,9 @@ def test_versions_are_per_signer(world):
     world.ok(world.tool, "revocations", "import", str(write(world, "a.txt", a)))
     b = export(world, sign_as="user:bob")
     assert claims_of(b)["version"] == 1
+    refused = world.run(world.tool, "revocations", "import", str(write(world, "b.txt", b)))
+    assert refused.code == 1 and "untrusted_root" in refused.stderr and "may not revoke" in refused.stderr
+    allow_revoking(world, name="user:bob")
     assert world.run(world.tool, "revocations", "import", str(write(world, "b.txt", b))).code == 0
 
 

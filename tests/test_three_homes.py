@@ -55,7 +55,7 @@ def machines(tmp_path):
     agent.ok("keygen", "agent:deployer")
     admin.ok("import", "agent:deployer", agent.ok("pubkey", "agent:deployer"))
     tool.home.mkdir(mode=0o700)  # the tool trusts someone else's user: it defines roles (SPEC)
-    (tool.home / "config.toml").write_text('authority = "roles"\n\n[roles.deploy-lead]\nscopes = ["deploy.*:**"]\n')
+    (tool.home / "config.toml").write_text('authority = "roles"\n\n[roles.deploy-lead]\nscopes = ["deploy.*:**"]\nrevoke = true\n')
     tool.ok("import", "user:alice", admin.ok("pubkey", "user:alice"), "--role", "deploy-lead")
     (tmp_path / "payload.json").write_text('{"image": "web:1.4.2"}\n')
     return admin, agent, tool, tmp_path

@@ -86,7 +86,7 @@ class _VerifyRun:
         self.ctx = make_context(state, out)
         leeway_s = parse_leeway(leeway, self.ctx.home.config.leeway)
         self.store = Store(self.ctx.home)
-        trust = StoreTrust(self.store)
+        trust = StoreTrust(self.store, refresh=True)
         self.recorder = Recorder(self.ctx)  # opened before anything is decided: a broken log fails now
         extra = []
         if revocations is not None:

@@ -459,6 +459,11 @@ from .policy_cmds import policy_app  # noqa: E402 - the policy group lives in it
 
 app.add_typer(policy_app, name="policy")
 
+from .trust_cmds import sync_command, trust_app  # noqa: E402 - trust bundles and sources live in their own module
+
+app.add_typer(trust_app, name="trust")
+app.command("sync")(sync_command)
+
 
 # --- help: summaries, examples and environment for every command (agentctl/_cli/helptext.py) ---------
 

@@ -112,6 +112,21 @@ HELP: dict[tuple[str, ...], tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     ("revocations", "import"): ("Import a signed revocation list.", (
         "agentctl revocations import revocations.jwt",
     ), ()),
+    ("trust",): ("Signed trust bundles for other machines.", (
+        "agentctl trust export --sign-as user:admin -o trust.jwt",
+        "agentctl trust import trust.jwt",
+    ), SIGNING),
+    ("trust", "export"): ("Export this home's principals as a signed bundle.", (
+        "agentctl trust export --sign-as user:admin -o trust.jwt",
+    ), SIGNING),
+    ("trust", "import"): ("Import a trust bundle from a trust source's signer.", (
+        "agentctl trust import trust.jwt",
+        "agentctl --json trust import trust.jwt",
+    ), ()),
+    ("sync",): ("Fetch every trust and revocation source.", (
+        "agentctl sync",
+        "agentctl --json sync",
+    ), ()),
     ("audit",): ("The audit log: query, verify, prove, export, ship.", (
         "agentctl audit --agent agent:code-reviewer:prod --since 1h",
         "agentctl audit --outcome deny --limit 20",

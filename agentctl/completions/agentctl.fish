@@ -6,7 +6,7 @@
 function __agentctl_commands
     switch "$argv[1]"
         case ''
-            printf '%s\n' keygen list show pubkey import rotate revoke delegate inspect sign verify demo completion role revocations audit policy
+            printf '%s\n' keygen list show pubkey import rotate revoke delegate inspect sign verify demo completion sync role revocations audit policy trust
         case 'role'
             printf '%s\n' add remove
         case 'revocations'
@@ -15,13 +15,15 @@ function __agentctl_commands
             printf '%s\n' verify ship enroll checkpoint prove consistency key export
         case 'policy'
             printf '%s\n' input eval check schema
+        case 'trust'
+            printf '%s\n' export import
     end
 end
 
 # Whether option $argv[2] of command path $argv[1] takes a value.
 function __agentctl_takes_value
     switch "$argv[1] $argv[2]"
-        case ' --home' 'keygen --role' 'keygen --attr' 'pubkey --format' 'import --rotation' 'import --role' 'rotate -o' 'rotate --output' 'revoke --key' 'revoke --grant' 'revoke --reason' 'delegate --to' 'delegate --scope' 'delegate --ttl' 'delegate --from' 'delegate --parent' 'delegate --audience' 'delegate --max-depth' 'delegate -o' 'delegate --output' 'sign --as' 'sign --action' 'sign --resource' 'sign --grant' 'sign --data' 'sign --audience' 'sign --ttl' 'sign -o' 'sign --output' 'verify --action' 'verify --resource' 'verify --audience' 'verify --data' 'verify --expect' 'verify --revocations' 'verify --at' 'verify --leeway' 'verify --policy' 'verify --query' 'verify --context' 'revocations export --sign-as' 'revocations export -o' 'revocations export --output' 'audit --agent' 'audit --action' 'audit --outcome' 'audit --since' 'audit --until' 'audit --limit' 'audit --from' 'audit --host' 'audit verify --checkpoint' 'audit verify --from' 'audit verify --state' 'audit ship --to' 'audit ship --init' 'audit enroll --to' 'audit enroll --db-role' 'audit checkpoint -o' 'audit checkpoint --output' 'audit prove --checkpoint' 'audit export --since' 'policy input --action' 'policy input --resource' 'policy input --context' 'policy input --audience' 'policy input --at' 'policy eval --input' 'policy eval --query' 'policy check --query'
+        case ' --home' 'keygen --role' 'keygen --attr' 'pubkey --format' 'import --rotation' 'import --role' 'rotate -o' 'rotate --output' 'revoke --key' 'revoke --grant' 'revoke --reason' 'delegate --to' 'delegate --scope' 'delegate --ttl' 'delegate --from' 'delegate --parent' 'delegate --audience' 'delegate --max-depth' 'delegate -o' 'delegate --output' 'sign --as' 'sign --action' 'sign --resource' 'sign --grant' 'sign --data' 'sign --audience' 'sign --ttl' 'sign -o' 'sign --output' 'verify --action' 'verify --resource' 'verify --audience' 'verify --data' 'verify --expect' 'verify --revocations' 'verify --at' 'verify --leeway' 'verify --policy' 'verify --query' 'verify --context' 'revocations export --sign-as' 'revocations export -o' 'revocations export --output' 'audit --agent' 'audit --action' 'audit --outcome' 'audit --since' 'audit --until' 'audit --limit' 'audit --from' 'audit --host' 'audit verify --checkpoint' 'audit verify --from' 'audit verify --state' 'audit ship --to' 'audit ship --init' 'audit enroll --to' 'audit enroll --db-role' 'audit checkpoint -o' 'audit checkpoint --output' 'audit prove --checkpoint' 'audit export --since' 'policy input --action' 'policy input --resource' 'policy input --context' 'policy input --audience' 'policy input --at' 'policy eval --input' 'policy eval --query' 'policy check --query' 'trust export --sign-as' 'trust export -o' 'trust export --output'
             return 0
     end
     return 1
@@ -100,10 +102,12 @@ complete -c agentctl -n '__agentctl_at ""' -a sign -d 'Sign an action.'
 complete -c agentctl -n '__agentctl_at ""' -a verify -d 'Verify a grant or an action (exit 0: allowed).'
 complete -c agentctl -n '__agentctl_at ""' -a demo -d 'The whole story in a throwaway home.'
 complete -c agentctl -n '__agentctl_at ""' -a completion -d 'Print a shell completion script.'
+complete -c agentctl -n '__agentctl_at ""' -a sync -d 'Fetch every trust and revocation source.'
 complete -c agentctl -n '__agentctl_at ""' -a role -d 'Give principals roles, or take them away.'
 complete -c agentctl -n '__agentctl_at ""' -a revocations -d 'Signed revocation lists for other machines.'
 complete -c agentctl -n '__agentctl_at ""' -a audit -d 'The audit log: query, verify, prove, export, ship.'
 complete -c agentctl -n '__agentctl_at ""' -a policy -d 'Rego and Cedar policies: input, evaluate, check, schema.'
+complete -c agentctl -n '__agentctl_at ""' -a trust -d 'Signed trust bundles for other machines.'
 complete -c agentctl -n '__agentctl_at ""' -l home -x -a '(__fish_complete_directories)' -d 'Home directory (default: $AGENTCTL_HOME, else the user data dir).'
 complete -c agentctl -n '__agentctl_at ""' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
 complete -c agentctl -n '__agentctl_at ""' -l version -d 'Print the version and exit.'
@@ -214,6 +218,10 @@ complete -c agentctl -n '__agentctl_at "demo"' -s h -l help -d 'Show this messag
 complete -c agentctl -n '__agentctl_at "completion"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
 complete -c agentctl -n '__agentctl_at "completion"' -s h -l help -d 'Show this message and exit.'
 complete -c agentctl -n '__agentctl_at "completion" 0' -f -a 'bash zsh fish'
+
+# agentctl sync
+complete -c agentctl -n '__agentctl_at "sync"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
+complete -c agentctl -n '__agentctl_at "sync"' -s h -l help -d 'Show this message and exit.'
 
 # agentctl role
 complete -c agentctl -n '__agentctl_at "role"' -a add -d 'Give a principal roles.'
@@ -342,3 +350,19 @@ complete -c agentctl -n '__agentctl_at "policy check"' -s h -l help -d 'Show thi
 complete -c agentctl -n '__agentctl_at "policy schema"' -l cedar -d 'The Cedar schema of agentctl\'s entity types.'
 complete -c agentctl -n '__agentctl_at "policy schema"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
 complete -c agentctl -n '__agentctl_at "policy schema"' -s h -l help -d 'Show this message and exit.'
+
+# agentctl trust
+complete -c agentctl -n '__agentctl_at "trust"' -a export -d 'Export this home\'s principals as a signed bundle.'
+complete -c agentctl -n '__agentctl_at "trust"' -a import -d 'Import a trust bundle from a trust source\'s signer.'
+complete -c agentctl -n '__agentctl_at "trust"' -s h -l help -d 'Show this message and exit.'
+
+# agentctl trust export
+complete -c agentctl -n '__agentctl_at "trust export"' -l sign-as -x -a '(__agentctl_names)' -d 'The principal signing the bundle.'
+complete -c agentctl -n '__agentctl_at "trust export"' -s o -l output -r -F -d 'Write the bundle to FILE.'
+complete -c agentctl -n '__agentctl_at "trust export"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
+complete -c agentctl -n '__agentctl_at "trust export"' -s h -l help -d 'Show this message and exit.'
+
+# agentctl trust import
+complete -c agentctl -n '__agentctl_at "trust import"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
+complete -c agentctl -n '__agentctl_at "trust import"' -s h -l help -d 'Show this message and exit.'
+complete -c agentctl -n '__agentctl_at "trust import" 0' -F

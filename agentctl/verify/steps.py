@@ -239,6 +239,12 @@ class Revocation(Step):
     reasons = ("revoked", "stale_revocations", "stale_trust")
     timeless = True
 
+    def run(self, v, c: Check) -> None:
+        stale = v.trust.stale(c.real_now or c.now)  # freshness changes with time: never memoized
+        if stale is not None:
+            raise _fail(stale.reason, stale.detail)
+        super().run(v, c)
+
     def grant(self, v, c: Check) -> None:
         chain = c.chain
         for name in dict.fromkeys(chain.principals):

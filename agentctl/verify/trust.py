@@ -97,6 +97,16 @@ class Trust(ABC):
         """What ``name`` may authorize as a root (SPEC, "Authority and roles"). By default: nothing."""
         return Authority((), "no authority is defined for this trust")
 
+    def may_revoke(self, name: str) -> bool:
+        """Whether a revocation list signed by ``name`` is accepted (SPEC "Who may revoke"). By default:
+        any principal of this trust (a trust given in code names only those it means)."""
+        return self.principal(name) is not None
+
+    def stale(self, now: float) -> VerificationError | None:
+        """The denial for a stale source (``stale_revocations``, ``stale_trust``), or None. By default
+        a trust has no sources."""
+        return None
+
 
 def _kind(name: str) -> str:
     return name.partition(":")[0]
@@ -139,12 +149,14 @@ def _quick_start_authority(principal: Principal | None, name: str, local_only: b
 class StoreTrust(Trust):
     """The principals, revocations and authority of a home (each read once per verifier)."""
 
-    def __init__(self, store, config=None) -> None:
+    def __init__(self, store, config=None, *, refresh: bool = False, fetcher=None) -> None:
         self.store = store
         self._config = config
         self._principals: dict[str, Principal | None] = {}
         self._revocations: Revocations | None = None
         self._authority: dict[str, Authority] = {}
+        self._refresh = refresh  # a verifier's trust: fetch a stale source with refresh = true, once
+        self._fetcher = fetcher
 
     @property
     def config(self):
@@ -165,6 +177,32 @@ class StoreTrust(Trust):
         if self._revocations is None:
             self._revocations = self.store.revocations()
         return self._revocations
+
+    def may_revoke(self, name: str) -> bool:
+        config = self.config
+        if any(s.kind == "revocations" and s.signer == name for s in config.sources):
+            return True
+        p = self.principal(name)
+        roles = dict(config.roles)
+        return p is not None and any(roles[r].revoke for r in p.roles if r in roles)
+
+    def stale(self, now: float) -> VerificationError | None:
+        sources = [s for s in self.config.sources if s.max_age is not None]
+        if not sources:
+            return None
+        from ..sources import stale_denial
+
+        denial = stale_denial(self.store.home, sources, now)
+        if denial is not None and self._refresh:
+            self._refresh = False
+            from ..sync import refresh_stale
+
+            if refresh_stale(self.store.home, [s for s in sources if s.refresh], now, self._fetcher):
+                self._principals.clear()
+                self._revocations = None
+                self._authority.clear()
+                denial = stale_denial(self.store.home, sources, now)
+        return denial
 
     def authority(self, name: str) -> Authority:
         a = self._authority.get(name)
@@ -202,6 +240,7 @@ class StaticTrust(Trust):
         authority: Mapping[str, Iterable[str]] | None = None,
         roles: Mapping[str, Role] | None = None,
         require_known_agents: bool = False,
+        revokers: Iterable[str] | None = None,
     ) -> None:
         from .. import crypto
         from ..scopes import parse_scopes
@@ -216,6 +255,17 @@ class StaticTrust(Trust):
         self._roles = dict(roles) if roles is not None else None
         self._authority: dict[str, Authority] = {}
         self.require_known_agents = require_known_agents
+        self._revokers = None if revokers is None else frozenset(revokers)
+
+    def may_revoke(self, name: str) -> bool:
+        """``revokers`` when given; else, with ``roles``, a role carrying ``revoke = True``; else any
+        principal given here."""
+        if self._revokers is not None:
+            return name in self._revokers
+        p = self._principals.get(name)
+        if p is not None and self._roles is not None:
+            return any(self._roles[r].revoke for r in p.roles if r in self._roles)
+        return p is not None
 
     def principal(self, name: str) -> Principal | None:
         return self._principals.get(name)

@@ -86,7 +86,7 @@ class Verifier:
         kw["policies"] = [*home_policy_sets(home, policy_files, policy_query), *kw.get("policies", ())]
         if kw.get("once"):
             kw.setdefault("seen", HomeSeenStore(home))
-        return cls(StoreTrust(Store(home)), recorder=recorder, **kw)
+        return cls(StoreTrust(Store(home), refresh=True), recorder=recorder, **kw)
 
     # --- public ---------------------------------------------------------------------------------
     def verify(

@@ -1,0 +1,142 @@
+"""agentctl trust export | import, and agentctl sync: trust bundles and sources (SPEC "Beyond one machine")."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from ..errors import DeniedError, VerificationError
+from ..events import Event
+from .common import State, command, make_context, read_file
+from .output import Output
+from .record import Recorder
+from .target import Target
+
+__all__ = ["trust_app", "sync_command", "do_trust_export", "do_trust_import", "do_sync"]
+
+trust_app = typer.Typer(help="Signed trust bundles: the principals of one home, for others to trust.", no_args_is_help=True)
+JSON_HELP = "Print exactly one JSON document on stdout; everything else goes to stderr."
+
+
+def _state(ctx: typer.Context) -> State:
+    return ctx.obj if isinstance(ctx.obj, State) else State()
+
+
+@trust_app.command("export")
+def trust_export(
+    ctx: typer.Context,
+    sign_as: str = typer.Option(..., "--sign-as", metavar="NAME", help="The principal signing the bundle."),
+    output: Optional[str] = typer.Option(None, "-o", "--output", metavar="FILE", help="Write the bundle to FILE."),
+    json_: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Export this home's principals as a signed, versioned trust bundle."""
+    s = _state(ctx)
+    raise typer.Exit(do_trust_export(s, s.output(json_), sign_as, output))
+
+
+@trust_app.command("import")
+def trust_import(
+    ctx: typer.Context,
+    file: str = typer.Argument(..., metavar="FILE", help="A bundle made by 'trust export'."),
+    json_: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Import a trust bundle from the signer of a trust source; show what changed."""
+    s = _state(ctx)
+    raise typer.Exit(do_trust_import(s, s.output(json_), file))
+
+
+def sync_command(
+    ctx: typer.Context,
+    json_: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Fetch every source in config.toml. Exit 0 all current, 1 a source refused, 3 one unreachable."""
+    s = _state(ctx)
+    raise typer.Exit(do_sync(s, s.output(json_)))
+
+
+@command
+def do_trust_export(state: State, out: Output, sign_as: str, output_file: str | None) -> int:
+    from ..trust_bundles import export_bundle
+
+    target = Target.of(output_file)  # before the exported version is counted
+    ctx = make_context(state, out)
+    rec = Recorder(ctx)
+    token, version, count = export_bundle(ctx, sign_as, then=lambda _t, version, count: rec.record(
+        Event("trust.export", "ok", principal=sign_as, metadata={"version": version, "principals": count})))
+    if not target.to_stdout:
+        target.write(token + "\n")
+    out.note(f"trust bundle version {version} signed by {sign_as} with {count} principal(s)"
+             + ("" if target.to_stdout else f"; written to {target}"))
+    out.result({"ok": True, "bundle": token, "version": version, "principals": count}, token if target.to_stdout else None)
+
+
+@command
+def do_trust_import(state: State, out: Output, source: str) -> int:
+    from ..clock import rfc3339
+    from ..jws import MAX_LIST_BYTES
+    from ..trust_bundles import import_bundle
+
+    ctx = make_context(state, out)
+    rec = Recorder(ctx)
+    text = read_file(source, "trust bundle", limit=MAX_LIST_BYTES).strip()
+    try:
+        b, changes = import_bundle(ctx, text, then=lambda b, ch: rec.record(
+            Event("trust.import", "ok", principal=b.issuer, metadata={"version": b.version, **ch.describe(), "unchanged": ch.unchanged})))
+    except VerificationError as e:
+        rec.record(Event("trust.import", "deny", reason=e.reason, metadata={"detail": e.detail}))
+        raise
+    except DeniedError as e:
+        rec.record(Event("trust.import", "deny", metadata={"detail": e.message}))
+        raise
+    if changes.unchanged:
+        out.note(f"trust bundle version {b.version} from {b.issuer} is already held; nothing changed")
+    else:
+        out.note(f"imported trust bundle version {b.version} from {b.issuer}: {_summary(changes.describe())}")
+    doc = {"ok": True, "issuer": b.issuer, "version": b.version, "issued": rfc3339(b.issued), "unchanged": changes.unchanged,
+           **changes.describe()}
+    out.result(doc)
+
+
+def _summary(changes: dict) -> str:
+    parts = [f"{k} {', '.join(v)}" for k, v in changes.items() if v]
+    return "; ".join(parts) if parts else "no principal changed"
+
+
+@command
+def do_sync(state: State, out: Output) -> int:
+    from ..sync import exit_code, sync
+
+    ctx = make_context(state, out)
+    rec = Recorder(ctx)
+    terminal = _stderr_is_terminal(out)
+
+    def progress(s) -> None:
+        if terminal:
+            out.note(f"fetching {s.url} …")
+
+    def record(r) -> None:
+        outcome = {"current": "ok", "updated": "ok", "refused": "deny", "unreachable": "error"}[r.status]
+        meta = {k: v for k, v in r.describe().items() if k not in ("signer",)}
+        rec.record(Event("sync", outcome, principal=r.source.signer, reason=r.reason if r.status == "refused" else None, metadata=meta))
+
+    results = sync(ctx, progress=progress, then=record)
+    for r in results:
+        line = f"{r.status}: {r.source.url} ({r.source.kind}, {r.source.signer})"
+        if r.version is not None:
+            line += f" version {r.version}"
+        if r.detail:
+            line += f": {r.detail}"
+        out.note(line)
+        if r.self_revoked:
+            out.note(f"warning: {r.source.signer} revoked itself in the list from {r.source.url}; it signs no list after this one")
+    code = exit_code(results)
+    out.result({"ok": code == 0, "sources": [r.describe() for r in results], "exit_code": code})
+    return code
+
+
+def _stderr_is_terminal(out: Output) -> bool:
+    try:
+        return out.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False

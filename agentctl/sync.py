@@ -1,0 +1,201 @@
+"""``agentctl sync``: fetch every source, verify what it serves, apply it, keep the last good copy.
+
+Per source: a conditional request (ETag, Last-Modified), within its timeout and the size limit; a token
+of the source's kind signed by its signer (whose key is already trusted here, or pinned by ``key``:
+imported on first sync, any other key refused afterwards); no rollback, no equivocation. The outcome
+of each is a :class:`SourceResult`: ``current`` (nothing new), ``updated``, ``refused`` (exit 1) or
+``unreachable`` (exit 3). Nothing here decides freshness: that is signed time (:mod:`.sources`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .context import Context
+from .errors import DeniedError, Error, OperationalError, UsageError, VerificationError
+from .sources import Source, SourceStates
+
+__all__ = ["SourceResult", "sync", "sync_source", "refresh_stale", "exit_code"]
+
+
+@dataclass(frozen=True)
+class SourceResult:
+    source: Source
+    status: str  # current | updated | refused | unreachable
+    version: int | None = None
+    iat: int | None = None
+    reason: str | None = None  # a reason code, for a refusal that has one
+    detail: str = ""
+    self_revoked: bool = False
+    changes: dict = field(default_factory=dict)
+
+    def describe(self) -> dict:
+        from .clock import rfc3339
+
+        doc = {"url": self.source.url, "kind": self.source.kind, "signer": self.source.signer, "status": self.status,
+               "version": self.version, "iat": rfc3339(self.iat) if self.iat is not None else None}
+        if self.reason:
+            doc["reason"] = self.reason
+        if self.detail:
+            doc["detail"] = self.detail
+        if self.source.kind == "revocations":
+            doc["self_revoked"] = self.self_revoked
+        if self.changes:
+            doc["changes"] = self.changes
+        return doc
+
+
+def exit_code(results) -> int:
+    """0 every source current or updated, 1 a source refused, 3 a source unreachable (refused wins)."""
+    statuses = {r.status for r in results}
+    return 1 if "refused" in statuses else 3 if "unreachable" in statuses else 0
+
+
+def sync(ctx: Context, *, fetcher=None, progress: Callable[[Source], None] | None = None,
+         then: Callable[[SourceResult], None] | None = None) -> list[SourceResult]:
+    """Sync every source of this home's config, in order. ``then(result)`` runs for each (the CLI
+    records the audit event there); ``progress(source)`` before each fetch."""
+    sources = ctx.home.config.sources
+    if not sources:
+        raise UsageError(f"no [[sources]] in {ctx.home.config_file}", hint="see docs/fleet.md for a source's settings")
+    results = []
+    for s in sources:
+        if progress is not None:
+            progress(s)
+        r = sync_source(ctx, s, fetcher=fetcher)
+        if then is not None:
+            then(r)
+        results.append(r)
+    return results
+
+
+def sync_source(ctx: Context, s: Source, *, fetcher=None) -> SourceResult:
+    from .fetch import Fetcher, Refused
+
+    fetcher = fetcher or Fetcher()
+    states = SourceStates(ctx.home)
+    state = states.get(s.url)
+    try:
+        fetched = fetcher.get(s.url, timeout=s.timeout, etag=state.get("etag"), last_modified=state.get("last_modified"))
+    except Refused as e:
+        return _failed(ctx, states, s, state, "refused", None, e.message)
+    except OperationalError as e:
+        return _failed(ctx, states, s, state, "unreachable", None, e.message)
+    if fetched.body is None:  # 304: nothing new, and nothing refreshed
+        return _current(ctx, states, s, state)
+    try:
+        token = fetched.body.decode("ascii").strip()
+    except UnicodeDecodeError:
+        return _failed(ctx, states, s, state, "refused", "malformed", "the source serves something that is not a token")
+    import hashlib
+
+    digest = hashlib.sha256(token.encode("ascii")).hexdigest()
+    if digest == state.get("sha256"):
+        return _current(ctx, states, s, state, fetched)
+    try:
+        version, iat, self_revoked, changes, unchanged = _apply(ctx, s, token)
+    except VerificationError as e:
+        return _failed(ctx, states, s, state, "refused", e.reason, e.detail)
+    except (DeniedError, UsageError) as e:
+        return _failed(ctx, states, s, state, "refused", None, e.message)
+    except Error as e:  # a damaged store, a disk error: not the source's fault, and not applied
+        return _failed(ctx, states, s, state, "unreachable", None, e.message)
+    with ctx.home.lock():
+        copy = states.keep_copy(s.url, token)
+        states.put(s.url, {"etag": fetched.etag, "last_modified": fetched.last_modified, "fetched": int(ctx.now()),
+                           "sha256": digest, "copy": copy})
+    if self_revoked:
+        ctx.notify(f"the revocation list from {s.url} revokes its own signer {s.signer}: it is that signer's last; "
+                   "change the source's signer or key to go on")
+    return SourceResult(s, "current" if unchanged else "updated", version, iat, self_revoked=self_revoked, changes=changes)
+
+
+def _apply(ctx: Context, s: Source, token: str):
+    """Verify and apply ``token`` as ``s``'s. Returns (version, iat, self_revoked, changes, unchanged)."""
+    from . import jws
+
+    typ = jws.TRUST if s.kind == "trust" else jws.REVOCATIONS
+    t = jws.decode(token, typ, limit=jws.MAX_LIST_BYTES)  # a token of another kind is refused here
+    if t.claims.get("iss") != s.signer:
+        raise VerificationError("untrusted_root", f"the source's signer is {s.signer}, but what it serves is signed by {t.claims.get('iss')!r}")
+    with ctx.home.lock():
+        pinned = _pin(ctx, s)
+        try:
+            if s.kind == "trust":
+                from .trust_bundles import import_bundle
+
+                b, changes = import_bundle(ctx, token)
+                return b.version, b.issued, False, changes.describe() if not changes.unchanged else {}, changes.unchanged
+            from .revocation_lists import import_list
+
+            held_before = _held_list_version(ctx, s.signer)
+            rl, added = import_list(ctx, token)
+            return rl.version, rl.issued, rl.self_revoked, {"added": added}, rl.version == held_before
+        except BaseException:
+            if pinned:
+                from .store import Store
+
+                Store(ctx.home).delete(s.signer)
+            raise
+
+
+def _held_list_version(ctx: Context, signer: str) -> int:
+    from .revocation_lists import _versions
+
+    return int(_versions(ctx)["imported"].get(signer, 0))
+
+
+def _pin(ctx: Context, s: Source) -> bool:
+    """Make sure ``s.signer`` is trusted here with the pinned key; True when it was imported now."""
+    from .encoding import thumbprint
+    from .models import Key, Principal
+    from .store import Store
+
+    store = Store(ctx.home)
+    p = store.get(s.signer)
+    if p is None:
+        if s.key is None:
+            raise UsageError(f"the signer {s.signer} of source {s.url} is not a principal here, and the source pins no key",
+                             hint="add key = \"did:key:…\" to the source, or import the signer first")
+        found = store.find_key(thumbprint(s.key))
+        if found is not None:
+            raise DeniedError(f"the key pinned for {s.signer} already belongs to {found[0].name}; one key cannot be two principals")
+        now = ctx.now()
+        store.put(Principal(name=s.signer, origin="imported", created=now, keys=(Key(s.key, now),)))
+        return True
+    if s.key is not None and p.key(thumbprint(s.key)) is None:
+        raise DeniedError(f"source {s.url} pins a key for {s.signer} that is not one of its keys here; a signer's key changes "
+                          "only by a rotation statement signed with its current key",
+                          hint=f"agentctl import {s.signer} --rotation FILE")
+    return False
+
+
+def _current(ctx: Context, states: SourceStates, s: Source, state: dict, fetched=None) -> SourceResult:
+    with ctx.home.lock():
+        new = dict(state, error=None, fetched=int(ctx.now()))
+        if fetched is not None:
+            new.update(etag=fetched.etag or state.get("etag"), last_modified=fetched.last_modified or state.get("last_modified"))
+        states.put(s.url, new)
+    from .sources import newest_iat
+
+    return SourceResult(s, "current", iat=newest_iat(ctx.home, s))
+
+
+def _failed(ctx: Context, states: SourceStates, s: Source, state: dict, status: str, reason, detail: str) -> SourceResult:
+    with ctx.home.lock():
+        states.put(s.url, dict(state, error=f"{reason + ': ' if reason else ''}{detail}"[:300]))
+    return SourceResult(s, status, reason=reason, detail=detail)
+
+
+def refresh_stale(home, sources, now: float, fetcher=None) -> bool:
+    """For a verifier: fetch each of ``sources`` (those with ``refresh = true``) that is stale at
+    ``now``, once, within its timeout. True when one was updated."""
+    from .sources import staleness
+
+    ctx = Context(home)
+    updated = False
+    for s in sources:
+        if staleness(home, s, now)[0]:
+            updated = sync_source(ctx, s, fetcher=fetcher).status == "updated" or updated
+    return updated
