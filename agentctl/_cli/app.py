@@ -458,6 +458,10 @@ from .policy_cmds import policy_app  # noqa: E402 - the policy group lives in it
 
 app.add_typer(policy_app, name="policy")
 
+from .mcp_cmds import mcp_app  # noqa: E402 - the MCP proxies live in their own module
+
+app.add_typer(mcp_app, name="mcp")
+
 
 # --- help: summaries, examples and environment for every command (agentctl/_cli/helptext.py) ---------
 
