@@ -52,12 +52,11 @@ def run_proxy(command: list[str], filt: Filter, *, stdin: BinaryIO, stdout: Bina
                 _close_input(child)
                 return False
 
+    lines = _lines(stdin)
+
     def client_loop() -> None:
         try:
-            while True:
-                line = stdin.readline(_MAX_LINE)
-                if not line:
-                    break
+            for line in lines:
                 if not line.strip():
                     continue
                 try:
@@ -136,6 +135,33 @@ def run_proxy(command: list[str], filt: Filter, *, stdin: BinaryIO, stdout: Bina
     if failed:
         raise failed[0] if failed[0].exit_code == 3 else OperationalError(failed[0].message)
     return 128 - status if status < 0 else status
+
+
+def _lines(stdin: BinaryIO):
+    """The client's lines, read from its file descriptor with ``os.read``: a thread blocked in a
+    buffered reader at interpreter exit aborts the process, one blocked in ``os.read`` does not."""
+    try:
+        fd = stdin.fileno()
+    except (AttributeError, OSError, ValueError):
+        yield from iter(lambda: stdin.readline(_MAX_LINE), b"")
+        return
+    buf = b""
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            if buf:
+                yield buf
+            return
+        buf += chunk
+        while True:
+            i = buf.find(b"\n")
+            if i < 0:
+                if len(buf) > _MAX_LINE:  # a line this long is never a message: pass it on cut, to be refused
+                    yield buf[:_MAX_LINE]
+                    buf = b""
+                break
+            yield buf[: i + 1]
+            buf = buf[i + 1 :]
 
 
 def _close_input(child: subprocess.Popen) -> None:
