@@ -6,11 +6,12 @@
 # The sub-commands of a command path ('' is agentctl itself).
 __agentctl_commands() {
     case $1 in
-        '') echo 'keygen list show pubkey import rotate revoke delegate inspect sign verify demo completion role revocations audit policy' ;;
+        '') echo 'keygen list show pubkey import rotate revoke delegate inspect sign verify demo completion role revocations audit policy mcp' ;;
         'role') echo 'add remove' ;;
         'revocations') echo 'export import' ;;
         'audit') echo 'verify ship enroll checkpoint prove consistency key export' ;;
         'policy') echo 'eval check schema' ;;
+        'mcp') echo 'guard sign' ;;
     esac
 }
 
@@ -50,6 +51,9 @@ __agentctl_options() {
         'policy eval') echo '--input --query --json -h --help' ;;
         'policy check') echo '--query --json -h --help' ;;
         'policy schema') echo '--cedar --json -h --help' ;;
+        'mcp') echo '-h --help' ;;
+        'mcp guard') echo '--name --audience --pass --seen --revocations --leeway -h --help' ;;
+        'mcp sign') echo '--as --grant --server --audience -h --help' ;;
     esac
 }
 
@@ -114,6 +118,16 @@ __agentctl_option_value() {
         'policy eval --input') echo 'file' ;;
         'policy eval --query') echo 'text' ;;
         'policy check --query') echo 'text' ;;
+        'mcp guard --name') echo 'text' ;;
+        'mcp guard --audience') echo 'text' ;;
+        'mcp guard --pass') echo 'text' ;;
+        'mcp guard --seen') echo 'text home memory' ;;
+        'mcp guard --revocations') echo 'file' ;;
+        'mcp guard --leeway') echo 'text' ;;
+        'mcp sign --as') echo 'text' ;;
+        'mcp sign --grant') echo 'file' ;;
+        'mcp sign --server') echo 'text' ;;
+        'mcp sign --audience') echo 'text' ;;
     esac
 }
 
@@ -141,6 +155,8 @@ __agentctl_argument() {
         'audit consistency '1) echo 'text' ;;
         'policy eval '*) echo 'text' ;;
         'policy check '*) echo 'text' ;;
+        'mcp guard '*) echo 'text' ;;
+        'mcp sign '*) echo 'text' ;;
     esac
 }
 
