@@ -64,6 +64,10 @@ _EXPORTS = {
     "rotate": "agentctl.identity",
     "delegate": "agentctl.delegation",
     "sign_action": "agentctl.signing",
+    # the MCP tool boundary (docs/mcp.md; an SDK server needs the mcp extra)
+    "McpGuard": "agentctl.mcp",
+    "McpSigner": "agentctl.mcp",
+    "current_tool_call": "agentctl.mcp",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -12,4 +12,10 @@ from .guard import Guard, GuardedCall, current_action
 from .mapping import ACTION, DENIED, META_KEY
 from .signer import CallSigner
 
-__all__ = ["Guard", "GuardedCall", "current_action", "CallSigner", "ACTION", "DENIED", "META_KEY"]
+# the names agentctl exports (agentctl.__all__, docs/library.md)
+McpGuard = Guard
+McpSigner = CallSigner
+current_tool_call = current_action
+
+__all__ = ["Guard", "GuardedCall", "current_action", "CallSigner", "ACTION", "DENIED", "META_KEY", "McpGuard", "McpSigner",
+           "current_tool_call"]
