@@ -210,6 +210,37 @@ def test_exit_status_and_signals(world):
 
 def test_a_client_that_disconnects_ends_the_proxy_and_the_server(world):
     tmp_path, env = world
-    p = subprocess.Popen(guard_cmd(tmp_path), env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    spy = tmp_path / "spy.py"
+    spy.write_text("import sys\nfor line in sys.stdin:\n    pass\nprint('bye', flush=True)\nsys.exit(5)\n")
+    p = subprocess.Popen([AGENTCTL, "mcp", "guard", "--name", "files", "--", sys.executable, str(spy)], env=env,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdin.close()  # the server sees its input end, says so, and its status is the proxy's
+    assert p.stdout.read() == b"bye\n"
+    assert p.wait(timeout=60) == 5
+
+
+def test_a_server_that_ignores_the_end_of_its_input_is_stopped(world):
+    tmp_path, env = world
+    stubborn = "import signal, sys\nprint('ready', flush=True)\nsys.stdin.read()\nsignal.pause()\n"
+    p = subprocess.Popen([AGENTCTL, "mcp", "guard", "--name", "files", "--", sys.executable, "-c", stubborn], env=env,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout.readline() == b"ready\n"
     p.stdin.close()
-    assert p.wait(timeout=30) == 0
+    assert p.wait(timeout=60) == 128 + signal.SIGTERM
+    assert b"did not exit after its input closed" in p.stderr.read()
+
+
+def test_a_server_that_crashes_ends_the_proxy(world):
+    tmp_path, env = world
+    g = Raw(tmp_path, env)
+    g.send({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+    assert g.recv()["id"] == 1
+    os.kill(_child_pid(g.p.pid), signal.SIGKILL)
+    assert g.p.wait(timeout=60) == 128 + signal.SIGKILL
+
+
+def _child_pid(pid: int) -> int:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if not children.exists():
+        pytest.skip("no /proc children list here")
+    return int(children.read_text().split()[0])
