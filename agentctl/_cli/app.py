@@ -464,6 +464,10 @@ from .trust_cmds import sync_command, trust_app  # noqa: E402 - trust bundles an
 app.add_typer(trust_app, name="trust")
 app.command("sync")(sync_command)
 
+from .mcp_cmds import mcp_app  # noqa: E402 - the MCP proxies live in their own module
+
+app.add_typer(mcp_app, name="mcp")
+
 
 # --- help: summaries, examples and environment for every command (agentctl/_cli/helptext.py) ---------
 

@@ -6,12 +6,13 @@
 # The sub-commands of a command path ('' is agentctl itself).
 __agentctl_commands() {
     case $1 in
-        '') echo 'keygen list show pubkey import rotate revoke delegate inspect sign verify demo completion sync role revocations audit policy trust' ;;
+        '') echo 'keygen list show pubkey import rotate revoke delegate inspect sign verify demo completion sync role revocations audit policy trust mcp' ;;
         'role') echo 'add remove' ;;
         'revocations') echo 'export import' ;;
         'audit') echo 'verify ship enroll checkpoint prove consistency key export' ;;
         'policy') echo 'input eval check schema' ;;
         'trust') echo 'export import' ;;
+        'mcp') echo 'guard sign' ;;
     esac
 }
 
@@ -56,6 +57,9 @@ __agentctl_options() {
         'trust') echo '-h --help' ;;
         'trust export') echo '--sign-as -o --output --json -h --help' ;;
         'trust import') echo '--json -h --help' ;;
+        'mcp') echo '-h --help' ;;
+        'mcp guard') echo '--name --audience --pass --seen --revocations --leeway -h --help' ;;
+        'mcp sign') echo '--as --grant --server --audience -h --help' ;;
     esac
 }
 
@@ -130,6 +134,16 @@ __agentctl_option_value() {
         'policy check --query') echo 'text' ;;
         'trust export --sign-as') echo 'name' ;;
         'trust export -o'|'trust export --output') echo 'file' ;;
+        'mcp guard --name') echo 'text' ;;
+        'mcp guard --audience') echo 'text' ;;
+        'mcp guard --pass') echo 'text' ;;
+        'mcp guard --seen') echo 'text home memory' ;;
+        'mcp guard --revocations') echo 'file' ;;
+        'mcp guard --leeway') echo 'text' ;;
+        'mcp sign --as') echo 'text' ;;
+        'mcp sign --grant') echo 'file' ;;
+        'mcp sign --server') echo 'text' ;;
+        'mcp sign --audience') echo 'text' ;;
     esac
 }
 
@@ -159,6 +173,8 @@ __agentctl_argument() {
         'policy eval '*) echo 'text' ;;
         'policy check '*) echo 'text' ;;
         'trust import '0) echo 'file' ;;
+        'mcp guard '*) echo 'text' ;;
+        'mcp sign '*) echo 'text' ;;
     esac
 }
 
