@@ -149,7 +149,7 @@ class GuardFilter:
         assert data is not None and call.tool == out.get("name")
         return data + b"\n", None
 
-    def _refuse(self, reason: str, detail: str, method: str | None) -> None:
+    def _refuse(self, reason: str | None, detail: str, method: str | None) -> None:
         self.recorder.record(Event("mcp.refuse", "deny", reason=reason,
                                    metadata={"mcp_server": self.guard.server, "method": method[:200] if method else None, "detail": detail}))
 
