@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typer
 
-__all__ = ["JSON_HELP", "JsonOpt", "NameArg", "OutputOpt", "AudienceOpt", "TtlOpt"]
+from .common import State
+
+__all__ = ["JSON_HELP", "JsonOpt", "NameArg", "OutputOpt", "AudienceOpt", "TtlOpt", "state", "done"]
 
 JSON_HELP = "Print exactly one JSON document on stdout; everything else goes to stderr."
 
@@ -26,3 +28,13 @@ def AudienceOpt(help: str = "Restrict it to one audience.") -> typer.models.Opti
 
 def TtlOpt(help: str) -> typer.models.OptionInfo:
     return typer.Option(None, "--ttl", metavar="DURATION", help=help)
+
+
+def state(ctx: typer.Context) -> State:
+    """The global options the root callback gathered."""
+    return ctx.obj if isinstance(ctx.obj, State) else State()
+
+
+def done(code: int) -> None:
+    """End a Typer command with the body's exit code."""
+    raise typer.Exit(code)
