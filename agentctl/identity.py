@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Callable
 
 from . import crypto, jws
 from .context import Context
-from .encoding import EncodingError, b64u_decode, did_key, jwk, loads_strict, public_from_did_key, public_from_jwk, thumbprint
+from .encoding import EncodingError, jwk, public_from_jwk, thumbprint
 from .errors import DeniedError, ExistsError, KeystoreError, NotFoundError, UsageError, VerificationError
-from .models import Key, Principal, Revocation, check_attr, check_jti, check_kid, check_role
+from .models import Key, Principal, Revocation, check_attr, check_role
 from .names import check_name
 from .secret import decode_secret, encode_secret
 from .store import Store
 from .values import is_time
+from .changes import Then, undoing
+from .public_keys import parse_public_key, public_formats
+from .revoking import revoke_grant, revoke_key, revoke_principal
 
 __all__ = [
     "Signer",
@@ -59,83 +60,7 @@ class Signer:
         return thumbprint(self.public)
 
 
-def _checked_public(raw: bytes, what: str) -> bytes:
-    try:
-        return crypto.check_public_key(raw)
-    except crypto.InvalidKey as e:
-        raise UsageError(f"refused {what}: {e}") from None
-
-
-def parse_public_key(text: str, base: Path | None = None) -> bytes:
-    """A public key given as did:key, a JWK (inline or in a file) or base64url; validated as a point."""
-    text = text.strip()
-    if text.startswith("did:"):
-        did, hash_, fragment = text.partition("#")
-        # did:key:z6Mk…#z6Mk… (a verification method id) names the key of its DID, and only that
-        if hash_ and fragment != did[len("did:key:"):]:
-            raise UsageError("bad did:key: its #fragment names another key than the DID itself")
-        try:
-            return _checked_public(public_from_did_key(did), "did:key")
-        except EncodingError as e:
-            raise UsageError(f"bad did:key: {e}") from None
-    if text.startswith("{"):
-        data = text
-    else:
-        path = Path(text) if base is None else base / text
-        try:
-            is_dir, is_file = path.is_dir(), path.is_file()
-        except (OSError, ValueError):  # too long or a NUL: no file name, so the key itself
-            is_dir = is_file = False
-        if is_dir:
-            raise UsageError(f"cannot read {path}: it is a directory")
-        if path.suffix.lower() in (".json", ".jwk") or is_file:
-            try:
-                data = path.read_text("utf-8")
-            except FileNotFoundError:
-                raise NotFoundError(f"no such file: {path}") from None
-            except (OSError, UnicodeDecodeError, ValueError) as e:
-                raise UsageError(f"cannot read {str(path)[:200]}: {getattr(e, 'strerror', None) or e}") from None
-            if not data.strip():
-                raise UsageError(f"bad JWK: {path} is empty")
-        else:
-            try:
-                raw = b64u_decode(text)
-            except EncodingError as e:
-                raise UsageError(f"bad public key: not a did:key, a JWK file or base64url ({e})") from None
-            if len(raw) != 32:
-                raise UsageError(f"bad public key: base64url of {len(raw)} bytes, an Ed25519 key is 32")
-            return _checked_public(raw, "public key")
-    try:
-        doc = loads_strict(data)
-        if isinstance(doc, dict) and "keys" in doc:  # a JWKS with one key
-            keys = doc["keys"]
-            if not isinstance(keys, list) or len(keys) != 1:
-                raise EncodingError("a JWKS given to import must hold exactly one key")
-            doc = keys[0]
-        return _checked_public(public_from_jwk(doc), "JWK")
-    except EncodingError as e:
-        raise UsageError(f"bad JWK: {e}") from None
-
-
-def public_formats(public: bytes) -> dict:
-    return {"did": did_key(public), "jwk": jwk(public, kid=True), "b64": jwk(public)["x"], "kid": thumbprint(public)}
-
-
 # --- keygen, import ---------------------------------------------------------------------------
-
-Then = Callable[..., None] | None
-
-
-def _undoing(undo: Callable[[], None], then: Then, *result: object) -> None:
-    """Run ``then(*result)``; when it raises, run ``undo`` and let the error go on."""
-    if then is None:
-        return
-    try:
-        then(*result)
-    except BaseException:
-        undo()
-        raise
-
 
 def _replaceable(p: Principal, revs) -> str | None:
     """Why ``keygen --replace`` may not replace ``p``, or None when it may."""
@@ -221,7 +146,7 @@ def keygen(
         except BaseException:
             undo()
             raise
-        _undoing(undo, then, principal, secret)
+        undoing(undo, then, principal, secret)
     return principal, secret
 
 
@@ -261,7 +186,7 @@ def import_principal(ctx: Context, name: str, key_text: str, *, roles: tuple[str
         _check_key_is_free(store, thumbprint(public))
         principal = Principal(name=name, origin="imported", created=ctx.now(), keys=(Key(public, ctx.now()),), roles=roles)
         store.put(principal)
-        _undoing(lambda: store.delete(name), then, principal)
+        undoing(lambda: store.delete(name), then, principal)
     return principal
 
 
@@ -293,7 +218,7 @@ def set_roles(ctx: Context, name: str, *, add: tuple[str, ...] = (), remove: tup
         updated = replace(before, roles=roles)
         if added or removed:
             store.put(updated)
-        _undoing(lambda: store.put(before) if (added or removed) else None, then, updated, added, removed)
+        undoing(lambda: store.put(before) if (added or removed) else None, then, updated, added, removed)
     return updated, added, removed
 
 
@@ -357,7 +282,7 @@ def rotate(ctx: Context, name: str, *, store_secret: bool = True, export_secret:
                 keystore.delete(name, thumbprint(public))
             raise
         secret = encode_secret(name, seed) if export_secret else None
-        _undoing(undo, then, updated, statement, secret)
+        undoing(undo, then, updated, statement, secret)
         if old.source != "env" and current.keystore:
             try:
                 ctx.keystore(current.keystore).delete(name, old.kid)
@@ -391,7 +316,7 @@ def import_rotation(ctx: Context, name: str, statement: str, *, then: Then = Non
     if not is_time(iat):  # values.py: seconds, 0 to the year 9999, so the key history can store it
         raise VerificationError("malformed", "rotation statement has no valid iat")
     if principal.current.kid == new_kid:
-        _undoing(lambda: None, then, principal)
+        undoing(lambda: None, then, principal)
         return principal  # already applied
     if principal.key(new_kid) is not None:
         raise VerificationError("chain_broken", f"the rotation statement names key {new_kid}, which {name} already used and retired")
@@ -418,74 +343,8 @@ def import_rotation(ctx: Context, name: str, statement: str, *, then: Then = Non
             raise VerificationError("chain_broken", f"the rotation statement's new key {new_kid} already belongs to {holder[0].name!r}; one key cannot be two principals")
         updated = current.rotated(new_public, float(iat), current.keystore)
         store.put(updated)
-        _undoing(lambda: store.put(current), then, updated)
+        undoing(lambda: store.put(current), then, updated)
     return updated
-
-
-# --- revocation -------------------------------------------------------------------------------
-
-
-def revoke_principal(ctx: Context, name: str, reason: str = "", *, then: Then = None) -> tuple[Revocation, bool]:
-    """Revoke a principal and all its keys. Returns the revocation and whether it is new.
-    ``then(revocation, new)`` as for :func:`keygen`."""
-    Store(ctx.home).require(name)
-    return _revoke(ctx, Revocation("principal", name, ctx.now(), _reason(reason)), then)
-
-
-def revoke_key(ctx: Context, kid: str, reason: str = "", *, then: Then = None) -> tuple[Revocation, bool]:
-    check_kid(kid)
-    store = Store(ctx.home)
-    if store.find_key(kid) is None:
-        raise NotFoundError(f"no key {kid} among the principals in {ctx.home.path}", hint="see 'agentctl show NAME' for key ids")
-    return _revoke(ctx, Revocation("key", kid, ctx.now(), _reason(reason)), then)
-
-
-def revoke_grant(ctx: Context, jti: str, reason: str = "", *, then: Then = None) -> tuple[Revocation, bool]:
-    check_jti(jti)
-    return _revoke(ctx, Revocation("grant", jti, ctx.now(), _reason(reason)), then)
-
-
-def _reason(reason: str) -> str:
-    if len(reason) > 500 or not reason.isprintable():
-        raise UsageError("bad --reason: printable text of at most 500 characters")
-    return reason
-
-
-def _revoke(ctx: Context, entry: Revocation, then: Then) -> tuple[Revocation, bool]:
-    store = Store(ctx.home)
-    with ctx.home.lock():
-        revs = store.revocations()
-        existing = revs.find(entry.kind, entry.id)
-        if existing is not None:
-            _undoing(lambda: None, then, existing, False)
-            return existing, False
-        before = store.saved(ctx.home.revocations_file)
-        store.put_revocations(revs.adding(entry))
-        _undoing(lambda: store.restore(ctx.home.revocations_file, before), then, entry, True)
-        # A revoked key signs nothing again: remove its secret from this machine. Still under the lock,
-        # and from the record as it is now, so a rotation cannot slip a new secret in meanwhile.
-        _drop_secrets(ctx, store, entry)
-    return entry, True
-
-
-def _drop_secrets(ctx: Context, store: Store, entry: Revocation) -> None:
-    if entry.kind == "principal":
-        p = store.get(entry.id)
-        kids = [k.kid for k in p.keys] if p is not None else []
-    elif entry.kind == "key":
-        found = store.find_key(entry.id)
-        p = found[0] if found is not None and found[1].status == "current" else None
-        kids = [entry.id]
-    else:
-        return
-    if p is None or p.origin != "local" or not p.keystore:
-        return
-    try:
-        ks = ctx.keystore(p.keystore)
-        for kid in kids:
-            ks.delete(p.name, kid)
-    except KeystoreError as e:
-        ctx.notify(f"revoked, but its secret key could not be removed from the keystore: {e.message}")
 
 
 # --- signing keys -----------------------------------------------------------------------------

@@ -1,0 +1,75 @@
+"""Revocation: of a principal (all its keys), of one key, or of one grant, action or approval by its
+``jti``. Permanent. A revoked key's secret is removed from this machine under the home lock."""
+
+from __future__ import annotations
+
+from .changes import Then, undoing
+from .context import Context
+from .errors import KeystoreError, NotFoundError, UsageError
+from .models import Revocation, check_jti, check_kid
+from .store import Store
+
+__all__ = ["revoke_principal", "revoke_key", "revoke_grant"]
+
+
+def revoke_principal(ctx: Context, name: str, reason: str = "", *, then: Then = None) -> tuple[Revocation, bool]:
+    """Revoke a principal and all its keys. Returns the revocation and whether it is new.
+    ``then(revocation, new)`` as for :func:`keygen`."""
+    Store(ctx.home).require(name)
+    return _revoke(ctx, Revocation("principal", name, ctx.now(), _reason(reason)), then)
+
+
+def revoke_key(ctx: Context, kid: str, reason: str = "", *, then: Then = None) -> tuple[Revocation, bool]:
+    check_kid(kid)
+    store = Store(ctx.home)
+    if store.find_key(kid) is None:
+        raise NotFoundError(f"no key {kid} among the principals in {ctx.home.path}", hint="see 'agentctl show NAME' for key ids")
+    return _revoke(ctx, Revocation("key", kid, ctx.now(), _reason(reason)), then)
+
+
+def revoke_grant(ctx: Context, jti: str, reason: str = "", *, then: Then = None) -> tuple[Revocation, bool]:
+    check_jti(jti)
+    return _revoke(ctx, Revocation("grant", jti, ctx.now(), _reason(reason)), then)
+
+
+def _reason(reason: str) -> str:
+    if len(reason) > 500 or not reason.isprintable():
+        raise UsageError("bad --reason: printable text of at most 500 characters")
+    return reason
+
+
+def _revoke(ctx: Context, entry: Revocation, then: Then) -> tuple[Revocation, bool]:
+    store = Store(ctx.home)
+    with ctx.home.lock():
+        revs = store.revocations()
+        existing = revs.find(entry.kind, entry.id)
+        if existing is not None:
+            undoing(lambda: None, then, existing, False)
+            return existing, False
+        before = store.saved(ctx.home.revocations_file)
+        store.put_revocations(revs.adding(entry))
+        undoing(lambda: store.restore(ctx.home.revocations_file, before), then, entry, True)
+        # A revoked key signs nothing again: remove its secret from this machine. Still under the lock,
+        # and from the record as it is now, so a rotation cannot slip a new secret in meanwhile.
+        _drop_secrets(ctx, store, entry)
+    return entry, True
+
+
+def _drop_secrets(ctx: Context, store: Store, entry: Revocation) -> None:
+    if entry.kind == "principal":
+        p = store.get(entry.id)
+        kids = [k.kid for k in p.keys] if p is not None else []
+    elif entry.kind == "key":
+        found = store.find_key(entry.id)
+        p = found[0] if found is not None and found[1].status == "current" else None
+        kids = [entry.id]
+    else:
+        return
+    if p is None or p.origin != "local" or not p.keystore:
+        return
+    try:
+        ks = ctx.keystore(p.keystore)
+        for kid in kids:
+            ks.delete(p.name, kid)
+    except KeystoreError as e:
+        ctx.notify(f"revoked, but its secret key could not be removed from the keystore: {e.message}")
