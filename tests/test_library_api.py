@@ -164,3 +164,24 @@ def test_a_tool_server_from_the_public_api_records_what_the_cli_records(cli, hom
     lib_verify = _lib_events(audit)
     assert [e["reason"] for e in lib_verify] == [None, "replayed", "bad_signature", "scope_denied"]
     assert lib_verify == cli_verify
+
+
+def test_every_verify_event_names_the_presentation_by_its_digest(tmp_path):
+    """SPEC, Beyond one machine: a disputed event is settled by producing the token, so each verify
+    event carries presentation_sha256, for allowed and denied ones alike."""
+    import hashlib
+    import os
+
+    alice = agentctl.signer_from_seed("user:alice", os.urandom(32))
+    bot = agentctl.signer_from_seed("agent:bot", os.urandom(32))
+    grant, _ = agentctl.delegate_with(alice, to="agent:bot", to_public=bot.public, scopes=["deploy.*:api/*"], ttl=600)
+    action = agentctl.sign_action_with(bot, action="deploy.staging", resource="api/web", grant=grant)
+    audit = agentctl.MemoryRecorder()
+    verifier = agentctl.Verifier(agentctl.StaticTrust({"user:alice": alice.public}), recorder=audit)
+    verifier.verify(action + "\n", action="deploy.staging", resource="api/web")
+    with pytest.raises(agentctl.VerificationError):
+        verifier.verify(action, action="deploy.staging", resource="api/other")
+    with pytest.raises(agentctl.VerificationError):
+        verifier.verify(action[:-2] + "xx")
+    digests = [e.metadata.get("presentation_sha256") for e in audit.events]
+    assert digests == [hashlib.sha256(action.encode()).hexdigest()] * 2 + [hashlib.sha256((action[:-2] + "xx").encode()).hexdigest()]

@@ -54,7 +54,7 @@ def test_every_decision_is_recorded_as_the_cli_records_it():
     with pytest.raises(VerificationError) as e:
         v.verify_action(bad)
     assert [(ev.event, ev.outcome, ev.reason) for ev in rec.events] == [("verify", "allow", None), ("verify", "deny", "scope_denied")]
-    assert rec.events[0] == verdict_event(doc)
+    assert rec.events[0] == verdict_event(doc, ok)
     assert rec.events[1] == verdict_event(e.value.verdict, bad)
     assert e.value.verdict["reason"] == "scope_denied" and e.value.verdict["type"] == "action"
     assert rec.events[1].principal == "agent:bot"

@@ -147,9 +147,15 @@ def denial_doc(e: VerificationError, kind: str | None = None, action=None, resou
 def verdict_event(doc: dict, token: str | None = None) -> Event:
     """The audit event of one verdict: never the payload, only what was decided and why. A denial
     names whom the token claimed to be (marked ``claimed``: nothing about it was established), so
-    ``audit --agent X`` shows attempts made in X's name too."""
+    ``audit --agent X`` shows attempts made in X's name too. Given the presentation, the event carries
+    its SHA-256 (``presentation_sha256``, of the text without outer whitespace), so a disputed event can
+    be settled by producing the token."""
     principal, behalf, jtis = doc.get("agent"), doc.get("on_behalf_of"), (doc["jti"],) if doc.get("jti") else ()
     metadata = {"type": doc.get("type"), "scope": doc.get("scope"), "detail": doc.get("detail")}
+    if isinstance(token, str):
+        import hashlib
+
+        metadata["presentation_sha256"] = hashlib.sha256(token.strip().encode("utf-8", "surrogatepass")).hexdigest()
     if doc.get("policy") is not None:  # digest, query, engine, result, input_sha256: reproducible
         metadata["policy"] = doc["policy"]
     if not doc["ok"] and token and principal is None:

@@ -130,7 +130,7 @@ class Verifier:
             raise
         if self._recording:
             doc = result.verdict(action, resource) if kind == "grant" else result.verdict()  # type: ignore[call-arg]
-            self.recorder.record(verdict_event(doc))
+            self.recorder.record(verdict_event(doc, token if isinstance(token, str) else None))
         return result
 
     def verify_grant(
