@@ -21,7 +21,7 @@ from .errors import UsageError, VerificationError
 from .grants import audience_claim, int_claim, jti_claim
 from .names import is_name
 
-__all__ = ["ApprovalRules", "RequestToken", "ApprovalToken", "request_from", "approval_from", "request_claims",
+__all__ = ["ApprovalRules", "request_with", "approve_with", "RequestToken", "ApprovalToken", "request_from", "approval_from", "request_claims",
            "approval_claims", "parse_request", "DEFAULT_REQUEST_TTL", "DEFAULT_APPROVAL_MAX_TTL", "MAX_TEXT",
            "check_approver_entry", "check_text"]
 
@@ -273,3 +273,42 @@ def parse_request(text: str):
         raise _misplaced("the request's 'grant'", req.grant, parts)
     chain = parse_grants(rest)
     return chain, req
+
+
+def request_with(signer, *, action: str, resource: str, audience: str, grant: str | None = None, data: bytes = b"",
+                 embed: bool = False, reason: str | None = None, ttl: int = DEFAULT_REQUEST_TTL, clock=None) -> str:
+    """Sign a request for approval with a key held in memory (no home): the presentation
+    ``grant~…~request``. ``grant`` is the grant presentation the action will carry, if any."""
+    from .clock import system_clock
+    from .grants import parse_chain
+
+    check_action_name(action)
+    check_resource(resource)
+    check_audience(audience)
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
+        raise UsageError("ttl must be a positive number of seconds")
+    now = int((clock or system_clock)())
+    chain = parse_chain(grant.strip()) if grant is not None else None
+    sub = chain.leaf.sub if chain is not None else signer.name
+    claims = request_claims(iss=signer.name, sub=sub, action=action, resource=resource, data=data, embed=embed,
+                            audience=audience, now=now, ttl=ttl, grant=chain.leaf.digest if chain is not None else None,
+                            reason=reason)
+    token = jws.encode(jws.REQUEST, claims, signer.seed)
+    return f"{chain.text}~{token}" if chain is not None else token
+
+
+def approve_with(signer, request: str, *, audience: str | None = None, ttl: int = DEFAULT_APPROVAL_MAX_TTL,
+                 note: str | None = None, clock=None) -> str:
+    """Sign an approval of ``request`` (a request presentation) with a key held in memory. It copies
+    the request's binding; it does not judge the request: verify it first, and show a person what it
+    binds (``agentctl approval show``)."""
+    from .clock import system_clock
+
+    _, req = parse_request(request.strip())
+    if audience is not None and audience not in req.aud:
+        raise UsageError(f"audience {audience} is not the request's ({', '.join(req.aud)}): it can only narrow")
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
+        raise UsageError("ttl must be a positive number of seconds")
+    claims = approval_claims(iss=signer.name, request=req, audience=audience or req.aud[0],
+                             now=int((clock or system_clock)()), ttl=ttl, note=note)
+    return jws.encode(jws.APPROVAL, claims, signer.seed)
