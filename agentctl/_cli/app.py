@@ -128,11 +128,11 @@ def revoke(
     ctx: typer.Context,
     name: Optional[str] = typer.Argument(None, metavar="[NAME]", help="Principal to revoke, with all its keys."),
     key: Optional[str] = typer.Option(None, "--key", metavar="KID", help="Revoke one key."),
-    grant: Optional[str] = typer.Option(None, "--grant", metavar="JTI", help="Revoke one grant."),
+    grant: Optional[str] = typer.Option(None, "--jti", "--grant", metavar="JTI", help="Revoke one grant, action or approval by its id (--grant: the same)."),
     reason: str = typer.Option("", "--reason", metavar="TEXT", help="Why, for the record."),
     json_: bool = JsonOpt,
 ) -> None:
-    """Revoke a principal, a key or a grant. Permanent."""
+    """Revoke a principal, a key, or a grant, action or approval (--jti). Permanent."""
     s = state(ctx)
     done(ident.do_revoke(s, s.output(json_), name, key, grant, reason))
 
@@ -215,6 +215,7 @@ def sign(
     action: str = typer.Option(..., "--action", metavar="ACTION", help="What it does, e.g. deploy.staging."),
     resource: str = typer.Option(..., "--resource", metavar="RESOURCE", help="What it acts on, e.g. api/web."),
     grant: Optional[str] = typer.Option(None, "--grant", metavar="GRANT", help="The grant that authorizes it (token, file or -)."),
+    approval: Optional[str] = typer.Option(None, "--approval", metavar="FILE", help="An approval of exactly this action (agentctl approval approve)."),
     data: Optional[str] = typer.Option(None, "--data", metavar="FILE", help="Payload to bind by its SHA-256 digest (- for stdin)."),
     embed: bool = typer.Option(False, "--embed", help="Carry the payload in the token."),
     audience: Optional[str] = AudienceOpt("Restrict the action to one audience."),
@@ -226,7 +227,7 @@ def sign(
     from .action_cmds import do_sign
 
     s = state(ctx)
-    done(do_sign(s, s.output(json_), as_, action, resource, grant, data, embed, audience, ttl, output))
+    done(do_sign(s, s.output(json_), as_, action, resource, grant, data, embed, audience, ttl, output, approval=approval))
 
 
 @app.command()
@@ -463,6 +464,10 @@ from .trust_cmds import sync_command, trust_app  # noqa: E402 - trust bundles an
 
 app.add_typer(trust_app, name="trust")
 app.command("sync")(sync_command)
+
+from .approval_cmds import approval_app  # noqa: E402 - approvals live in their own module
+
+app.add_typer(approval_app, name="approval")
 
 
 # --- help: summaries, examples and environment for every command (agentctl/_cli/helptext.py) ---------
