@@ -183,8 +183,9 @@ def _token_argument(source: str) -> str:
 def _human_verdict(out: Output, doc: dict) -> None:
     if doc["type"] == "action":
         via = f" under {doc['scope']}" if doc["scope"] else " on its own authority"
+        approved = f"; approved by {doc['approval']['by']}" if doc.get("approval") else ""
         out.line(f"ok: {doc['agent']} may {doc['action']} on {doc['resource']} on behalf of {doc['on_behalf_of']}{via}"
-                 f" (chain {' > '.join(doc['chain'])}; until {doc['expires_at']})")
+                 f" (chain {' > '.join(doc['chain'])}; until {doc['expires_at']}{approved})")
     else:
         out.line(f"ok: grant to {doc['agent']} on behalf of {doc['on_behalf_of']}: {doc['scope']}"
                  f" (chain {' > '.join(doc['chain'])}; until {doc['expires_at']})")
