@@ -152,6 +152,7 @@ def test_every_command_lists_the_environment_it_reads(cli, path, command, ctx):
     for var in COMMON_ENV:
         assert var in names, f"'agentctl {' '.join(path)} --help' does not mention {var}"
     signs = path in {("sign",), ("delegate",), ("rotate",), ("revocations",), ("revocations", "export"), ("trust",), ("trust", "export"), ()}
+    signs |= path in {("approval",), ("approval", "request"), ("approval", "approve")}
     assert ("AGENTCTL_SECRET_KEY" in names) == signs, path
     if path in {("keygen",), ("rotate",), ("sign",), ("delegate",), ("revoke",), ("audit", "checkpoint")}:
         assert {"AGENTCTL_KEYSTORE", "AGENTCTL_PASSPHRASE"} <= set(names), path
