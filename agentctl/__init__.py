@@ -48,6 +48,10 @@ _EXPORTS = {
     "verify_list": "agentctl.revocation_lists",
     "VerifiedGrant": "agentctl.verify",
     "VerifiedAction": "agentctl.verify",
+    # policies (Rego and Cedar engines are optional extras, imported only when a set is compiled)
+    "load_sets": "agentctl.policy",
+    "PolicySet": "agentctl.policy",
+    "Decision": "agentctl.policy",
     # once: seen-stores
     "SeenStore": "agentctl.seen",
     "MemorySeenStore": "agentctl.seen",
@@ -67,6 +71,10 @@ _EXPORTS = {
     "rotate": "agentctl.identity",
     "delegate": "agentctl.delegation",
     "sign_action": "agentctl.signing",
+    # the MCP tool boundary (docs/mcp.md; an SDK server needs the mcp extra)
+    "McpGuard": "agentctl.mcp",
+    "McpSigner": "agentctl.mcp",
+    "current_tool_call": "agentctl.mcp",
 }
 
 __all__ = ["__version__", *_EXPORTS]

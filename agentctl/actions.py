@@ -42,7 +42,7 @@ def param_error(param: str, message: str, hint: str | None = None) -> UsageError
     return e
 
 
-def check_action_name(action: str, param: str = "action") -> str:
+def check_action_name(action: object, param: str = "action") -> str:
     """A concrete action: dot-separated segments of ``[a-z0-9_-]+``, no ``*``, no ``:``."""
     if isinstance(action, str) and _ACTION.fullmatch(action):
         return action
@@ -56,7 +56,7 @@ def _shown(value: object) -> str:
     return text if len(text) <= 80 else text[:60] + "..."
 
 
-def check_resource(resource: str, param: str = "resource") -> str:
+def check_resource(resource: object, param: str = "resource") -> str:
     """A concrete resource: printable ASCII without spaces or ``*``, 1 to :data:`MAX_RESOURCE` characters
     (what a signed action may carry, so every resource a verifier accepts could have been signed)."""
     if isinstance(resource, str) and _RESOURCE.fullmatch(resource):
@@ -64,7 +64,7 @@ def check_resource(resource: str, param: str = "resource") -> str:
     raise param_error(param, f"bad {param} {_shown(resource)}: printable ASCII without spaces or '*', at most {MAX_RESOURCE} characters")
 
 
-def check_audience(audience: str, param: str = "audience") -> str:
+def check_audience(audience: object, param: str = "audience") -> str:
     """An audience: printable text without spaces, 1 to :data:`MAX_AUDIENCE` characters."""
     if isinstance(audience, str) and audience and audience.isprintable() and " " not in audience and len(audience) <= MAX_AUDIENCE:
         return audience

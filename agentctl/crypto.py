@@ -87,7 +87,7 @@ def verify(public: bytes, message: bytes, signature: bytes) -> bool:
         return False
 
 
-def check_public_key(public: bytes) -> bytes:
+def check_public_key(public: object) -> bytes:
     """Return ``public`` if it is a canonical, prime-order Ed25519 point; raise :class:`InvalidKey`."""
     if not isinstance(public, (bytes, bytearray)) or len(public) != PUBLIC_BYTES:
         raise InvalidKey("an Ed25519 public key is 32 bytes")
@@ -175,7 +175,7 @@ def unseal(passphrase: bytes, sealed: dict) -> bytes | None:
         salt, nonce, box = (sealed.get(k) for k in ("salt", "nonce", "ciphertext"))
         if ops is None or mem is None:
             return None
-        if not all(isinstance(v, bytes) for v in (salt, nonce, box)):
+        if not (isinstance(salt, bytes) and isinstance(nonce, bytes) and isinstance(box, bytes)):
             return None
         if len(salt) != SealParams.SALT_BYTES or len(nonce) != SealParams.NONCE_BYTES:
             return None

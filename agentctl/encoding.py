@@ -9,6 +9,7 @@ import binascii
 import hashlib
 import json
 import re
+from typing import Any
 
 __all__ = [
     "b64u_encode",
@@ -38,7 +39,7 @@ def b64u_encode(data: bytes) -> str:
 
 
 _B64U_VALUE = {c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")}
-_PAD = ("", None, "==", "=")
+_PAD = ("", "", "==", "=")  # a length of 1 mod 4 is refused before padding
 _TAIL_BITS = (0, 0, 0b1111, 0b11)  # bits of the last character that must be zero, by length % 4
 
 
@@ -211,7 +212,7 @@ def _no_lone_surrogates(doc: object) -> None:
             stack.extend(v)
 
 
-def _jcs(value: object, out: list) -> None:
+def _jcs(value: Any, out: list) -> None:
     t = type(value)
     if t is str:  # the common cases first, without isinstance chains
         if _SURROGATE.search(value):
@@ -289,7 +290,7 @@ def _es_number(x: float) -> str:
     _, digits, exp = Decimal(repr(abs(x))).normalize().as_tuple()
     s = "".join(map(str, digits))
     k = len(s)
-    n = exp + k
+    n = int(exp) + k  # a finite number: its exponent is an int
     if k <= n <= 21:
         out = s + "0" * (n - k)
     elif 0 < n <= 21:
@@ -304,7 +305,7 @@ def _es_number(x: float) -> str:
 _MAX_SAFE = 2**53 - 1
 
 
-def _plain(value: object) -> bool:
+def _plain(value: Any) -> bool:
     """Whether json's C encoder writes ``value`` exactly as RFC 8785 does: no floats (number
     formatting differs), integers in the I-JSON range, and only ASCII string keys (for which code
     point order is UTF-16 order)."""

@@ -140,6 +140,8 @@ class PassphraseError(UsageError):
 class VerificationError(DeniedError):
     """A token did not verify. ``reason`` is one of :data:`REASONS`."""
 
+    reason: str  # always a reason code here
+
     kind = "denied"
 
     def __init__(self, reason: str, detail: str) -> None:

@@ -35,7 +35,7 @@ def int_claim(claims: dict, name: str) -> int:
 def _name(v: object, what: str) -> str:
     if not is_name(v):
         raise _bad(f"{what} is not a valid principal name")
-    return v  # type: ignore[return-value]
+    return v
 
 
 def parse_scope_claim(value: object):

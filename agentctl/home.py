@@ -253,7 +253,7 @@ class Home:
             try:
                 import fcntl
             except ImportError:  # not POSIX: single-process use only
-                fcntl = None
+                fcntl = None  # type: ignore[assignment]
             if fcntl is not None:
                 fcntl.flock(fd, fcntl.LOCK_EX)
             held[key] = 1
@@ -356,7 +356,7 @@ def _policy_table(table: object, f: Path) -> dict:
     if not isinstance(table, dict):
         raise UsageError(f"setting 'policy' in {f} must be a table ([policy])")
     out: dict = {}
-    for key, value in table.items():
+    for key in table:
         if key not in _POLICY_KEYS:
             raise UsageError(f"unknown key {key!r} in [policy] of {f}", hint=f"known: {', '.join(_POLICY_KEYS)}")
     files = table.get("files", [])

@@ -19,7 +19,7 @@ import os
 import sys
 import threading
 from abc import ABC, abstractmethod
-from typing import Callable, Mapping, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 from .encoding import EncodingError, b64u_decode, b64u_encode
 from .errors import Error, KeystoreError, PassphraseError, SecretFormatError, StoreError, UsageError
@@ -100,7 +100,7 @@ class FileKeystore(Keystore):
             takes_label = len(inspect.signature(self.prompt).parameters) >= 2
         except (TypeError, ValueError):
             takes_label = False
-        answer = self.prompt(purpose, label) if takes_label else self.prompt(purpose)  # type: ignore[call-arg]
+        answer = self.prompt(purpose, label) if takes_label else self.prompt(purpose)
         return answer or None
 
     def _passphrase(self, purpose: str, label: str = "") -> bytes | None:
@@ -142,7 +142,7 @@ class FileKeystore(Keystore):
         try:
             if len(parts) != 7 or parts[0] != self.SEALED or parts[1] != "argon2id":
                 raise ValueError
-            sealed = {"kdf": parts[1], "opslimit": int(parts[2]), "memlimit": int(parts[3])}
+            sealed: dict[str, Any] = {"kdf": parts[1], "opslimit": int(parts[2]), "memlimit": int(parts[3])}
             for k, v in zip(("salt", "nonce", "ciphertext"), parts[4:]):
                 sealed[k] = b64u_decode(v)
             if len(sealed["salt"]) != SealParams.SALT_BYTES or len(sealed["nonce"]) != SealParams.NONCE_BYTES:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 import re
 
 from .errors import UsageError
@@ -13,7 +15,7 @@ _SEGMENT = r"[a-z0-9][a-z0-9._-]*"
 _NAME = re.compile(rf"(?:{'|'.join(KINDS)})(?::{_SEGMENT})+")
 
 
-def is_name(text: object) -> bool:
+def is_name(text: object) -> TypeGuard[str]:
     return isinstance(text, str) and 3 <= len(text) <= 128 and _NAME.fullmatch(text) is not None and ".." not in text
 
 

@@ -120,7 +120,7 @@ def parse_grants(parts: list[str], last: jws.Jws | None = None):
 
     if len(parts) > MAX_GRANTS:
         raise VerificationError("chain_broken", f"the presentation holds {len(parts)} grants; at most {MAX_GRANTS}")
-    hops = []
+    hops: list = []
     n = len(parts)
     for i, part in enumerate(parts):
         t = last if last is not None and i == n - 1 else jws.decode(part, _POSITIONS)  # each token decoded once

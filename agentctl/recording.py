@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import Error, ExistsError, OperationalError
 from .events import Event
@@ -78,7 +78,7 @@ class HomeRecorder(Recorder):
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.log = None
+        self.log: Any = None  # the AuditLog, while open
         self.enabled = ctx.home.config.audit
         if not self.enabled:
             return

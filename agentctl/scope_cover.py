@@ -44,6 +44,7 @@ def _action_regions(child: _Actions, parents: Sequence[_Actions], budget: _Budge
     in S, one shortest such action (in breadth-first order, so the result is deterministic)."""
     literals = sorted({seg for a in (child, *parents) for seg in a.prefix})
     other = _other(literals, (f"x{i}" if i else "x" for i in range(len(literals) + 1)))
+    assert other is not None  # one more candidate than literals
     classes = [other, *literals]
     regions: dict[frozenset[int], str] = {}
     seen: set[tuple[int, tuple[int, ...]]] = set()
@@ -102,9 +103,10 @@ def _resource_witness(child: _Glob, parents: Sequence[_Glob], budget: _Budget) -
                     after = parents_after[ps, ch] = (None, False)
                 else:
                     after = parents_after[ps, ch] = (ps2, not any(s & p.accept for p, s in zip(parents, ps2)))
-            ps2, rejected = after
-            if ps2 is None:
+            maybe, rejected = after
+            if maybe is None:
                 continue
+            ps2 = maybe
             for q2 in _bits(moved):
                 budget.spend(1)
                 if q2 == child.accept and rejected:

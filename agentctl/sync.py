@@ -33,7 +33,7 @@ class SourceResult:
     def describe(self) -> dict:
         from .clock import rfc3339
 
-        doc = {"url": self.source.url, "kind": self.source.kind, "signer": self.source.signer, "status": self.status,
+        doc: dict = {"url": self.source.url, "kind": self.source.kind, "signer": self.source.signer, "status": self.status,
                "version": self.version, "iat": rfc3339(self.iat) if self.iat is not None else None}
         if self.reason:
             doc["reason"] = self.reason

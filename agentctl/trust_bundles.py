@@ -166,7 +166,7 @@ def _principal(e: object, i: int) -> Principal:
             if not isinstance(kd, dict) or set(kd) - {"jwk", "added", "retired"}:
                 raise ValueError("a key is {jwk, added, retired?}")
             public = crypto.check_public_key(public_from_jwk(kd.get("jwk")))
-            added = parse_rfc3339(kd.get("added"))
+            added = parse_rfc3339(kd["added"])  # a missing one is a KeyError: malformed, as every shape error here
             retired = parse_rfc3339(kd["retired"]) if "retired" in kd else None
             keys.append(Key(public, added, "retired" if retired is not None else "current", retired))
         return Principal(name=name, origin="imported", created=min(k.created for k in keys), keys=tuple(keys),

@@ -225,7 +225,7 @@ def bench_queries(log: AuditLog, size: int) -> None:
         ("an agent with no events, --limit 20", dict(agent="agent:nobody", limit=20)),
     ]
     for label, kw in shapes:
-        t = timeit(lambda: log.query(**kw), 51)
+        t = timeit(lambda kw=kw: log.query(**kw), 51)
         n = len(log.query(**kw))
         say(f"   {size:>9,} events  {label:<52} {ms(t):>10}  ({n} rows)")
     t = timeit(lambda: log.query(agent="agent:bot-7", limit=20), 51)

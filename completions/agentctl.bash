@@ -6,12 +6,13 @@
 # The sub-commands of a command path ('' is agentctl itself).
 __agentctl_commands() {
     case $1 in
-        '') echo 'keygen list show pubkey import rotate revoke delegate inspect sign verify demo completion sync role revocations audit policy trust approval' ;;
+        '') echo 'keygen list show pubkey import rotate revoke delegate inspect sign verify demo completion sync role revocations audit policy trust mcp approval' ;;
         'role') echo 'add remove' ;;
         'revocations') echo 'export import' ;;
         'audit') echo 'verify ship enroll checkpoint prove consistency key export' ;;
         'policy') echo 'input eval check schema' ;;
         'trust') echo 'export import' ;;
+        'mcp') echo 'guard sign' ;;
         'approval') echo 'request list show approve deny' ;;
     esac
 }
@@ -57,6 +58,9 @@ __agentctl_options() {
         'trust') echo '-h --help' ;;
         'trust export') echo '--sign-as -o --output --json -h --help' ;;
         'trust import') echo '--json -h --help' ;;
+        'mcp') echo '-h --help' ;;
+        'mcp guard') echo '--name --audience --pass --seen --revocations --leeway -h --help' ;;
+        'mcp sign') echo '--as --grant --server --audience -h --help' ;;
         'approval') echo '-h --help' ;;
         'approval request') echo '--as --action --resource --audience --grant --data --embed --reason --ttl -o --output --json -h --help' ;;
         'approval list') echo '--all --json -h --help' ;;
@@ -138,6 +142,16 @@ __agentctl_option_value() {
         'policy check --query') echo 'text' ;;
         'trust export --sign-as') echo 'name' ;;
         'trust export -o'|'trust export --output') echo 'file' ;;
+        'mcp guard --name') echo 'text' ;;
+        'mcp guard --audience') echo 'text' ;;
+        'mcp guard --pass') echo 'text' ;;
+        'mcp guard --seen') echo 'text home memory' ;;
+        'mcp guard --revocations') echo 'file' ;;
+        'mcp guard --leeway') echo 'text' ;;
+        'mcp sign --as') echo 'text' ;;
+        'mcp sign --grant') echo 'file' ;;
+        'mcp sign --server') echo 'text' ;;
+        'mcp sign --audience') echo 'text' ;;
         'approval request --as') echo 'text' ;;
         'approval request --action') echo 'text' ;;
         'approval request --resource') echo 'text' ;;
@@ -185,6 +199,8 @@ __agentctl_argument() {
         'policy eval '*) echo 'text' ;;
         'policy check '*) echo 'text' ;;
         'trust import '0) echo 'file' ;;
+        'mcp guard '*) echo 'text' ;;
+        'mcp sign '*) echo 'text' ;;
         'approval show '0) echo 'file' ;;
         'approval approve '0) echo 'file' ;;
         'approval deny '0) echo 'file' ;;

@@ -265,7 +265,7 @@ def test_batch_single_and_library_agree(tool, grant, tmp_path):
 
     verifier = Verifier(StaticTrust({"user:alice": Keys.alice.public}, revs, authority={"user:alice": ["deploy.*:api/**"]}), recorder=NO_AUDIT, clock=FixedClock(NOW + 5))
     library = []
-    for name, token, ask in cases:
+    for _name, token, ask in cases:
         try:
             if token == grant:
                 verifier.verify_grant(token, action=ask.get("action"), resource=ask.get("resource"))
@@ -291,7 +291,7 @@ def test_batch_single_and_library_agree(tool, grant, tmp_path):
         single.append(doc["reason"])
 
     lines = []
-    for name, token, ask in cases:
+    for _name, token, ask in cases:
         req = {"token": token, **{k: v for k, v in ask.items() if k != "data"}}
         if "data" in ask:
             req["data"] = ask["data"].decode()

@@ -36,7 +36,7 @@ from agentctl.identity import (
     rotate,
     signer_for,
 )
-from agentctl.keystore import FileKeystore, KeyringKeystore
+from agentctl.keystore import KeyringKeystore
 from agentctl.secret import decode_secret
 from agentctl.store import Store
 

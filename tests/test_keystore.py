@@ -31,7 +31,6 @@ from conftest import snapshot
 def store_snapshot(home: Path) -> dict[str, bytes]:
     """The home's files except the audit log: a failed command records its failure there."""
     return {k: v for k, v in snapshot(home).items() if not k.startswith("audit")}
-from fakekeyring import FakeKeyring
 
 NAME = "agent:reviewer:prod"
 OTHER = "agent:intruder"

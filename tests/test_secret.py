@@ -135,5 +135,7 @@ def test_the_value_never_prints_its_seed():
 
 def test_it_is_frozen():
     s = decode_secret(secret_line())
-    with pytest.raises(Exception):
+    from dataclasses import FrozenInstanceError
+
+    with pytest.raises(FrozenInstanceError):
         s.seed = b"\0" * 32  # type: ignore[misc]

@@ -18,7 +18,8 @@ from .params import flag_check
 
 @command
 def do_sign(state: State, out: Output, as_: str, action: str, resource: str, grant: str | None, data: str | None,
-            embed: bool, audience: str | None, ttl: str | None, output_file: str | None, approval: str | None = None) -> int:
+            embed: bool, audience: str | None, ttl: str | None, output_file: str | None,
+            approval: str | None = None) -> int | None:
     from ..durations import parse_duration
     from ..signing import sign_action
 
@@ -193,7 +194,7 @@ def _human_verdict(out: Output, doc: dict) -> None:
 
 @command
 def do_verify(state: State, out: Output, source: str | None, action, resource, audience, data, revocations, at,
-              leeway, once, batch, expect=None, *, policies=(), query=None, context=None) -> int:
+              leeway, once, batch, expect=None, *, policies=(), query=None, context=None) -> int | None:
     if batch:
         return _batch(state, out, source, action, resource, audience, data, revocations, at, leeway, once, expect,
                       policies, query, context)
@@ -365,7 +366,7 @@ def _batch(state: State, out: Output, source, action, resource, audience, data, 
 
 
 @command
-def do_revocations_export(state: State, out: Output, sign_as: str, output_file: str | None) -> int:
+def do_revocations_export(state: State, out: Output, sign_as: str, output_file: str | None) -> int | None:
     from ..revocation_lists import export_list
 
     target = Target.of(output_file)  # before the exported version is counted
@@ -381,7 +382,7 @@ def do_revocations_export(state: State, out: Output, sign_as: str, output_file: 
 
 
 @command
-def do_revocations_import(state: State, out: Output, source: str) -> int:
+def do_revocations_import(state: State, out: Output, source: str) -> int | None:
     from ..revocation_lists import import_list
 
     ctx = make_context(state, out)

@@ -465,6 +465,10 @@ from .trust_cmds import sync_command, trust_app  # noqa: E402 - trust bundles an
 app.add_typer(trust_app, name="trust")
 app.command("sync")(sync_command)
 
+from .mcp_cmds import mcp_app  # noqa: E402 - the MCP proxies live in their own module
+
+app.add_typer(mcp_app, name="mcp")
+
 from .approval_cmds import approval_app  # noqa: E402 - approvals live in their own module
 
 app.add_typer(approval_app, name="approval")

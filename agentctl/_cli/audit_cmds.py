@@ -33,7 +33,7 @@ def _when(option: str, text: str | None, now: float) -> float | None:
 
 
 @command
-def do_audit_query(state: State, out: Output, agent, action, outcome, since, until, limit) -> int:
+def do_audit_query(state: State, out: Output, agent, action, outcome, since, until, limit) -> int | None:
     from ..events import OUTCOMES
     from ..names import check_name
 
@@ -68,7 +68,7 @@ def do_audit_query(state: State, out: Output, agent, action, outcome, since, unt
 
 
 @command
-def do_audit_export(state: State, out: Output, since) -> int:
+def do_audit_export(state: State, out: Output, since) -> int | None:
     import json
 
     t0 = _when("--since", since, make_context(state, out).now())
@@ -92,7 +92,7 @@ def do_audit_export(state: State, out: Output, since) -> int:
 
 
 @command
-def do_audit_checkpoint(state: State, out: Output, output_file) -> int:
+def do_audit_checkpoint(state: State, out: Output, output_file) -> int | None:
     import base64
 
     from ..recording import HomeRecorder
@@ -120,7 +120,7 @@ def do_audit_checkpoint(state: State, out: Output, output_file) -> int:
 
 
 @command
-def do_audit_prove(state: State, out: Output, seq: int, checkpoint=None) -> int:
+def do_audit_prove(state: State, out: Output, seq: int, checkpoint=None) -> int | None:
     kept = read_file(checkpoint, "checkpoint") if checkpoint is not None else None
     ctx, log = _open(state, out)
     if log is None:
@@ -133,7 +133,7 @@ def do_audit_prove(state: State, out: Output, seq: int, checkpoint=None) -> int:
 
 
 @command
-def do_audit_consistency(state: State, out: Output, old: str, new: str) -> int:
+def do_audit_consistency(state: State, out: Output, old: str, new: str) -> int | None:
     old_text, new_text = read_file(old, "checkpoint"), read_file(new, "checkpoint")
     ctx, log = _open(state, out)
     if log is None:
@@ -146,7 +146,7 @@ def do_audit_consistency(state: State, out: Output, old: str, new: str) -> int:
 
 
 @command
-def do_audit_key(state: State, out: Output) -> int:
+def do_audit_key(state: State, out: Output) -> int | None:
     from ..recording import audit_key
 
     vkey = audit_key(make_context(state, out))
@@ -167,7 +167,7 @@ def do_audit_verify(state: State, out: Output, checkpoint) -> int:
     return 0
 
 
-def _tampered(out: Output, report) -> int:
+def _tampered(out: Output, report) -> int | None:
     """The verdict on a log that failed ``audit verify``: one line naming the events, exit 1."""
     first, last = report.first_bad_seq, report.last_bad_seq
     where = "" if first is None else f" (event {first})" if last in (None, first) else f" (events {first}..{last})"

@@ -27,7 +27,7 @@ def parse_leeway(text: str | None, default: int) -> int:
 
 @command
 def do_delegate(state: State, out: Output, to: str, scopes: list[str], ttl: str | None, issuer: str | None,
-                parent: str | None, audience: str | None, max_depth: int | None, output_file: str | None) -> int:
+                parent: str | None, audience: str | None, max_depth: int | None, output_file: str | None) -> int | None:
     from ..delegation import delegate
 
     if issuer is not None and parent is not None:
@@ -156,7 +156,7 @@ def _show_hops(out: Output, hops: list[dict]) -> None:
 
 
 @command
-def do_inspect(state: State, out: Output, source: str) -> int:
+def do_inspect(state: State, out: Output, source: str) -> int | None:
     """Show a token. Its verdict is the one ``verify TOKEN`` gives (the same Verifier call, at the same
     time), so inspect never calls a token valid that verify would refuse."""
 

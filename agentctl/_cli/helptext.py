@@ -219,6 +219,17 @@ HELP: dict[tuple[str, ...], tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     ("policy", "schema"): ("Print the schema policies are written against.", (
         "agentctl policy schema --cedar > agentctl.cedarschema",
     ), ()),
+    ("mcp",): ("Verify and sign MCP tool calls (stdio proxies).", (
+        "agentctl mcp guard --name files -- python files_server.py",
+        "agentctl mcp sign --as agent:bot --grant bot.grant --server files -- agentctl mcp guard --name files -- python files_server.py",
+    ), ()),
+    ("mcp", "guard"): ("Run an MCP server behind a guard that verifies every tool call.", (
+        "agentctl mcp guard --name files -- python files_server.py",
+        "agentctl mcp guard --name github --pass resources/read --seen memory -- npx github-mcp",
+    ), ()),
+    ("mcp", "sign"): ("Run an MCP server, signing every tool call the client makes.", (
+        "agentctl mcp sign --as agent:bot --grant bot.grant --server files -- ssh tools agentctl mcp guard --name files -- ./server",
+    ), SIGNING),
 }
 
 

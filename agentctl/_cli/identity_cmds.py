@@ -78,7 +78,7 @@ def _undone(rec: Recorder, event: str, name: str | None, e: BaseException) -> No
 
 @command
 def do_keygen(state: State, out: Output, name: str, roles: list[str], attrs: list[str], export_secret: bool, no_store: bool,
-              replace: bool = False) -> int:
+              replace: bool = False) -> int | None:
     from ..identity import keygen
     from ..store import Store
 
@@ -121,7 +121,7 @@ def do_keygen(state: State, out: Output, name: str, roles: list[str], attrs: lis
 
 
 @command
-def do_list(state: State, out: Output) -> int:
+def do_list(state: State, out: Output) -> int | None:
     from ..store import Store
 
     ctx = make_context(state, out)
@@ -169,7 +169,7 @@ def _authority_text(a: dict) -> str:
 
 
 @command
-def do_show(state: State, out: Output, name: str) -> int:
+def do_show(state: State, out: Output, name: str) -> int | None:
     from ..store import Store
 
     ctx = make_context(state, out)
@@ -202,7 +202,7 @@ def do_show(state: State, out: Output, name: str) -> int:
 
 
 @command
-def do_pubkey(state: State, out: Output, name: str, fmt: str, all_keys: bool = False) -> int:
+def do_pubkey(state: State, out: Output, name: str, fmt: str, all_keys: bool = False) -> int | None:
     from ..encoding import b64u_encode, did_key, jwk
     from ..home import Home
     from ..store import Store
@@ -252,7 +252,7 @@ def key_set(p: Principal, revs: Revocations) -> list[dict]:
 
 
 @command
-def do_import(state: State, out: Output, name: str, key: str | None, rotation: str | None, roles: list[str]) -> int:
+def do_import(state: State, out: Output, name: str, key: str | None, rotation: str | None, roles: list[str]) -> int | None:
     from ..identity import import_principal, import_rotation
     from ..store import Store
 
@@ -289,7 +289,7 @@ def do_import(state: State, out: Output, name: str, key: str | None, rotation: s
 
 
 @command
-def do_rotate(state: State, out: Output, name: str, output_file: str | None, export_secret: bool = False, no_store: bool = False) -> int:
+def do_rotate(state: State, out: Output, name: str, output_file: str | None, export_secret: bool = False, no_store: bool = False) -> int | None:
     from ..identity import rotate
     from ..store import Store
 
@@ -328,7 +328,7 @@ def do_rotate(state: State, out: Output, name: str, output_file: str | None, exp
 
 
 @command
-def do_revoke(state: State, out: Output, name: str | None, key: str | None, grant: str | None, reason: str) -> int:
+def do_revoke(state: State, out: Output, name: str | None, key: str | None, grant: str | None, reason: str) -> int | None:
     from ..identity import revoke_grant, revoke_key, revoke_principal
 
     if sum(x is not None for x in (name, key, grant)) != 1:
@@ -356,7 +356,7 @@ def do_revoke(state: State, out: Output, name: str | None, key: str | None, gran
 
 
 @command
-def do_role(state: State, out: Output, op: str, name: str, roles: list[str]) -> int:
+def do_role(state: State, out: Output, op: str, name: str, roles: list[str]) -> int | None:
     """``role add|remove NAME ROLE…``: change a principal's roles, audited."""
     from ..identity import set_roles
     from ..store import Store

@@ -30,7 +30,7 @@ def _progress(out: Output):
 
 
 @command
-def do_audit_ship(state: State, out: Output, init: str | None, to: str | None) -> int:
+def do_audit_ship(state: State, out: Output, init: str | None, to: str | None) -> int | None:
     from ..audit.pg import describe, resolve_url
 
     if init is not None and to is not None:
@@ -60,7 +60,7 @@ def do_audit_ship(state: State, out: Output, init: str | None, to: str | None) -
 
 
 @command
-def do_audit_enroll(state: State, out: Output, to: str | None, key: str, role: str | None, no_password: bool) -> int:
+def do_audit_enroll(state: State, out: Output, to: str | None, key: str, role: str | None, no_password: bool) -> int | None:
     from ..audit.pg import describe, resolve_url
     from ..audit.ship import enroll
 
@@ -81,7 +81,7 @@ def do_audit_enroll(state: State, out: Output, to: str | None, key: str, role: s
 
 
 @command
-def do_audit_verify_from(state: State, out: Output, from_: str | None, state_dir: str | None, checkpoint: str | None = None) -> int:
+def do_audit_verify_from(state: State, out: Output, from_: str | None, state_dir: str | None, checkpoint: str | None = None) -> int | None:
     from ..audit.fleet import verify_store
     from ..audit.pg import resolve_url
 
@@ -116,7 +116,7 @@ def do_audit_verify_from(state: State, out: Output, from_: str | None, state_dir
 
 
 @command
-def do_audit_query_from(state: State, out: Output, from_, host, agent, action, outcome, since, until, limit) -> int:
+def do_audit_query_from(state: State, out: Output, from_, host, agent, action, outcome, since, until, limit) -> int | None:
     from ..audit.fleet import query_store
     from ..audit.pg import resolve_url
     from ..events import OUTCOMES

@@ -56,7 +56,7 @@ def sync_command(
 
 
 @command
-def do_trust_export(state: State, out: Output, sign_as: str, output_file: str | None) -> int:
+def do_trust_export(state: State, out: Output, sign_as: str, output_file: str | None) -> int | None:
     from ..trust_bundles import export_bundle
 
     target = Target.of(output_file)  # before the exported version is counted
@@ -72,7 +72,7 @@ def do_trust_export(state: State, out: Output, sign_as: str, output_file: str | 
 
 
 @command
-def do_trust_import(state: State, out: Output, source: str) -> int:
+def do_trust_import(state: State, out: Output, source: str) -> int | None:
     from ..clock import rfc3339
     from ..jws import MAX_LIST_BYTES
     from ..trust_bundles import import_bundle
@@ -104,7 +104,7 @@ def _summary(changes: dict) -> str:
 
 
 @command
-def do_sync(state: State, out: Output) -> int:
+def do_sync(state: State, out: Output) -> int | None:
     from ..sync import exit_code, sync
 
     ctx = make_context(state, out)

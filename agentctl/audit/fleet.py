@@ -135,7 +135,7 @@ def _verify_log(conn, log_id, origin, key, role, state_dir, max_lag, now) -> Log
             return bad(f"checkpoint {size}'s columns differ from its signed note", size or None, 0)
         roots[size] = bytes(root)
     state = _load_state(state_dir, origin, key)
-    want = dict(roots)
+    want: dict[int, bytes | None] = dict(roots)
     if state is not None:
         want.setdefault(state["size"], None)
 

@@ -150,7 +150,7 @@ class AuditLog:
             try:
                 import fcntl
             except ImportError:  # not POSIX: SQLite's own locking alone (fair enough for one writer)
-                fcntl = None
+                fcntl = None  # type: ignore[assignment]
             if fcntl is not None:
                 fcntl.flock(fd, fcntl.LOCK_EX)
             self.conn.execute("BEGIN IMMEDIATE")

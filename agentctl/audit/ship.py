@@ -130,7 +130,7 @@ def enroll(url: str, vkey: str, role: str | None = None, *, password: bool = Tru
     """Enroll a host's audit key: map it to ``role`` (made LOGIN when missing, with a fresh random
     password unless ``password`` is false) and make the role a member of the host group. Enrolling
     the same key to the same role again changes nothing; to another role is refused."""
-    psycopg = require_psycopg()
+    require_psycopg()
     from psycopg import sql
 
     try:

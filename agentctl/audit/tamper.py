@@ -186,6 +186,7 @@ def _verify_tree(log) -> int:
             _find_moved(rows)  # rows moved with their leaf hashes: name them exactly
             raise
         if len(rows) == chunk:
+            assert top is not None  # a full chunk is one perfect subtree
             tops.append(top)
         expected += len(rows)
     size = expected - 1

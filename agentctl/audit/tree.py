@@ -187,7 +187,7 @@ class CompactRange:
             return NotImplemented
         return self._size == other._size and self._hashes == other._hashes
 
-    __hash__ = None  # mutable
+    __hash__ = None  # type: ignore[assignment]  # mutable
 
     def __repr__(self) -> str:
         return f"CompactRange(size={self._size}, root={self.root().hex()})"

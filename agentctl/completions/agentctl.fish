@@ -6,7 +6,7 @@
 function __agentctl_commands
     switch "$argv[1]"
         case ''
-            printf '%s\n' keygen list show pubkey import rotate revoke delegate inspect sign verify demo completion sync role revocations audit policy trust approval
+            printf '%s\n' keygen list show pubkey import rotate revoke delegate inspect sign verify demo completion sync role revocations audit policy trust mcp approval
         case 'role'
             printf '%s\n' add remove
         case 'revocations'
@@ -17,6 +17,8 @@ function __agentctl_commands
             printf '%s\n' input eval check schema
         case 'trust'
             printf '%s\n' export import
+        case 'mcp'
+            printf '%s\n' guard sign
         case 'approval'
             printf '%s\n' request list show approve deny
     end
@@ -25,7 +27,7 @@ end
 # Whether option $argv[2] of command path $argv[1] takes a value.
 function __agentctl_takes_value
     switch "$argv[1] $argv[2]"
-        case ' --home' 'keygen --role' 'keygen --attr' 'pubkey --format' 'import --rotation' 'import --role' 'rotate -o' 'rotate --output' 'revoke --key' 'revoke --grant' 'revoke --jti' 'revoke --reason' 'delegate --to' 'delegate --scope' 'delegate --ttl' 'delegate --from' 'delegate --parent' 'delegate --audience' 'delegate --max-depth' 'delegate -o' 'delegate --output' 'sign --as' 'sign --action' 'sign --resource' 'sign --grant' 'sign --approval' 'sign --data' 'sign --audience' 'sign --ttl' 'sign -o' 'sign --output' 'verify --action' 'verify --resource' 'verify --audience' 'verify --data' 'verify --expect' 'verify --revocations' 'verify --at' 'verify --leeway' 'verify --policy' 'verify --query' 'verify --context' 'revocations export --sign-as' 'revocations export -o' 'revocations export --output' 'audit --agent' 'audit --action' 'audit --outcome' 'audit --since' 'audit --until' 'audit --limit' 'audit --from' 'audit --host' 'audit verify --checkpoint' 'audit verify --from' 'audit verify --state' 'audit ship --to' 'audit ship --init' 'audit enroll --to' 'audit enroll --db-role' 'audit checkpoint -o' 'audit checkpoint --output' 'audit prove --checkpoint' 'audit export --since' 'policy input --action' 'policy input --resource' 'policy input --context' 'policy input --audience' 'policy input --at' 'policy eval --input' 'policy eval --query' 'policy check --query' 'trust export --sign-as' 'trust export -o' 'trust export --output' 'approval request --as' 'approval request --action' 'approval request --resource' 'approval request --audience' 'approval request --grant' 'approval request --data' 'approval request --reason' 'approval request --ttl' 'approval request -o' 'approval request --output' 'approval show --data' 'approval approve --as' 'approval approve --ttl' 'approval approve --note' 'approval approve --audience' 'approval approve --data' 'approval approve -o' 'approval approve --output' 'approval deny --as' 'approval deny --reason'
+        case ' --home' 'keygen --role' 'keygen --attr' 'pubkey --format' 'import --rotation' 'import --role' 'rotate -o' 'rotate --output' 'revoke --key' 'revoke --grant' 'revoke --jti' 'revoke --reason' 'delegate --to' 'delegate --scope' 'delegate --ttl' 'delegate --from' 'delegate --parent' 'delegate --audience' 'delegate --max-depth' 'delegate -o' 'delegate --output' 'sign --as' 'sign --action' 'sign --resource' 'sign --grant' 'sign --approval' 'sign --data' 'sign --audience' 'sign --ttl' 'sign -o' 'sign --output' 'verify --action' 'verify --resource' 'verify --audience' 'verify --data' 'verify --expect' 'verify --revocations' 'verify --at' 'verify --leeway' 'verify --policy' 'verify --query' 'verify --context' 'revocations export --sign-as' 'revocations export -o' 'revocations export --output' 'audit --agent' 'audit --action' 'audit --outcome' 'audit --since' 'audit --until' 'audit --limit' 'audit --from' 'audit --host' 'audit verify --checkpoint' 'audit verify --from' 'audit verify --state' 'audit ship --to' 'audit ship --init' 'audit enroll --to' 'audit enroll --db-role' 'audit checkpoint -o' 'audit checkpoint --output' 'audit prove --checkpoint' 'audit export --since' 'policy input --action' 'policy input --resource' 'policy input --context' 'policy input --audience' 'policy input --at' 'policy eval --input' 'policy eval --query' 'policy check --query' 'trust export --sign-as' 'trust export -o' 'trust export --output' 'mcp guard --name' 'mcp guard --audience' 'mcp guard --pass' 'mcp guard --seen' 'mcp guard --revocations' 'mcp guard --leeway' 'mcp sign --as' 'mcp sign --grant' 'mcp sign --server' 'mcp sign --audience' 'approval request --as' 'approval request --action' 'approval request --resource' 'approval request --audience' 'approval request --grant' 'approval request --data' 'approval request --reason' 'approval request --ttl' 'approval request -o' 'approval request --output' 'approval show --data' 'approval approve --as' 'approval approve --ttl' 'approval approve --note' 'approval approve --audience' 'approval approve --data' 'approval approve -o' 'approval approve --output' 'approval deny --as' 'approval deny --reason'
             return 0
     end
     return 1
@@ -110,6 +112,7 @@ complete -c agentctl -n '__agentctl_at ""' -a revocations -d 'Signed revocation 
 complete -c agentctl -n '__agentctl_at ""' -a audit -d 'The audit log: query, verify, prove, export, ship.'
 complete -c agentctl -n '__agentctl_at ""' -a policy -d 'Rego and Cedar policies: input, evaluate, check, schema.'
 complete -c agentctl -n '__agentctl_at ""' -a trust -d 'Signed trust bundles for other machines.'
+complete -c agentctl -n '__agentctl_at ""' -a mcp -d 'Verify and sign MCP tool calls (stdio proxies).'
 complete -c agentctl -n '__agentctl_at ""' -a approval -d 'A human checkpoint bound to one exact action.'
 complete -c agentctl -n '__agentctl_at ""' -l home -x -a '(__fish_complete_directories)' -d 'Home directory (default: $AGENTCTL_HOME, else the user data dir).'
 complete -c agentctl -n '__agentctl_at ""' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
@@ -370,6 +373,27 @@ complete -c agentctl -n '__agentctl_at "trust export"' -s h -l help -d 'Show thi
 complete -c agentctl -n '__agentctl_at "trust import"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
 complete -c agentctl -n '__agentctl_at "trust import"' -s h -l help -d 'Show this message and exit.'
 complete -c agentctl -n '__agentctl_at "trust import" 0' -F
+
+# agentctl mcp
+complete -c agentctl -n '__agentctl_at "mcp"' -a guard -d 'Run an MCP server behind a guard that verifies every tool call.'
+complete -c agentctl -n '__agentctl_at "mcp"' -a sign -d 'Run an MCP server, signing every tool call the client makes.'
+complete -c agentctl -n '__agentctl_at "mcp"' -s h -l help -d 'Show this message and exit.'
+
+# agentctl mcp guard
+complete -c agentctl -n '__agentctl_at "mcp guard"' -l name -x -d 'The server\'s name in resources (mcp.call on SERVER/TOOL).'
+complete -c agentctl -n '__agentctl_at "mcp guard"' -l audience -x -d 'The audience calls must name (default mcp:SERVER).'
+complete -c agentctl -n '__agentctl_at "mcp guard"' -l pass -x -d 'Also pass this method unverified, e.g. resources/read (repeatable).'
+complete -c agentctl -n '__agentctl_at "mcp guard"' -l seen -x -a 'home memory' -d 'Where used actions are remembered (home: across restarts).'
+complete -c agentctl -n '__agentctl_at "mcp guard"' -l revocations -r -F -d 'Also honour this signed revocation list.'
+complete -c agentctl -n '__agentctl_at "mcp guard"' -l leeway -x -d 'Clock skew allowed (default 60s, at most 10m).'
+complete -c agentctl -n '__agentctl_at "mcp guard"' -s h -l help -d 'Show this message and exit.'
+
+# agentctl mcp sign
+complete -c agentctl -n '__agentctl_at "mcp sign"' -l as -x -d 'The agent signing the calls.'
+complete -c agentctl -n '__agentctl_at "mcp sign"' -l grant -r -F -d 'The agent\'s grant presentation.'
+complete -c agentctl -n '__agentctl_at "mcp sign"' -l server -x -d 'The server\'s name, as its guard knows it (--name).'
+complete -c agentctl -n '__agentctl_at "mcp sign"' -l audience -x -d 'The audience to sign for (default mcp:SERVER).'
+complete -c agentctl -n '__agentctl_at "mcp sign"' -s h -l help -d 'Show this message and exit.'
 
 # agentctl approval
 complete -c agentctl -n '__agentctl_at "approval"' -a request -d 'Sign a request for approval and queue it here.'

@@ -37,6 +37,7 @@ __agentctl_commands() {
     'audit:The audit log: query, verify, prove, export, ship.'
     'policy:Rego and Cedar policies: input, evaluate, check, schema.'
     'trust:Signed trust bundles for other machines.'
+    'mcp:Verify and sign MCP tool calls (stdio proxies).'
     'approval:A human checkpoint bound to one exact action.'
   )
   _describe -t commands 'agentctl command' commands
@@ -77,6 +78,7 @@ _agentctl() {
       (audit) _agentctl_audit && ret=0 ;;
       (policy) _agentctl_policy && ret=0 ;;
       (trust) _agentctl_trust && ret=0 ;;
+      (mcp) _agentctl_mcp && ret=0 ;;
       (approval) _agentctl_approval && ret=0 ;;
     esac
   fi
@@ -597,6 +599,59 @@ _agentctl_trust_import() {
     '(- *)-h[Show this message and exit.]' \
     '(- *)--help[Show this message and exit.]' \
     ':FILE:_files'
+}
+
+# agentctl mcp
+__agentctl_mcp_commands() {
+  local -a commands=(
+    'guard:Run an MCP server behind a guard that verifies every tool call.'
+    'sign:Run an MCP server, signing every tool call the client makes.'
+  )
+  _describe -t commands 'agentctl command' commands
+}
+
+_agentctl_mcp() {
+  local curcontext=$curcontext state state_descr line ret=1
+  local -A opt_args
+  _arguments -C -S \
+    '(- *)-h[Show this message and exit.]' \
+    '(- *)--help[Show this message and exit.]' \
+    '1: :__agentctl_mcp_commands' \
+    '*:: :->command' && ret=0
+  if [[ $state == command ]]; then
+    curcontext=${curcontext%:*:*}:agentctl-mcp-$words[1]:
+    case $words[1] in
+      (guard) _agentctl_mcp_guard && ret=0 ;;
+      (sign) _agentctl_mcp_sign && ret=0 ;;
+    esac
+  fi
+  return ret
+}
+
+# agentctl mcp guard
+_agentctl_mcp_guard() {
+  _arguments -S \
+    '--name=[The server'\''s name in resources (mcp.call on SERVER/TOOL).]:SERVER: ' \
+    '--audience=[The audience calls must name (default mcp\:SERVER).]:AUD: ' \
+    '*--pass=[Also pass this method unverified, e.g. resources/read (repeatable).]:METHOD: ' \
+    '--seen=[Where used actions are remembered (home\: across restarts).]:home|memory:(home memory)' \
+    '--revocations=[Also honour this signed revocation list.]:FILE:_files' \
+    '--leeway=[Clock skew allowed (default 60s, at most 10m).]:DURATION: ' \
+    '(- *)-h[Show this message and exit.]' \
+    '(- *)--help[Show this message and exit.]' \
+    '*:-- COMMAND [ARG…]: '
+}
+
+# agentctl mcp sign
+_agentctl_mcp_sign() {
+  _arguments -S \
+    '--as=[The agent signing the calls.]:AGENT: ' \
+    '--grant=[The agent'\''s grant presentation.]:FILE:_files' \
+    '--server=[The server'\''s name, as its guard knows it (--name).]:SERVER: ' \
+    '--audience=[The audience to sign for (default mcp\:SERVER).]:AUD: ' \
+    '(- *)-h[Show this message and exit.]' \
+    '(- *)--help[Show this message and exit.]' \
+    '*:-- COMMAND [ARG…]: '
 }
 
 # agentctl approval

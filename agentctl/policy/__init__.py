@@ -18,7 +18,7 @@ import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from ..errors import NotFoundError, UsageError
 from .digest import digest_of_hashes, file_sha256, input_sha256, policy_digest
@@ -154,15 +154,14 @@ def sets_digest(sets: Sequence[PolicySet]) -> str:
     return digest_of_hashes(pair for s in sets for pair in s.file_hashes)
 
 
-def _compile(engine: str, files: list[PolicyFile], query: str, digest: str) -> object:
-    if engine == "rego":
-        from .rego import compile_set
-    else:
-        from .cedar import compile_set
-    return compile_set(files, query, digest)
+def _compile(engine: str, files: list[PolicyFile], query: str, digest: str) -> Any:
+    import importlib
+
+    adapter = importlib.import_module(f".{engine}", __name__)  # rego or cedar: each imports its engine lazily
+    return adapter.compile_set(files, query, digest)
 
 
-def _bind(engine: str, compiled: object, timeout: float) -> PolicySet:
+def _bind(engine: str, compiled: Any, timeout: float) -> PolicySet:
     if engine == "rego":
         from .rego import RegoSet
 

@@ -161,7 +161,7 @@ def to_request(doc: dict) -> tuple[dict, list[dict]]:
         "resource": _uid("Resource", resource.get("id")),
         "context": _strip_nulls(context),
     }
-    return request, entities
+    return request, entities  # type: ignore[return-value]  # JSON values, as cedarpy takes them
 
 
 class CedarSet(PolicySet):

@@ -1,0 +1,149 @@
+"""agentctl mcp guard | sign: stdio proxies that verify and sign MCP tool calls (SPEC, "MCP").
+
+Both write only MCP messages on stdout; their own messages go to stderr (--json and AGENTCTL_FORMAT do
+not apply). Exit: 2 or 3 before COMMAND starts, then COMMAND's status (128 + N after signal N), 3 when
+an audit append fails (COMMAND is stopped first).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+import typer
+
+from ..errors import UsageError, VerificationError
+from .common import State, guarded, make_context, read_file
+from .output import Output
+
+__all__ = ["mcp_app", "do_guard", "do_sign"]
+
+mcp_app = typer.Typer(help="Verify and sign MCP tool calls: stdio proxies for the tool boundary.", no_args_is_help=True)
+_PROXY = {"allow_interspersed_args": False}
+COMMAND_HELP = "The stdio MCP server to run (after --), with its arguments."
+
+
+def _state(ctx: typer.Context) -> State:
+    return ctx.obj if isinstance(ctx.obj, State) else State()
+
+
+@mcp_app.command("guard", context_settings=_PROXY)
+def guard(
+    ctx: typer.Context,
+    command: Optional[List[str]] = typer.Argument(None, metavar="-- COMMAND [ARG…]", help=COMMAND_HELP),
+    name: str = typer.Option(..., "--name", metavar="SERVER", help="The server's name in resources (mcp.call on SERVER/TOOL)."),
+    audience: Optional[str] = typer.Option(None, "--audience", metavar="AUD", help="The audience calls must name (default mcp:SERVER)."),
+    pass_: List[str] = typer.Option([], "--pass", metavar="METHOD", help="Also pass this method unverified, e.g. resources/read (repeatable)."),
+    seen: str = typer.Option("home", "--seen", metavar="home|memory", help="Where used actions are remembered (home: across restarts)."),
+    revocations: Optional[str] = typer.Option(None, "--revocations", metavar="FILE", help="Also honour this signed revocation list."),
+    leeway: Optional[str] = typer.Option(None, "--leeway", metavar="DURATION", help="Clock skew allowed (default 60s, at most 10m)."),
+) -> None:
+    """Run a stdio MCP server behind a guard that verifies every tool call."""
+    raise typer.Exit(do_guard(_state(ctx), name, audience, pass_, seen, revocations, leeway, command or []))
+
+
+@mcp_app.command("sign", context_settings=_PROXY)
+def sign(
+    ctx: typer.Context,
+    command: Optional[List[str]] = typer.Argument(None, metavar="-- COMMAND [ARG…]", help="The stdio MCP server (or mcp guard) to run, after --."),
+    as_: str = typer.Option(..., "--as", metavar="AGENT", help="The agent signing the calls."),
+    grant: Optional[str] = typer.Option(None, "--grant", metavar="FILE", help="The agent's grant presentation."),
+    server: str = typer.Option(..., "--server", metavar="SERVER", help="The server's name, as its guard knows it (--name)."),
+    audience: Optional[str] = typer.Option(None, "--audience", metavar="AUD", help="The audience to sign for (default mcp:SERVER)."),
+) -> None:
+    """Run a stdio MCP server, signing every tool call the client makes."""
+    raise typer.Exit(do_sign(_state(ctx), as_, grant, server, audience, command or []))
+
+
+def _proxy_output() -> Output:
+    return Output(False)  # stdout carries MCP messages only
+
+
+def _checked_command(command: list[str]) -> list[str]:
+    if not command:
+        raise UsageError("no command to run", hint="give the MCP server's command after --: agentctl mcp guard --name files -- python server.py")
+    return command
+
+
+def do_guard(state: State, name: str, audience: str | None, passes: list[str], seen: str, revocations: str | None,
+             leeway: str | None, command: list[str]) -> int:
+    out = _proxy_output()
+
+    def body() -> int:
+        from ..mcp.guard import Guard
+        from ..mcp.mapping import check_server, default_audience
+        from ..mcp.proxy import run_proxy
+        from ..mcp.wire import GuardFilter
+        from ..seen import HomeSeenStore, MemorySeenStore
+        from ..store import Store
+        from ..verify import StoreTrust
+        from .grant_cmds import parse_leeway
+        from .record import Recorder
+
+        check_server(name, "--name")
+        aud = default_audience(name, audience, "--audience")
+        for method in passes:
+            if not method or not method.isprintable() or " " in method:
+                raise UsageError(f"bad --pass {method!r}: a JSON-RPC method name such as resources/read")
+            if method == "tools/call":
+                raise UsageError("--pass tools/call: tool calls are always verified")
+        if seen not in ("home", "memory"):
+            raise UsageError(f"bad --seen {seen!r}: use home or memory")
+        _checked_command(command)
+        ctx = make_context(state, out)
+        leeway_s = parse_leeway(leeway, ctx.home.config.leeway)
+        store = Store(ctx.home)
+        trust = StoreTrust(store)
+        recorder = Recorder(ctx)  # opened now: a log that cannot be opened fails before COMMAND starts
+        extra = []
+        if revocations is not None:
+            from ..revocation_lists import check_version, verify_list
+
+            try:
+                rl = verify_list(read_file(revocations, "revocation list"), trust)
+            except VerificationError as e:
+                raise UsageError(f"the revocation list {revocations} does not verify: {e.reason}: {e.detail}") from None
+            check_version(ctx, rl)
+            extra.append(rl.revocations)
+        guard = Guard(trust, server=name, audience=aud, recorder=recorder, clock=ctx.clock, leeway=leeway_s,
+                      revocations=extra, seen=HomeSeenStore(ctx.home) if seen == "home" else MemorySeenStore())
+        return run_proxy(command, GuardFilter(guard, recorder, tuple(passes)), stdin=sys.stdin.buffer,
+                         stdout=sys.stdout.buffer, notify=out.note)
+
+    return guarded(out, body)
+
+
+def do_sign(state: State, as_: str, grant_file: str | None, server: str, audience: str | None, command: list[str]) -> int:
+    out = _proxy_output()
+
+    def body() -> int:
+        from ..mcp.mapping import check_server, default_audience
+        from ..mcp.proxy import run_proxy
+        from ..mcp.signer import CallSigner
+        from ..mcp.wire import SignFilter
+        from ..names import check_name
+        from ..recording import NO_AUDIT
+        from ..store import Store
+        from ..verify import StoreTrust, Verifier
+        from .record import Recorder
+
+        check_name(as_)
+        check_server(server, "--server")
+        aud = default_audience(server, audience, "--audience")
+        _checked_command(command)
+        ctx = make_context(state, out)
+        grant = read_file(grant_file, "grant").strip() if grant_file is not None else None
+        trust = StoreTrust(Store(ctx.home))
+        if grant is not None:  # what the holder can check now, before COMMAND starts
+            try:
+                chain, _ = Verifier(trust, recorder=NO_AUDIT, clock=ctx.clock).preflight(grant)
+            except VerificationError as e:
+                raise UsageError(f"the grant in {grant_file} does not hold: {e.reason}: {e.detail}") from None
+            if chain.leaf.delegate != as_:
+                raise UsageError(f"the grant in {grant_file} was given to {chain.leaf.delegate}, not {as_}")
+        recorder = Recorder(ctx)
+        signer = CallSigner.for_home(ctx, as_, server=server, grant=grant, audience=aud, trust=trust, recorder=recorder)
+        return run_proxy(command, SignFilter(signer, out.note), stdin=sys.stdin.buffer, stdout=sys.stdout.buffer,
+                         notify=out.note)
+
+    return guarded(out, body)

@@ -1,0 +1,231 @@
+"""The tool-boundary guard: verifies every ``tools/call`` before the tool runs (SPEC, "MCP").
+
+:class:`Guard` holds a :class:`~agentctl.verify.Verifier` with ``once`` always on and decides one call
+(:meth:`Guard.check`, no SDK needed: the stdio proxy uses it too). Installed on an SDK server
+(``server.middleware.append(guard)``, or ``guard.install(server)``; a low-level ``Server`` and an
+``MCPServer`` alike) it is a ``ServerMiddleware``, the SDK's own interception point: a denied call
+raises the SDK's ``MCPError`` (JSON-RPC error -31001) and never reaches the tool; an allowed one reaches
+it without the presentation, and :func:`current_action` tells the tool who is calling.
+
+Every decision goes to the recorder with the tool's name and the arguments' SHA-256.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from ..clock import Clock, system_clock
+from ..encoding import EncodingError, b64u_decode, loads_strict
+from ..errors import Error, VerificationError
+from ..seen import MemorySeenStore
+from ..verify.results import VerifiedAction, denial_doc, verdict_event
+from .mapping import ACTION, META_KEY, arguments_payload, check_server, check_tool, default_audience, denial_error, digest, resource_of
+
+__all__ = ["Guard", "GuardedCall", "current_action"]
+
+
+@dataclass(frozen=True)
+class GuardedCall:
+    """A call the guard allowed: the server and tool, the arguments' digest and the verification."""
+
+    server: str
+    tool: str
+    arguments_sha256: str
+    verified: VerifiedAction
+
+    @property
+    def agent(self) -> str:
+        return self.verified.agent
+
+    @property
+    def on_behalf_of(self) -> str:
+        return self.verified.on_behalf_of
+
+    @property
+    def chain(self) -> tuple[str, ...]:
+        return tuple(self.verified.chain)
+
+
+_CURRENT: contextvars.ContextVar[GuardedCall | None] = contextvars.ContextVar("agentctl_mcp_call", default=None)
+_NOTE: contextvars.ContextVar[dict | None] = contextvars.ContextVar("agentctl_mcp_note", default=None)
+_IAT: contextvars.ContextVar[int | None] = contextvars.ContextVar("agentctl_mcp_iat", default=None)
+
+
+def current_action() -> GuardedCall | None:
+    """The call the running tool serves, as the guard verified it (agent, on whose behalf, chain);
+    None outside a guarded call."""
+    return _CURRENT.get()
+
+
+class _Annotated:
+    """Passes events on to ``inner`` with the call's tool name and argument digest added."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.enabled = inner is not None and getattr(inner, "enabled", True) is not False
+
+    def record(self, *events) -> None:
+        note = _NOTE.get()
+        if note:
+            events = tuple(dataclasses.replace(ev, metadata={**ev.metadata, **note}) for ev in events)
+        self.inner.record(*events)
+
+
+class _SinceStart:
+    """An in-memory seen-store forgets everything when the process ends, so it refuses any action
+    issued before it was made (minus the leeway): an action from before could have been used."""
+
+    def __init__(self, inner: MemorySeenStore, floor: float) -> None:
+        self.inner = inner
+        self.floor = floor
+
+    def remember(self, issuer: str, jti: str, exp: float, now: float) -> None:
+        iat = _IAT.get()  # read from the token that every earlier step has just verified
+        if iat is None or iat < self.floor:
+            raise VerificationError("replayed", f"action {jti} was issued before this guard started (its seen-store is in memory); sign a new one")
+        self.inner.remember(issuer, jti, exp, now)
+
+
+def _claimed_iat(presentation: object) -> int | None:
+    if not isinstance(presentation, str) or len(presentation) > 65536:
+        return None
+    try:
+        claims = loads_strict(b64u_decode(presentation.strip().rsplit("~", 1)[-1].split(".")[1]))
+    except (EncodingError, IndexError, ValueError):
+        return None
+    iat = claims.get("iat") if isinstance(claims, dict) else None
+    return iat if type(iat) is int else None
+
+
+class Guard:
+    """Verifies tool calls for the MCP server called ``server`` (SPEC: the name given here, never the
+    server's own ``serverInfo.name``).
+
+    ``trust``, ``recorder``, ``clock``, ``leeway``, ``revocations`` and any further keyword are the
+    :class:`~agentctl.verify.Verifier`'s; ``once`` is always on. ``seen`` defaults to a fresh
+    :class:`~agentctl.seen.MemorySeenStore`, which refuses actions issued before it was made; guards
+    that share an audience must share a seen-store (``HomeSeenStore``)."""
+
+    def __init__(self, trust: Any, *, server: str, audience: str | None = None, recorder: Any = None,
+                 clock: Clock = system_clock, leeway: int | None = None, seen: Any = None, **verify_options: Any) -> None:
+        from ..verify import Verifier
+
+        self.server = check_server(server)
+        self.audience = default_audience(self.server, audience)
+        if recorder is None:
+            from ..errors import UsageError
+
+            raise UsageError("a Guard needs a recorder: pass recorder=(an object with record(*events)) or recorder=NO_AUDIT")
+        if leeway is not None:
+            verify_options["leeway"] = leeway
+        self.verifier = Verifier(trust, recorder=_Annotated(recorder), clock=clock, once=True, seen=seen if seen is not None else MemorySeenStore(), **verify_options)
+        if isinstance(self.verifier.seen, MemorySeenStore):
+            self.verifier.seen = _SinceStart(self.verifier.seen, clock() - self.verifier.leeway)
+        self.recorder = recorder
+
+    @classmethod
+    def for_home(cls, home: Any, *, server: str, audience: str | None = None, recorder: Any = None,
+                 seen: Any = "home", **verify_options: Any) -> "Guard":
+        """A guard with a home's principals, revocations, leeway and (``seen="home"``, the default)
+        seen-store, which survives restarts; ``seen="memory"`` keeps it in this process."""
+        from ..seen import HomeSeenStore
+        from ..store import Store
+        from ..verify import StoreTrust
+
+        if recorder is None:
+            from ..context import Context
+            from ..recording import HomeRecorder
+
+            recorder = HomeRecorder(Context.for_home(home.path))
+        store = HomeSeenStore(home) if seen == "home" else MemorySeenStore() if seen == "memory" else seen
+        verify_options.setdefault("leeway", home.config.leeway)
+        return cls(StoreTrust(Store(home)), server=server, audience=audience, recorder=recorder, seen=store, **verify_options)
+
+    # --- one decision ---------------------------------------------------------------------------
+    def check(self, name: object, arguments: object, meta: object) -> GuardedCall:
+        """Decide one ``tools/call``: its tool ``name``, its ``arguments`` and its ``_meta``. Returns
+        the allowed call or raises :class:`VerificationError` (recorded either way)."""
+        note: dict = {"mcp_server": self.server, "tool": name if isinstance(name, str) and len(name) <= 128 else None}
+        token = _NOTE.set(note)
+        try:
+            resource = None
+            try:
+                tool = check_tool(name)
+                resource = resource_of(self.server, tool)
+                payload = arguments_payload(arguments)
+                note["arguments_sha256"] = sha = digest(payload)
+                presentation = meta.get(META_KEY) if isinstance(meta, dict) else None
+                if presentation is None:
+                    raise VerificationError("malformed", f"the call carries no presentation in params._meta[{META_KEY!r}]")
+                if not isinstance(presentation, str):
+                    raise VerificationError("malformed", f"params._meta[{META_KEY!r}] is not a string")
+            except VerificationError as e:  # refused before the pipeline: recorded as it records
+                doc = denial_doc(e, "action", action=ACTION, resource=resource)
+                e.verdict = doc  # type: ignore[attr-defined]
+                if self.verifier._recording:
+                    self.verifier.recorder.record(verdict_event(doc))
+                raise
+            iat = _IAT.set(_claimed_iat(presentation))
+            try:
+                v = self.verifier.verify_action(presentation, action=ACTION, resource=resource, data=payload,
+                                                audience=self.audience, once=True)
+            finally:
+                _IAT.reset(iat)
+            return GuardedCall(self.server, tool, sha, v)
+        finally:
+            _NOTE.reset(token)
+
+    # --- the SDK's interception point -----------------------------------------------------------
+    def install(self, server: Any) -> "Guard":
+        """Add this guard to an SDK server's middleware (a low-level ``Server`` or an ``MCPServer``)."""
+        _sdk()
+        chain = getattr(server, "middleware", None)
+        if not isinstance(chain, list):
+            from ..errors import UsageError
+
+            raise UsageError(f"cannot guard a {type(server).__name__}: it has no middleware list (an mcp 2.x Server or MCPServer has)")
+        if self not in chain:
+            chain.append(self)
+        return self
+
+    async def __call__(self, ctx: Any, call_next: Any) -> Any:
+        if ctx.method != "tools/call":
+            return await call_next(ctx)
+        errors = _sdk()
+        params = dict(ctx.params or {})
+        if ctx.request_id is None:  # a tools/call notification is nothing the tool may act on
+            return None
+        meta = params.get("_meta")
+        try:
+            call = self.check(params.get("name"), params.get("arguments"), meta)
+        except VerificationError as e:
+            err = denial_error(e)
+            raise errors.MCPError(err["code"], err["message"], err["data"]) from None
+        except Error as e:  # the audit log or the seen-store failed: no decision, no call
+            raise errors.MCPError(-32603, f"agentctl: error: {e.message}") from None
+        rest = {k: v for k, v in meta.items() if k != META_KEY} if isinstance(meta, dict) else None
+        params.pop("_meta", None)
+        if rest:
+            params["_meta"] = rest
+        params["arguments"] = params.get("arguments") or {}
+        ctx_meta = {k: v for k, v in (ctx.meta or {}).items() if k != META_KEY} or None
+        token = _CURRENT.set(call)
+        try:
+            return await call_next(dataclasses.replace(ctx, params=params, meta=ctx_meta))
+        finally:
+            _CURRENT.reset(token)
+
+
+def _sdk():
+    """The SDK's error type, imported only when a guard meets the SDK."""
+    try:
+        from mcp.shared import exceptions
+    except ImportError:
+        from ..errors import OperationalError
+
+        raise OperationalError("the MCP SDK is not installed: the guard on an SDK server needs the mcp extra",
+                               hint="in a checkout: pip install -e '.[mcp]'") from None
+    return exceptions
