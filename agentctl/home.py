@@ -14,9 +14,12 @@ import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import TYPE_CHECKING, Iterator, Mapping
 
 from .errors import OperationalError, StoreError, UsageError
+
+if TYPE_CHECKING:
+    from .approvals import ApprovalRules
 
 __all__ = ["Home", "Config", "Role", "atomic_write", "KEYSTORE_MODES", "AUTHORITY_RULES"]
 
@@ -58,7 +61,7 @@ class Config:
     policy_timeout: float = 1.0  # [policy] timeout, seconds
     sources: tuple = ()  # agentctl.sources.Source, in the order of config.toml ([[sources]])
     audience: str | None = None  # this verifier's audience (required with [approvals])
-    approvals: object | None = None  # agentctl.approvals.ApprovalRules from [approvals], or None
+    approvals: "ApprovalRules | None" = None  # [approvals], or None
 
     def role(self, name: str) -> Role | None:
         return dict(self.roles).get(name)

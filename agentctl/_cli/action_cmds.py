@@ -24,7 +24,7 @@ def do_sign(state: State, out: Output, as_: str, action: str, resource: str, gra
     from ..signing import sign_action
 
     if [grant, data, approval].count("-") > 1:
-        raise UsageError("only one of --grant, --data and --approval can read stdin")
+        raise UsageError("--grant, --data and --approval cannot both read stdin: give the others a file")
     from ..actions import check_action_name, check_audience, check_resource
 
     flag_check(check_action_name, action, "action")
