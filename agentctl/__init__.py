@@ -30,6 +30,9 @@ _EXPORTS = {
     # minting, without a home
     "delegate_with": "agentctl.delegation",
     "sign_action_with": "agentctl.signing",
+    "request_with": "agentctl.approvals",
+    "approve_with": "agentctl.approvals",
+    "ApprovalRules": "agentctl.approvals",
     "Scope": "agentctl.scopes",
     "parse_scopes": "agentctl.scopes",
     # verifying, with or without a home

@@ -45,6 +45,8 @@ REASONS = (
     "scope_denied",
     "audience_mismatch",
     "payload_mismatch",
+    "approval_required",
+    "approval_invalid",
     "policy_denied",
     "replayed",
 )

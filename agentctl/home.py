@@ -14,9 +14,12 @@ import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import TYPE_CHECKING, Iterator, Mapping
 
 from .errors import OperationalError, StoreError, UsageError
+
+if TYPE_CHECKING:
+    from .approvals import ApprovalRules
 
 __all__ = ["Home", "Config", "Role", "atomic_write", "KEYSTORE_MODES", "AUTHORITY_RULES"]
 
@@ -57,13 +60,16 @@ class Config:
     policy_query: str = "data.agent.authz.allow"  # [policy] query
     policy_timeout: float = 1.0  # [policy] timeout, seconds
     sources: tuple = ()  # agentctl.sources.Source, in the order of config.toml ([[sources]])
+    audience: str | None = None  # this verifier's audience (required with [approvals])
+    approvals: "ApprovalRules | None" = None  # [approvals], or None
 
     def role(self, name: str) -> Role | None:
         return dict(self.roles).get(name)
 
 
 _CONFIG_TYPES = {"keystore": str, "max_ttl": str, "audit": bool, "leeway": str, "checkpoint_every": int,
-                 "authority": str, "require_known_agents": bool, "roles": dict, "sources": list}
+                 "authority": str, "require_known_agents": bool, "roles": dict, "sources": list, "audience": str,
+                 "approvals": dict}
 _ROLE_TYPES = {"scopes": list, "agents": bool, "revoke": bool}
 _POLICY_KEYS = ("files", "query", "timeout")
 
@@ -331,10 +337,20 @@ class Home:
             from .sources import parse_sources
 
             sources = parse_sources(values["sources"], f)
+        audience = values.get("audience")
+        if audience is not None:
+            from .actions import check_audience
+
+            try:
+                check_audience(audience)
+            except UsageError as e:
+                raise UsageError(f"setting 'audience' in {f}: {e.message}") from None
+        approvals = _approvals_table(values["approvals"], audience, f) if "approvals" in values else None
         return Config(keystore=keystore, max_ttl=max_ttl, audit=values.get("audit", True), leeway=leeway_s,
                       checkpoint_every=every, authority=authority, roles=roles,
                       require_known_agents=values.get("require_known_agents", False), ship_max_lag=ship_max_lag,
-                      sources=sources, **{k: v for k, v in values.items() if k.startswith("policy_")})
+                      sources=sources, audience=audience, approvals=approvals,
+                      **{k: v for k, v in values.items() if k.startswith("policy_")})
 
 
 def _policy_table(table: object, f: Path) -> dict:
@@ -360,6 +376,38 @@ def _policy_table(table: object, f: Path) -> dict:
 
         out["policy_timeout"] = parse_timeout(table["timeout"], f"policy.timeout in {f}")
     return out
+
+
+_APPROVAL_TYPES = {"require": list, "approvers": list, "max_ttl": str, "four_eyes": bool, "same_person": str}
+
+
+def _approvals_table(table: dict, audience: str | None, f: Path):
+    """``[approvals]`` (SPEC "Approvals"): require, approvers, max_ttl (default 15m), four_eyes (default
+    true), same_person. An unknown key, a value of the wrong kind, or the table without a top-level
+    ``audience`` is a usage error: nothing fails open."""
+    from .approvals import DEFAULT_APPROVAL_MAX_TTL, ApprovalRules
+    from .durations import parse_duration
+
+    for key, value in table.items():
+        want = _APPROVAL_TYPES.get(key)
+        if want is None:
+            raise UsageError(f"unknown key {key!r} in [approvals] of {f}", hint=f"known: {', '.join(_APPROVAL_TYPES)}")
+        if not isinstance(value, want):
+            raise UsageError(f"approvals.{key} in {f} must be a {want.__name__}")
+    if audience is None:
+        raise UsageError(f"[approvals] in {f} needs this verifier's audience: an approval names the audience it is for",
+                         hint='add a top-level line such as audience = "deploy-gate"')
+    for key in ("require", "approvers"):
+        if not all(isinstance(x, str) for x in table.get(key, [])):
+            raise UsageError(f"approvals.{key} in {f} must be a list of strings")
+    if "same_person" in table and not table["same_person"]:
+        raise UsageError(f"approvals.same_person in {f} must name an attribute")
+    try:
+        max_ttl = parse_duration(table["max_ttl"], what="approvals.max_ttl") if "max_ttl" in table else DEFAULT_APPROVAL_MAX_TTL
+        return ApprovalRules(audience, tuple(table.get("require", [])), tuple(table.get("approvers", [])), max_ttl,
+                             table.get("four_eyes", True), table.get("same_person"))
+    except UsageError as e:
+        raise UsageError(f"[approvals] in {f}: {e.message}") from None
 
 
 def _role(name: str, table: object, f: Path) -> Role:

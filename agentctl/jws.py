@@ -14,7 +14,7 @@ from . import crypto
 from .encoding import EncodingError, b64u_decode, b64u_encode, loads_strict, thumbprint
 from .errors import VerificationError
 
-__all__ = ["MAX_TOKEN_BYTES", "TYPES", "GRANT", "ACTION", "REVOCATIONS", "ROTATION", "TRUST", "Jws", "encode", "decode", "peek_typ", "media_type"]
+__all__ = ["MAX_TOKEN_BYTES", "TYPES", "GRANT", "ACTION", "APPROVAL", "REQUEST", "REVOCATIONS", "ROTATION", "TRUST", "Jws", "encode", "decode", "peek_typ", "media_type"]
 
 MAX_TOKEN_BYTES = 64 * 1024
 #: A signed revocation list grows with every revocation (about 80 bytes an entry) and comes from an
@@ -25,7 +25,9 @@ ACTION = "agentctl-action+jwt"
 REVOCATIONS = "agentctl-revocations+jwt"
 ROTATION = "agentctl-rotation+jwt"
 TRUST = "agentctl-trust+jwt"
-TYPES = (GRANT, ACTION, REVOCATIONS, ROTATION, TRUST)
+APPROVAL = "agentctl-approval+jwt"
+REQUEST = "agentctl-request+jwt"
+TYPES = (GRANT, ACTION, REVOCATIONS, ROTATION, TRUST, APPROVAL, REQUEST)
 ALGS = ("EdDSA", "Ed25519")
 _FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "x5t", "x5t#S256")
 _KNOWN_HEADERS = {"alg", "typ", "kid", "crit", "cty"}

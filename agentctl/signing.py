@@ -54,6 +54,7 @@ def sign_action(
     audience: str | None = None,
     ttl: int | None = None,
     recorder: Any = None,
+    approval: str | None = None,
 ) -> str:
     """Sign an action as ``as_`` of ``ctx``'s home. With a grant, refuse up front what the grant does
     not allow. ``grant`` is a grant presentation; the result is that presentation extended by the action
@@ -75,8 +76,9 @@ def sign_action(
     except VerificationError as e:
         _record(recorder, Event("sign", "deny", principal=as_, action=action, resource=resource, reason=e.reason, metadata={"detail": e.detail}))
         raise
+    approved = _approval(approval, as_, action, resource, data, chain, int(ctx.now())) if approval is not None else None
     signer = signer_for(ctx, as_)
-    return _sign(signer, chain, grant, action, resource, data, embed, audience, ttl, int(ctx.now()), recorder)
+    return _sign(signer, chain, grant, action, resource, data, embed, audience, ttl, int(ctx.now()), recorder, approved)
 
 
 def sign_action_with(
@@ -92,6 +94,7 @@ def sign_action_with(
     clock: Clock = system_clock,
     trust: Any = None,
     recorder: Any = None,
+    approval: str | None = None,
 ) -> str:
     """Sign an action with a key held in memory, no home needed. With a grant, the holder's checks run
     against ``trust`` (default: trusting no one, so the root's signature is not checked here; the
@@ -110,7 +113,8 @@ def sign_action_with(
     except VerificationError as e:
         _record(recorder, Event("sign", "deny", principal=signer.name, action=action, resource=resource, reason=e.reason, metadata={"detail": e.detail}))
         raise
-    return _sign(signer, chain, grant, action, resource, data, embed, audience, ttl, int(clock()), recorder)
+    approved = _approval(approval, signer.name, action, resource, data, chain, int(clock())) if approval is not None else None
+    return _sign(signer, chain, grant, action, resource, data, embed, audience, ttl, int(clock()), recorder, approved)
 
 
 def _preflight(verifier, grant: str, as_: str, action: str, resource: str, audience: str | None):
@@ -130,8 +134,30 @@ def _preflight(verifier, grant: str, as_: str, action: str, resource: str, audie
     return chain
 
 
-def _sign(signer: Signer, chain, grant, action, resource, data, embed, audience, ttl, now, recorder) -> str:
+def _approval(text: str, as_: str, action: str, resource: str, data: bytes, chain, now: int):
+    """The approval to carry (``--approval``): one that binds exactly this action, or a usage error
+    naming what differs (the verifier would refuse it)."""
+    from .actions import payload_digest
+    from .approvals import approval_from
+
+    try:
+        approval = approval_from(jws.decode(text.strip(), jws.APPROVAL))
+    except VerificationError as e:
+        raise UsageError(f"--approval is not an approval token: {e.detail}") from None
+    grant = chain.leaf.digest if chain is not None else None
+    for what, theirs, mine in (("agent", approval.agent, as_), ("action", approval.action, action),
+                               ("resource", approval.resource, resource), ("payload", approval.sha256, payload_digest(data)),
+                               ("grant", approval.grant, grant)):
+        if theirs != mine:
+            raise UsageError(f"the approval is for another {what} than this action's", hint="sign exactly what was approved")
+    if approval.exp <= now:
+        raise UsageError(f"the approval expired at {rfc3339(approval.exp)}", hint="ask for a new approval")
+    return approval
+
+
+def _sign(signer: Signer, chain, grant, action, resource, data, embed, audience, ttl, now, recorder, approval=None) -> str:
     from .actions import parse_action
+    from .presentation import digest
 
     sub = signer.name
     if chain is not None:
@@ -143,12 +169,16 @@ def _sign(signer: Signer, chain, grant, action, resource, data, embed, audience,
         ttl = min(ttl, min(h.exp for h in chain.hops) - now)
         sub = leaf.sub
     claims = action_claims(iss=signer.name, sub=sub, action=action, resource=resource, data=data, embed=embed, now=now,
-                           ttl=ttl, audience=audience, grant=chain.leaf.digest if chain is not None else None)
+                           ttl=ttl, audience=audience, grant=chain.leaf.digest if chain is not None else None,
+                           approval=digest(approval.text) if approval is not None else None)
     token = jws.encode(jws.ACTION, claims, signer.seed)
     if recorder is not None:
         signed = parse_action(token)
         _record(recorder, Event("sign", "ok", principal=signer.name, on_behalf_of=signed.sub, action=action, resource=resource,
-                                jtis=(signed.jti,), metadata={"sha256": signed.sha256, "embedded": embed, "grant": grant is not None}))
+                                jtis=(signed.jti,), metadata={"sha256": signed.sha256, "embedded": embed, "grant": grant is not None,
+                                                              "approval": approval.jti if approval is not None else None}))
+    if approval is not None:
+        token = f"{approval.text}~{token}"
     return f"{chain.text}~{token}" if chain is not None else token  # the grant's presentation, extended
 
 

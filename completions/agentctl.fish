@@ -6,7 +6,7 @@
 function __agentctl_commands
     switch "$argv[1]"
         case ''
-            printf '%s\n' keygen list show pubkey import rotate revoke delegate inspect sign verify demo completion sync role revocations audit policy trust mcp
+            printf '%s\n' keygen list show pubkey import rotate revoke delegate inspect sign verify demo completion sync role revocations audit policy trust mcp approval
         case 'role'
             printf '%s\n' add remove
         case 'revocations'
@@ -19,13 +19,15 @@ function __agentctl_commands
             printf '%s\n' export import
         case 'mcp'
             printf '%s\n' guard sign
+        case 'approval'
+            printf '%s\n' request list show approve deny
     end
 end
 
 # Whether option $argv[2] of command path $argv[1] takes a value.
 function __agentctl_takes_value
     switch "$argv[1] $argv[2]"
-        case ' --home' 'keygen --role' 'keygen --attr' 'pubkey --format' 'import --rotation' 'import --role' 'rotate -o' 'rotate --output' 'revoke --key' 'revoke --grant' 'revoke --reason' 'delegate --to' 'delegate --scope' 'delegate --ttl' 'delegate --from' 'delegate --parent' 'delegate --audience' 'delegate --max-depth' 'delegate -o' 'delegate --output' 'sign --as' 'sign --action' 'sign --resource' 'sign --grant' 'sign --data' 'sign --audience' 'sign --ttl' 'sign -o' 'sign --output' 'verify --action' 'verify --resource' 'verify --audience' 'verify --data' 'verify --expect' 'verify --revocations' 'verify --at' 'verify --leeway' 'verify --policy' 'verify --query' 'verify --context' 'revocations export --sign-as' 'revocations export -o' 'revocations export --output' 'audit --agent' 'audit --action' 'audit --outcome' 'audit --since' 'audit --until' 'audit --limit' 'audit --from' 'audit --host' 'audit verify --checkpoint' 'audit verify --from' 'audit verify --state' 'audit ship --to' 'audit ship --init' 'audit enroll --to' 'audit enroll --db-role' 'audit checkpoint -o' 'audit checkpoint --output' 'audit prove --checkpoint' 'audit export --since' 'policy input --action' 'policy input --resource' 'policy input --context' 'policy input --audience' 'policy input --at' 'policy eval --input' 'policy eval --query' 'policy check --query' 'trust export --sign-as' 'trust export -o' 'trust export --output' 'mcp guard --name' 'mcp guard --audience' 'mcp guard --pass' 'mcp guard --seen' 'mcp guard --revocations' 'mcp guard --leeway' 'mcp sign --as' 'mcp sign --grant' 'mcp sign --server' 'mcp sign --audience'
+        case ' --home' 'keygen --role' 'keygen --attr' 'pubkey --format' 'import --rotation' 'import --role' 'rotate -o' 'rotate --output' 'revoke --key' 'revoke --grant' 'revoke --jti' 'revoke --reason' 'delegate --to' 'delegate --scope' 'delegate --ttl' 'delegate --from' 'delegate --parent' 'delegate --audience' 'delegate --max-depth' 'delegate -o' 'delegate --output' 'sign --as' 'sign --action' 'sign --resource' 'sign --grant' 'sign --approval' 'sign --data' 'sign --audience' 'sign --ttl' 'sign -o' 'sign --output' 'verify --action' 'verify --resource' 'verify --audience' 'verify --data' 'verify --expect' 'verify --revocations' 'verify --at' 'verify --leeway' 'verify --policy' 'verify --query' 'verify --context' 'revocations export --sign-as' 'revocations export -o' 'revocations export --output' 'audit --agent' 'audit --action' 'audit --outcome' 'audit --since' 'audit --until' 'audit --limit' 'audit --from' 'audit --host' 'audit verify --checkpoint' 'audit verify --from' 'audit verify --state' 'audit ship --to' 'audit ship --init' 'audit enroll --to' 'audit enroll --db-role' 'audit checkpoint -o' 'audit checkpoint --output' 'audit prove --checkpoint' 'audit export --since' 'policy input --action' 'policy input --resource' 'policy input --context' 'policy input --audience' 'policy input --at' 'policy eval --input' 'policy eval --query' 'policy check --query' 'trust export --sign-as' 'trust export -o' 'trust export --output' 'mcp guard --name' 'mcp guard --audience' 'mcp guard --pass' 'mcp guard --seen' 'mcp guard --revocations' 'mcp guard --leeway' 'mcp sign --as' 'mcp sign --grant' 'mcp sign --server' 'mcp sign --audience' 'approval request --as' 'approval request --action' 'approval request --resource' 'approval request --audience' 'approval request --grant' 'approval request --data' 'approval request --reason' 'approval request --ttl' 'approval request -o' 'approval request --output' 'approval show --data' 'approval approve --as' 'approval approve --ttl' 'approval approve --note' 'approval approve --audience' 'approval approve --data' 'approval approve -o' 'approval approve --output' 'approval deny --as' 'approval deny --reason'
             return 0
     end
     return 1
@@ -97,7 +99,7 @@ complete -c agentctl -n '__agentctl_at ""' -a show -d 'Show one principal: keys,
 complete -c agentctl -n '__agentctl_at ""' -a pubkey -d 'Print a principal\'s current public key.'
 complete -c agentctl -n '__agentctl_at ""' -a import -d 'Trust a principal made elsewhere.'
 complete -c agentctl -n '__agentctl_at ""' -a rotate -d 'Give a principal a new key.'
-complete -c agentctl -n '__agentctl_at ""' -a revoke -d 'Revoke a principal, a key or a grant.'
+complete -c agentctl -n '__agentctl_at ""' -a revoke -d 'Revoke a principal, a key, or a grant, action or approval.'
 complete -c agentctl -n '__agentctl_at ""' -a delegate -d 'Mint a delegation grant.'
 complete -c agentctl -n '__agentctl_at ""' -a inspect -d 'Show every hop of a token.'
 complete -c agentctl -n '__agentctl_at ""' -a sign -d 'Sign an action.'
@@ -111,6 +113,7 @@ complete -c agentctl -n '__agentctl_at ""' -a audit -d 'The audit log: query, ve
 complete -c agentctl -n '__agentctl_at ""' -a policy -d 'Rego and Cedar policies: input, evaluate, check, schema.'
 complete -c agentctl -n '__agentctl_at ""' -a trust -d 'Signed trust bundles for other machines.'
 complete -c agentctl -n '__agentctl_at ""' -a mcp -d 'Verify and sign MCP tool calls (stdio proxies).'
+complete -c agentctl -n '__agentctl_at ""' -a approval -d 'A human checkpoint bound to one exact action.'
 complete -c agentctl -n '__agentctl_at ""' -l home -x -a '(__fish_complete_directories)' -d 'Home directory (default: $AGENTCTL_HOME, else the user data dir).'
 complete -c agentctl -n '__agentctl_at ""' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
 complete -c agentctl -n '__agentctl_at ""' -l version -d 'Print the version and exit.'
@@ -159,7 +162,7 @@ complete -c agentctl -n '__agentctl_at "rotate" 0' -f -a '(__agentctl_names)'
 
 # agentctl revoke
 complete -c agentctl -n '__agentctl_at "revoke"' -l key -x -d 'Revoke one key.'
-complete -c agentctl -n '__agentctl_at "revoke"' -l grant -x -d 'Revoke one grant.'
+complete -c agentctl -n '__agentctl_at "revoke"' -l grant -l jti -x -d 'Revoke one grant, action or approval by its id (--grant: the same).'
 complete -c agentctl -n '__agentctl_at "revoke"' -l reason -x -d 'Why, for the record.'
 complete -c agentctl -n '__agentctl_at "revoke"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
 complete -c agentctl -n '__agentctl_at "revoke"' -s h -l help -d 'Show this message and exit.'
@@ -187,6 +190,7 @@ complete -c agentctl -n '__agentctl_at "sign"' -l as -x -a '(__agentctl_names)' 
 complete -c agentctl -n '__agentctl_at "sign"' -l action -x -d 'What it does, e.g. deploy.staging.'
 complete -c agentctl -n '__agentctl_at "sign"' -l resource -x -d 'What it acts on, e.g. api/web.'
 complete -c agentctl -n '__agentctl_at "sign"' -l grant -r -F -d 'The grant that authorizes it (token, file or -).'
+complete -c agentctl -n '__agentctl_at "sign"' -l approval -r -F -d 'An approval of exactly this action (agentctl approval approve).'
 complete -c agentctl -n '__agentctl_at "sign"' -l data -r -F -d 'Payload to bind by its SHA-256 digest (- for stdin).'
 complete -c agentctl -n '__agentctl_at "sign"' -l embed -d 'Carry the payload in the token.'
 complete -c agentctl -n '__agentctl_at "sign"' -l audience -x -d 'Restrict the action to one audience.'
@@ -390,3 +394,55 @@ complete -c agentctl -n '__agentctl_at "mcp sign"' -l grant -r -F -d 'The agent\
 complete -c agentctl -n '__agentctl_at "mcp sign"' -l server -x -d 'The server\'s name, as its guard knows it (--name).'
 complete -c agentctl -n '__agentctl_at "mcp sign"' -l audience -x -d 'The audience to sign for (default mcp:SERVER).'
 complete -c agentctl -n '__agentctl_at "mcp sign"' -s h -l help -d 'Show this message and exit.'
+
+# agentctl approval
+complete -c agentctl -n '__agentctl_at "approval"' -a request -d 'Sign a request for approval and queue it here.'
+complete -c agentctl -n '__agentctl_at "approval"' -a list -d 'Pending requests, oldest first.'
+complete -c agentctl -n '__agentctl_at "approval"' -a show -d 'Verify a request and show exactly what would be approved.'
+complete -c agentctl -n '__agentctl_at "approval"' -a approve -d 'Approve a verified request: writes the approval.'
+complete -c agentctl -n '__agentctl_at "approval"' -a deny -d 'Refuse a request in this home.'
+complete -c agentctl -n '__agentctl_at "approval"' -s h -l help -d 'Show this message and exit.'
+
+# agentctl approval request
+complete -c agentctl -n '__agentctl_at "approval request"' -l as -x -d 'The agent asking (it will sign the action).'
+complete -c agentctl -n '__agentctl_at "approval request"' -l action -x -d 'The action to be approved, e.g. deploy.production.'
+complete -c agentctl -n '__agentctl_at "approval request"' -l resource -x -d 'What it acts on.'
+complete -c agentctl -n '__agentctl_at "approval request"' -l audience -x -d 'The verifier that will require the approval.'
+complete -c agentctl -n '__agentctl_at "approval request"' -l grant -r -F -d 'The grant the action will carry (token, file or -).'
+complete -c agentctl -n '__agentctl_at "approval request"' -l data -r -F -d 'The payload, bound by its SHA-256 digest (- for stdin).'
+complete -c agentctl -n '__agentctl_at "approval request"' -l embed -d 'Carry the payload in the request, for the approver to read.'
+complete -c agentctl -n '__agentctl_at "approval request"' -l reason -x -d 'Why, in the agent\'s words (shown as such).'
+complete -c agentctl -n '__agentctl_at "approval request"' -l ttl -x -d 'How long the request stays open (default 1h).'
+complete -c agentctl -n '__agentctl_at "approval request"' -s o -l output -r -F -d 'Write the request to FILE (\'-\': stdout).'
+complete -c agentctl -n '__agentctl_at "approval request"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
+complete -c agentctl -n '__agentctl_at "approval request"' -s h -l help -d 'Show this message and exit.'
+
+# agentctl approval list
+complete -c agentctl -n '__agentctl_at "approval list"' -l all -d 'Also the expired requests.'
+complete -c agentctl -n '__agentctl_at "approval list"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
+complete -c agentctl -n '__agentctl_at "approval list"' -s h -l help -d 'Show this message and exit.'
+
+# agentctl approval show
+complete -c agentctl -n '__agentctl_at "approval show"' -l data -r -F -d 'The payload, when the request does not carry it.'
+complete -c agentctl -n '__agentctl_at "approval show"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
+complete -c agentctl -n '__agentctl_at "approval show"' -s h -l help -d 'Show this message and exit.'
+complete -c agentctl -n '__agentctl_at "approval show" 0' -F
+
+# agentctl approval approve
+complete -c agentctl -n '__agentctl_at "approval approve"' -l as -x -a '(__agentctl_names)' -d 'The approver (signs the approval).'
+complete -c agentctl -n '__agentctl_at "approval approve"' -l ttl -x -d 'How long the approval holds (default and cap: [approvals] max_ttl, 15m).'
+complete -c agentctl -n '__agentctl_at "approval approve"' -l note -x -d 'A note for the record and the policy input.'
+complete -c agentctl -n '__agentctl_at "approval approve"' -l audience -x -d 'Narrow the approval to this audience.'
+complete -c agentctl -n '__agentctl_at "approval approve"' -l data -r -F -d 'The payload, when the request does not carry it.'
+complete -c agentctl -n '__agentctl_at "approval approve"' -l blind -d 'Approve a payload you have not seen.'
+complete -c agentctl -n '__agentctl_at "approval approve"' -s o -l output -r -F -d 'Write the approval to FILE (\'-\': stdout).'
+complete -c agentctl -n '__agentctl_at "approval approve"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
+complete -c agentctl -n '__agentctl_at "approval approve"' -s h -l help -d 'Show this message and exit.'
+complete -c agentctl -n '__agentctl_at "approval approve" 0' -F
+
+# agentctl approval deny
+complete -c agentctl -n '__agentctl_at "approval deny"' -l as -x -a '(__agentctl_names)' -d 'Who refuses.'
+complete -c agentctl -n '__agentctl_at "approval deny"' -l reason -x -d 'Why, for the record.'
+complete -c agentctl -n '__agentctl_at "approval deny"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
+complete -c agentctl -n '__agentctl_at "approval deny"' -s h -l help -d 'Show this message and exit.'
+complete -c agentctl -n '__agentctl_at "approval deny" 0' -F

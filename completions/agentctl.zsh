@@ -24,7 +24,7 @@ __agentctl_commands() {
     'pubkey:Print a principal'\''s current public key.'
     'import:Trust a principal made elsewhere.'
     'rotate:Give a principal a new key.'
-    'revoke:Revoke a principal, a key or a grant.'
+    'revoke:Revoke a principal, a key, or a grant, action or approval.'
     'delegate:Mint a delegation grant.'
     'inspect:Show every hop of a token.'
     'sign:Sign an action.'
@@ -38,6 +38,7 @@ __agentctl_commands() {
     'policy:Rego and Cedar policies: input, evaluate, check, schema.'
     'trust:Signed trust bundles for other machines.'
     'mcp:Verify and sign MCP tool calls (stdio proxies).'
+    'approval:A human checkpoint bound to one exact action.'
   )
   _describe -t commands 'agentctl command' commands
 }
@@ -78,6 +79,7 @@ _agentctl() {
       (policy) _agentctl_policy && ret=0 ;;
       (trust) _agentctl_trust && ret=0 ;;
       (mcp) _agentctl_mcp && ret=0 ;;
+      (approval) _agentctl_approval && ret=0 ;;
     esac
   fi
   return ret
@@ -154,7 +156,8 @@ _agentctl_rotate() {
 _agentctl_revoke() {
   _arguments -S \
     '--key=[Revoke one key.]:KID: ' \
-    '--grant=[Revoke one grant.]:JTI: ' \
+    '(--grant --jti)--grant=[Revoke one grant, action or approval by its id (--grant\: the same).]:JTI: ' \
+    '(--grant --jti)--jti=[Revoke one grant, action or approval by its id (--grant\: the same).]:JTI: ' \
     '--reason=[Why, for the record.]:TEXT: ' \
     '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
     '(- *)-h[Show this message and exit.]' \
@@ -195,6 +198,7 @@ _agentctl_sign() {
     '--action=[What it does, e.g. deploy.staging.]:ACTION: ' \
     '--resource=[What it acts on, e.g. api/web.]:RESOURCE: ' \
     '--grant=[The grant that authorizes it (token, file or -).]:GRANT:_files' \
+    '--approval=[An approval of exactly this action (agentctl approval approve).]:FILE:_files' \
     '--data=[Payload to bind by its SHA-256 digest (- for stdin).]:FILE:_files' \
     '--embed[Carry the payload in the token.]' \
     '--audience=[Restrict the action to one audience.]:AUD: ' \
@@ -648,6 +652,105 @@ _agentctl_mcp_sign() {
     '(- *)-h[Show this message and exit.]' \
     '(- *)--help[Show this message and exit.]' \
     '*:-- COMMAND [ARG…]: '
+}
+
+# agentctl approval
+__agentctl_approval_commands() {
+  local -a commands=(
+    'request:Sign a request for approval and queue it here.'
+    'list:Pending requests, oldest first.'
+    'show:Verify a request and show exactly what would be approved.'
+    'approve:Approve a verified request: writes the approval.'
+    'deny:Refuse a request in this home.'
+  )
+  _describe -t commands 'agentctl command' commands
+}
+
+_agentctl_approval() {
+  local curcontext=$curcontext state state_descr line ret=1
+  local -A opt_args
+  _arguments -C -S \
+    '(- *)-h[Show this message and exit.]' \
+    '(- *)--help[Show this message and exit.]' \
+    '1: :__agentctl_approval_commands' \
+    '*:: :->command' && ret=0
+  if [[ $state == command ]]; then
+    curcontext=${curcontext%:*:*}:agentctl-approval-$words[1]:
+    case $words[1] in
+      (request) _agentctl_approval_request && ret=0 ;;
+      (list) _agentctl_approval_list && ret=0 ;;
+      (show) _agentctl_approval_show && ret=0 ;;
+      (approve) _agentctl_approval_approve && ret=0 ;;
+      (deny) _agentctl_approval_deny && ret=0 ;;
+    esac
+  fi
+  return ret
+}
+
+# agentctl approval request
+_agentctl_approval_request() {
+  _arguments -S \
+    '--as=[The agent asking (it will sign the action).]:AGENT: ' \
+    '--action=[The action to be approved, e.g. deploy.production.]:A: ' \
+    '--resource=[What it acts on.]:R: ' \
+    '--audience=[The verifier that will require the approval.]:AUD: ' \
+    '--grant=[The grant the action will carry (token, file or -).]:GRANT:_files' \
+    '--data=[The payload, bound by its SHA-256 digest (- for stdin).]:FILE:_files' \
+    '--embed[Carry the payload in the request, for the approver to read.]' \
+    '--reason=[Why, in the agent'\''s words (shown as such).]:TEXT: ' \
+    '--ttl=[How long the request stays open (default 1h).]:DURATION: ' \
+    '(-o --output)-o+[Write the request to FILE ('\''-'\''\: stdout).]:FILE:_files' \
+    '(-o --output)--output=[Write the request to FILE ('\''-'\''\: stdout).]:FILE:_files' \
+    '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
+    '(- *)-h[Show this message and exit.]' \
+    '(- *)--help[Show this message and exit.]'
+}
+
+# agentctl approval list
+_agentctl_approval_list() {
+  _arguments -S \
+    '--all[Also the expired requests.]' \
+    '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
+    '(- *)-h[Show this message and exit.]' \
+    '(- *)--help[Show this message and exit.]'
+}
+
+# agentctl approval show
+_agentctl_approval_show() {
+  _arguments -S \
+    '--data=[The payload, when the request does not carry it.]:FILE:_files' \
+    '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
+    '(- *)-h[Show this message and exit.]' \
+    '(- *)--help[Show this message and exit.]' \
+    ':REQ|FILE:_files'
+}
+
+# agentctl approval approve
+_agentctl_approval_approve() {
+  _arguments -S \
+    '--as=[The approver (signs the approval).]:NAME:__agentctl_names' \
+    '--ttl=[How long the approval holds (default and cap\: \[approvals\] max_ttl, 15m).]:DURATION: ' \
+    '--note=[A note for the record and the policy input.]:TEXT: ' \
+    '--audience=[Narrow the approval to this audience.]:AUD: ' \
+    '--data=[The payload, when the request does not carry it.]:FILE:_files' \
+    '--blind[Approve a payload you have not seen.]' \
+    '(-o --output)-o+[Write the approval to FILE ('\''-'\''\: stdout).]:FILE:_files' \
+    '(-o --output)--output=[Write the approval to FILE ('\''-'\''\: stdout).]:FILE:_files' \
+    '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
+    '(- *)-h[Show this message and exit.]' \
+    '(- *)--help[Show this message and exit.]' \
+    ':REQ|FILE:_files'
+}
+
+# agentctl approval deny
+_agentctl_approval_deny() {
+  _arguments -S \
+    '--as=[Who refuses.]:NAME:__agentctl_names' \
+    '--reason=[Why, for the record.]:TEXT: ' \
+    '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
+    '(- *)-h[Show this message and exit.]' \
+    '(- *)--help[Show this message and exit.]' \
+    ':REQ|FILE:_files'
 }
 
 if [[ ${zsh_eval_context[-1]} == loadautofunc ]]; then

@@ -95,9 +95,9 @@ def test_attack_is_denied_with_its_reason(world, cli, attack: Attack):
 
 def test_the_catalogue_covers_every_reason_a_grant_can_fail_with():
     # stale_* are the verifying home's state, not a token's: tests/test_sync.py denies with them;
-    # policy_denied: tests/test_verify_policy.py
+    # policy_denied: tests/test_verify_policy.py; approval_*: tests/test_approval_attacks.py
     grant_reasons = set(REASONS) - {"scope_denied", "payload_mismatch", "replayed", "stale_revocations", "stale_trust",
-                                    "policy_denied"}
+                                    "policy_denied", "approval_required", "approval_invalid"}
     assert {a.reason for a in ATTACKS} == grant_reasons
 
 

@@ -153,6 +153,7 @@ def test_every_command_lists_the_environment_it_reads(cli, path, command, ctx):
         assert var in names, f"'agentctl {' '.join(path)} --help' does not mention {var}"
     signs = path in {("sign",), ("delegate",), ("rotate",), ("revocations",), ("revocations", "export"), ("trust",),
                      ("trust", "export"), ("mcp", "sign"), ()}
+    signs |= path in {("approval",), ("approval", "request"), ("approval", "approve")}
     assert ("AGENTCTL_SECRET_KEY" in names) == signs, path
     if path in {("keygen",), ("rotate",), ("sign",), ("delegate",), ("revoke",), ("audit", "checkpoint"), ("mcp", "sign")}:
         assert {"AGENTCTL_KEYSTORE", "AGENTCTL_PASSPHRASE"} <= set(names), path

@@ -100,7 +100,7 @@ def test_the_nested_form_is_unsupported_with_a_hint_to_remint(world, three):
         assert "re-mint" in e.value.hint
 
 
-def test_an_approval_is_refused_until_approvals_are_verified(world, three):
+def test_an_approval_of_the_wrong_shape_is_malformed(world, three):
     approval = jws(header(world.seed(ALICE), typ="agentctl-approval+jwt"), {"iss": ALICE}, world.seed(ALICE))
     grants = "~".join(three)
     token = action_under(world, grants, THIRD)
@@ -110,7 +110,7 @@ def test_an_approval_is_refused_until_approvals_are_verified(world, three):
     signed = jws(header(world.seed(THIRD), typ=ACTION), c, world.seed(THIRD))
     p = parse(f"{grants}~{approval}~{signed}")  # the position is parsed generically
     assert p.approval is not None and p.action is not None and len(p.chain.hops) == 3
-    assert reason(world, f"{grants}~{approval}~{signed}") == "unsupported"
+    assert reason(world, f"{grants}~{approval}~{signed}") == "malformed"  # step 10 never sees it
     assert reason(world, f"{grants}~{signed}") == "chain_broken"  # the approval it names is not there
 
 

@@ -21,6 +21,7 @@ def sign(
     action: str = typer.Option(..., "--action", metavar="ACTION", help="What it does, e.g. deploy.staging."),
     resource: str = typer.Option(..., "--resource", metavar="RESOURCE", help="What it acts on, e.g. api/web."),
     grant: Optional[str] = typer.Option(None, "--grant", metavar="GRANT", help="The grant that authorizes it (token, file or -)."),
+    approval: Optional[str] = typer.Option(None, "--approval", metavar="FILE", help="An approval of exactly this action (agentctl approval approve)."),
     data: Optional[str] = typer.Option(None, "--data", metavar="FILE", help="Payload to bind by its SHA-256 digest (- for stdin)."),
     embed: bool = typer.Option(False, "--embed", help="Carry the payload in the token."),
     audience: Optional[str] = AudienceOpt("Restrict the action to one audience."),
@@ -32,7 +33,7 @@ def sign(
     from .action_cmds import do_sign
 
     s = state(ctx)
-    done(do_sign(s, s.output(json_), as_, action, resource, grant, data, embed, audience, ttl, output))
+    done(do_sign(s, s.output(json_), as_, action, resource, grant, data, embed, audience, ttl, output, approval=approval))
 
 
 @commands.command()

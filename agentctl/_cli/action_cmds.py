@@ -18,12 +18,13 @@ from .params import flag_check
 
 @command
 def do_sign(state: State, out: Output, as_: str, action: str, resource: str, grant: str | None, data: str | None,
-            embed: bool, audience: str | None, ttl: str | None, output_file: str | None) -> int | None:
+            embed: bool, audience: str | None, ttl: str | None, output_file: str | None,
+            approval: str | None = None) -> int | None:
     from ..durations import parse_duration
     from ..signing import sign_action
 
-    if grant == "-" and data == "-":
-        raise UsageError("--grant and --data cannot both read stdin")
+    if [grant, data, approval].count("-") > 1:
+        raise UsageError("--grant, --data and --approval cannot both read stdin: give the others a file")
     from ..actions import check_action_name, check_audience, check_resource
 
     flag_check(check_action_name, action, "action")
@@ -35,9 +36,10 @@ def do_sign(state: State, out: Output, as_: str, action: str, resource: str, gra
     ttl_s = parse_duration(ttl, what="--ttl") if ttl is not None else None
     grant_text = read_input(grant, "grant").strip() if grant is not None else None
     payload = read_bytes(data, "--data") if data is not None else b""
+    approval_text = read_input(approval, "approval").strip() if approval is not None else None
     try:
         token = sign_action(ctx, as_=as_, action=action, resource=resource, grant=grant_text, data=payload,
-                            embed=embed, audience=audience, ttl=ttl_s, recorder=Recorder(ctx))
+                            embed=embed, audience=audience, ttl=ttl_s, recorder=Recorder(ctx), approval=approval_text)
     except VerificationError as e:
         if e.reason == "expired" and grant is not None:  # a CI job's grant ran out: say how to go on
             e.hint = (f"mint a new grant where its issuer's key is, e.g. 'agentctl delegate --to {as_} "
@@ -103,9 +105,11 @@ class _VerifyRun:
 
         sets = home_policy_sets(self.ctx.home, policies or (), query)  # compiled before anything is decided
         self.context = read_context(context) if context is not None else None
+        rules = self.ctx.home.config.approvals  # step 10; an approval is single use, so a seen-store with rules
         self.verifier = Verifier(trust, recorder=self.buffer or self.recorder, clock=self.ctx.clock, leeway=leeway_s,
-                                 revocations=extra, once=once, seen=HomeSeenStore(self.ctx.home) if once else None,
-                                 policies=sets)
+                                 revocations=extra, once=once,
+                                 seen=HomeSeenStore(self.ctx.home) if once or rules is not None else None,
+                                 policies=sets, approvals=rules)
         self.audience = audience
         self.expect = expect
 
@@ -180,8 +184,9 @@ def _token_argument(source: str) -> str:
 def _human_verdict(out: Output, doc: dict) -> None:
     if doc["type"] == "action":
         via = f" under {doc['scope']}" if doc["scope"] else " on its own authority"
+        approved = f"; approved by {doc['approval']['by']}" if doc.get("approval") else ""
         out.line(f"ok: {doc['agent']} may {doc['action']} on {doc['resource']} on behalf of {doc['on_behalf_of']}{via}"
-                 f" (chain {' > '.join(doc['chain'])}; until {doc['expires_at']})")
+                 f" (chain {' > '.join(doc['chain'])}; until {doc['expires_at']}{approved})")
     else:
         out.line(f"ok: grant to {doc['agent']} on behalf of {doc['on_behalf_of']}: {doc['scope']}"
                  f" (chain {' > '.join(doc['chain'])}; until {doc['expires_at']})")

@@ -61,6 +61,10 @@ from .mcp_cmds import mcp_app  # noqa: E402 - the MCP proxies live in their own 
 
 app.add_typer(mcp_app, name="mcp")
 
+from .approval_cmds import approval_app  # noqa: E402 - approvals live in their own module
+
+app.add_typer(approval_app, name="approval")
+
 
 # --- help: summaries, examples and environment for every command (agentctl/_cli/helptext.py) ---------
 

@@ -51,6 +51,29 @@ STEPS: list[tuple[str, list[str], int]] = [
      ["verify", "action.jwt", "--once"], 1),
     ("Anything outside the grant is denied with a reason code, for shell scripts and for people.",
      ["verify", "action.jwt", "--action", "pull_request.merge", "--resource", "acme/web"], 1),
+    ("Some actions need a person's yes. The demo home now requires an approval for production deploys"
+     " (config.toml: audience and [approvals]); carol approves, and nobody approves their own action.",
+     ["keygen", "user:carol", "--role", "approver"], 0),
+    ("", ["delegate", "--from", "user:alice", "--to", "agent:code-reviewer:prod", "--scope", "deploy.production:acme/web",
+          "--ttl", "30m", "-o", "deploy-grant.jwt"], 0),
+    ("Without an approval, the deploy is refused: approval_required.",
+     ["sign", "--as", "agent:code-reviewer:prod", "--action", "deploy.production", "--resource", "acme/web",
+      "--grant", "deploy-grant.jwt", "--data", "release.json", "--audience", "deploy-gate", "-o", "unapproved.jwt"], 0),
+    ("", ["verify", "unapproved.jwt", "--audience", "deploy-gate", "--data", "release.json"], 1),
+    ("The agent asks: a signed request binding itself, the action, the resource, the payload and its grant.",
+     ["approval", "request", "--as", "agent:code-reviewer:prod", "--action", "deploy.production", "--resource", "acme/web",
+      "--audience", "deploy-gate", "--grant", "deploy-grant.jwt", "--data", "release.json", "--embed",
+      "--reason", "release 1.4.0 after review", "-o", "request.jwt"], 0),
+    ("Carol sees exactly what she would approve, verified first; the agent's words are labelled as its words.",
+     ["approval", "show", "request.jwt"], 0),
+    ("", ["approval", "approve", "request.jwt", "--as", "user:carol", "--note", "release notes checked", "-o", "approval.jwt"], 0),
+    ("The agent signs the deploy with the approval; the verifier allows it, once.",
+     ["sign", "--as", "agent:code-reviewer:prod", "--action", "deploy.production", "--resource", "acme/web",
+      "--grant", "deploy-grant.jwt", "--data", "release.json", "--audience", "deploy-gate", "--approval", "approval.jwt",
+      "-o", "deploy.jwt"], 0),
+    ("", ["verify", "deploy.jwt", "--audience", "deploy-gate", "--data", "release.json"], 0),
+    ("An approval is single use: the same deploy presented again is a replay.",
+     ["verify", "deploy.jwt", "--audience", "deploy-gate", "--data", "release.json"], 1),
     ("Alice revokes the code reviewer. Everything it handed down stops working at once.",
      ["revoke", "agent:code-reviewer:prod", "--reason", "demo: compromised"], 0),
     ("", ["verify", "action.jwt", "--action", "pull_request.create", "--resource", "acme/web"], 1),
@@ -87,12 +110,16 @@ def _demo(state: State, out: Output) -> int:
             os.environ["COLUMNS"] = str(inner_width)
         with open(os.path.join(work, "pr.json"), "w", encoding="utf-8") as f:
             f.write('{"title": "Fix flaky test", "base": "main", "head": "linter/fix-flaky"}\n')
+        with open(os.path.join(work, "release.json"), "w", encoding="utf-8") as f:
+            f.write('{"service": "acme/web", "version": "1.4.0"}\n')
         if not out.json_mode:
             out.line(f"agentctl demo — a throwaway home in {home}\n")
         from .entry import main
 
         for n, (why, args, want) in enumerate(STEPS, 1):
             argv = list(args)
+            if args[:2] == ["keygen", "user:carol"]:  # from here on, the demo home requires approvals
+                _require_approvals(home)
             stdout, stderr = (_Terminal() if terminal else io.StringIO()), io.StringIO()
             with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
                 code = main(["--home", home, *argv])
@@ -125,6 +152,13 @@ def _demo(state: State, out: Output) -> int:
                "That is agentctl: identities, delegation that only narrows, signed actions verified offline,\n"
                "and an audit log that proves it was not edited. The demo home has been deleted.")
     return 0
+
+
+def _require_approvals(home: str) -> None:
+    path = os.path.join(home, "config.toml")
+    with open(path, "a", encoding="utf-8") as f:
+        f.write('audience = "deploy-gate"\n\n[approvals]\nrequire = ["deploy.production:**"]\n'
+                'approvers = ["role:approver"]\n')
 
 
 class _Terminal(io.StringIO):

@@ -65,10 +65,10 @@ HELP: dict[tuple[str, ...], tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     ("rotate",): ("Give a principal a new key.", (
         "agentctl rotate agent:code-reviewer:prod -o rotation.jwt",
     ), SIGNING),
-    ("revoke",): ("Revoke a principal, a key or a grant.", (
+    ("revoke",): ("Revoke a principal, a key, or a grant, action or approval.", (
         "agentctl revoke agent:old-bot --reason decommissioned",
         "agentctl revoke --key KID",
-        "agentctl revoke --grant JTI",
+        "agentctl revoke --jti JTI",
     ), KEYSTORE),
     ("delegate",): ("Mint a delegation grant.", (
         "agentctl delegate --from user:alice --to agent:code-reviewer:prod \\\n"
@@ -85,7 +85,36 @@ HELP: dict[tuple[str, ...], tuple[str, tuple[str, ...], tuple[str, ...]]] = {
         "    --resource acme/web --grant grant.jwt --data pr.json -o action.jwt",
         "AGENTCTL_SECRET_KEY=\"$SECRET\" agentctl sign --as agent:ci:deploy \\\n"
         "    --action deploy.staging --resource api/web --grant grant.jwt",
+        "agentctl sign --as agent:deployer --action deploy.production --resource api/web \\\n"
+        "    --grant grant.jwt --data release.json --approval approval.jwt -o action.jwt",
     ), SIGNING),
+    ("approval",): ("A human checkpoint bound to one exact action.", (
+        "agentctl approval request --as agent:deployer --action deploy.production \\\n"
+        "    --resource api/web --audience deploy-gate --grant grant.jwt --data release.json --embed -o request.jwt",
+        "agentctl approval show request.jwt",
+        "agentctl approval approve request.jwt --as user:carol -o approval.jwt",
+    ), SIGNING),
+    ("approval", "request"): ("Sign a request for approval and queue it here.", (
+        "agentctl approval request --as agent:deployer --action deploy.production \\\n"
+        "    --resource api/web --audience deploy-gate --grant grant.jwt \\\n"
+        "    --data release.json --embed --reason 'release 1.2.3' -o request.jwt",
+    ), SIGNING),
+    ("approval", "list"): ("Pending requests, oldest first.", (
+        "agentctl approval list",
+        "agentctl --json approval list --all",
+    ), ()),
+    ("approval", "show"): ("Verify a request and show exactly what would be approved.", (
+        "agentctl approval show request.jwt",
+        "agentctl approval show REQ --data release.json",
+        "agentctl --json approval show request.jwt",
+    ), ()),
+    ("approval", "approve"): ("Approve a verified request: writes the approval.", (
+        "agentctl approval approve request.jwt --as user:carol --note 'checked the diff' -o approval.jwt",
+        "agentctl approval approve REQ --as user:carol --data release.json --ttl 10m",
+    ), SIGNING),
+    ("approval", "deny"): ("Refuse a request in this home.", (
+        "agentctl approval deny request.jwt --as user:carol --reason 'not during the freeze'",
+    ), ()),
     ("verify",): ("Verify a grant or an action (exit 0: allowed).", (
         "agentctl verify action.jwt --action pull_request.create \\\n"
         "    --resource acme/web --data pr.json --once",

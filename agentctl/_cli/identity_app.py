@@ -92,11 +92,11 @@ def revoke(
     ctx: typer.Context,
     name: Optional[str] = typer.Argument(None, metavar="[NAME]", help="Principal to revoke, with all its keys."),
     key: Optional[str] = typer.Option(None, "--key", metavar="KID", help="Revoke one key."),
-    grant: Optional[str] = typer.Option(None, "--grant", metavar="JTI", help="Revoke one grant."),
+    grant: Optional[str] = typer.Option(None, "--jti", "--grant", metavar="JTI", help="Revoke one grant, action or approval by its id (--grant: the same)."),
     reason: str = typer.Option("", "--reason", metavar="TEXT", help="Why, for the record."),
     json_: bool = JsonOpt,
 ) -> None:
-    """Revoke a principal, a key or a grant. Permanent."""
+    """Revoke a principal, a key, or a grant, action or approval (--jti). Permanent."""
     s = state(ctx)
     done(ident.do_revoke(s, s.output(json_), name, key, grant, reason))
 

@@ -332,7 +332,7 @@ def do_revoke(state: State, out: Output, name: str | None, key: str | None, gran
     from ..identity import revoke_grant, revoke_key, revoke_principal
 
     if sum(x is not None for x in (name, key, grant)) != 1:
-        raise UsageError("give exactly one of NAME, --key KID or --grant JTI")
+        raise UsageError("give exactly one of NAME, --key KID or --jti JTI")
     ctx = make_context(state, out)
     rec = Recorder(ctx)
 

@@ -6,13 +6,14 @@
 # The sub-commands of a command path ('' is agentctl itself).
 __agentctl_commands() {
     case $1 in
-        '') echo 'keygen list show pubkey import rotate revoke delegate inspect sign verify demo completion sync role revocations audit policy trust mcp' ;;
+        '') echo 'keygen list show pubkey import rotate revoke delegate inspect sign verify demo completion sync role revocations audit policy trust mcp approval' ;;
         'role') echo 'add remove' ;;
         'revocations') echo 'export import' ;;
         'audit') echo 'verify ship enroll checkpoint prove consistency key export' ;;
         'policy') echo 'input eval check schema' ;;
         'trust') echo 'export import' ;;
         'mcp') echo 'guard sign' ;;
+        'approval') echo 'request list show approve deny' ;;
     esac
 }
 
@@ -26,10 +27,10 @@ __agentctl_options() {
         'pubkey') echo '--format --all --json -h --help' ;;
         'import') echo '--rotation --role --json -h --help' ;;
         'rotate') echo '-o --output --export-secret --no-store --json -h --help' ;;
-        'revoke') echo '--key --grant --reason --json -h --help' ;;
+        'revoke') echo '--key --grant --jti --reason --json -h --help' ;;
         'delegate') echo '--to --scope --ttl --from --parent --audience --max-depth -o --output --json -h --help' ;;
         'inspect') echo '--json -h --help' ;;
-        'sign') echo '--as --action --resource --grant --data --embed --audience --ttl -o --output --json -h --help' ;;
+        'sign') echo '--as --action --resource --grant --approval --data --embed --audience --ttl -o --output --json -h --help' ;;
         'verify') echo '--action --resource --audience --data --expect --revocations --at --leeway --once --batch --policy --query --context --json -h --help' ;;
         'demo') echo '--json -h --help' ;;
         'completion') echo '--json -h --help' ;;
@@ -60,6 +61,12 @@ __agentctl_options() {
         'mcp') echo '-h --help' ;;
         'mcp guard') echo '--name --audience --pass --seen --revocations --leeway -h --help' ;;
         'mcp sign') echo '--as --grant --server --audience -h --help' ;;
+        'approval') echo '-h --help' ;;
+        'approval request') echo '--as --action --resource --audience --grant --data --embed --reason --ttl -o --output --json -h --help' ;;
+        'approval list') echo '--all --json -h --help' ;;
+        'approval show') echo '--data --json -h --help' ;;
+        'approval approve') echo '--as --ttl --note --audience --data --blind -o --output --json -h --help' ;;
+        'approval deny') echo '--as --reason --json -h --help' ;;
     esac
 }
 
@@ -75,7 +82,7 @@ __agentctl_option_value() {
         'import --role') echo 'text' ;;
         'rotate -o'|'rotate --output') echo 'file' ;;
         'revoke --key') echo 'text' ;;
-        'revoke --grant') echo 'text' ;;
+        'revoke --grant'|'revoke --jti') echo 'text' ;;
         'revoke --reason') echo 'text' ;;
         'delegate --to') echo 'name' ;;
         'delegate --scope') echo 'text' ;;
@@ -89,6 +96,7 @@ __agentctl_option_value() {
         'sign --action') echo 'text' ;;
         'sign --resource') echo 'text' ;;
         'sign --grant') echo 'file' ;;
+        'sign --approval') echo 'file' ;;
         'sign --data') echo 'file' ;;
         'sign --audience') echo 'text' ;;
         'sign --ttl') echo 'text' ;;
@@ -144,6 +152,24 @@ __agentctl_option_value() {
         'mcp sign --grant') echo 'file' ;;
         'mcp sign --server') echo 'text' ;;
         'mcp sign --audience') echo 'text' ;;
+        'approval request --as') echo 'text' ;;
+        'approval request --action') echo 'text' ;;
+        'approval request --resource') echo 'text' ;;
+        'approval request --audience') echo 'text' ;;
+        'approval request --grant') echo 'file' ;;
+        'approval request --data') echo 'file' ;;
+        'approval request --reason') echo 'text' ;;
+        'approval request --ttl') echo 'text' ;;
+        'approval request -o'|'approval request --output') echo 'file' ;;
+        'approval show --data') echo 'file' ;;
+        'approval approve --as') echo 'name' ;;
+        'approval approve --ttl') echo 'text' ;;
+        'approval approve --note') echo 'text' ;;
+        'approval approve --audience') echo 'text' ;;
+        'approval approve --data') echo 'file' ;;
+        'approval approve -o'|'approval approve --output') echo 'file' ;;
+        'approval deny --as') echo 'name' ;;
+        'approval deny --reason') echo 'text' ;;
     esac
 }
 
@@ -175,6 +201,9 @@ __agentctl_argument() {
         'trust import '0) echo 'file' ;;
         'mcp guard '*) echo 'text' ;;
         'mcp sign '*) echo 'text' ;;
+        'approval show '0) echo 'file' ;;
+        'approval approve '0) echo 'file' ;;
+        'approval deny '0) echo 'file' ;;
     esac
 }
 

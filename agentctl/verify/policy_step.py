@@ -51,9 +51,15 @@ def input_document(v, c) -> dict:
                  "aud": list(leaf.aud) if leaf.aud is not None else None}
         payload = None
     known, roles, attrs = _principal_facts(v, agent)
+    accepted = getattr(c, "accepted", None)  # only an approval step 10 accepted, never one that merely travels
+    approval = None
+    if accepted is not None:
+        from ..policy.input import Approval
+
+        approval = Approval(accepted.iss, accepted.iat, accepted.jti, accepted.note)
     return build_input(
         agent_id=agent, agent_kid=kid, agent_known=known, agent_roles=roles, agent_attrs=attrs,
-        action=action, resource_id=resource, delegation=delegation, approval=None, token=token,
+        action=action, resource_id=resource, delegation=delegation, approval=approval, token=token,
         payload=payload, context=c.context, now=int(c.now),
     )
 

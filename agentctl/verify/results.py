@@ -83,6 +83,7 @@ class VerifiedAction:
     agent_known: bool = True
     audience: str | None = None
     policy: dict | None = None  # step 11's decision: digest, query, engine, result, input_sha256
+    approval: object | None = None  # the ApprovalToken step 10 accepted
 
     @property
     def agent(self) -> str:
@@ -112,13 +113,15 @@ class VerifiedAction:
             "action", agent=self.agent, on_behalf_of=self.on_behalf_of, chain=self.chain, action=self.action.action,
             resource=self.action.resource, scope=str(self.scope) if self.scope is not None else None,
             expires_at=self.expires_at, jti=self.action.jti, agent_known=self.agent_known, audience=self.audience,
-            policy=self.policy,
+            policy=self.policy, approval=self.approval,
         )
 
 
 def verdict_doc(kind: str | None, *, agent=None, on_behalf_of=None, chain=None, action=None, resource=None, scope=None,
-                expires_at=None, jti=None, agent_known=None, audience=None, policy=None) -> dict:
-    return {
+                expires_at=None, jti=None, agent_known=None, audience=None, policy=None, approval=None) -> dict:
+    from .approval_step import approval_doc
+
+    doc = {
         "ok": True,
         "reason": None,
         "detail": None,
@@ -133,9 +136,10 @@ def verdict_doc(kind: str | None, *, agent=None, on_behalf_of=None, chain=None, 
         "audience": audience,
         "expires_at": rfc3339(expires_at) if expires_at is not None else None,
         "jti": jti,
-        "approval": None,
+        "approval": approval_doc(approval),
         "policy": dict(policy) if policy is not None else None,
     }
+    return doc
 
 
 def denial_doc(e: VerificationError, kind: str | None = None, action=None, resource=None) -> dict:
@@ -144,7 +148,7 @@ def denial_doc(e: VerificationError, kind: str | None = None, action=None, resou
     return doc
 
 
-def verdict_event(doc: dict, token: str | None = None) -> Event:
+def verdict_event(doc: dict, token: str | None = None, *, approval_req: str | None = None) -> Event:
     """The audit event of one verdict: never the payload, only what was decided and why. A denial
     names whom the token claimed to be (marked ``claimed``: nothing about it was established), so
     ``audit --agent X`` shows attempts made in X's name too. Given the presentation, the event carries
@@ -158,6 +162,8 @@ def verdict_event(doc: dict, token: str | None = None) -> Event:
         metadata["presentation_sha256"] = hashlib.sha256(token.strip().encode("utf-8", "surrogatepass")).hexdigest()
     if doc.get("policy") is not None:  # digest, query, engine, result, input_sha256: reproducible
         metadata["policy"] = doc["policy"]
+    if doc.get("approval") is not None:  # who approved, and which request
+        metadata["approval"] = {**doc["approval"], "req": approval_req}
     if not doc["ok"] and token and principal is None:
         claims = claimed(token)
         if claims:

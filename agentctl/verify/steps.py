@@ -47,6 +47,8 @@ class Check:
     scope: Any = None
     context: Any = None  # --context: a checked JSON object, only ever beside the verified fields
     policy: Any = None  # step 11's description of its decision (the verdict's "policy" field)
+    approval: Any = None  # the ApprovalToken that travels (parsed, not yet verified)
+    accepted: Any = None  # the approval step 10 accepted
 
 
 class WellFormed(Step):
@@ -72,8 +74,10 @@ class WellFormed(Step):
             return memo.chain
 
         p = parse(c.token, expect=c.kind, chains=chains)
-        if p.approval is not None:  # step 10 verifies approvals; until it does, none is accepted
-            raise _fail("unsupported", "this verifier does not yet accept an approval in a presentation")
+        if p.approval is not None:  # its shape here; step 10 verifies it
+            from ..approvals import approval_from
+
+            c.approval = approval_from(p.approval)
         c.act, c.chain = p.action, p.chain
         c.grant_token = p.grants_text
 
@@ -347,13 +351,16 @@ class Request(Step):
 
 
 class Approval(Step):
-    """A seam: approvals (SPEC, "Approvals") are not yet verified here."""
+    """Whenever an action is named, every approval that travels is verified, and a required one must be
+    there (SPEC, "Approvals"; :mod:`.approval_step`)."""
 
     number, name, title = 10, "approval", "Approval"
     reasons = ("approval_required", "approval_invalid")
 
     def run(self, v, c: Check) -> None:
-        return None
+        from .approval_step import check_approval
+
+        check_approval(v, c)
 
 
 class Policy(Step):
@@ -377,6 +384,14 @@ class Once(Step):
     def action(self, v, c: Check) -> None:
         if c.once:
             v._seen_store().remember(c.act.iss, c.act.jti, c.act.exp, c.real_now)
+        approval = c.accepted
+        if approval is not None:  # an approval is single use, with or without once
+            try:
+                v._seen_store().remember(approval.iss, approval.jti, approval.exp, c.real_now or c.now)
+            except VerificationError as e:
+                if e.reason != "replayed":
+                    raise
+                raise _fail("replayed", f"approval {approval.jti} by {approval.iss} was already used") from None
 
 
 STEPS = (WellFormed(), Keys(), Signatures(), Time(), ChainShape(), Revocation(), Audience(), Authority(), Request(),

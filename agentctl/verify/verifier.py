@@ -51,11 +51,15 @@ class Verifier:
         once: bool = False,
         seen: SeenStore | None = None,
         policies: Sequence[Any] = (),
+        approvals: Any = None,
     ) -> None:
         if recorder is _REQUIRED or recorder is None or not callable(getattr(recorder, "record", None)):
             raise UsageError("a Verifier needs a recorder: pass recorder=(an object with record(*events)) or recorder=NO_AUDIT")
         if once and seen is None:
             raise UsageError("a Verifier with once=True needs a seen-store: pass seen=HomeSeenStore(home) or MemorySeenStore()")
+        if approvals is not None and seen is None:
+            raise UsageError("a Verifier with approval rules needs a seen-store (an approval is single use): pass "
+                             "seen=HomeSeenStore(home) or MemorySeenStore()")
         if isinstance(leeway, bool) or not isinstance(leeway, int) or not 0 <= leeway <= MAX_LEEWAY:
             raise UsageError(f"leeway must be 0 to {MAX_LEEWAY} seconds")
         self.trust = trust
@@ -67,6 +71,7 @@ class Verifier:
         self.once = once
         self.seen = seen
         self.policies = tuple(policies)
+        self.approvals = approvals  # agentctl.approvals.ApprovalRules, or None
         if not all(callable(getattr(p, "decide", None)) for p in self.policies):
             raise UsageError("policies are policy sets: build them with agentctl.policy.load_sets(...)")
         self._cache: dict = {}
@@ -84,7 +89,8 @@ class Verifier:
 
         kw.setdefault("leeway", home.config.leeway)
         kw["policies"] = [*home_policy_sets(home, policy_files, policy_query), *kw.get("policies", ())]
-        if kw.get("once"):
+        kw.setdefault("approvals", home.config.approvals)
+        if kw.get("once") or kw.get("approvals") is not None:
             kw.setdefault("seen", HomeSeenStore(home))
         return cls(StoreTrust(Store(home), refresh=True), recorder=recorder, **kw)
 
@@ -130,7 +136,9 @@ class Verifier:
             raise
         if self._recording:
             doc = result.verdict(action, resource) if kind == "grant" else result.verdict()  # type: ignore[call-arg]
-            self.recorder.record(verdict_event(doc, token if isinstance(token, str) else None))
+            accepted = getattr(result, "approval", None)
+            self.recorder.record(verdict_event(doc, token if isinstance(token, str) else None,
+                                               approval_req=accepted.req if accepted is not None else None))
         return result
 
     def verify_grant(
@@ -204,13 +212,14 @@ class Verifier:
         ACTION_STEPS.run(self, c)
         act = c.act
         grant = VerifiedGrant(c.chain, c.now, self._known(c.chain.leaf.delegate), c.scope, audience) if c.chain is not None else None
-        return VerifiedAction(act, grant, c.scope, c.now, self._known(act.iss), audience, c.policy)
+        return VerifiedAction(act, grant, c.scope, c.now, self._known(act.iss), audience, c.policy, c.accepted)
 
     def _known(self, name: str) -> bool:
         return self.trust.principal(name) is not None
 
     def _seen_store(self) -> SeenStore:
-        assert self.seen is not None
+        if self.seen is None:  # an approval travelled to a verifier built without rules: it is still used once
+            raise UsageError("an approval is single use: construct the Verifier with seen=…")
         return self.seen
 
     def _peek(self, token: object) -> str:
