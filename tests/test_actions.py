@@ -488,7 +488,7 @@ def test_the_fast_path_accepts_exactly_the_verify_options_typer_defines():
 
     import typer
 
-    from agentctl._cli import app as app_module, fast
+    from agentctl._cli import action_app as app_module, fast
 
     defaults = pyinspect.signature(app_module.verify).parameters.values()
     options = [p.default for p in defaults if isinstance(p.default, typer.models.OptionInfo)]
