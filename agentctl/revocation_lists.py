@@ -11,7 +11,6 @@ what a revocation source's freshness is judged by.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from typing import Callable
 
@@ -166,23 +165,15 @@ def verify_list(token: str, trust) -> RevocationList:
                 entries.append(Revocation(kind, ident, at, reason))
     except Exception as e:  # any shape error in the list body is one answer: malformed
         raise VerificationError("malformed", f"revocation list entry is not valid ({type(e).__name__})") from None
-    principal = trust.principal(iss)
-    if principal is None:
-        raise VerificationError("untrusted_root", f"the revocation list is signed by {iss}, who is not trusted here")
-    if not trust.may_revoke(iss):
-        raise VerificationError("untrusted_root", f"the revocation list is signed by {iss}, who may not revoke here: only the signer "
-                                "of a revocation source or a principal with a role carrying revoke = true may")
-    key = principal.key(t.kid)
-    if key is None:
-        raise VerificationError("unknown_key", f"key {t.kid} is not a key of {iss}")
-    if key.status == "retired":
-        raise VerificationError("bad_signature", f"the revocation list is signed by key {t.kid} of {iss}, which is retired: a retired key signs no list")
-    if not t.verifies_with(key.public):
-        raise VerificationError("bad_signature", "the revocation list's signature does not verify")
-    held = trust.revocations()
-    if held.principal(iss) or held.key(t.kid):
-        raise VerificationError("revoked", f"the signer of the revocation list, {iss}, is revoked")
-    digest = hashlib.sha256(t.signing_input.split(b".")[1]).hexdigest()
+    from .verify.trust import document_signer
+
+    def may_revoke(name: str) -> str | None:
+        if trust.may_revoke(name):
+            return None
+        return (f"the revocation list is signed by {name}, who may not revoke here: only the signer of a revocation "
+                "source or a principal with a role carrying revoke = true may")
+
+    digest = document_signer(t, trust, iss, "revocation list", may_sign=may_revoke)
     return RevocationList(iss, version, iat, Revocations(tuple(entries)), t.kid, digest)
 
 

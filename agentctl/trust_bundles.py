@@ -11,7 +11,6 @@ never merged. What is held from each signer is kept in ``trust-bundles.toml`` in
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass, field
 from typing import Callable
@@ -196,20 +195,9 @@ def verify_bundle(token: str, trust) -> Bundle:
     names = [p.name for p in principals]
     if any(a >= b for a, b in zip(names, names[1:])):
         raise _malformed("'principals' are not sorted by name, or a name appears twice")
-    signer = trust.principal(iss)
-    if signer is None:
-        raise VerificationError("untrusted_root", f"the trust bundle is signed by {iss}, who is not trusted here")
-    key = signer.key(t.kid)
-    if key is None:
-        raise VerificationError("unknown_key", f"key {t.kid} is not a key of {iss}")
-    if key.status == "retired":
-        raise VerificationError("bad_signature", f"the trust bundle is signed by key {t.kid} of {iss}, which is retired: a retired key signs no bundle")
-    if not t.verifies_with(key.public):
-        raise VerificationError("bad_signature", "the trust bundle's signature does not verify")
-    held = trust.revocations()
-    if held.principal(iss) or held.key(t.kid):
-        raise VerificationError("revoked", f"the signer of the trust bundle, {iss}, or its key is revoked")
-    digest = hashlib.sha256(t.signing_input.split(b".")[1]).hexdigest()
+    from .verify.trust import document_signer
+
+    digest = document_signer(t, trust, iss, "trust bundle")
     return Bundle(iss, version, iat, digest, principals, t.kid)
 
 

@@ -15,7 +15,7 @@ from ..errors import VerificationError
 from ..home import Role
 from ..models import Key, Principal, Revocations
 
-__all__ = ["Trust", "StoreTrust", "StaticTrust", "Authority", "Role", "key_for", "QUICK_START", "ROLES"]
+__all__ = ["Trust", "StoreTrust", "StaticTrust", "Authority", "Role", "key_for", "document_signer", "QUICK_START", "ROLES"]
 
 QUICK_START = "quick-start"
 ROLES = "roles"
@@ -286,3 +286,30 @@ class StaticTrust(Trust):
             if len(self._authority) < 4096:
                 self._authority[name] = a
         return a
+
+
+def document_signer(t, trust: "Trust", iss: str, what: str, *, may_sign=None) -> str:
+    """Check that a signed document (a revocation list, a trust bundle) is signed by ``iss``, a principal
+    trusted here, with a current (never a retired), unrevoked key of it; ``may_sign(iss)`` may refuse
+    the signer with a reason. Returns the SHA-256 (hex) of the signed claims, which tells two
+    documents of one version apart."""
+    import hashlib
+
+    principal = trust.principal(iss)
+    if principal is None:
+        raise VerificationError("untrusted_root", f"the {what} is signed by {iss}, who is not trusted here")
+    refusal = may_sign(iss) if may_sign is not None else None
+    if refusal:
+        raise VerificationError("untrusted_root", refusal)
+    key = principal.key(t.kid)
+    if key is None:
+        raise VerificationError("unknown_key", f"key {t.kid} is not a key of {iss}")
+    if key.status == "retired":
+        raise VerificationError("bad_signature", f"the {what} is signed by key {t.kid} of {iss}, which is retired: "
+                                f"a retired key signs no {what.split()[-1]}")
+    if not t.verifies_with(key.public):
+        raise VerificationError("bad_signature", f"the {what}'s signature does not verify")
+    held = trust.revocations()
+    if held.principal(iss) or held.key(t.kid):
+        raise VerificationError("revoked", f"the signer of the {what}, {iss}, or its key is revoked")
+    return hashlib.sha256(t.signing_input.split(b".")[1]).hexdigest()
