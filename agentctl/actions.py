@@ -38,7 +38,7 @@ def payload_digest(data: bytes) -> str:
 
 def param_error(param: str, message: str, hint: str | None = None) -> UsageError:
     e = UsageError(message, hint=hint)
-    e.param = param  # type: ignore[attr-defined]
+    e.param = param
     return e
 
 
@@ -148,7 +148,8 @@ def action_claims(*, iss: str, sub: str, action: str, resource: str, data: bytes
     payload = {"sha256": payload_digest(data)}
     if embed:
         if len(data) > MAX_EMBED:
-            raise UsageError(f"--embed carries at most {MAX_EMBED} bytes; this payload is {len(data)}", hint="leave out --embed: the digest binds it")
+            raise UsageError(f"embed carries at most {MAX_EMBED} bytes; this payload is {len(data)}", hint="leave out embed: the digest binds it",
+                             param="embed")
         payload["data"] = b64u_encode(data)
     claims: dict = {"iss": iss, "sub": sub, "action": action, "resource": resource}
     if audience:

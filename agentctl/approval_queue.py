@@ -81,10 +81,10 @@ def make_request(ctx: Context, *, as_: str, action: str, resource: str, audience
     check_resource(resource)
     check_audience(audience)
     if reason is not None:
-        check_text(reason, "--reason")
+        check_text(reason, "reason")
     ttl = DEFAULT_REQUEST_TTL if ttl is None else ttl
     if ttl > ctx.home.config.max_ttl:
-        raise UsageError("--ttl is longer than max_ttl in config.toml")
+        raise UsageError("ttl is longer than max_ttl in config.toml", param="ttl")
     chain = _preflight(_verifier(ctx), grant, as_, action, resource, audience) if grant is not None else None
     signer = signer_for(ctx, as_)
     now = int(ctx.now())
@@ -212,16 +212,16 @@ def approve_request(ctx: Context, view: RequestView, *, as_: str, ttl: int | Non
 
     check_name(as_)
     if note is not None:
-        check_text(note, "--note")
+        check_text(note, "note")
     req = view.request
     _checked(ctx, view, recorder, "approval.approve", as_)
     visible = req.data is not None or (data is not None and payload_digest(data) == req.sha256) \
         or req.sha256 == payload_digest(b"")
     if data is not None and payload_digest(data) != req.sha256:
-        raise UsageError("--data is not the payload the request binds (its SHA-256 differs)")
+        raise UsageError("data is not the payload the request binds (its SHA-256 differs)", param="data")
     if not visible and not blind:
-        raise UsageError("the request binds a payload you have not seen", hint="give it with --data FILE (same digest), "
-                         "or approve without seeing it with --blind")
+        raise UsageError("the request binds a payload you have not seen", hint="give it as data (same digest), "
+                         "or approve without seeing it (blind)", param=("data", "blind"))
     rules = ctx.home.config.approvals
     if rules is not None and rules.approvers:
         p = Store(ctx.home).get(as_)
@@ -233,7 +233,7 @@ def approve_request(ctx: Context, view: RequestView, *, as_: str, ttl: int | Non
     if audience is not None:
         check_audience(audience)
         if audience not in req.aud:
-            raise UsageError(f"--audience {audience} is not the request's ({', '.join(req.aud)}): it can only narrow")
+            raise UsageError(f"audience {audience} is not the request's ({', '.join(req.aud)}): it can only narrow", param="audience")
     max_ttl = rules.max_ttl if rules is not None else DEFAULT_APPROVAL_MAX_TTL
     ttl = max_ttl if ttl is None else min(ttl, max_ttl)
     signer = signer_for(ctx, as_)
@@ -255,9 +255,9 @@ def deny_request(ctx: Context, view: RequestView, *, as_: str, reason: str, reco
     from .names import check_name
 
     check_name(as_)
-    check_text(reason, "--reason")
+    check_text(reason, "reason")
     if not reason.strip():
-        raise UsageError("--reason is required: say why, for the record")
+        raise UsageError("reason is required: say why, for the record", param="reason")
     req = view.request
     done = decision_of(ctx, req)
     if done is not None:

@@ -39,7 +39,7 @@ def _bad(detail: str) -> VerificationError:
 def check_text(text: str, what: str) -> str:
     """A reason or a note: at most :data:`MAX_TEXT` characters (shown escaped, never interpreted)."""
     if not isinstance(text, str) or len(text) > MAX_TEXT:
-        raise UsageError(f"{what} is at most {MAX_TEXT} characters")
+        raise UsageError(f"{what} is at most {MAX_TEXT} characters", param=what)
     return text
 
 
@@ -233,8 +233,9 @@ def request_claims(*, iss: str, sub: str, action: str, resource: str, data: byte
     payload: dict = {"sha256": payload_digest(data)}
     if embed:
         if len(data) > MAX_EMBED:
-            raise UsageError(f"--embed carries at most {MAX_EMBED} bytes; this payload is {len(data)}",
-                             hint="leave out --embed and give the approver the file (approval show --data FILE)")
+            raise UsageError(f"embed carries at most {MAX_EMBED} bytes; this payload is {len(data)}",
+                             hint="leave out embed and give the approver the payload file to show beside the request",
+                             param="embed")
         payload["data"] = b64u_encode(data)
     claims: dict = {"iss": iss, "sub": sub, "action": action, "resource": resource, "aud": audience, "iat": now,
                     "exp": now + ttl, "jti": secrets.token_urlsafe(16), "payload": payload}

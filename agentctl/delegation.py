@@ -45,9 +45,9 @@ def default_issuer(ctx: Context, to: str | None = None) -> str:
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
-        raise UsageError("no local principal can sign here", hint="create one with 'agentctl keygen', or name one with --from")
+        raise UsageError("no local principal can sign here", hint="create one with 'agentctl keygen', or give issuer NAME", param="issuer")
     shown = ", ".join(candidates[:5]) + (", …" if len(candidates) > 5 else "")
-    raise UsageError(f"several principals could sign ({shown})", hint="name one with --from NAME")
+    raise UsageError(f"several principals could sign ({shown})", hint="name one: give issuer NAME", param="issuer")
 
 
 def delegate(
@@ -119,7 +119,7 @@ def _check_common(max_depth: int | None, audience: str | None) -> None:
     from .actions import check_audience
 
     if max_depth is not None and (isinstance(max_depth, bool) or not isinstance(max_depth, int) or not (0 <= max_depth < MAX_CHAIN)):
-        raise UsageError(f"--max-depth must be between 0 and {MAX_CHAIN - 1}")
+        raise UsageError(f"max_depth must be between 0 and {MAX_CHAIN - 1}", param="max_depth")
     if audience is not None:
         check_audience(audience)
 
@@ -143,7 +143,7 @@ def _delegate(ctx, to, scopes, ttl, issuer, parent, audience, max_depth) -> tupl
 
     check_name(to)
     if not scopes:
-        raise UsageError("give at least one --scope", hint="e.g. --scope 'pull_request.create:acme/*'")
+        raise UsageError("give at least one scope in scopes", hint="e.g. scopes 'pull_request.create:acme/*'", param="scopes")
     wanted = parse_scopes(list(scopes))
     config = ctx.home.config
     asked_ttl = ttl
@@ -174,7 +174,8 @@ def _delegate(ctx, to, scopes, ttl, issuer, parent, audience, max_depth) -> tupl
     chain, _root_checked = verifier.preflight(parent)
     iss = chain.leaf.delegate
     if issuer is not None and issuer != iss:
-        raise UsageError(f"--from {issuer} does not hold the parent grant; its holder is {iss}", hint="leave out --from with --parent")
+        raise UsageError(f"issuer {issuer} does not hold the parent grant; its holder is {iss}",
+                         hint="leave out issuer when re-delegating: the holder signs", param="issuer")
     if iss == to:
         raise UsageError(f"{iss} cannot re-delegate to itself")
     signer = signer_for(ctx, iss)
@@ -223,7 +224,7 @@ def _mint(signer: Signer, to: str, to_public: bytes, wanted: tuple, ttl: int, as
     if max_depth is None:
         max_depth = leaf.max_depth - 1
     elif max_depth > leaf.max_depth - 1:
-        raise VerificationError("chain_broken", f"--max-depth {max_depth} is more than the parent allows ({leaf.max_depth - 1})")
+        raise _naming(VerificationError("chain_broken", f"max_depth {max_depth} is more than the parent allows ({leaf.max_depth - 1})"), "max_depth")
     for s in wanted:
         w = witness(s, leaf.scopes)
         if w is not None:
@@ -244,7 +245,7 @@ def _mint(signer: Signer, to: str, to_public: bytes, wanted: tuple, ttl: int, as
     aud = leaf.aud
     if audience is not None:
         if aud is not None and audience not in aud:
-            raise VerificationError("scope_escalation", f"--audience {audience} is not among the parent's ({', '.join(aud)})")
+            raise _naming(VerificationError("scope_escalation", f"audience {audience} is not among the parent's ({', '.join(aud)})"), "audience")
         aud = (audience,)
     if signer.public != leaf.cnf:
         raise UsageError(f"the key of {iss} here is not the key the parent grant was given to", hint="was it rotated after the grant was minted?")
@@ -258,3 +259,8 @@ def _mint(signer: Signer, to: str, to_public: bytes, wanted: tuple, ttl: int, as
 
 def _sign(signer: Signer, claims: dict) -> str:
     return jws.encode(jws.GRANT, claims, signer.seed)
+
+
+def _naming(e: VerificationError, param: str) -> VerificationError:
+    e.param = param
+    return e

@@ -64,11 +64,16 @@ class Error(Exception):
     kind = "operational"
     #: The verification reason code of a verdict (:class:`VerificationError`); None for every other failure.
     reason: str | None = None
+    #: The library parameter(s) the message names (``max_depth``, ``ttl``, …), so that a front end can
+    #: name its own spelling of them (the CLI: its flags); None when it names none.
+    param: str | tuple[str, ...] | None = None
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, param: str | tuple[str, ...] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        if param is not None:
+            self.param = param
 
     def describe(self) -> dict:
         """The one failure shape (SPEC "Commands"): ``ok``, ``error`` (a kind of :data:`KINDS`),

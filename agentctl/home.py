@@ -113,7 +113,7 @@ class Home:
         env = os.environ if env is None else env
         if explicit is not None:
             if not explicit.strip():
-                raise UsageError("--home is empty", hint="give a directory, or leave --home out")
+                raise UsageError("home is empty", hint="give a directory, or leave home out", param="home")
             return cls(explicit, env)._checked()
         if env.get("AGENTCTL_HOME"):
             return cls(env["AGENTCTL_HOME"], env)._checked()
@@ -172,7 +172,7 @@ class Home:
             if st.st_uid != me:
                 raise OperationalError(
                     f"refusing home {self.path}: {p} is owned by uid {st.st_uid}, not by you (uid {me})",
-                    hint=f"use a home of your own (--home DIR), or, if it is yours: chown -R {me} {self.path}",
+                    hint=f"use a home of your own, or, if it is yours: chown -R {me} {self.path}",
                 )
             if stat.S_IMODE(st.st_mode) & 0o022:
                 mode = stat.S_IMODE(st.st_mode)

@@ -98,11 +98,14 @@ def keygen(
         if attr_pairs.setdefault(k, v) != v:
             raise UsageError(f"attribute {k!r} is given twice, as {attr_pairs[k]!r} and {v!r}; give it once")
     if not store_secret and not export_secret:
-        raise UsageError("--no-store without --export-secret would throw the secret key away", hint="add --export-secret")
+        raise UsageError("store_secret=False without export_secret would throw the secret key away", hint="add export_secret",
+                         param=("store_secret=False", "export_secret"))
     if replace and (store_secret or not export_secret):
-        raise UsageError("--replace re-creates a key whose secret lives only elsewhere: give it with --export-secret --no-store")
+        raise UsageError("replace re-creates a key whose secret lives only elsewhere: give it with export_secret and store_secret=False",
+                         param=("replace", "store_secret=False", "export_secret"))
     if replace and (roles or attrs):
-        raise UsageError("--replace keeps the principal's roles and attributes; leave out --role and --attr", hint=f"change roles with: agentctl role add {name} ROLE")
+        raise UsageError("replace keeps the principal's roles and attributes; leave out roles and attrs",
+                         hint=f"change roles with: agentctl role add {name} ROLE", param=("replace", "roles", "attrs"))
     store = Store(ctx.home)
     _check_free(store, name, replace)
     keystore = ctx.keystore() if store_secret else None  # fail before generating anything
@@ -240,7 +243,8 @@ def rotate(ctx: Context, name: str, *, store_secret: bool = True, export_secret:
         raise UsageError(f"principal {name!r} was imported; only its owner can rotate it", hint=f"import its rotation statement: agentctl import {name} --rotation FILE")
     _check_not_revoked(store, name)
     if not store_secret and not export_secret:
-        raise UsageError("--no-store without --export-secret would throw the new secret key away", hint="add --export-secret")
+        raise UsageError("store_secret=False without export_secret would throw the new secret key away", hint="add export_secret",
+                         param=("store_secret=False", "export_secret"))
     old = signer_for(ctx, name)
     if principal.keystore is None and not export_secret:
         raise UsageError(

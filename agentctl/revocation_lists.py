@@ -161,7 +161,7 @@ def verify_list(token: str, trust) -> RevocationList:
                 if kind == "grant":
                     check_jti(ident)
                 if not isinstance(reason, str) or len(reason) > 500 or not reason.isprintable():
-                    raise ValueError("reason")  # as 'revoke --reason' takes it: no control characters
+                    raise ValueError("reason")  # as a revocation's reason is taken: no control characters
                 entries.append(Revocation(kind, ident, at, reason))
     except Exception as e:  # any shape error in the list body is one answer: malformed
         raise VerificationError("malformed", f"revocation list entry is not valid ({type(e).__name__})") from None

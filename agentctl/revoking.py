@@ -34,7 +34,7 @@ def revoke_grant(ctx: Context, jti: str, reason: str = "", *, then: Then = None)
 
 def _reason(reason: str) -> str:
     if len(reason) > 500 or not reason.isprintable():
-        raise UsageError("bad --reason: printable text of at most 500 characters")
+        raise UsageError("bad reason: printable text of at most 500 characters", param="reason")
     return reason
 
 

@@ -67,7 +67,7 @@ def sign_action(
     check_resource(resource)
     ttl = DEFAULT_ACTION_TTL if ttl is None else ttl
     if ttl > ctx.home.config.max_ttl:
-        raise UsageError("--ttl is longer than max_ttl in config.toml")
+        raise UsageError("ttl is longer than max_ttl in config.toml", param="ttl")
     if audience is not None:
         check_audience(audience)
     verifier = Verifier(StoreTrust(Store(ctx.home)), recorder=NO_AUDIT, clock=ctx.clock, leeway=ctx.home.config.leeway)
@@ -123,7 +123,7 @@ def _preflight(verifier, grant: str, as_: str, action: str, resource: str, audie
     chain, _root_checked = verifier.preflight(grant)
     leaf = chain.leaf
     if leaf.delegate != as_:
-        raise UsageError(f"the grant was given to {leaf.delegate}, not {as_}", hint=f"sign with --as {leaf.delegate}")
+        raise UsageError(f"the grant was given to {leaf.delegate}, not {as_}", hint=f"sign with as_ {leaf.delegate}", param="as_")
     if allowed(leaf.scopes, action, resource) is None:
         raise VerificationError("scope_denied", f"the grant does not allow {action} on {resource} (scope: {leaf.scope_text})")
     if leaf.aud is not None and audience is not None and audience not in leaf.aud:
@@ -143,7 +143,7 @@ def _approval(text: str, as_: str, action: str, resource: str, data: bytes, chai
     try:
         approval = approval_from(jws.decode(text.strip(), jws.APPROVAL))
     except VerificationError as e:
-        raise UsageError(f"--approval is not an approval token: {e.detail}") from None
+        raise UsageError(f"approval is not an agentctl-approval+jwt token: {e.detail}", param="approval") from None
     grant = chain.leaf.digest if chain is not None else None
     for what, theirs, mine in (("agent", approval.agent, as_), ("action", approval.action, action),
                                ("resource", approval.resource, resource), ("payload", approval.sha256, payload_digest(data)),

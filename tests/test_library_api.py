@@ -185,3 +185,37 @@ def test_every_verify_event_names_the_presentation_by_its_digest(tmp_path):
         verifier.verify(action[:-2] + "xx")
     digests = [e.metadata.get("presentation_sha256") for e in audit.events]
     assert digests == [hashlib.sha256(action.encode()).hexdigest()] * 2 + [hashlib.sha256((action[:-2] + "xx").encode()).hexdigest()]
+
+
+def test_library_errors_name_parameters_and_the_cli_names_its_flags(cli, home):
+    """The library speaks of its parameters (max_depth), the command line of its flags (--max-depth):
+    one table in the CLI maps one to the other (issue: library messages named CLI flags)."""
+    import os
+
+    alice = agentctl.signer_from_seed("user:alice", os.urandom(32))
+    with pytest.raises(agentctl.UsageError) as e:
+        agentctl.delegate_with(alice, to="agent:bot", to_public=alice.public, scopes=["x.y"], max_depth=99)
+    assert e.value.message.startswith("max_depth must be") and e.value.param == "max_depth" and "--" not in e.value.message
+    assert cli("keygen", "user:alice", env={"AGENTCTL_KEYSTORE": "file"}).code == 0
+    assert cli("keygen", "agent:bot", env={"AGENTCTL_KEYSTORE": "file"}).code == 0
+    r = cli("delegate", "--to", "agent:bot", "--scope", "x.y", "--max-depth", "99", env={"AGENTCTL_KEYSTORE": "file"})
+    assert r.code == 2 and "agentctl: error: --max-depth must be" in r.stderr
+
+
+def test_no_library_message_names_a_command_line_flag():
+    """Flags belong to the command line: a library message or hint names its parameter instead. A hint
+    that shows a whole agentctl command (``agentctl audit ship --init URL``) is a command, not a flag."""
+    import re
+
+    offenders = []
+    for path in sorted((ROOT / "agentctl").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith("agentctl/_cli/") or rel == "agentctl/mcp/proxy.py":
+            continue
+        for n, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+            if not re.search(r"(raise |Error\(|hint=)", line):
+                continue
+            for literal in re.findall(r"f?\"[^\"]*\"|f?'[^']*'", line):
+                if re.search(r"(?<![\w-])--[a-z]", literal) and "agentctl " not in literal:
+                    offenders.append(f"{rel}:{n}: {literal}")
+    assert not offenders, offenders

@@ -70,6 +70,10 @@ def guarded(out: Output, body: Callable[[], "int | None"]) -> int:
     try:
         return body() or 0
     except Error as e:
+        if e.param is not None:
+            from .params import name_flags
+
+            name_flags(e)
         return out.error(e)
     except KeyboardInterrupt:
         out.stderr.write("agentctl: interrupted\n")

@@ -73,7 +73,7 @@ def _db_error(url: str, what: str):
                                     hint="its owner runs: agentctl audit ship --init URL")
         if isinstance(e, psycopg.errors.InsufficientPrivilege):
             return OperationalError(f"{what}: the store refused it: {scrub(str(e), url)}",
-                                    hint="hosts ship with their own enrolled role; the owner runs --init and enroll")
+                                    hint="hosts ship with their own enrolled role; the owner initializes the store and enrolls them (agentctl audit ship --init, agentctl audit enroll)")
         return OperationalError(f"{what} ({describe(url)}): {scrub(str(e), url)}")
 
     return psycopg.Error, wrap

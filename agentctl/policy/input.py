@@ -77,7 +77,7 @@ def check_context(context: object) -> dict:
             raise UsageError('the context\'s "resource" must be a JSON object')
         if "id" in res:
             raise UsageError('the context\'s "resource" must not hold "id": the resource id is the verified one',
-                             hint="pass the resource with --resource; put only its attributes in the context")
+                             hint="give the id as resource; put only the other attributes in the context", param="resource")
     return context
 
 

@@ -261,7 +261,7 @@ def _require_rule(files: list[PolicyFile], query: str) -> None:
             if path[:k] == wanted[:k]:
                 return
     raise UsageError(f"policy set {', '.join(f.path for f in files)} does not define {query}",
-                     hint="check the package name and the rule, or give --query")
+                     hint="check the package name and the rule, or give query", param="query")
 
 
 # --- evaluation ----------------------------------------------------------------------------------

@@ -282,7 +282,7 @@ class Audience(Step):
             if hop.aud is None:
                 continue
             if audience is None:
-                raise _fail("audience_mismatch", f"the grant is only for audience {', '.join(hop.aud)}; verify with --audience")
+                raise _fail("audience_mismatch", f"the grant is only for audience {', '.join(hop.aud)}; the verifier names no audience")
             if audience not in hop.aud:
                 raise _fail("audience_mismatch", f"hop {i + 1} is for {', '.join(hop.aud)}, not {audience}")
         if c.act is None and audience is not None and c.chain.leaf.aud is None:
@@ -292,7 +292,7 @@ class Audience(Step):
         act, audience = c.act, c.audience
         if act.aud is not None:
             if audience is None:
-                raise _fail("audience_mismatch", f"the action is only for audience {', '.join(act.aud)}; verify with --audience")
+                raise _fail("audience_mismatch", f"the action is only for audience {', '.join(act.aud)}; the verifier names no audience")
             if audience not in act.aud:
                 raise _fail("audience_mismatch", f"the action is for {', '.join(act.aud)}, not {audience}")
         elif audience is not None:

@@ -122,9 +122,9 @@ class Verifier:
                 # The token comes from whoever asks; the flags from whoever verifies. A grant where an
                 # action is required is a token of the wrong type (step 1): a denial, not a usage error.
                 if data is not None:
-                    raise VerificationError("malformed", "expected an action token (--data binds an action's payload), got a grant")
+                    raise VerificationError("malformed", "expected an action token (a payload is bound by an action), got a grant")
                 if once:
-                    raise VerificationError("malformed", "expected an action token (--once remembers actions), got a grant")
+                    raise VerificationError("malformed", "expected an action token (once remembers actions), got a grant")
                 result: VerifiedGrant | VerifiedAction = self._grant(token, audience, at, action, resource, context)
             else:
                 result = self._action(token, action, resource, data, audience, at, once, context)
@@ -189,7 +189,7 @@ class Verifier:
         if kind is None:
             raise VerificationError("malformed", f"a {typ} token is neither a grant nor an action")
         if kind == "grant" and data is not None:
-            raise VerificationError("malformed", "expected an action token (--data binds an action's payload), got a grant")
+            raise VerificationError("malformed", "expected an action token (a payload is bound by an action), got a grant")
         now = self.clock() if at is None else at
         c = Check(token, now, kind, action, resource, data, audience, False, self.clock(), context=context)
         INPUT_STEPS.run(self, c)
@@ -205,7 +205,7 @@ class Verifier:
         if once and self.seen is None:
             raise UsageError("once needs a seen-store: construct the Verifier with seen=…")
         if once and at is not None:
-            raise UsageError("once records that an action was used now; it does not go with a time given (--at)")
+            raise UsageError("once records that an action was used now; it does not go with a verification time (at)")
         real_now = self.clock()
         c = Check(token, real_now if at is None else at, "action", action, resource, data, audience, once, real_now,
                   context=context)
