@@ -24,36 +24,13 @@ from test_sync import Server  # noqa: E402
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "fleet.md"
 
-TOOL_CONFIG = """\
-authority = "roles"
-
-[roles.deployer]
-scopes = ["deploy.*:api/**"]
-agents = true
-
-[[sources]]
-kind = "trust"
-url = "{base}/trust.jwt"
-signer = "user:admin"
-key = "{key}"
-names = ["agent:*"]
-roles = ["deployer"]
-max_age = "1h"
-
-[[sources]]
-kind = "revocations"
-url = "{base}/revocations.jwt"
-signer = "user:admin"
-key = "{key}"
-max_age = "15m"
-"""
 
 
 class World:
     """The homes, the web server, the central store and the one clock they all read."""
 
-    def __init__(self, tmp: Path, cli, server: Server, store: Store) -> None:
-        self.tmp, self.cli, self.server, self.store = tmp, cli, server, store
+    def __init__(self, tmp: Path, cli, server: Server, store: Store, clock: FixedClock) -> None:
+        self.tmp, self.cli, self.server, self.store, self.clock = tmp, cli, server, store, clock
         self.www = tmp / "www"
         self.www.mkdir()
         self.ran: set[tuple[str, ...]] = set()
@@ -102,9 +79,7 @@ def world(tmp_path, cli, pg_cluster, monkeypatch):
     server = Server(tmp_path)
     monkeypatch.setenv("SSL_CERT_FILE", str(server.pem))
     store = Store(pg_cluster, cli, tmp_path, monkeypatch)
-    w = World(tmp_path, cli, server, store)
-    w.clock = clock  # type: ignore[attr-defined]
-    yield w
+    yield World(tmp_path, cli, server, store, clock)
     server.stop()
 
 
@@ -116,7 +91,6 @@ def test_the_worked_fleet(world):
     w.ok("admin", "keygen", "user:admin")
     w.ok("agent", "keygen", "agent:deployer")
     w.ok("agent", "keygen", "agent:builder")
-    (w.tmp / "admin" / "config.toml").write_text('[roles.deployer]\nscopes = ["deploy.*:api/**"]\n')
     for agent in ("agent:deployer", "agent:builder"):
         w.ok("admin", "import", agent, w.ok("agent", "pubkey", agent).strip(), "--role", "deployer")
 
@@ -133,7 +107,7 @@ def test_the_worked_fleet(world):
     tools = ("tool1", "tool2")
     for t in tools:
         (w.tmp / t).mkdir(mode=0o700)
-        (w.tmp / t / "config.toml").write_text(TOOL_CONFIG.format(base=w.server.url(""), key=pin))
+        (w.tmp / t / "config.toml").write_text(_doc_tool_config(base=w.server.url(""), pin=pin))
         # before the first sync the agent is nobody here
         code, reason, _ = w.verify(t, w.sign("agent:deployer", "early.txt"))
         assert (code, reason) == (1, "untrusted_root")
@@ -222,13 +196,21 @@ def test_the_worked_fleet(world):
     assert _doc_commands() == w.ran
 
 
+def _section() -> str:
+    return DOC.read_text("utf-8").split("\n## A worked fleet\n", 1)[1].split("\n## ", 1)[0]
+
+
+def _doc_tool_config(base: str, pin: str) -> str:
+    """The tool servers' config.toml as the doc shows it, pointed at the test's server and pin."""
+    block = next(b for b in re.findall(r"^```toml\n(.*?)^```", _section(), re.S | re.M) if "[[sources]]" in b)
+    assert block.count('key = "did:key:z6Mk…"') == 2 and block.count("https://admin.internal/") == 2
+    return block.replace("did:key:z6Mk…", pin).replace("https://admin.internal", base)
+
+
 def _doc_commands() -> set[tuple[str, ...]]:
-    section = DOC.read_text("utf-8").split("## A worked fleet", 1)[1].split("\n## ", 1)[0]
     found = set()
-    for block in re.findall(r"^```sh\n(.*?)^```", section, re.S | re.M):
-        for line in block.splitlines():
-            m = re.match(r"\s*agentctl(?: --home \S+)?(?: --json)? ([a-z-]+)(?: ([a-z][a-z-]*))?", line)
-            if m:
-                first, second = m.groups()
-                found.add((first, second) if first in ("trust", "revocations", "audit") and second else (first,))
+    for block in re.findall(r"^```sh\n(.*?)^```", _section(), re.S | re.M):
+        for m in re.finditer(r"\bagentctl(?: --home \S+)?(?: --json)? ([a-z-]+)(?: ([a-z][a-z-]*))?", block):
+            first, second = m.groups()
+            found.add((first, second) if first in ("trust", "revocations", "audit") and second else (first,))
     return found
