@@ -74,6 +74,7 @@ class World:
 @pytest.fixture
 def world(tmp_path, cli, pg_cluster, monkeypatch):
     clock = FixedClock(float(int(time.time())))
+    # the CLI builds every context with Context.for_home: give each one the test's clock
     plain = Context.for_home.__func__  # type: ignore[attr-defined]
     monkeypatch.setattr(Context, "for_home", classmethod(lambda cls, home=None, **kw: plain(cls, home, **{"clock": clock, **kw})))
     server = Server(tmp_path)
