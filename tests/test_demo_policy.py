@@ -37,14 +37,14 @@ def test_the_demo_prints_the_seed_policy_it_runs(cli, home):
     assert r.code == 0, r.stderr
     for line in SEED_POLICY.splitlines():
         assert "    " + line in r.stdout.splitlines()
-    assert "policy steps skipped" not in r.stdout
+    assert "Policy steps skipped" not in r.stdout
 
 
 def test_without_the_rego_engine_the_demo_still_runs_and_says_how_to_install_it(cli, home, monkeypatch):
     monkeypatch.setitem(sys.modules, "regopy", None)  # `import regopy` fails, as on a plain install
     r = cli("demo")
     assert r.code == 0, r.stdout + r.stderr
-    hint = [line for line in r.stdout.splitlines() if "policy steps skipped" in line]
+    hint = [line for line in r.stdout.splitlines() if "Policy steps skipped" in line]
     assert len(hint) == 1 and "pip install -e '.[rego]'" in hint[0]
     assert "--policy" not in r.stdout and "policy_denied" not in r.stdout
     assert "error" not in r.stderr

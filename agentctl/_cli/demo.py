@@ -8,7 +8,6 @@ import os
 import shutil
 import tempfile
 
-from ..policy.rego import INSTALL_HINT
 from .common import State, guarded
 from .output import Output
 
@@ -161,7 +160,8 @@ def _demo(state: State, out: Output) -> int:
             argv = list(args)
             if n - 1 in POLICY_STEPS and not with_policy:
                 if n - 1 == POLICY_FIRST:
-                    skipped = f"policy steps skipped: the Rego engine is not installed ({INSTALL_HINT})"
+                    skipped = ("Policy steps skipped: the Rego engine is not installed here. To see a policy allow one"
+                               " action and deny another: pip install -e '.[rego]'")
                     if not out.json_mode:
                         out.line(f"▸ {skipped}\n")
                 continue
