@@ -1,7 +1,10 @@
 """Decisions per second per engine: a compiled set asked through agentctl's interface, against a
 fresh engine query per decision; then, for Rego, where a decision's time goes (the evaluation on the
 caller's thread, without the time-out hand-off; regopy's conversion of the input document alone) and
-what compiling a set costs with the safety check. Run: python bench/policy.py [N]"""
+what compiling a set costs with the safety check. Last, verification with a compiled policy against
+without one, per decision, in the library (``Verifier(policies=…)``) and in ``agentctl verify --batch
+--policy`` (CPU time, best of interleaved rounds; the audit log off, so the policy's share shows).
+Target: at most 0.1 ms added per decision. Run: python bench/policy.py [N] [ACTIONS]"""
 
 from __future__ import annotations
 
@@ -113,6 +116,75 @@ def main() -> None:
         print(f"{engine:<8}{compiled:>16,.0f}{fresh:>16,.0f}   ({1e3 / compiled:.3f} ms vs {1e3 / fresh:.3f} ms)")
     for what, per_second in notes:
         print(f"{what:<48}{1e3 / per_second:.3f} ms")
+    part_verify(int(sys.argv[2]) if len(sys.argv) > 2 else 2000)
+
+
+VERIFY_REGO = """package agent.authz
+default allow = false
+allow if {
+  input.action == "deploy.staging"
+  startswith(input.resource.id, "api/")
+  input.delegation.user == "user:alice"
+}
+"""
+VERIFY_CEDAR = """permit(principal, action == Agentctl::Action::"deploy.staging", resource)
+when { context has delegation && context.delegation.user == Agentctl::User::"user:alice" };
+"""
+
+
+def part_verify(n: int, repeat: int = 3) -> None:
+    """Verification with a compiled policy vs without, per decision: the library and --batch."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from verify import AGENTCTL, Key, action, cpu, env_for, grant, make_home, timed  # bench/verify.py
+
+    from agentctl.policy import load_sets
+    from agentctl.verify import NO_AUDIT, StaticTrust, Verifier
+
+    now = int(time.time())
+    alice, deployer = Key("user:alice"), Key("agent:deployer")
+    g = grant(alice, deployer, "deploy.staging:api/*", now)
+    tokens = [action(deployer, g, i, now) for i in range(n)]
+    stdin = ("\n".join(tokens) + "\n").encode("ascii")
+    root = Path(tempfile.mkdtemp())
+    home = make_home(root, "tool", alice, audit=False)
+    engines = []
+    for engine, suffix, text in (("rego", "rego", VERIFY_REGO), ("cedar", "cedar", VERIFY_CEDAR)):
+        try:
+            __import__("regopy" if engine == "rego" else "cedarpy")
+        except ImportError:
+            print(f"verify with a {engine} policy: the engine is not installed")
+            continue
+        path = root / f"p.{suffix}"
+        path.write_text(text)
+        engines.append((engine, str(path)))
+
+    def library(sets):
+        def run():
+            v = Verifier(StaticTrust({"user:alice": alice.public}), recorder=NO_AUDIT, policies=sets)
+            for t in tokens:
+                assert v.verify_action(t).verdict()["ok"]
+        return run
+
+    lib = {"none": library([])}
+    batch = {"none": [str(AGENTCTL), "verify", "--batch"]}
+    for engine, path in engines:
+        lib[engine] = library(load_sets(policies=[path]))
+        batch[engine] = [str(AGENTCTL), "verify", "--batch", "--policy", path]
+    lib_t: dict[str, list[float]] = {k: [] for k in lib}
+    batch_t: dict[str, list[float]] = {k: [] for k in batch}
+    for _ in range(repeat):  # interleaved
+        for k in lib:
+            lib_t[k].append(cpu(lib[k]))
+            batch_t[k].append(timed(batch[k], env_for(home), stdin)[1])
+    print(f"\nverify {n:,} actions (audit off), CPU per decision, best of {repeat}:")
+    print(f"{'':<28}{'no policy':>12}" + "".join(f"{e:>12}{'added':>10}" for e, _ in engines))
+    for label, times in (("library Verifier", lib_t), ("agentctl verify --batch", batch_t)):
+        base = min(times["none"]) / n * 1e3
+        row = f"{label:<28}{base:>9.3f} ms"
+        for e, _ in engines:
+            per = min(times[e]) / n * 1e3
+            row += f"{per:>9.3f} ms{per - base:>+7.3f} ms"
+        print(row)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from .output import Output
 # (explanation, arguments, expected exit code). Files are relative to the demo's working directory.
 STEPS: list[tuple[str, list[str], int]] = [
     ("Every person and agent gets its own Ed25519 identity. Alice is a user; the code reviewer is an agent.",
-     ["keygen", "user:alice", "--role", "maintainer"], 0),
+     ["keygen", "user:alice", "--role", "engineer"], 0),
     ("The agent's name says what it is and where it runs. Its secret key stays in the keystore.",
      ["keygen", "agent:code-reviewer:prod", "--role", "reviewer", "--attr", "team=platform"], 0),
     ("A second agent, which the code reviewer will hand part of its work to.",
@@ -51,6 +51,14 @@ STEPS: list[tuple[str, list[str], int]] = [
      ["verify", "action.jwt", "--once"], 1),
     ("Anything outside the grant is denied with a reason code, for shell scripts and for people.",
      ["verify", "action.jwt", "--action", "pull_request.merge", "--resource", "acme/web"], 1),
+    ("Alice's grant and the policy both allow this pull request: exit 0.",
+     ["sign", "--as", "agent:code-reviewer:prod", "--action", "pull_request.create", "--resource", "acme/api",
+      "--grant", "alice-to-reviewer.jwt", "--data", "pr.json", "-o", "pr-create.jwt"], 0),
+    ("", ["verify", "pr-create.jwt", "--data", "pr.json", "--policy", "seed.rego", "--context", "ctx.json"], 0),
+    ("Alice's grant (pull_request.*) also covers merging, but the policy does not: policy_denied.",
+     ["sign", "--as", "agent:code-reviewer:prod", "--action", "pull_request.merge", "--resource", "acme/api",
+      "--grant", "alice-to-reviewer.jwt", "--data", "pr.json", "-o", "pr-merge.jwt"], 0),
+    ("", ["verify", "pr-merge.jwt", "--data", "pr.json", "--policy", "seed.rego", "--context", "ctx.json"], 1),
     ("Some actions need a person's yes. The demo home now requires an approval for production deploys"
      " (config.toml: audience and [approvals]); carol approves, and nobody approves their own action.",
      ["keygen", "user:carol", "--role", "approver"], 0),
@@ -86,6 +94,32 @@ STEPS: list[tuple[str, list[str], int]] = [
 ]
 
 
+# The policy steps: the first of them and how many, shown only when the Rego engine is installed.
+POLICY_FIRST = next(i for i, (_, args, _) in enumerate(STEPS) if args[-1] == "pr-create.jwt")
+POLICY_STEPS = range(POLICY_FIRST, POLICY_FIRST + 4)
+
+# SPEC's seed policy, exactly as written, and the context a tool server passes with it.
+SEED_POLICY = """package agent.authz
+default allow = false
+allow if {
+  input.agent.id == "agent:code-reviewer:prod"
+  input.action == "pull_request.create"
+  startswith(input.resource.repo, "acme/")
+  input.delegation.user_role == "engineer"
+}
+"""
+SEED_CONTEXT = '{"resource": {"repo": "acme/api"}}\n'
+
+
+def rego_installed() -> bool:
+    """Whether the optional Rego engine imports (``pip install -e '.[rego]'``)."""
+    try:
+        import regopy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def do_demo(state: State, out: Output) -> int:
     return guarded(out, lambda: _demo(state, out))  # a reader that goes away (| head) is exit 141, not 1
 
@@ -101,6 +135,7 @@ def _demo(state: State, out: Output) -> int:
     inner_width = max(out.width - 4, 20) if terminal else None
     steps = []
     failed = None
+    skipped = None
     try:
         os.chdir(work)
         os.environ["AGENTCTL_KEYSTORE"] = "file"  # never touch the user's own keyring
@@ -112,12 +147,31 @@ def _demo(state: State, out: Output) -> int:
             f.write('{"title": "Fix flaky test", "base": "main", "head": "linter/fix-flaky"}\n')
         with open(os.path.join(work, "release.json"), "w", encoding="utf-8") as f:
             f.write('{"service": "acme/web", "version": "1.4.0"}\n')
+        with open(os.path.join(work, "seed.rego"), "w", encoding="utf-8") as f:
+            f.write(SEED_POLICY)
+        with open(os.path.join(work, "ctx.json"), "w", encoding="utf-8") as f:
+            f.write(SEED_CONTEXT)
+        with_policy = rego_installed()
         if not out.json_mode:
             out.line(f"agentctl demo — a throwaway home in {home}\n")
         from .entry import main
 
         for n, (why, args, want) in enumerate(STEPS, 1):
             argv = list(args)
+            if n - 1 in POLICY_STEPS and not with_policy:
+                if n - 1 == POLICY_FIRST:
+                    skipped = ("Policy steps skipped: the Rego engine is not installed here. To see a policy allow one"
+                               " action and deny another: pip install -e '.[rego]'")
+                    if not out.json_mode:
+                        out.line(f"▸ {skipped}\n")
+                continue
+            if n - 1 == POLICY_FIRST and not out.json_mode:
+                out.line("▸ Teams also have rules of their own. This one, in Rego, lets the code reviewer open pull requests"
+                         " in acme's repositories for engineers; the tool server names the repo in ctx.json.")
+                out.line("  seed.rego:")
+                for line in SEED_POLICY.splitlines():
+                    out.line("    " + line)
+                out.line("  ctx.json: " + SEED_CONTEXT)
             if args[:2] == ["keygen", "user:carol"]:  # from here on, the demo home requires approvals
                 _require_approvals(home)
             stdout, stderr = (_Terminal() if terminal else io.StringIO()), io.StringIO()
@@ -148,7 +202,7 @@ def _demo(state: State, out: Output) -> int:
         out.result({"ok": False, "error": "operational", "reason": None, "message": f"the demo went wrong: {failed}",
                     "exit_code": 3, "steps": steps})
         return 3
-    out.result({"ok": True, "steps": steps},
+    out.result({"ok": True, "steps": steps, **({"skipped": skipped} if skipped else {})},
                "That is agentctl: identities, delegation that only narrows, signed actions verified offline,\n"
                "and an audit log that proves it was not edited. The demo home has been deleted.")
     return 0
