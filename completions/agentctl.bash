@@ -59,8 +59,8 @@ __agentctl_options() {
         'trust export') echo '--sign-as -o --output --json -h --help' ;;
         'trust import') echo '--json -h --help' ;;
         'mcp') echo '-h --help' ;;
-        'mcp guard') echo '--name --audience --pass --seen --revocations --leeway -h --help' ;;
-        'mcp sign') echo '--as --grant --server --audience -h --help' ;;
+        'mcp guard') echo '--name --audience --pass --seen --revocations --leeway --policy --query -h --help' ;;
+        'mcp sign') echo '--as --grant --approvals --server --audience -h --help' ;;
         'approval') echo '-h --help' ;;
         'approval request') echo '--as --action --resource --audience --grant --data --embed --reason --ttl -o --output --json -h --help' ;;
         'approval list') echo '--all --json -h --help' ;;
@@ -148,8 +148,11 @@ __agentctl_option_value() {
         'mcp guard --seen') echo 'text home memory' ;;
         'mcp guard --revocations') echo 'file' ;;
         'mcp guard --leeway') echo 'text' ;;
+        'mcp guard --policy') echo 'file' ;;
+        'mcp guard --query') echo 'text' ;;
         'mcp sign --as') echo 'text' ;;
         'mcp sign --grant') echo 'file' ;;
+        'mcp sign --approvals') echo 'dir' ;;
         'mcp sign --server') echo 'text' ;;
         'mcp sign --audience') echo 'text' ;;
         'approval request --as') echo 'text' ;;

@@ -226,9 +226,11 @@ HELP: dict[tuple[str, ...], tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     ("mcp", "guard"): ("Run an MCP server behind a guard that verifies every tool call.", (
         "agentctl mcp guard --name files -- python files_server.py",
         "agentctl mcp guard --name github --pass resources/read --seen memory -- npx github-mcp",
+        "agentctl mcp guard --name files --policy tools.rego -- python files_server.py",
     ), ()),
     ("mcp", "sign"): ("Run an MCP server, signing every tool call the client makes.", (
         "agentctl mcp sign --as agent:bot --grant bot.grant --server files -- ssh tools agentctl mcp guard --name files -- ./server",
+        "agentctl mcp sign --as agent:bot --grant bot.grant --approvals approvals/ --server files -- agentctl mcp guard --name files -- ./server",
     ), SIGNING),
 }
 

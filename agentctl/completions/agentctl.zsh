@@ -632,11 +632,13 @@ _agentctl_mcp() {
 _agentctl_mcp_guard() {
   _arguments -S \
     '--name=[The server'\''s name in resources (mcp.call on SERVER/TOOL).]:SERVER: ' \
-    '--audience=[The audience calls must name (default mcp\:SERVER).]:AUD: ' \
+    '--audience=[The audience calls and approvals must name (default mcp\:SERVER).]:AUD: ' \
     '*--pass=[Also pass this method unverified, e.g. resources/read (repeatable).]:METHOD: ' \
-    '--seen=[Where used actions are remembered (home\: across restarts).]:home|memory:(home memory)' \
+    '--seen=[Where used actions and approvals are remembered (home\: across restarts).]:home|memory:(home memory)' \
     '--revocations=[Also honour this signed revocation list.]:FILE:_files' \
     '--leeway=[Clock skew allowed (default 60s, at most 10m).]:DURATION: ' \
+    '*--policy=[Also ask this .rego or .cedar policy (a set of its own; repeatable).]:FILE:_files' \
+    '--query=[The rule each --policy file is asked (default\: the config'\''s, data.agent.authz.allow).]:Q: ' \
     '(- *)-h[Show this message and exit.]' \
     '(- *)--help[Show this message and exit.]' \
     '*:-- COMMAND [ARG…]: '
@@ -647,6 +649,7 @@ _agentctl_mcp_sign() {
   _arguments -S \
     '--as=[The agent signing the calls.]:AGENT: ' \
     '--grant=[The agent'\''s grant presentation.]:FILE:_files' \
+    '--approvals=[Attach the approval in DIR whose binding matches the call exactly.]:DIR:_files -/' \
     '--server=[The server'\''s name, as its guard knows it (--name).]:SERVER: ' \
     '--audience=[The audience to sign for (default mcp\:SERVER).]:AUD: ' \
     '(- *)-h[Show this message and exit.]' \

@@ -89,15 +89,30 @@ class _SinceStart:
         self.inner.remember(issuer, jti, exp, now)
 
 
-def _claimed_iat(presentation: object) -> int | None:
+def _claims(presentation: object) -> dict:
+    """The claims of a presentation's last token, unverified (read only for what the verifier has
+    just checked, or to tell an approver what to approve); {} when unreadable."""
     if not isinstance(presentation, str) or len(presentation) > 65536:
-        return None
+        return {}
     try:
         claims = loads_strict(b64u_decode(presentation.strip().rsplit("~", 1)[-1].split(".")[1]))
     except (EncodingError, IndexError, ValueError):
-        return None
-    iat = claims.get("iat") if isinstance(claims, dict) else None
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def _claimed_iat(presentation: object) -> int | None:
+    iat = _claims(presentation).get("iat")
     return iat if type(iat) is int else None
+
+
+def _approval_binding(presentation: str, resource: str, sha: str) -> dict:
+    """What ``approval_required`` tells the caller: the binding an approval of this call must copy
+    (SPEC, "MCP"). Step 10 runs after the signatures, so the action's agent and grant are verified."""
+    claims = _claims(presentation)
+    agent, grant = claims.get("iss"), claims.get("grant")
+    return {"agent": agent if isinstance(agent, str) else None, "action": ACTION, "resource": resource,
+            "payload_sha256": sha, "grant": grant if isinstance(grant, str) else None}
 
 
 class Guard:
@@ -121,6 +136,9 @@ class Guard:
             raise UsageError("a Guard needs a recorder: pass recorder=(an object with record(*events)) or recorder=NO_AUDIT")
         if leeway is not None:
             verify_options["leeway"] = leeway
+        rules = verify_options.get("approvals")
+        if rules is not None and rules.audience != self.audience:  # SPEC: the guard's audience is its own
+            verify_options["approvals"] = dataclasses.replace(rules, audience=self.audience)
         self.verifier = Verifier(trust, recorder=_Annotated(recorder), clock=clock, once=True, seen=seen if seen is not None else MemorySeenStore(), **verify_options)
         if isinstance(self.verifier.seen, MemorySeenStore):
             self.verifier.seen = _SinceStart(self.verifier.seen, clock() - self.verifier.leeway)
@@ -128,12 +146,19 @@ class Guard:
 
     @classmethod
     def for_home(cls, home: Any, *, server: str, audience: str | None = None, recorder: Any = None,
-                 seen: Any = "home", **verify_options: Any) -> "Guard":
-        """A guard with a home's principals, revocations, leeway and (``seen="home"``, the default)
-        seen-store, which survives restarts; ``seen="memory"`` keeps it in this process."""
+                 seen: Any = "home", policy_files: Any = (), policy_query: str | None = None,
+                 **verify_options: Any) -> "Guard":
+        """A guard with a home's principals, revocations, leeway, ``[approvals]`` rules (for the
+        guard's audience), policies (``[policy]`` of config.toml, then each of ``policy_files``) and
+        (``seen="home"``, the default) seen-store, which survives restarts; ``seen="memory"`` keeps it
+        in this process."""
         from ..seen import HomeSeenStore
         from ..store import Store
         from ..verify import StoreTrust
+        from ..verify.policy_step import home_policy_sets
+
+        verify_options.setdefault("approvals", home.config.approvals)
+        verify_options["policies"] = [*home_policy_sets(home, policy_files, policy_query), *verify_options.get("policies", ())]
 
         if recorder is None:
             from ..context import Context
@@ -172,6 +197,10 @@ class Guard:
             try:
                 v = self.verifier.verify_action(presentation, action=ACTION, resource=resource, data=payload,
                                                 audience=self.audience, once=True)
+            except VerificationError as e:
+                if e.reason == "approval_required":
+                    e.mcp_data = _approval_binding(presentation, resource, sha)  # type: ignore[attr-defined]
+                raise
             finally:
                 _IAT.reset(iat)
             return GuardedCall(self.server, tool, sha, v)

@@ -4,13 +4,15 @@
 :class:`~agentctl.identity.Signer`) and its grant presentation, and signs action ``mcp.call`` on
 ``SERVER/TOOL`` bound to the call's canonical arguments, for the audience ``mcp:SERVER`` unless told
 otherwise. With an SDK ``ClientSession``: ``await signer.call_tool(session, "search", {"q": "x"})``,
-or pass ``meta=signer.meta("search", {"q": "x"})`` to ``session.call_tool`` yourself. Needs no SDK.
+or pass ``meta=signer.meta("search", {"q": "x"})`` to ``session.call_tool`` yourself. With
+``approvals=`` (a directory, or a list of approval tokens) each call carries the approval whose binding
+matches it exactly (SPEC "Approvals"). Needs no SDK.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..clock import Clock, system_clock
 from ..errors import UsageError
@@ -20,6 +22,7 @@ __all__ = ["CallSigner", "DEFAULT_CALL_TTL", "read_grant"]
 
 #: An action token is used at once: a short life (a retried call needs a new token anyway).
 DEFAULT_CALL_TTL = 60
+_MAX_APPROVAL = 64 * 1024  # an approval file is a few hundred bytes: a larger file is none
 
 
 def read_grant(path: str | Path) -> str:
@@ -43,8 +46,12 @@ class CallSigner:
     of the grant, and the ``sign`` event of each call)."""
 
     def __init__(self, signer: Any, *, server: str, grant: str | None = None, audience: str | None = None,
-                 ttl: int = DEFAULT_CALL_TTL, clock: Clock = system_clock, trust: Any = None, recorder: Any = None) -> None:
+                 ttl: int = DEFAULT_CALL_TTL, clock: Clock = system_clock, trust: Any = None, recorder: Any = None,
+                 approvals: "str | Path | Sequence[str] | None" = None) -> None:
         self.signer = signer
+        self.approvals = approvals
+        if isinstance(approvals, (str, Path)) and not Path(approvals).is_dir():
+            raise UsageError(f"no approvals directory {approvals}")
         self.server = check_server(server)
         self.audience = default_audience(self.server, audience)
         self.grant = grant
@@ -79,10 +86,53 @@ class CallSigner:
 
         tool = check_tool(name)
         payload = arguments_payload(arguments)
-        # An approval (SPEC "Approvals") joins the presentation here once the library carries one.
-        return sign_action_with(self.signer, action=ACTION, resource=resource_of(self.server, tool), grant=self.grant,
+        resource = resource_of(self.server, tool)
+        approval = self.approval_for(resource, payload) if self.approvals is not None else None
+        return sign_action_with(self.signer, action=ACTION, resource=resource, grant=self.grant,
                                 data=payload, audience=self.audience, ttl=self.ttl, clock=self.clock, trust=self.trust,
-                                recorder=self.recorder)
+                                recorder=self.recorder, approval=approval)
+
+    def _approval_texts(self) -> list[tuple[str, str]]:
+        """(where, text) of every approval offered: each file of the directory (read at every call, so
+        an approval dropped in later is found), or each text of the list."""
+        if isinstance(self.approvals, (str, Path)):
+            out = []
+            try:
+                files = sorted(p for p in Path(self.approvals).iterdir() if p.is_file())
+            except OSError as e:
+                raise UsageError(f"cannot read the approvals directory {self.approvals}: {e.strerror or e}") from None
+            for f in files:
+                try:
+                    if f.stat().st_size <= _MAX_APPROVAL:
+                        out.append((str(f), f.read_text(encoding="ascii")))
+                except (OSError, UnicodeDecodeError):
+                    continue  # not an approval: only an exact match is ever used
+            return out
+        return [(f"approvals[{i}]", t) for i, t in enumerate(self.approvals or ()) if isinstance(t, str)]
+
+    def approval_for(self, resource: str, payload: bytes) -> str | None:
+        """The approval to carry for ``mcp.call`` on ``resource`` with ``payload``: one whose binding
+        matches exactly (agent, action, resource, payload digest, grant digest) and that has not
+        expired (the latest-expiring when several do); None when none matches."""
+        from .. import jws
+        from ..actions import payload_digest
+        from ..approvals import approval_from
+        from ..errors import VerificationError
+        from ..grants import parse_chain
+
+        grant = parse_chain(self.grant.strip()).leaf.digest if self.grant is not None else None
+        want = (self.signer.name, ACTION, resource, payload_digest(payload), grant)
+        now = self.clock()
+        best = None
+        for _, text in self._approval_texts():
+            try:
+                a = approval_from(jws.decode(text.strip(), jws.APPROVAL))
+            except (VerificationError, ValueError):  # EncodingError is a ValueError
+                continue
+            if (a.agent, a.action, a.resource, a.sha256, a.grant) == want and a.exp > now and a.nbf <= now + 60 \
+                    and (best is None or a.exp > best.exp):
+                best = a
+        return best.text if best is not None else None
 
     def meta(self, name: str, arguments: object = None, meta: dict | None = None) -> dict:
         """``meta`` (the call's other ``_meta`` members) with the presentation added."""
