@@ -323,3 +323,16 @@ def test_batch_with_a_rolled_back_revocation_list(tool, grant, tmp_path):
     assert r.stderr.startswith("agentctl: denied: replayed: revocation list version 1 from user:alice")
     r = tool("verify", "--batch", "--revocations", rl(3), input=token + "\n")
     assert r.code == 0 and verdicts(r)[0]["ok"]
+
+
+def test_an_overlong_line_is_its_own_malformed_verdict_and_is_never_read_whole(monkeypatch):
+    """An endless line (``/dev/zero``) cannot exhaust memory: it is read up to the limit, skipped, and
+    answered as malformed; the lines after it are still verified."""
+    import io
+
+    from agentctl._cli import action_cmds
+
+    monkeypatch.setattr(action_cmds, "MAX_BATCH_LINE", 64)
+    stream = io.BytesIO(b"a" * 1000 + b"\n" + b"short\n" + b"b" * 65)
+    got = list(action_cmds._bounded_lines(stream, 64))
+    assert got == [None, b"short\n", None]

@@ -235,6 +235,25 @@ def do_verify(state: State, out: Output, source: str | None, action, resource, a
 
 
 
+#: The longest --batch line read (a presentation of 64 KiB with an inline payload fits many times over).
+MAX_BATCH_LINE = 8 * 1024 * 1024
+
+
+def _bounded_lines(stream, limit: int = MAX_BATCH_LINE):
+    """The lines of ``stream``, each read up to ``limit`` bytes: a longer line is yielded as None and
+    the rest of it is skipped in chunks, so an endless line (``/dev/zero``) costs bounded memory."""
+    while True:
+        line = stream.readline(limit + 1)
+        if not line:
+            return
+        if len(line) <= limit or line.endswith(b"\n"):
+            yield line
+            continue
+        while line and not line.endswith(b"\n"):  # skip the rest of an overlong line
+            line = stream.readline(1024 * 1024)
+        yield None
+
+
 _BATCH_KEYS = frozenset({"token", "action", "resource", "data", "data_b64", "context"})
 #: Keys a line may not hold: the verifier's flags hold for every line, and a line may not change them.
 _VERIFIER_KEYS = ("audience", "expect", "policy", "once")
@@ -327,13 +346,15 @@ def _batch(state: State, out: Output, source, action, resource, audience, data, 
             write("".join(pending))
             pending.clear()
         stdin = getattr(sys.stdin, "buffer", None)  # bytes: a line that is not UTF-8 is that line's verdict
-        lines = stdin if stdin is not None else (x.encode("utf-8", "surrogateescape") for x in sys.stdin)
+        lines = _bounded_lines(stdin) if stdin is not None else (x.encode("utf-8", "surrogateescape") for x in sys.stdin)
         for lineno, raw in enumerate(lines, 1):
-            if not raw.strip():
+            if raw is not None and not raw.strip():
                 continue
             count += 1
             a, r = action, resource
             try:
+                if raw is None:  # read no further than the limit: the rest of the line is skipped unread
+                    raise VerificationError("malformed", f"line {lineno}: longer than {MAX_BATCH_LINE // (1024 * 1024)} MiB")
                 token, a, r, payload, line_context = _batch_line(raw, lineno, action, resource, context is not None)
             except VerificationError as e:  # a line the verifier never saw: recorded here
                 all_ok = False
