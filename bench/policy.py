@@ -14,15 +14,7 @@ import time
 from pathlib import Path
 
 
-REGO = """package agent.authz
-default allow = false
-allow if {
-  input.agent.id == "agent:code-reviewer:prod"
-  input.action == "pull_request.create"
-  startswith(input.resource.repo, "acme/")
-  input.delegation.user_role == "engineer"
-}
-"""
+from agentctl._cli.demo import SEED_POLICY as REGO  # noqa: E402 - SPEC's seed policy (test_policy_docs checks it is SPEC's text)
 CEDAR = """permit(principal == Agentctl::Agent::"agent:code-reviewer:prod",
        action == Agentctl::Action::"pull_request.create", resource)
 when { context has delegation && context.delegation.user in Agentctl::Role::"engineer"

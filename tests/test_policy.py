@@ -16,15 +16,7 @@ from agentctl.errors import OperationalError, UsageError  # noqa: E402
 from agentctl.policy import decide_all, load_set, load_sets, policy_digest  # noqa: E402
 from agentctl.policy.input import Approval, Delegation, Hop, build_input, check_context  # noqa: E402
 
-SEED = """package agent.authz
-default allow = false
-allow if {
-  input.agent.id == "agent:code-reviewer:prod"
-  input.action == "pull_request.create"
-  startswith(input.resource.repo, "acme/")
-  input.delegation.user_role == "engineer"
-}
-"""
+from agentctl._cli.demo import SEED_POLICY as SEED  # noqa: E402 - SPEC's seed policy (test_policy_docs checks it is SPEC's text)
 
 
 def seed_input(**over) -> dict:

@@ -22,15 +22,7 @@ from agentctl.verify import NO_AUDIT, StaticTrust, Verifier  # noqa: E402
 
 from test_library_verifier import NOW, Agent, make_action, make_grant  # noqa: E402
 
-SEED = """package agent.authz
-default allow = false
-allow if {
-  input.agent.id == "agent:code-reviewer:prod"
-  input.action == "pull_request.create"
-  startswith(input.resource.repo, "acme/")
-  input.delegation.user_role == "engineer"
-}
-"""
+from agentctl._cli.demo import SEED_POLICY as SEED  # noqa: E402 - SPEC's seed policy (test_policy_docs checks it is SPEC's text)
 
 SEED_CEDAR = """@id("seed")
 permit (
