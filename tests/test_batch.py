@@ -330,9 +330,9 @@ def test_an_overlong_line_is_its_own_malformed_verdict_and_is_never_read_whole(m
     answered as malformed; the lines after it are still verified."""
     import io
 
-    from agentctl._cli import action_cmds
+    from agentctl._cli import batch_cmds
 
-    monkeypatch.setattr(action_cmds, "MAX_BATCH_LINE", 64)
+    monkeypatch.setattr(batch_cmds, "MAX_BATCH_LINE", 64)
     stream = io.BytesIO(b"a" * 1000 + b"\n" + b"short\n" + b"b" * 65)
-    got = list(action_cmds._bounded_lines(stream, 64))
+    got = list(batch_cmds._bounded_lines(stream, 64))
     assert got == [None, b"short\n", None]
