@@ -21,7 +21,7 @@ _EXPORTS = {
     "system_clock": "agentctl.clock",
     "FixedClock": "agentctl.clock",
     # keys, without a home
-    "Signer": "agentctl.identity",
+    "Signer": "agentctl.signers",
     "signer_from_seed": "agentctl.signing",
     "signer_from_secret": "agentctl.signing",
     "public_from_did_key": "agentctl.encoding",
