@@ -11,10 +11,10 @@ from .target import Target
 from .output import Output
 
 
-def _open(state: State, out: Output):
+def _open(state: State, out: Output, ctx=None):
     from ..audit.log import AuditLog
 
-    ctx = make_context(state, out)
+    ctx = ctx or make_context(state, out)
     path = ctx.home.path / "audit.db"
     if not path.exists():
         return ctx, None
@@ -32,8 +32,9 @@ def _when(option: str, text: str | None, now: float) -> float | None:
         raise UsageError(f"{option}: {e.message}") from None
 
 
-@command
-def do_audit_query(state: State, out: Output, agent, action, outcome, since, until, limit) -> int | None:
+def query_filters(state: State, out: Output, agent, outcome, since, until, limit):
+    """The filters of ``audit`` and ``audit --from``, checked before anything is read: the context and
+    the time range."""
     from ..events import OUTCOMES
     from ..names import check_name
 
@@ -45,8 +46,13 @@ def do_audit_query(state: State, out: Output, agent, action, outcome, since, unt
         raise UsageError(f"bad --limit {limit}: it must be 1 or more")
     ctx = make_context(state, out)
     now = ctx.now()
-    t0, t1 = _when("--since", since, now), _when("--until", until, now)
-    ctx, log = _open(state, out)
+    return ctx, _when("--since", since, now), _when("--until", until, now)
+
+
+@command
+def do_audit_query(state: State, out: Output, agent, action, outcome, since, until, limit) -> int | None:
+    ctx, t0, t1 = query_filters(state, out, agent, outcome, since, until, limit)
+    ctx, log = _open(state, out, ctx)
     try:
         events = log.query(agent=agent, action=action, outcome=outcome, since=t0, until=t1, limit=limit) if log else []
     finally:

@@ -119,19 +119,9 @@ def do_audit_verify_from(state: State, out: Output, from_: str | None, state_dir
 def do_audit_query_from(state: State, out: Output, from_, host, agent, action, outcome, since, until, limit) -> int | None:
     from ..audit.fleet import query_store
     from ..audit.pg import resolve_url
-    from ..events import OUTCOMES
-    from ..names import check_name
-    from .audit_cmds import _when
+    from .audit_cmds import query_filters
 
-    if outcome is not None and outcome not in OUTCOMES:
-        raise UsageError(f"bad --outcome {outcome!r}: use one of {', '.join(OUTCOMES)}")
-    if agent is not None:
-        check_name(agent)
-    if limit is not None and limit < 1:
-        raise UsageError(f"bad --limit {limit}: it must be 1 or more")
-    ctx = make_context(state, out)
-    now = ctx.now()
-    t0, t1 = _when("--since", since, now), _when("--until", until, now)
+    ctx, t0, t1 = query_filters(state, out, agent, outcome, since, until, limit)
     url = resolve_url(from_, "--from", ctx.env)
     events = query_store(url, agent=agent, action=action, outcome=outcome, since=t0, until=t1, limit=limit, host=host)
 
