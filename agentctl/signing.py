@@ -7,7 +7,7 @@ both record the decision (``sign`` ok or deny) themselves.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from . import jws
 from .actions import action_claims, check_action_name, check_audience, check_resource
@@ -63,22 +63,13 @@ def sign_action(
     from .verify import NO_AUDIT, StoreTrust, Verifier
 
     check_name(as_)
-    check_action_name(action)
-    check_resource(resource)
     ttl = DEFAULT_ACTION_TTL if ttl is None else ttl
     if ttl > ctx.home.config.max_ttl:
         raise UsageError("ttl is longer than max_ttl in config.toml", param="ttl")
-    if audience is not None:
-        check_audience(audience)
     verifier = Verifier(StoreTrust(Store(ctx.home)), recorder=NO_AUDIT, clock=ctx.clock, leeway=ctx.home.config.leeway)
-    try:
-        chain = _preflight(verifier, grant, as_, action, resource, audience) if grant is not None else None
-    except VerificationError as e:
-        _record(recorder, Event("sign", "deny", principal=as_, action=action, resource=resource, reason=e.reason, metadata={"detail": e.detail}))
-        raise
-    approved = _approval(approval, as_, action, resource, data, chain, int(ctx.now())) if approval is not None else None
-    signer = signer_for(ctx, as_)
-    return _sign(signer, chain, grant, action, resource, data, embed, audience, ttl, int(ctx.now()), recorder, approved)
+    # the secret is read only once the grant allows the action: a refusal asks for no passphrase
+    return _checked_sign(as_, lambda: signer_for(ctx, as_), verifier, action, resource, grant, data, embed, audience,
+                         ttl, int(ctx.now()), recorder, approval)
 
 
 def sign_action_with(
@@ -101,20 +92,29 @@ def sign_action_with(
     verifier checks it)."""
     from .verify import NO_AUDIT, StaticTrust, Verifier
 
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
+        raise UsageError("ttl must be a positive number of seconds")
+    verifier = Verifier(trust if trust is not None else StaticTrust({}), recorder=NO_AUDIT, clock=clock)
+    return _checked_sign(signer.name, lambda: signer, verifier, action, resource, grant, data, embed, audience, ttl,
+                         int(clock()), recorder, approval)
+
+
+def _checked_sign(name: str, signer_of: Callable[[], Signer], verifier, action: str, resource: str, grant: str | None,
+                  data: bytes, embed: bool, audience: str | None, ttl: int, now: int, recorder: Any,
+                  approval: str | None) -> str:
+    """What both ways of signing share: the values checked, the grant's holder checks (a refusal
+    recorded as a deny), the approval bound, then the signature."""
     check_action_name(action)
     check_resource(resource)
     if audience is not None:
         check_audience(audience)
-    if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
-        raise UsageError("ttl must be a positive number of seconds")
-    verifier = Verifier(trust if trust is not None else StaticTrust({}), recorder=NO_AUDIT, clock=clock)
     try:
-        chain = _preflight(verifier, grant, signer.name, action, resource, audience) if grant is not None else None
+        chain = _preflight(verifier, grant, name, action, resource, audience) if grant is not None else None
     except VerificationError as e:
-        _record(recorder, Event("sign", "deny", principal=signer.name, action=action, resource=resource, reason=e.reason, metadata={"detail": e.detail}))
+        _record(recorder, Event("sign", "deny", principal=name, action=action, resource=resource, reason=e.reason, metadata={"detail": e.detail}))
         raise
-    approved = _approval(approval, signer.name, action, resource, data, chain, int(clock())) if approval is not None else None
-    return _sign(signer, chain, grant, action, resource, data, embed, audience, ttl, int(clock()), recorder, approved)
+    approved = _approval(approval, name, action, resource, data, chain, now) if approval is not None else None
+    return _sign(signer_of(), chain, grant, action, resource, data, embed, audience, ttl, now, recorder, approved)
 
 
 def _preflight(verifier, grant: str, as_: str, action: str, resource: str, audience: str | None):
