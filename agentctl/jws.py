@@ -14,7 +14,7 @@ from . import crypto
 from .encoding import EncodingError, b64u_decode, b64u_encode, loads_strict, thumbprint
 from .errors import VerificationError
 
-__all__ = ["MAX_TOKEN_BYTES", "TYPES", "GRANT", "ACTION", "APPROVAL", "REQUEST", "REVOCATIONS", "ROTATION", "TRUST", "Jws", "encode", "decode", "peek_typ", "media_type"]
+__all__ = ["MAX_TOKEN_BYTES", "ascii_text", "TYPES", "GRANT", "ACTION", "APPROVAL", "REQUEST", "REVOCATIONS", "ROTATION", "TRUST", "Jws", "encode", "decode", "peek_typ", "media_type"]
 
 MAX_TOKEN_BYTES = 64 * 1024
 #: A signed revocation list grows with every revocation (about 80 bytes an entry) and comes from an
@@ -82,21 +82,28 @@ def _malformed(detail: str) -> VerificationError:
     return VerificationError("malformed", detail)
 
 
-def _segments(token: object, limit: int = MAX_TOKEN_BYTES) -> tuple[str, str, str]:
-    if isinstance(token, bytes):
+def ascii_text(token: object, limit: int, what: str = "token") -> str:
+    """A token (or presentation) as text: bytes decoded as ASCII, at most ``limit`` bytes (checked
+    before anything else), outer whitespace dropped, not empty; else ``malformed``."""
+    if isinstance(token, (bytes, bytearray)):
         if len(token) > limit:
-            raise _malformed(f"token is larger than {limit} bytes")
+            raise _malformed(f"{what} is larger than {limit} bytes")
         try:
-            token = token.decode("ascii")
+            token = bytes(token).decode("ascii")
         except UnicodeDecodeError:
-            raise _malformed("token is not ASCII") from None
+            raise _malformed(f"{what} is not ASCII") from None
     if not isinstance(token, str):
         raise _malformed("token is not text")
     if len(token) > limit:
-        raise _malformed(f"token is larger than {limit} bytes")
+        raise _malformed(f"{what} is larger than {limit} bytes")
     token = token.strip()
     if not token:
         raise _malformed("empty token")
+    return token
+
+
+def _segments(token: object, limit: int = MAX_TOKEN_BYTES) -> tuple[str, str, str]:
+    token = ascii_text(token, limit)
     parts = token.split(".")
     if len(parts) != 3:
         raise _malformed(f"a token has three dot-separated segments, this has {len(parts)}")

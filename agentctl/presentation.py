@@ -69,20 +69,7 @@ def check_reference(value: object, what: str) -> str | None:
 
 def text_of(token: object) -> str:
     """The presentation's text: ASCII, at most 64 KiB, outer whitespace dropped, none inside."""
-    if isinstance(token, (bytes, bytearray)):
-        if len(token) > MAX_PRESENTATION_BYTES:
-            raise _malformed(f"presentation is larger than {MAX_PRESENTATION_BYTES} bytes")
-        try:
-            token = bytes(token).decode("ascii")
-        except UnicodeDecodeError:
-            raise _malformed("presentation is not ASCII") from None
-    if not isinstance(token, str):
-        raise _malformed("token is not text")
-    if len(token) > MAX_PRESENTATION_BYTES:
-        raise _malformed(f"presentation is larger than {MAX_PRESENTATION_BYTES} bytes")
-    text = token.strip()
-    if not text:
-        raise _malformed("empty token")
+    text = jws.ascii_text(token, MAX_PRESENTATION_BYTES, "presentation")
     if not text.isascii():
         raise _malformed("presentation is not ASCII")
     if _WHITESPACE.search(text):
