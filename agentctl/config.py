@@ -13,7 +13,7 @@ from .errors import StoreError, UsageError
 if TYPE_CHECKING:
     from .approvals import ApprovalRules
 
-__all__ = ["Config", "Role", "load_config", "KEYSTORE_MODES", "AUTHORITY_RULES", "MAX_CONFIG_LEEWAY"]
+__all__ = ["Config", "Role", "load_config", "check_table", "KEYSTORE_MODES", "AUTHORITY_RULES", "MAX_CONFIG_LEEWAY"]
 
 KEYSTORE_MODES = ("auto", "keyring", "file")
 AUTHORITY_RULES = ("quick-start", "roles")
@@ -164,6 +164,18 @@ def _policy_table(table: object, f: Path) -> dict:
 _APPROVAL_TYPES = {"require": list, "approvers": list, "max_ttl": str, "four_eyes": bool, "same_person": str}
 
 
+def check_table(table: dict, types: dict, where: str, dotted: str | None = None) -> None:
+    """Every key of a config table known and of its type: an unknown key or a value of the wrong kind is
+    a usage error naming ``where`` and the key (as ``dotted.key`` when given; nothing is silently skipped)."""
+    for key, value in table.items():
+        want = types.get(key)
+        if want is None:
+            raise UsageError(f"unknown key {key!r} in {where}", hint=f"known: {', '.join(types)}")
+        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+            named = f"{dotted}.{key}" if dotted else repr(key)
+            raise UsageError(f"{named} in {where} must be a {'list' if want is list else want.__name__}")
+
+
 def _approvals_table(table: dict, audience: str | None, f: Path):
     """``[approvals]`` (SPEC "Approvals"): require, approvers, max_ttl (default 15m), four_eyes (default
     true), same_person. An unknown key, a value of the wrong kind, or the table without a top-level
@@ -171,12 +183,7 @@ def _approvals_table(table: dict, audience: str | None, f: Path):
     from .approvals import DEFAULT_APPROVAL_MAX_TTL, ApprovalRules
     from .durations import parse_duration
 
-    for key, value in table.items():
-        want = _APPROVAL_TYPES.get(key)
-        if want is None:
-            raise UsageError(f"unknown key {key!r} in [approvals] of {f}", hint=f"known: {', '.join(_APPROVAL_TYPES)}")
-        if not isinstance(value, want):
-            raise UsageError(f"approvals.{key} in {f} must be a {want.__name__}")
+    check_table(table, _APPROVAL_TYPES, f"[approvals] of {f}", "approvals")
     if audience is None:
         raise UsageError(f"[approvals] in {f} needs this verifier's audience: an approval names the audience it is for",
                          hint='add a top-level line such as audience = "deploy-gate"')
@@ -203,12 +210,7 @@ def _role(name: str, table: object, f: Path) -> Role:
         raise UsageError(f"{e.message} in {f}") from None
     if not isinstance(table, dict):
         raise UsageError(f"roles.{name} in {f} must be a table ([roles.{name}])")
-    for key, value in table.items():
-        want = _ROLE_TYPES.get(key)
-        if want is None:
-            raise UsageError(f"unknown key {key!r} in [roles.{name}] in {f}", hint=f"known: {', '.join(_ROLE_TYPES)}")
-        if not isinstance(value, want):
-            raise UsageError(f"roles.{name}.{key} in {f} must be a {want.__name__}")
+    check_table(table, _ROLE_TYPES, f"[roles.{name}] in {f}", f"roles.{name}")
     scopes = table.get("scopes", [])
     if not all(isinstance(s, str) for s in scopes):
         raise UsageError(f"roles.{name}.scopes in {f} must be a list of scopes")

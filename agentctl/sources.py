@@ -48,6 +48,7 @@ class Source:
 
 def parse_sources(items: object, f: Path) -> tuple:
     """The ``[[sources]]`` array of tables; anything unknown or ill-typed is a usage error."""
+    from .config import check_table
     from .durations import parse_duration
     from .models import check_role
     from .names import check_name
@@ -59,15 +60,10 @@ def parse_sources(items: object, f: Path) -> tuple:
     out: list[Source] = []
     for i, t in enumerate(items, 1):
         where = f"source {i} in {f}"
-        for key, value in t.items():
-            want = _KEYS.get(key)
-            if want is None:
-                raise UsageError(f"unknown key {key!r} in {where}", hint=f"known: {', '.join(_KEYS)}")
-            if not isinstance(value, want):
-                raise UsageError(f"{key!r} of {where} must be a {'list' if want is list else want.__name__}")
-        for key in ("kind", "url", "signer"):
-            if key not in t:
-                raise UsageError(f"{where} has no {key!r}")
+        check_table(t, _KEYS, where)
+        for required in ("kind", "url", "signer"):
+            if required not in t:
+                raise UsageError(f"{where} has no {required!r}")
         kind, url = t["kind"], t["url"]
         if kind not in KINDS:
             raise UsageError(f"bad kind {kind!r} in {where}: use trust or revocations")
