@@ -3,16 +3,18 @@
 Each operation validates everything before it writes, holds the home lock while it writes, and leaves
 the store unchanged when it fails.
 
-Each one that changes state takes ``then``: a callback run under the home lock once the change is
-written (the CLI records the audit event there, and prints what must not be lost). When ``then``
-raises, the change is undone, no secret is lost, and the error propagates: a change and its audit
-event succeed or fail together.
+Each one that changes state takes ``recorder`` (None records nothing) and records its own audit
+event under the home lock once the change is written; it may also take ``then``, a callback run after
+the event is recorded, still under the lock (the CLI prints there what must not be lost). When
+recording or ``then`` fails, the change is undone, no secret is lost, and the error propagates: a
+change and its audit event succeed or fail together (:mod:`agentctl.changes`).
 """
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from . import crypto, jws
 from .context import Context
@@ -23,10 +25,14 @@ from .names import check_name
 from .secret import encode_secret
 from .store import Store
 from .values import is_time
-from .changes import Then, undoing
+from .changes import Then, recording_denials, undoing
+from .events import Event
 from .public_keys import parse_public_key, public_formats
 from .revoking import revoke_grant, revoke_key, revoke_principal
 from .signers import Signer, signer_for
+
+if TYPE_CHECKING:
+    from .recording import Recorder
 
 __all__ = [
     "Signer",
@@ -66,6 +72,7 @@ def keygen(
     store_secret: bool = True,
     export_secret: bool = False,
     replace: bool = False,
+    recorder: Recorder | None = None,
     then: Then = None,
 ) -> tuple[Principal, str | None]:
     """Create a local principal with a fresh key. Returns it and, when asked, the exported secret.
@@ -73,7 +80,8 @@ def keygen(
     ``replace`` re-creates the key of a principal whose secret was exported and never kept here
     (``--export-secret --no-store``), when that secret never reached its destination: the old key is
     revoked (so nothing it may have signed is accepted), the new one is current, roles and attributes
-    stay. ``then(principal, secret)`` runs under the lock; if it raises, nothing stays changed.
+    stay. Records a ``keygen`` event; ``then(principal, secret)`` runs under the lock once it is
+    recorded. When either fails, nothing stays changed.
     """
     check_name(name)
     roles = tuple(dict.fromkeys(check_role(r) for r in roles))
@@ -133,7 +141,11 @@ def keygen(
         except BaseException:
             undo()
             raise
-        undoing(undo, then, principal, secret)
+        meta = {"kid": principal.current.kid, "keystore": principal.keystore, "exported": secret is not None,
+                "roles": list(principal.roles), "attrs": dict(principal.attrs)}
+        if existing is not None:
+            meta["replaced"] = existing.current.kid
+        undoing(undo, then, principal, secret, recorder=recorder, event=Event("keygen", "ok", principal=name, metadata=meta))
     return principal, secret
 
 
@@ -155,8 +167,10 @@ def _check_free(store: Store, name: str, replace: bool) -> Principal | None:
     return existing
 
 
-def import_principal(ctx: Context, name: str, key_text: str, *, roles: tuple[str, ...] = (), then: Then = None) -> Principal:
-    """Trust a principal made elsewhere, by its public key. ``then(principal)`` as for :func:`keygen`."""
+def import_principal(ctx: Context, name: str, key_text: str, *, roles: tuple[str, ...] = (), recorder: Recorder | None = None,
+                     then: Then = None) -> Principal:
+    """Trust a principal made elsewhere, by its public key. Records an ``import`` event;
+    ``then(principal)`` as for :func:`keygen`."""
     check_name(name)
     roles = tuple(dict.fromkeys(check_role(r) for r in roles))
     public = parse_public_key(key_text)
@@ -173,7 +187,8 @@ def import_principal(ctx: Context, name: str, key_text: str, *, roles: tuple[str
         _check_key_is_free(store, thumbprint(public))
         principal = Principal(name=name, origin="imported", created=ctx.now(), keys=(Key(public, ctx.now()),), roles=roles)
         store.put(principal)
-        undoing(lambda: store.delete(name), then, principal)
+        event = Event("import", "ok", principal=name, metadata={"kid": principal.current.kid, "roles": list(roles)})
+        undoing(lambda: store.delete(name), then, principal, recorder=recorder, event=event)
     return principal
 
 
@@ -188,9 +203,11 @@ def _check_key_is_free(store: Store, kid: str) -> None:
 # --- roles ------------------------------------------------------------------------------------
 
 
-def set_roles(ctx: Context, name: str, *, add: tuple[str, ...] = (), remove: tuple[str, ...] = (), then: Then = None) -> tuple[Principal, tuple[str, ...], tuple[str, ...]]:
+def set_roles(ctx: Context, name: str, *, add: tuple[str, ...] = (), remove: tuple[str, ...] = (), recorder: Recorder | None = None,
+              then: Then = None) -> tuple[Principal, tuple[str, ...], tuple[str, ...]]:
     """Add and remove roles of a principal. Returns it and the roles actually added and removed.
-    ``then(principal, added, removed)`` as for :func:`keygen`."""
+    Records a ``role`` event; ``then(principal, added, removed)`` as for :func:`keygen`. A principal
+    held from a trust source takes its roles from that source: changing them here is refused."""
     check_name(name)
     add = tuple(dict.fromkeys(check_role(r) for r in add))
     remove = tuple(dict.fromkeys(check_role(r) for r in remove))
@@ -199,28 +216,41 @@ def set_roles(ctx: Context, name: str, *, add: tuple[str, ...] = (), remove: tup
     store = Store(ctx.home)
     with ctx.home.lock():
         before = store.require(name)
+        _check_not_from_source(ctx, name)
         added = tuple(r for r in add if r not in before.roles)
         removed = tuple(r for r in remove if r in before.roles)
         roles = tuple(r for r in before.roles if r not in removed) + added
         updated = replace(before, roles=roles)
         if added or removed:
             store.put(updated)
-        undoing(lambda: store.put(before) if (added or removed) else None, then, updated, added, removed)
+        op = "remove" if remove and not add else "add" if add and not remove else "change"
+        event = Event("role", "ok", principal=name, metadata={"op": op, "added": list(added), "removed": list(removed), "roles": list(roles)})
+        undoing(lambda: store.put(before) if (added or removed) else None, then, updated, added, removed, recorder=recorder, event=event)
     return updated, added, removed
+
+
+def _check_not_from_source(ctx: Context, name: str) -> None:
+    from .trust_bundles import source_names
+
+    signer = source_names(ctx.home).get(name)
+    if signer is not None:
+        raise UsageError(f"principal {name!r} is held from the trust source signed by {signer}; its roles come from that source",
+                         hint=f"change its roles where {signer} publishes its trust bundle")
 
 
 # --- rotation ---------------------------------------------------------------------------------
 
 
-def rotate(ctx: Context, name: str, *, store_secret: bool = True, export_secret: bool = False, then: Then = None) -> tuple[Principal, str, str | None]:
+def rotate(ctx: Context, name: str, *, store_secret: bool = True, export_secret: bool = False, recorder: Recorder | None = None,
+           then: Then = None) -> tuple[Principal, str, str | None]:
     """Give a local principal a new current key; return it, the rotation statement (a token) and,
     when asked, the new exported secret. A principal whose secret is not kept here (``--no-store``,
     signing from AGENTCTL_SECRET_KEY) must export its new secret.
 
-    ``then(principal, statement, secret)`` runs under the lock once the new key is saved, while the
-    old secret is still there: the caller writes the statement and the secret and records the event.
-    If it raises, the old key stays current and usable, and the new one is forgotten. Only after it
-    succeeded is the old secret removed."""
+    A ``rotate`` event is recorded under the lock once the new key is saved, while the old secret is
+    still there; then ``then(principal, statement, secret)`` runs (the caller writes the statement
+    and the secret). If either fails, the old key stays current and usable, and the new one is
+    forgotten. Only after both succeeded is the old secret removed."""
     store = Store(ctx.home)
     principal = store.require(name)
     if principal.origin != "local":
@@ -270,7 +300,8 @@ def rotate(ctx: Context, name: str, *, store_secret: bool = True, export_secret:
                 keystore.delete(name, thumbprint(public))
             raise
         secret = encode_secret(name, seed) if export_secret else None
-        undoing(undo, then, updated, statement, secret)
+        event = Event("rotate", "ok", principal=name, metadata={"kid": updated.current.kid, "retired": old.kid, "exported": secret is not None})
+        undoing(undo, then, updated, statement, secret, recorder=recorder, event=event)
         if old.source != "env" and current.keystore:
             try:
                 ctx.keystore(current.keystore).delete(name, old.kid)
@@ -284,9 +315,17 @@ def _check_not_revoked(store: Store, name: str) -> None:
         raise DeniedError(f"principal {name!r} is revoked; a revoked principal cannot rotate")
 
 
-def import_rotation(ctx: Context, name: str, statement: str, *, then: Then = None) -> Principal:
-    """Accept a rotation statement that verifies against the key now trusted for ``name``.
-    ``then(principal)`` as for :func:`keygen` (also when the statement was applied before)."""
+def _rotation_denied(e: Exception, ctx: Context, name: str, *_: object) -> Event | None:
+    if not isinstance(e, VerificationError):
+        return None
+    return Event("import", "deny", principal=name, reason=e.reason, metadata={"rotation": True, "detail": e.detail})
+
+
+@recording_denials(_rotation_denied)
+def import_rotation(ctx: Context, name: str, statement: str, *, recorder: Recorder | None = None, then: Then = None) -> Principal:
+    """Accept a rotation statement that verifies against the key now trusted for ``name``. Records an
+    ``import`` event (also when the statement was applied before), or its refusal as a deny;
+    ``then(principal)`` as for :func:`keygen`."""
     store = Store(ctx.home)
     principal = store.require(name)
     token = jws.decode(statement, jws.ROTATION)
@@ -304,7 +343,7 @@ def import_rotation(ctx: Context, name: str, statement: str, *, then: Then = Non
     if not is_time(iat):  # values.py: seconds, 0 to the year 9999, so the key history can store it
         raise VerificationError("malformed", "rotation statement has no valid iat")
     if principal.current.kid == new_kid:
-        undoing(lambda: None, then, principal)
+        undoing(lambda: None, then, principal, recorder=recorder, event=_rotation_event(principal, new_kid))
         return principal  # already applied
     if principal.key(new_kid) is not None:
         raise VerificationError("chain_broken", f"the rotation statement names key {new_kid}, which {name} already used and retired")
@@ -331,5 +370,9 @@ def import_rotation(ctx: Context, name: str, statement: str, *, then: Then = Non
             raise VerificationError("chain_broken", f"the rotation statement's new key {new_kid} already belongs to {holder[0].name!r}; one key cannot be two principals")
         updated = current.rotated(new_public, float(iat), current.keystore)
         store.put(updated)
-        undoing(lambda: store.put(current), then, updated)
+        undoing(lambda: store.put(current), then, updated, recorder=recorder, event=_rotation_event(updated, current.current.kid))
     return updated
+
+
+def _rotation_event(p: Principal, retired: str) -> Event:
+    return Event("import", "ok", principal=p.name, metadata={"rotation": True, "kid": p.current.kid, "retired": retired})

@@ -12,12 +12,14 @@ what a revocation source's freshness is judged by.
 from __future__ import annotations
 
 import secrets
-from typing import Callable
+from typing import Any, Callable
 
 from . import jws
+from .changes import recording_denials, undoing
 from .clock import parse_rfc3339, rfc3339
 from .context import Context
 from .errors import DeniedError, StoreError, VerificationError
+from .events import Event
 from .home import atomic_write
 from .identity import signer_for
 from .models import Revocation, Revocations, check_jti, check_kid
@@ -95,10 +97,10 @@ def _save_versions(ctx: Context, doc: dict) -> None:
     atomic_write(_versions_path(ctx), tomli_w.dumps(doc).encode("utf-8"))
 
 
-def export_list(ctx: Context, sign_as: str, *, then: Callable[[str, int, int], None] | None = None) -> tuple[str, int, int]:
-    """A signed list of every revocation held here. Returns (token, version, entry count).
-    ``then(token, version, count)`` runs under the home lock once the new version is saved; if it
-    raises, the version held is put back."""
+def export_list(ctx: Context, sign_as: str, *, recorder: Any = None, then: Callable[[str, int, int], None] | None = None) -> tuple[str, int, int]:
+    """A signed list of every revocation held here. Returns (token, version, entry count). Records a
+    ``revocations.export`` event under the home lock once the new version is saved, then runs
+    ``then(token, version, count)``; if either fails, the version held is put back."""
     signer = signer_for(ctx, sign_as)
     store = Store(ctx.home)
     with ctx.home.lock():
@@ -118,12 +120,8 @@ def export_list(ctx: Context, sign_as: str, *, then: Callable[[str, int, int], N
         before = store.saved(_versions_path(ctx))
         versions["exported"][sign_as] = version
         _save_versions(ctx, versions)
-        if then is not None:
-            try:
-                then(token, version, len(revs.entries))
-            except BaseException:
-                store.restore(_versions_path(ctx), before)
-                raise
+        event = Event("revocations.export", "ok", principal=sign_as, metadata={"version": version, "entries": len(revs.entries)})
+        undoing(lambda: store.restore(_versions_path(ctx), before), then, token, version, len(revs.entries), recorder=recorder, event=event)
     return token, version, len(revs.entries)
 
 
@@ -190,9 +188,12 @@ def check_version(ctx: Context, rl: RevocationList) -> int:
     return held
 
 
-def import_list(ctx: Context, token: str, *, then: Callable[[RevocationList, int], None] | None = None) -> tuple[RevocationList, int]:
+@recording_denials(lambda e, *_: Event("revocations.import", "deny", reason=e.reason, metadata={"detail": e.detail})
+                   if isinstance(e, VerificationError) else None)
+def import_list(ctx: Context, token: str, *, recorder: Any = None, then: Callable[[RevocationList, int], None] | None = None) -> tuple[RevocationList, int]:
     """Merge a verified list into this home's revocations. Returns the list and how many were new.
-    ``then(list, added)`` runs under the home lock once the list is applied; if it raises, the
+    Records a ``revocations.import`` event under the home lock once the list is applied (a refusal
+    that does not verify as a deny), then runs ``then(list, added)``; if either fails, the
     revocations and versions held before are put back: a change and its audit event go together."""
     store = Store(ctx.home)
     from .verify import StoreTrust
@@ -217,8 +218,8 @@ def import_list(ctx: Context, token: str, *, then: Callable[[RevocationList, int
                 if rl.digest:
                     versions["digests"][rl.issuer] = rl.digest
                 _save_versions(ctx, versions)
-            if then is not None:
-                then(rl, added)
+            event = Event("revocations.import", "ok", principal=rl.issuer, metadata={"version": rl.version, "added": added})
+            undoing(lambda: None, then, rl, added, recorder=recorder, event=event)
         except BaseException:
             store.restore(ctx.home.revocations_file, revs_before)
             store.restore(_versions_path(ctx), versions_before)

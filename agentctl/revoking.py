@@ -1,35 +1,46 @@
 """Revocation: of a principal (all its keys), of one key, or of one grant, action or approval by its
-``jti``. Permanent. A revoked key's secret is removed from this machine under the home lock."""
+``jti``. Permanent. A revoked key's secret is removed from this machine under the home lock.
+
+Each records a ``revoke`` event (also when the entry was already there, with ``new`` false) and takes
+``then(revocation, new)``, as :func:`agentctl.identity.keygen` does: when either fails, nothing stays
+revoked."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from .changes import Then, undoing
 from .context import Context
 from .errors import KeystoreError, NotFoundError, UsageError
+from .events import Event
 from .models import Revocation, check_jti, check_kid
 from .store import Store
+
+if TYPE_CHECKING:
+    from .recording import Recorder
 
 __all__ = ["revoke_principal", "revoke_key", "revoke_grant"]
 
 
-def revoke_principal(ctx: Context, name: str, reason: str = "", *, then: Then = None) -> tuple[Revocation, bool]:
-    """Revoke a principal and all its keys. Returns the revocation and whether it is new.
-    ``then(revocation, new)`` as for :func:`keygen`."""
+def revoke_principal(ctx: Context, name: str, reason: str = "", *, recorder: Recorder | None = None, then: Then = None) -> tuple[Revocation, bool]:
+    """Revoke a principal and all its keys. Returns the revocation and whether it is new."""
     Store(ctx.home).require(name)
-    return _revoke(ctx, Revocation("principal", name, ctx.now(), _reason(reason)), then)
+    return _revoke(ctx, Revocation("principal", name, ctx.now(), _reason(reason)), recorder, then, name)
 
 
-def revoke_key(ctx: Context, kid: str, reason: str = "", *, then: Then = None) -> tuple[Revocation, bool]:
+def revoke_key(ctx: Context, kid: str, reason: str = "", *, recorder: Recorder | None = None, then: Then = None) -> tuple[Revocation, bool]:
+    """Revoke one key (its principal's other keys stay). Returns the revocation and whether it is new."""
     check_kid(kid)
     store = Store(ctx.home)
     if store.find_key(kid) is None:
         raise NotFoundError(f"no key {kid} among the principals in {ctx.home.path}", hint="see 'agentctl show NAME' for key ids")
-    return _revoke(ctx, Revocation("key", kid, ctx.now(), _reason(reason)), then)
+    return _revoke(ctx, Revocation("key", kid, ctx.now(), _reason(reason)), recorder, then)
 
 
-def revoke_grant(ctx: Context, jti: str, reason: str = "", *, then: Then = None) -> tuple[Revocation, bool]:
+def revoke_grant(ctx: Context, jti: str, reason: str = "", *, recorder: Recorder | None = None, then: Then = None) -> tuple[Revocation, bool]:
+    """Revoke one grant, action or approval by its ``jti``. Returns the revocation and whether it is new."""
     check_jti(jti)
-    return _revoke(ctx, Revocation("grant", jti, ctx.now(), _reason(reason)), then)
+    return _revoke(ctx, Revocation("grant", jti, ctx.now(), _reason(reason)), recorder, then)
 
 
 def _reason(reason: str) -> str:
@@ -38,21 +49,27 @@ def _reason(reason: str) -> str:
     return reason
 
 
-def _revoke(ctx: Context, entry: Revocation, then: Then) -> tuple[Revocation, bool]:
+def _revoke(ctx: Context, entry: Revocation, recorder: Recorder | None, then: Then, name: str | None = None) -> tuple[Revocation, bool]:
     store = Store(ctx.home)
     with ctx.home.lock():
         revs = store.revocations()
         existing = revs.find(entry.kind, entry.id)
         if existing is not None:
-            undoing(lambda: None, then, existing, False)
+            undoing(lambda: None, then, existing, False, recorder=recorder, event=_event(existing, False, name))
             return existing, False
         before = store.saved(ctx.home.revocations_file)
         store.put_revocations(revs.adding(entry))
-        undoing(lambda: store.restore(ctx.home.revocations_file, before), then, entry, True)
+        undoing(lambda: store.restore(ctx.home.revocations_file, before), then, entry, True, recorder=recorder, event=_event(entry, True, name))
         # A revoked key signs nothing again: remove its secret from this machine. Still under the lock,
         # and from the record as it is now, so a rotation cannot slip a new secret in meanwhile.
         _drop_secrets(ctx, store, entry)
     return entry, True
+
+
+def _event(entry: Revocation, new: bool, name: str | None) -> Event:
+    """The ``revoke`` event: ``principal`` is the principal revoked (None for a key or a jti)."""
+    return Event("revoke", "ok", principal=name, jtis=(entry.id,) if entry.kind == "grant" else (),
+                 reason=entry.reason or None, metadata={"kind": entry.kind, "id": entry.id, "new": new})
 
 
 def _drop_secrets(ctx: Context, store: Store, entry: Revocation) -> None:

@@ -10,11 +10,15 @@ of each is a :class:`SourceResult`: ``current`` (nothing new), ``updated``, ``re
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .context import Context
 from .errors import DeniedError, Error, OperationalError, UsageError, VerificationError
+from .events import Event
 from .sources import Source, SourceStates
+
+if TYPE_CHECKING:
+    from .recording import Recorder
 
 __all__ = ["SourceResult", "sync", "sync_source", "refresh_stale", "exit_code"]
 
@@ -45,6 +49,13 @@ class SourceResult:
             doc["changes"] = self.changes
         return doc
 
+    def event(self) -> Event:
+        """The ``sync`` audit event of this outcome: ok (current, updated), deny (refused) or error
+        (unreachable), by the source's signer."""
+        outcome = {"current": "ok", "updated": "ok", "refused": "deny", "unreachable": "error"}[self.status]
+        meta = {k: v for k, v in self.describe().items() if k != "signer"}
+        return Event("sync", outcome, principal=self.source.signer, reason=self.reason if self.status == "refused" else None, metadata=meta)
+
 
 def exit_code(results) -> int:
     """0 every source current or updated, 1 a source refused, 3 a source unreachable (refused wins)."""
@@ -53,9 +64,11 @@ def exit_code(results) -> int:
 
 
 def sync(ctx: Context, *, fetcher=None, progress: Callable[[Source], None] | None = None,
-         then: Callable[[SourceResult], None] | None = None) -> list[SourceResult]:
-    """Sync every source of this home's config, in order. ``then(result)`` runs for each (the CLI
-    records the audit event there); ``progress(source)`` before each fetch."""
+         recorder: Recorder | None = None) -> list[SourceResult]:
+    """Sync every source of this home's config, in order, recording each outcome's ``sync`` event
+    (:meth:`SourceResult.event`) as soon as it is known; ``progress(source)`` runs before each fetch.
+    A failure to record stops the sync there (the source it concerns is applied: its copy is the last
+    good one, and the next sync finds it current)."""
     sources = ctx.home.config.sources
     if not sources:
         raise UsageError(f"no [[sources]] in {ctx.home.config_file}", hint="see docs/fleet.md for a source's settings")
@@ -64,8 +77,8 @@ def sync(ctx: Context, *, fetcher=None, progress: Callable[[Source], None] | Non
         if progress is not None:
             progress(s)
         r = sync_source(ctx, s, fetcher=fetcher)
-        if then is not None:
-            then(r)
+        if recorder is not None:
+            recorder.record(r.event())
         results.append(r)
     return results
 

@@ -7,24 +7,32 @@ here (that is not a revocation). A lower version is ``replayed``; the same versi
 is equivocation, refused. Only the signer of one of this home's trust sources may publish one, and only
 names and roles that source allows; a name that is a local principal or another source's is refused,
 never merged. What is held from each signer is kept in ``trust-bundles.toml`` in the home.
+
+Export and import record their own audit events (``trust.export``, ``trust.import``, a refused import
+as a deny) with the ``recorder`` given, as :mod:`agentctl.changes` describes.
 """
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from . import crypto, jws
 from .clock import parse_rfc3339, rfc3339
+from .changes import recording_denials, undoing
 from .context import Context
 from .encoding import EncodingError, jwk, public_from_jwk
 from .errors import DeniedError, StoreError, UsageError, VerificationError
+from .events import Event
 from .home import atomic_write
 from .models import Key, Principal, check_attr, check_role
 from .names import is_name
 from .store import Store
 from .values import is_int, is_time
+
+if TYPE_CHECKING:
+    from .recording import Recorder
 
 __all__ = ["Bundle", "Changes", "export_bundle", "verify_bundle", "import_bundle", "held_bundles"]
 
@@ -111,10 +119,13 @@ def _entry(p: Principal) -> dict:
     return {"name": p.name, "roles": list(p.roles), "attrs": dict(p.attrs), "keys": keys}
 
 
-def export_bundle(ctx: Context, sign_as: str, *, then: Callable[[str, int, int], None] | None = None) -> tuple[str, int, int]:
+def export_bundle(ctx: Context, sign_as: str, *, recorder: Recorder | None = None,
+                  then: Callable[[str, int, int], None] | None = None) -> tuple[str, int, int]:
     """A signed bundle of this home's principals: local and imported ones, every key with its validity;
     not the principals held from trust sources (they are their publisher's) nor revoked ones. Returns
-    (token, version, principal count); ``then`` as for :func:`agentctl.revocation_lists.export_list`."""
+    (token, version, principal count). Records a ``trust.export`` event under the home lock once the
+    new version is saved, then runs ``then(token, version, count)``; if either fails, the version held
+    is put back."""
     from .identity import signer_for
 
     signer = signer_for(ctx, sign_as)
@@ -132,12 +143,8 @@ def export_bundle(ctx: Context, sign_as: str, *, then: Callable[[str, int, int],
         before = store.saved(_path(ctx.home))
         doc["exported"][sign_as] = version
         _save(ctx.home, doc)
-        if then is not None:
-            try:
-                then(token, version, len(principals))
-            except BaseException:
-                store.restore(_path(ctx.home), before)
-                raise
+        event = Event("trust.export", "ok", principal=sign_as, metadata={"version": version, "principals": len(principals)})
+        undoing(lambda: store.restore(_path(ctx.home), before), then, token, version, len(principals), recorder=recorder, event=event)
     return token, version, len(principals)
 
 
@@ -257,10 +264,22 @@ def _check_version(b: Bundle, held: dict) -> bool:
     return False
 
 
-def import_bundle(ctx: Context, token: str, *, then: Callable[[Bundle, Changes], None] | None = None) -> tuple[Bundle, Changes]:
+def _import_denied(e: Exception, *_: object) -> Event:
+    if isinstance(e, VerificationError):
+        return Event("trust.import", "deny", reason=e.reason, metadata={"detail": e.detail})
+    return Event("trust.import", "deny", metadata={"detail": e.message if isinstance(e, DeniedError) else str(e)})
+
+
+def _import_event(b: Bundle, changes: Changes) -> Event:
+    return Event("trust.import", "ok", principal=b.issuer, metadata={"version": b.version, **changes.describe(), "unchanged": changes.unchanged})
+
+
+@recording_denials(_import_denied)
+def import_bundle(ctx: Context, token: str, *, recorder: Recorder | None = None,
+                  then: Callable[[Bundle, Changes], None] | None = None) -> tuple[Bundle, Changes]:
     """Apply a bundle: verify it, check its version and what it may define, then hold exactly its
-    principals from its signer. ``then(bundle, changes)`` runs under the home lock once applied; if it
-    raises, every file is put back."""
+    principals from its signer. Records a ``trust.import`` event under the home lock once applied (a
+    refusal as a deny), then runs ``then(bundle, changes)``; if either fails, every file is put back."""
     from .verify import StoreTrust
 
     store = Store(ctx.home)
@@ -270,8 +289,7 @@ def import_bundle(ctx: Context, token: str, *, then: Callable[[Bundle, Changes],
         held = doc["imported"]
         if _check_version(b, held):
             changes = Changes(unchanged=True)
-            if then is not None:
-                then(b, changes)
+            undoing(lambda: None, then, b, changes, recorder=recorder, event=_import_event(b, changes))
             return b, changes
         wanted = _check_allowed(ctx, store, b, held)
         old_names = list(held.get(b.issuer, {}).get("names", []))
@@ -295,8 +313,7 @@ def import_bundle(ctx: Context, token: str, *, then: Callable[[Bundle, Changes],
             held[b.issuer] = {"version": b.version, "iat": b.issued, "sha256": b.digest, "names": new_names}
             _save(ctx.home, doc)
             changes = Changes(tuple(added), tuple(removed), tuple(changed))
-            if then is not None:
-                then(b, changes)
+            undoing(lambda: None, then, b, changes, recorder=recorder, event=_import_event(b, changes))
         except BaseException:
             for n, data in saved.items():
                 store.restore(store.principal_path(n), data)

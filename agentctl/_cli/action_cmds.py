@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from ..clock import rfc3339
 from ..errors import UsageError, VerificationError
-from ..events import Event
 from .common import State, command, make_context, read_bytes, read_file, read_input
 from .target import Target
 from .record import Recorder
@@ -241,9 +240,7 @@ def do_revocations_export(state: State, out: Output, sign_as: str, output_file: 
 
     target = Target.of(output_file)  # before the exported version is counted
     ctx = make_context(state, out)
-    rec = Recorder(ctx)
-    token, version, count = export_list(ctx, sign_as, then=lambda _t, version, count: rec.record(
-        Event("revocations.export", "ok", principal=sign_as, metadata={"version": version, "entries": count})))
+    token, version, count = export_list(ctx, sign_as, recorder=Recorder(ctx))
     if not target.to_stdout:
         target.write(token + "\n")
     out.note(f"revocation list version {version} signed by {sign_as} with {count} entr{'y' if count == 1 else 'ies'}"
@@ -257,11 +254,6 @@ def do_revocations_import(state: State, out: Output, source: str) -> int | None:
 
     ctx = make_context(state, out)
     rec = Recorder(ctx)
-    try:
-        rl, added = import_list(ctx, read_file(source, "revocation list").strip(), then=lambda rl, added: rec.record(
-            Event("revocations.import", "ok", principal=rl.issuer, metadata={"version": rl.version, "added": added})))
-    except VerificationError as e:
-        rec.record(Event("revocations.import", "deny", reason=e.reason, metadata={"detail": e.detail}))
-        raise
+    rl, added = import_list(ctx, read_file(source, "revocation list").strip(), recorder=rec)
     out.note(f"imported revocation list version {rl.version} from {rl.issuer}: {added} new revocation(s)")
     out.result({"ok": True, "issuer": rl.issuer, "version": rl.version, "added": added, "issued": rfc3339(rl.issued)})

@@ -11,8 +11,6 @@ import json
 from ..clock import rfc3339
 from ..errors import UsageError
 from ..models import Principal, Revocations
-from ..errors import VerificationError
-from ..events import Event
 from ..names import kind_of
 from .common import State, command, make_context, read_file
 from .target import Target
@@ -54,7 +52,7 @@ def principal_doc(p: Principal, revs: Revocations) -> dict:
 
 def _emit(out: Output, what: str, doc: dict, human: object) -> None:
     """Print a result that must not be lost (a secret, a rotation statement) and make sure it left:
-    a failure here undoes the change (see :func:`agentctl.identity.keygen`)."""
+    a failure here undoes the change, and the library records that (see :func:`agentctl.identity.keygen`)."""
     from ..errors import OperationalError
 
     try:
@@ -63,17 +61,6 @@ def _emit(out: Output, what: str, doc: dict, human: object) -> None:
     except (OSError, ValueError) as e:  # a closed stdout, a reader that went away, a full disk
         why = getattr(e, "strerror", None) or str(e) or type(e).__name__
         raise OperationalError(f"cannot write {what} to stdout ({why}); nothing was changed") from None
-
-
-def _undone(rec: Recorder, event: str, name: str | None, e: BaseException) -> None:
-    """Record that a change already recorded was undone because its output failed."""
-    from ..errors import Error
-
-    detail = e.message if isinstance(e, Error) else type(e).__name__
-    try:
-        rec.record(Event(event, "error", principal=name, metadata={"undone": True, "detail": detail}))
-    except Error:
-        pass  # the change is undone either way; the error that undid it is what the user sees
 
 
 @command
@@ -86,27 +73,14 @@ def do_keygen(state: State, out: Output, name: str, roles: list[str], attrs: lis
     rec = Recorder(ctx)
 
     def then(principal: Principal, secret: str | None) -> None:
-        meta = {"kid": principal.current.kid, "keystore": principal.keystore, "exported": secret is not None,
-                "roles": list(principal.roles), "attrs": dict(principal.attrs)}
-        if replace:
-            meta["replaced"] = [k.kid for k in principal.keys if k.status == "retired"][-1]
-        rec.record(Event("keygen", "ok", principal=principal.name, metadata=meta))
         doc = principal_doc(principal, Store(ctx.home).revocations())
         if secret is None:
-            try:
-                _emit(out, "the new principal", {"ok": True, "principal": doc}, doc["did"])
-            except BaseException as e:
-                _undone(rec, "keygen", name, e)
-                raise
-            return
-        try:
+            _emit(out, "the new principal", {"ok": True, "principal": doc}, doc["did"])
+        else:
             _emit(out, "the exported secret", {"ok": True, "principal": doc, "secret": secret}, secret)
-        except BaseException as e:
-            _undone(rec, "keygen", name, e)
-            raise
 
     principal, secret = keygen(ctx, name, roles=tuple(roles), attrs=tuple(attrs), store_secret=not no_store,
-                               export_secret=export_secret, replace=replace, then=then)
+                               export_secret=export_secret, replace=replace, recorder=rec, then=then)
     where = f"in the {principal.keystore} keystore" if principal.keystore else "nowhere on this machine (exported only)"
     out.note(f"created {principal.name} with key {principal.current.kid}; secret key kept {where}")
     if replace:
@@ -265,24 +239,14 @@ def do_import(state: State, out: Output, name: str, key: str | None, rotation: s
     if rotation is not None:
         before = Store(ctx.home).require(name).current.kid
         statement = read_file(rotation, "rotation statement")
-
-        def then_rotation(p: Principal) -> None:
-            rec.record(Event("import", "ok", principal=name, metadata={"rotation": True, "kid": p.current.kid, "retired": before}))
-
-        try:
-            principal = import_rotation(ctx, name, statement, then=then_rotation)
-        except VerificationError as e:
-            rec.record(Event("import", "deny", principal=name, reason=e.reason, metadata={"rotation": True, "detail": e.detail}))
-            raise
+        principal = import_rotation(ctx, name, statement, recorder=rec)
         if principal.current.kid == before:
             out.note(f"{name} already trusts key {principal.current.kid}; nothing changed")
         else:
             out.note(f"{name} now trusts key {principal.current.kid}; key {before} is retired")
     else:
-        def then_import(p: Principal) -> None:
-            rec.record(Event("import", "ok", principal=name, metadata={"kid": p.current.kid, "roles": list(p.roles)}))
-
-        principal = import_principal(ctx, name, key, roles=tuple(roles), then=then_import)
+        assert key is not None
+        principal = import_principal(ctx, name, key, roles=tuple(roles), recorder=rec)
         out.note(f"imported {name} with key {principal.current.kid}")
     doc = principal_doc(principal, Store(ctx.home).revocations())
     out.result({"ok": True, "principal": doc}, doc["did"])
@@ -302,9 +266,6 @@ def do_rotate(state: State, out: Output, name: str, output_file: str | None, exp
     rec = Recorder(ctx)
 
     def then(principal: Principal, statement: str, secret: str | None) -> None:
-        old = [k for k in principal.keys if k.status == "retired"][-1]
-        rec.record(Event("rotate", "ok", principal=name, metadata={
-            "kid": principal.current.kid, "retired": old.kid, "exported": secret is not None}))
         try:
             if to_file:
                 target.write(statement + "\n")
@@ -313,12 +274,11 @@ def do_rotate(state: State, out: Output, name: str, output_file: str | None, exp
                 _emit(out, "the new exported secret", {"ok": True, "principal": doc, "rotation": statement, "secret": secret}, secret)
             else:
                 _emit(out, "the rotation statement", {"ok": True, "principal": doc, "rotation": statement}, None if to_file else statement)
-        except BaseException as e:
+        except BaseException:
             target.undo()
-            _undone(rec, "rotate", name, e)
             raise
 
-    principal, _statement, secret = rotate(ctx, name, store_secret=not no_store, export_secret=export_secret, then=then)
+    principal, _statement, secret = rotate(ctx, name, store_secret=not no_store, export_secret=export_secret, recorder=rec, then=then)
     old = [k for k in principal.keys if k.status == "retired"][-1]
     out.note(f"rotated {name}: new key {principal.current.kid}; key {old.kid} retired (it still verifies what it signed before now)")
     if to_file:
@@ -335,17 +295,13 @@ def do_revoke(state: State, out: Output, name: str | None, key: str | None, gran
         raise UsageError("give exactly one of NAME, --key KID or --jti JTI")
     ctx = make_context(state, out)
     rec = Recorder(ctx)
-
-    def then(entry, new: bool) -> None:
-        rec.record(Event("revoke", "ok", principal=name, jtis=(entry.id,) if entry.kind == "grant" else (),
-                         reason=entry.reason or None, metadata={"kind": entry.kind, "id": entry.id, "new": new}))
-
     if name is not None:
-        entry, new = revoke_principal(ctx, name, reason, then=then)
+        entry, new = revoke_principal(ctx, name, reason, recorder=rec)
     elif key is not None:
-        entry, new = revoke_key(ctx, key, reason, then=then)
+        entry, new = revoke_key(ctx, key, reason, recorder=rec)
     else:
-        entry, new = revoke_grant(ctx, grant, reason, then=then)
+        assert grant is not None
+        entry, new = revoke_grant(ctx, grant, reason, recorder=rec)
     what = {"principal": "principal", "key": "key", "grant": "grant"}[entry.kind]
     if new:
         out.note(f"revoked {what} {entry.id}; this is permanent")
@@ -364,14 +320,8 @@ def do_role(state: State, out: Output, op: str, name: str, roles: list[str]) -> 
     if not roles:
         raise UsageError(f"give at least one ROLE to {op}")
     ctx = make_context(state, out)
-    rec = Recorder(ctx)
-
-    def then(p: Principal, added: tuple, removed: tuple) -> None:
-        rec.record(Event("role", "ok", principal=name, metadata={
-            "op": op, "added": list(added), "removed": list(removed), "roles": list(p.roles)}))
-
     add, remove = (tuple(roles), ()) if op == "add" else ((), tuple(roles))
-    principal, added, removed = set_roles(ctx, name, add=add, remove=remove, then=then)
+    principal, added, removed = set_roles(ctx, name, add=add, remove=remove, recorder=Recorder(ctx))
     changed = added or removed
     if changed:
         out.note(f"{'added' if op == 'add' else 'removed'} role {', '.join(changed)} {'to' if op == 'add' else 'from'} {name}; roles now: {', '.join(principal.roles) or '-'}")

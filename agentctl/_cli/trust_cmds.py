@@ -6,8 +6,6 @@ from typing import Optional
 
 import typer
 
-from ..errors import DeniedError, VerificationError
-from ..events import Event
 from .common import State, command, make_context, read_file
 from .output import Output
 from .record import Recorder
@@ -61,9 +59,7 @@ def do_trust_export(state: State, out: Output, sign_as: str, output_file: str | 
 
     target = Target.of(output_file)  # before the exported version is counted
     ctx = make_context(state, out)
-    rec = Recorder(ctx)
-    token, version, count = export_bundle(ctx, sign_as, then=lambda _t, version, count: rec.record(
-        Event("trust.export", "ok", principal=sign_as, metadata={"version": version, "principals": count})))
+    token, version, count = export_bundle(ctx, sign_as, recorder=Recorder(ctx))
     if not target.to_stdout:
         target.write(token + "\n")
     out.note(f"trust bundle version {version} signed by {sign_as} with {count} principal(s)"
@@ -80,15 +76,7 @@ def do_trust_import(state: State, out: Output, source: str) -> int | None:
     ctx = make_context(state, out)
     rec = Recorder(ctx)
     text = read_file(source, "trust bundle", limit=MAX_LIST_BYTES).strip()
-    try:
-        b, changes = import_bundle(ctx, text, then=lambda b, ch: rec.record(
-            Event("trust.import", "ok", principal=b.issuer, metadata={"version": b.version, **ch.describe(), "unchanged": ch.unchanged})))
-    except VerificationError as e:
-        rec.record(Event("trust.import", "deny", reason=e.reason, metadata={"detail": e.detail}))
-        raise
-    except DeniedError as e:
-        rec.record(Event("trust.import", "deny", metadata={"detail": e.message}))
-        raise
+    b, changes = import_bundle(ctx, text, recorder=rec)
     if changes.unchanged:
         out.note(f"trust bundle version {b.version} from {b.issuer} is already held; nothing changed")
     else:
@@ -115,12 +103,7 @@ def do_sync(state: State, out: Output) -> int | None:
         if terminal:
             out.note(f"fetching {s.url} …")
 
-    def record(r) -> None:
-        outcome = {"current": "ok", "updated": "ok", "refused": "deny", "unreachable": "error"}[r.status]
-        meta = {k: v for k, v in r.describe().items() if k not in ("signer",)}
-        rec.record(Event("sync", outcome, principal=r.source.signer, reason=r.reason if r.status == "refused" else None, metadata=meta))
-
-    results = sync(ctx, progress=progress, then=record)
+    results = sync(ctx, progress=progress, recorder=rec)
     for r in results:
         line = f"{r.status}: {r.source.url} ({r.source.kind}, {r.source.signer})"
         if r.version is not None:
