@@ -69,6 +69,12 @@ _EXPORTS = {
     "Context": "agentctl.context",
     "keygen": "agentctl.identity",
     "rotate": "agentctl.identity",
+    "import_principal": "agentctl.identity",
+    "import_rotation": "agentctl.identity",
+    "set_roles": "agentctl.identity",
+    "revoke_principal": "agentctl.identity",
+    "revoke_key": "agentctl.identity",
+    "revoke_grant": "agentctl.identity",
     "delegate": "agentctl.delegation",
     "sign_action": "agentctl.signing",
     # the MCP tool boundary (docs/mcp.md; an SDK server needs the mcp extra)
