@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Literal, overload
 
 from .errors import Error, ExistsError, OperationalError
 from .events import Event
@@ -106,7 +106,13 @@ class HomeRecorder(Recorder):
         finally:
             self.close()  # the last connection to close folds the WAL back into the database
 
-    def checkpoint(self, auto: bool = False, deliver=None) -> "tuple[str, tuple[int, bytes, str]] | None":
+    @overload
+    def checkpoint(self, auto: Literal[False] = False, deliver: Callable[[str], None] | None = None) -> tuple[str, tuple[int, bytes, str]]: ...
+
+    @overload
+    def checkpoint(self, auto: bool, deliver: Callable[[str], None] | None = None) -> tuple[str, tuple[int, bytes, str]] | None: ...
+
+    def checkpoint(self, auto: bool = False, deliver: Callable[[str], None] | None = None) -> tuple[str, tuple[int, bytes, str]] | None:
         """Sign and store a checkpoint and record it: ``(signer, (size, root, note))``. Automatic ones
         that fail only say so (through ``ctx.notify``) and return None. ``deliver(note)`` runs before
         the checkpoint is committed (to write it out): when it raises, nothing is stored or recorded."""

@@ -16,7 +16,7 @@ from .params import flag_check
 @command
 def do_sign(state: State, out: Output, as_: str, action: str, resource: str, grant: str | None, data: str | None,
             embed: bool, audience: str | None, ttl: str | None, output_file: str | None,
-            approval: str | None = None) -> int | None:
+            approval: str | None = None) -> None:
     from ..durations import parse_duration
     from ..signing import sign_action
 
@@ -97,18 +97,25 @@ class _VerifyRun:
         from ..durations import parse_when
 
         self.at = parse_when(at, self.ctx.now()) if at is not None else None
-        self.buffer = _Buffered(self.recorder) if batch else None
+        self._buffer = _Buffered(self.recorder) if batch else None
         from ..verify.policy_step import home_policy_sets
 
         sets = home_policy_sets(self.ctx.home, policies or (), query)  # compiled before anything is decided
         self.context = read_context(context) if context is not None else None
         rules = self.ctx.home.config.approvals  # step 10; an approval is single use, so a seen-store with rules
-        self.verifier = Verifier(trust, recorder=self.buffer or self.recorder, clock=self.ctx.clock, leeway=leeway_s,
+        self.verifier = Verifier(trust, recorder=self._buffer or self.recorder, clock=self.ctx.clock, leeway=leeway_s,
                                  revocations=extra, once=once,
                                  seen=HomeSeenStore(self.ctx.home) if once or rules is not None else None,
                                  policies=sets, approvals=rules)
         self.audience = audience
         self.expect = expect
+
+    @property
+    def buffer(self) -> _Buffered:
+        """A batch run's recorder: it keeps a chunk's verdicts until they are recorded together."""
+        if self._buffer is None:
+            raise RuntimeError("only a batch run buffers its events")
+        return self._buffer
 
     def check(self, token: str, action=None, resource=None, data: bytes | None = None, context=None) -> dict:
         """The verdict of one token; a denial raises VerificationError with ``.verdict``. The library
@@ -235,7 +242,7 @@ def do_verify(state: State, out: Output, source: str | None, action, resource, a
 
 
 @command
-def do_revocations_export(state: State, out: Output, sign_as: str, output_file: str | None) -> int | None:
+def do_revocations_export(state: State, out: Output, sign_as: str, output_file: str | None) -> None:
     from ..revocation_lists import export_list
 
     target = Target.of(output_file)  # before the exported version is counted
@@ -249,7 +256,7 @@ def do_revocations_export(state: State, out: Output, sign_as: str, output_file: 
 
 
 @command
-def do_revocations_import(state: State, out: Output, source: str) -> int | None:
+def do_revocations_import(state: State, out: Output, source: str) -> None:
     from ..revocation_lists import import_list
 
     ctx = make_context(state, out)

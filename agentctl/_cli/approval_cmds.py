@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -227,7 +227,7 @@ def _human(out: Output, doc: dict) -> None:
 
 @command
 def do_request(state: State, out: Output, as_: str, action: str, resource: str, audience: str, grant: str | None,
-               data: str | None, embed: bool, reason: str | None, ttl: str | None, output_file: str | None) -> int:
+               data: str | None, embed: bool, reason: str | None, ttl: str | None, output_file: str | None) -> None:
     from ..approval_queue import make_request
     from ..durations import parse_duration
 
@@ -250,13 +250,13 @@ def do_request(state: State, out: Output, as_: str, action: str, resource: str, 
 
 
 @command
-def do_list(state: State, out: Output, all_: bool) -> int:
+def do_list(state: State, out: Output, all_: bool) -> None:
     from ..approval_queue import pending_requests
 
     ctx = make_context(state, out)
     now = ctx.now()
     reqs = pending_requests(ctx, include_expired=all_)
-    rows = [{"id": r.jti, "agent": r.iss, "on_behalf_of": r.sub, "action": r.action, "resource": r.resource,
+    rows: list[dict[str, Any]] = [{"id": r.jti, "agent": r.iss, "on_behalf_of": r.sub, "action": r.action, "resource": r.resource,
              "audience": list(r.aud), "requested_at": rfc3339(r.iat), "expires_at": rfc3339(r.exp),
              "expired": r.exp <= now} for r in reqs]
 
@@ -281,7 +281,7 @@ def do_show(state: State, out: Output, req: str, data: str | None) -> int:
 
 @command
 def do_approve(state: State, out: Output, req: str, as_: str, ttl: str | None, note: str | None, audience: str | None,
-               data: str | None, blind: bool, output_file: str | None) -> int:
+               data: str | None, blind: bool, output_file: str | None) -> None:
     from ..approval_queue import approve_request
     from ..durations import parse_duration
 
@@ -300,7 +300,7 @@ def do_approve(state: State, out: Output, req: str, as_: str, ttl: str | None, n
 
 
 @command
-def do_deny(state: State, out: Output, req: str, as_: str, reason: str) -> int:
+def do_deny(state: State, out: Output, req: str, as_: str, reason: str) -> None:
     from ..approval_queue import deny_request
 
     ctx, view, _ = _view(state, out, req, None)

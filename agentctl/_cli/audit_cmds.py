@@ -50,7 +50,7 @@ def query_filters(state: State, out: Output, agent, outcome, since, until, limit
 
 
 @command
-def do_audit_query(state: State, out: Output, agent, action, outcome, since, until, limit) -> int | None:
+def do_audit_query(state: State, out: Output, agent, action, outcome, since, until, limit) -> None:
     ctx, t0, t1 = query_filters(state, out, agent, outcome, since, until, limit)
     ctx, log = _open(state, out, ctx)
     try:
@@ -74,7 +74,7 @@ def do_audit_query(state: State, out: Output, agent, action, outcome, since, unt
 
 
 @command
-def do_audit_export(state: State, out: Output, since) -> int | None:
+def do_audit_export(state: State, out: Output, since) -> None:
     import json
 
     t0 = _when("--since", since, make_context(state, out).now())
@@ -98,7 +98,7 @@ def do_audit_export(state: State, out: Output, since) -> int | None:
 
 
 @command
-def do_audit_checkpoint(state: State, out: Output, output_file) -> int | None:
+def do_audit_checkpoint(state: State, out: Output, output_file) -> None:
     import base64
 
     from ..recording import HomeRecorder
@@ -126,7 +126,7 @@ def do_audit_checkpoint(state: State, out: Output, output_file) -> int | None:
 
 
 @command
-def do_audit_prove(state: State, out: Output, seq: int, checkpoint=None) -> int | None:
+def do_audit_prove(state: State, out: Output, seq: int, checkpoint=None) -> None:
     kept = read_file(checkpoint, "checkpoint") if checkpoint is not None else None
     ctx, log = _open(state, out)
     if log is None:
@@ -139,7 +139,7 @@ def do_audit_prove(state: State, out: Output, seq: int, checkpoint=None) -> int 
 
 
 @command
-def do_audit_consistency(state: State, out: Output, old: str, new: str) -> int | None:
+def do_audit_consistency(state: State, out: Output, old: str, new: str) -> None:
     old_text, new_text = read_file(old, "checkpoint"), read_file(new, "checkpoint")
     ctx, log = _open(state, out)
     if log is None:
@@ -152,7 +152,7 @@ def do_audit_consistency(state: State, out: Output, old: str, new: str) -> int |
 
 
 @command
-def do_audit_key(state: State, out: Output) -> int | None:
+def do_audit_key(state: State, out: Output) -> None:
     from ..recording import audit_key
 
     vkey = audit_key(make_context(state, out))
@@ -173,7 +173,7 @@ def do_audit_verify(state: State, out: Output, checkpoint) -> int:
     return 0
 
 
-def _tampered(out: Output, report) -> int | None:
+def _tampered(out: Output, report) -> int:
     """The verdict on a log that failed ``audit verify``: one line naming the events, exit 1."""
     first, last = report.first_bad_seq, report.last_bad_seq
     where = "" if first is None else f" (event {first})" if last in (None, first) else f" (events {first}..{last})"

@@ -39,7 +39,7 @@ def run_typer(args: list[str]) -> int:
     try:
         from typer._click import exceptions as click_exc  # Typer >= 0.25 vendors click
     except ImportError:  # pragma: no cover - older Typer
-        from click import exceptions as click_exc
+        from click import exceptions as click_exc  # type: ignore[no-redef]
 
     command = get_command(app)
     args = _protect_dash_keys(args)

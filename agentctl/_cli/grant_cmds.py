@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from ..clock import rfc3339
 from ..durations import format_duration, parse_duration
 from ..errors import UsageError, VerificationError
@@ -9,6 +11,10 @@ from .common import State, command, make_context, read_input
 from .target import Target
 from .record import Recorder
 from .output import Output
+
+if TYPE_CHECKING:
+    from ..actions import ActionToken
+    from ..grants import Chain
 
 
 def parse_leeway(text: str | None, default: int) -> int:
@@ -27,7 +33,7 @@ def parse_leeway(text: str | None, default: int) -> int:
 
 @command
 def do_delegate(state: State, out: Output, to: str, scopes: list[str], ttl: str | None, issuer: str | None,
-                parent: str | None, audience: str | None, max_depth: int | None, output_file: str | None) -> int | None:
+                parent: str | None, audience: str | None, max_depth: int | None, output_file: str | None) -> None:
     from ..delegation import delegate
 
     if issuer is not None and parent is not None:
@@ -78,7 +84,8 @@ def _root_signature(hop, trust) -> tuple[bool | None, str]:
     try:
         key_for(trust, hop.iss, hop.kid, hop.iat)
     except VerificationError:
-        return False, f"does not count: signed after the key was retired at {rfc3339(key.retired)}"
+        when = f" at {rfc3339(key.retired)}" if key.retired is not None else ""
+        return False, f"does not count: signed after the key was retired{when}"
     return True, "verifies"
 
 
@@ -170,7 +177,8 @@ def do_inspect(state: State, out: Output, source: str) -> int | None:
     now = ctx.now()
     trust = StoreTrust(Store(ctx.home))
     verifier = Verifier(trust, recorder=NO_AUDIT, clock=ctx.clock, leeway=ctx.home.config.leeway)  # shows, decides nothing
-    action = chain = None
+    action: ActionToken | None = None
+    chain: Chain | None = None
     try:
         typ = jws.peek_typ(text.rpartition("~")[2])  # a presentation: its last token says what it is
         if typ == jws.GRANT:
@@ -179,7 +187,7 @@ def do_inspect(state: State, out: Output, source: str) -> int | None:
             from ..presentation import parse
 
             shown = parse(text, expect="action")  # each token of the presentation, parsed once
-            action, chain = shown.action, shown.chain
+            action, chain = cast("ActionToken", shown.action), cast("Chain | None", shown.chain)
         else:
             token = jws.decode(text, typ)
     except VerificationError as e:
@@ -202,6 +210,7 @@ def do_inspect(state: State, out: Output, source: str) -> int | None:
     hops = _hop_docs(chain, trust, now) if chain is not None else []
     state_line = "valid" if verdict["valid"] else f"NOT VALID: {verdict['reason']}: {verdict['detail']}"
     if action is None:
+        assert chain is not None  # a grant: parsed above
         doc = {"ok": True, "type": "grant", **verdict, "agent": chain.leaf.delegate, "on_behalf_of": chain.root.sub,
                "chain": list(chain.principals), "hops": hops}
         title = f"grant: {' > '.join(chain.principals)}  ({len(hops)} hop{'s' if len(hops) > 1 else ''}; {state_line})"

@@ -29,7 +29,8 @@ def principal_doc(p: Principal, revs: Revocations) -> dict:
         krev = revs.key(k.kid)
         status = "revoked" if (prev or krev) else k.status
         kd = {"kid": k.kid, "status": status, "created": rfc3339(k.created), "retired": rfc3339(k.retired) if k.retired else None}
-        kd["revoked"] = rfc3339((krev or prev).at) if (krev or prev) else None
+        by = krev or prev
+        kd["revoked"] = rfc3339(by.at) if by else None
         keys.append(kd)
     return {
         "name": p.name,
@@ -65,7 +66,7 @@ def _emit(out: Output, what: str, doc: dict, human: object) -> None:
 
 @command
 def do_keygen(state: State, out: Output, name: str, roles: list[str], attrs: list[str], export_secret: bool, no_store: bool,
-              replace: bool = False) -> int | None:
+              replace: bool = False) -> None:
     from ..identity import keygen
     from ..store import Store
 
@@ -95,7 +96,7 @@ def do_keygen(state: State, out: Output, name: str, roles: list[str], attrs: lis
 
 
 @command
-def do_list(state: State, out: Output) -> int | None:
+def do_list(state: State, out: Output) -> None:
     from ..store import Store
 
     ctx = make_context(state, out)
@@ -143,7 +144,7 @@ def _authority_text(a: dict) -> str:
 
 
 @command
-def do_show(state: State, out: Output, name: str) -> int | None:
+def do_show(state: State, out: Output, name: str) -> None:
     from ..store import Store
 
     ctx = make_context(state, out)
@@ -176,7 +177,7 @@ def do_show(state: State, out: Output, name: str) -> int | None:
 
 
 @command
-def do_pubkey(state: State, out: Output, name: str, fmt: str, all_keys: bool = False) -> int | None:
+def do_pubkey(state: State, out: Output, name: str, fmt: str, all_keys: bool = False) -> None:
     from ..encoding import b64u_encode, did_key, jwk
     from ..home import Home
     from ..store import Store
@@ -226,7 +227,7 @@ def key_set(p: Principal, revs: Revocations) -> list[dict]:
 
 
 @command
-def do_import(state: State, out: Output, name: str, key: str | None, rotation: str | None, roles: list[str]) -> int | None:
+def do_import(state: State, out: Output, name: str, key: str | None, rotation: str | None, roles: list[str]) -> None:
     from ..identity import import_principal, import_rotation
     from ..store import Store
 
@@ -253,7 +254,7 @@ def do_import(state: State, out: Output, name: str, key: str | None, rotation: s
 
 
 @command
-def do_rotate(state: State, out: Output, name: str, output_file: str | None, export_secret: bool = False, no_store: bool = False) -> int | None:
+def do_rotate(state: State, out: Output, name: str, output_file: str | None, export_secret: bool = False, no_store: bool = False) -> None:
     from ..identity import rotate
     from ..store import Store
 
@@ -288,7 +289,7 @@ def do_rotate(state: State, out: Output, name: str, output_file: str | None, exp
 
 
 @command
-def do_revoke(state: State, out: Output, name: str | None, key: str | None, grant: str | None, reason: str) -> int | None:
+def do_revoke(state: State, out: Output, name: str | None, key: str | None, grant: str | None, reason: str) -> None:
     from ..identity import revoke_grant, revoke_key, revoke_principal
 
     if sum(x is not None for x in (name, key, grant)) != 1:
@@ -312,7 +313,7 @@ def do_revoke(state: State, out: Output, name: str | None, key: str | None, gran
 
 
 @command
-def do_role(state: State, out: Output, op: str, name: str, roles: list[str]) -> int | None:
+def do_role(state: State, out: Output, op: str, name: str, roles: list[str]) -> None:
     """``role add|remove NAME ROLE…``: change a principal's roles, audited."""
     from ..identity import set_roles
     from ..store import Store

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from .common import State
@@ -17,16 +19,20 @@ JsonOpt = typer.Option(False, "--json", help=JSON_HELP)
 NameArg = typer.Argument(..., metavar="NAME", help="Principal name, e.g. agent:code-reviewer:prod.")
 
 
-def OutputOpt(what: str) -> typer.models.OptionInfo:
+# The factories below return Any, as typer.Option itself does: the OptionInfo is a parameter's default
+# (``output: Optional[str] = OutputOpt("…")``), which Typer replaces with the value given.
+
+
+def OutputOpt(what: str) -> Any:
     """-o FILE|-: where the result goes (see :mod:`.target`: '-' is stdout, checked before acting)."""
     return typer.Option(None, "-o", "--output", metavar="FILE", help=f"Write {what} to FILE ('-': stdout).")
 
 
-def AudienceOpt(help: str = "Restrict it to one audience.") -> typer.models.OptionInfo:
+def AudienceOpt(help: str = "Restrict it to one audience.") -> Any:
     return typer.Option(None, "--audience", metavar="AUD", help=help)
 
 
-def TtlOpt(help: str) -> typer.models.OptionInfo:
+def TtlOpt(help: str) -> Any:
     return typer.Option(None, "--ttl", metavar="DURATION", help=help)
 
 

@@ -73,7 +73,7 @@ class Output:
         self._emitted = False
 
     # --- results ------------------------------------------------------------------------------
-    def result(self, doc: dict, human: Callable[[], None] | str | None = None) -> None:
+    def result(self, doc: dict, human: Callable[[], object] | str | None = None) -> None:
         """The command's result: ``doc`` as JSON, or the human rendering."""
         if self.json_mode:
             self._json(doc)

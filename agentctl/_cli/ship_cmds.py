@@ -116,7 +116,7 @@ def do_audit_verify_from(state: State, out: Output, from_: str | None, state_dir
 
 
 @command
-def do_audit_query_from(state: State, out: Output, from_, host, agent, action, outcome, since, until, limit) -> int | None:
+def do_audit_query_from(state: State, out: Output, from_, host, agent, action, outcome, since, until, limit) -> None:
     from ..audit.fleet import query_store
     from ..audit.pg import resolve_url
     from .audit_cmds import query_filters

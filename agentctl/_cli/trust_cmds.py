@@ -54,7 +54,7 @@ def sync_command(
 
 
 @command
-def do_trust_export(state: State, out: Output, sign_as: str, output_file: str | None) -> int | None:
+def do_trust_export(state: State, out: Output, sign_as: str, output_file: str | None) -> None:
     from ..trust_bundles import export_bundle
 
     target = Target.of(output_file)  # before the exported version is counted
@@ -68,7 +68,7 @@ def do_trust_export(state: State, out: Output, sign_as: str, output_file: str | 
 
 
 @command
-def do_trust_import(state: State, out: Output, source: str) -> int | None:
+def do_trust_import(state: State, out: Output, source: str) -> None:
     from ..clock import rfc3339
     from ..jws import MAX_LIST_BYTES
     from ..trust_bundles import import_bundle
