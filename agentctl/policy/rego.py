@@ -20,6 +20,8 @@ The engine's hazards, and what this adapter does about each (measured on regopy 
   timeout, then denies; the runaway evaluation is abandoned (it finishes on its own thread).
 
 The bundle is built once per process (cache in the package) and its entrypoint queried per decision.
+What is read from the source text before the engine sees it is in :mod:`.rego_source`; the check of
+the compiled plan in :mod:`.rego_safety`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from dataclasses import dataclass
 from ..errors import OperationalError, UsageError
 from . import Decision, PolicyFile, PolicySet
 from .rego_safety import check_plan, plan_of, unfaithful_input
+from .rego_source import SEGMENT, calls_print, require_rule
 
 __all__ = ["RegoSet", "compile_set", "entrypoint_of"]
 
@@ -59,8 +62,7 @@ def _quiet(regopy) -> None:
         _QUIET = True
 
 
-_SEGMENT = r"[A-Za-z_][A-Za-z0-9_]*"
-_QUERY = re.compile(rf"data(\.{_SEGMENT})+")
+_QUERY = re.compile(rf"data(\.{SEGMENT})+")
 
 
 def entrypoint_of(query: str) -> str:
@@ -90,7 +92,7 @@ def compile_set(files: list[PolicyFile], query: str, digest: str) -> Compiled:
             interp.add_module(f.path, f.text)
         except regopy.RegoError as e:
             raise _compile_error(str(e), files) from None
-    _require_rule(files, query)
+    require_rule(files, query)
     try:
         bundle = interp.build(None, [entrypoint])
     except regopy.RegoError as e:
@@ -99,11 +101,9 @@ def compile_set(files: list[PolicyFile], query: str, digest: str) -> Compiled:
         raise UsageError(f"policy set {', '.join(f.path for f in files)} does not compile: the engine rejected it "
                          "(two 'default' rules for one name, or conflicting rule values?)")
     _require_safe(regopy, interp, bundle, files)
-    prints = any(_PRINT.search(_code_only(f.text)) for f in files)
+    prints = any(calls_print(f.text) for f in files)
     return Compiled(tuple(f.path for f in files), query, entrypoint, digest, bundle, prints)
 
-
-_PRINT = re.compile(r"\bprint\s*\(")
 
 
 def _require_safe(regopy, interp, bundle, files: list[PolicyFile]) -> None:
@@ -179,89 +179,6 @@ def _compile_error(raw: str, files: list[PolicyFile]) -> UsageError:
     if where is None:
         where = ", ".join(f.path for f in files)
     return UsageError(f"policy {where} does not compile: {message}")
-
-
-# --- does the set define the queried rule? --------------------------------------------------------
-
-
-def _code_only(text: str) -> str:
-    """The text with comments and string contents blanked (lengths and newlines kept)."""
-    out = []
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == "#":
-            j = text.find("\n", i)
-            j = n if j < 0 else j
-            out.append(" " * (j - i))
-            i = j
-        elif c == '"':
-            j = i + 1
-            while j < n and text[j] not in '"\n':
-                j += 2 if text[j] == "\\" else 1
-            out.append('"' + " " * (min(j, n) - i - 1) + ('"' if j < n else ""))
-            i = j + 1
-        elif c == "`":
-            j = text.find("`", i + 1)
-            j = n - 1 if j < 0 else j
-            out.append("`" + re.sub(r"[^\n]", " ", text[i + 1:j]) + "`")
-            i = j + 1
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
-
-
-_HEAD = re.compile(rf"(?:default\s+)?({_SEGMENT}(?:\.{_SEGMENT})*)")
-_KEYWORDS = {"package", "import", "else", "default", "not", "some", "every", "with", "as", "if", "contains", "in"}
-
-
-def defined_paths(text: str) -> set[tuple[str, ...]]:
-    """The data paths the rules of one module define: its package plus each top-level rule head."""
-    code = _code_only(text)
-    package = None
-    paths = set()
-    depth = 0
-    at_line_start = True
-    i, n = 0, len(code)
-    while i < n:
-        c = code[i]
-        if c in "{[(":
-            depth += 1
-        elif c in "}])":
-            depth = max(0, depth - 1)
-        elif c == "\n":
-            at_line_start = True
-            i += 1
-            continue
-        elif depth == 0 and at_line_start and not c.isspace():
-            m = _HEAD.match(code, i)
-            if m:
-                word = m.group(1)
-                if word == "package":
-                    pm = re.match(rf"package\s+({_SEGMENT}(?:\.{_SEGMENT})*)", code[i:])
-                    if pm:
-                        package = tuple(pm.group(1).split("."))
-                elif word.split(".")[0] not in _KEYWORDS and package is not None:
-                    paths.add(package + (word.split(".")[0],))
-                i = m.end()
-                at_line_start = False
-                continue
-        if not c.isspace():
-            at_line_start = False
-        i += 1
-    return paths
-
-
-def _require_rule(files: list[PolicyFile], query: str) -> None:
-    wanted = tuple(query.split(".")[1:])
-    for f in files:
-        for path in defined_paths(f.text):
-            k = min(len(path), len(wanted))
-            if path[:k] == wanted[:k]:
-                return
-    raise UsageError(f"policy set {', '.join(f.path for f in files)} does not define {query}",
-                     hint="check the package name and the rule, or give query", param="query")
 
 
 # --- evaluation ----------------------------------------------------------------------------------
