@@ -8,6 +8,7 @@ from .context import Context
 from .errors import KeystoreError, NotFoundError, UsageError
 from .models import Revocation, check_jti, check_kid
 from .store import Store
+from .values import is_time
 
 __all__ = ["revoke_principal", "revoke_key", "revoke_grant"]
 
@@ -27,9 +28,14 @@ def revoke_key(ctx: Context, kid: str, reason: str = "", *, then: Then = None) -
     return _revoke(ctx, Revocation("key", kid, ctx.now(), _reason(reason)), then)
 
 
-def revoke_grant(ctx: Context, jti: str, reason: str = "", *, then: Then = None) -> tuple[Revocation, bool]:
+def revoke_grant(ctx: Context, jti: str, reason: str = "", *, exp: int | None = None, then: Then = None) -> tuple[Revocation, bool]:
+    """Revoke a grant, action or approval by its ``jti``. ``exp``: its expiry, when the caller knows it
+    (from the token itself); a list made after ``exp`` plus the largest leeway leaves the entry out.
+    Without it the revocation travels in every list."""
     check_jti(jti)
-    return _revoke(ctx, Revocation("grant", jti, ctx.now(), _reason(reason)), then)
+    if exp is not None and not is_time(exp):
+        raise UsageError("bad exp: seconds since 1970, an integer", param="exp")
+    return _revoke(ctx, Revocation("grant", jti, ctx.now(), _reason(reason), exp), then)
 
 
 def _reason(reason: str) -> str:
@@ -41,14 +47,14 @@ def _reason(reason: str) -> str:
 def _revoke(ctx: Context, entry: Revocation, then: Then) -> tuple[Revocation, bool]:
     store = Store(ctx.home)
     with ctx.home.lock():
-        revs = store.revocations()
-        existing = revs.find(entry.kind, entry.id)
+        existing = store.revocations().find(entry.kind, entry.id)
         if existing is not None:
             undoing(lambda: None, then, existing, False)
             return existing, False
-        before = store.saved(ctx.home.revocations_file)
-        store.put_revocations(revs.adding(entry))
-        undoing(lambda: store.restore(ctx.home.revocations_file, before), then, entry, True)
+        with store.revoking() as change:  # committed only once ``then`` (the audit event) succeeded
+            change.add([entry])
+            if then is not None:
+                then(entry, True)
         # A revoked key signs nothing again: remove its secret from this machine. Still under the lock,
         # and from the record as it is now, so a rotation cannot slip a new secret in meanwhile.
         _drop_secrets(ctx, store, entry)
