@@ -228,8 +228,8 @@ def import_list(ctx: Context, token: str, *, then: Callable[[RevocationList, int
         now = ctx.now()
         try:
             with store.revoking() as change:  # one transaction, committed only once ``then`` succeeded
-                added = len(change.add(e for e in rl.revocations.entries if not expired(e, now)))
-                rl.self_revoked = change.find("principal", rl.issuer) or change.find("key", rl.signing_kid)
+                added = change.add(e for e in rl.revocations.entries if not expired(e, now))
+                rl.self_revoked = change.holds("principal", rl.issuer) or change.holds("key", rl.signing_kid)
                 if rl.version > held:  # the same version again refreshes nothing
                     versions = _versions(ctx)
                     versions["imported"][rl.issuer] = rl.version

@@ -35,6 +35,7 @@ LEGACY_FILE = "revocations.toml"
 _APPLICATION_ID = 0x61677276  # "agrv": tells this store from any other SQLite file
 _FORMAT = 1
 _KINDS = ("principal", "key", "grant")
+_INSERT = "INSERT OR IGNORE INTO revoked (kind, id, at, reason, exp) VALUES (?, ?, ?, ?, ?)"
 _RESTORE = "restore it from a backup; agentctl never rewrites a damaged file"
 _SCHEMA = (
     f"PRAGMA application_id = {_APPLICATION_ID}",
@@ -208,7 +209,7 @@ class RevocationStore:
     def add(self, entries: Iterable[Revocation]) -> list[Revocation]:
         """Add ``entries`` in one transaction of their own; returns those that were new."""
         with self.change() as c:
-            return c.add(entries)
+            return c.added(entries)
 
     def remove(self, entries: Iterable[Revocation]) -> None:
         """Undo an :meth:`add` (only that: revocations are permanent), in one transaction."""
@@ -262,8 +263,7 @@ class RevocationStore:
                 conn.execute("BEGIN IMMEDIATE")
                 for statement in _SCHEMA:
                     conn.execute(statement)
-                conn.executemany("INSERT OR IGNORE INTO revoked (kind, id, at, reason, exp) VALUES (?, ?, ?, ?, ?)",
-                                 ((e.kind, e.id, e.at, e.reason, e.exp) for e in entries))
+                conn.executemany(_INSERT, ((e.kind, e.id, e.at, e.reason, e.exp) for e in entries))
                 conn.execute("COMMIT")
             finally:
                 conn.close()  # folds the WAL back into the file
@@ -300,17 +300,19 @@ class Change:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
-    def add(self, entries: Iterable[Revocation]) -> list[Revocation]:
-        """Add ``entries``; an id already revoked keeps its first revocation. Returns the new ones, in order."""
-        added = []
-        execute = self.conn.execute
-        for e in entries:
-            if execute("INSERT OR IGNORE INTO revoked (kind, id, at, reason, exp) VALUES (?, ?, ?, ?, ?)",
-                       (e.kind, e.id, e.at, e.reason, e.exp)).rowcount:
-                added.append(e)
-        return added
+    def add(self, entries: Iterable[Revocation]) -> int:
+        """Add ``entries`` (one statement, however many); an id already revoked keeps its first
+        revocation. Returns how many were new."""
+        before = self.conn.total_changes
+        self.conn.executemany(_INSERT, ((e.kind, e.id, e.at, e.reason, e.exp) for e in entries))
+        return self.conn.total_changes - before
 
-    def find(self, kind: str, ident: str) -> bool:
+    def added(self, entries: Iterable[Revocation]) -> list[Revocation]:
+        """Add ``entries`` one by one; returns the new ones, in order (for a few, to undo exactly)."""
+        execute = self.conn.execute
+        return [e for e in entries if execute(_INSERT, (e.kind, e.id, e.at, e.reason, e.exp)).rowcount]
+
+    def holds(self, kind: str, ident: str) -> bool:
         """Whether ``(kind, ident)`` is revoked, counting what this change added."""
         return self.conn.execute("SELECT 1 FROM revoked WHERE kind = ? AND id = ?", (kind, ident)).fetchone() is not None
 
