@@ -113,7 +113,7 @@ class Home:
         me = _euid()
         if me is None:
             return
-        for p in (self.path, self.principals_dir, self.keys_dir, self.revocations_file, self.config_file,
+        for p in (self.path, self.principals_dir, self.keys_dir, self.revocations_file, self.path / "revocations.db", self.config_file,
                   self.path / "revocation-lists.toml", self.path / "trust-bundles.toml", self.path / "sources.toml"):
             try:
                 st = os.lstat(p)

@@ -106,8 +106,7 @@ def keygen(
     public = crypto.public_key(seed)
     with ctx.home.lock():
         existing = _check_free(store, name, replace)  # again: another process may have won a race
-        revs = store.revocations()
-        revs_before = store.saved(ctx.home.revocations_file)
+        added: list[Revocation] = []
         if existing is not None:
             principal = existing.rotated(public, now, None)
         else:
@@ -125,7 +124,7 @@ def keygen(
         def undo() -> None:
             if existing is not None:
                 store.put(existing)
-                store.restore(ctx.home.revocations_file, revs_before)
+                store.remove_revocations(added)
             else:
                 store.delete(name)
             if keystore is not None:
@@ -137,7 +136,7 @@ def keygen(
             store.put(principal)
             if existing is not None:
                 reason = "replaced by keygen --replace: its exported secret was never delivered"
-                store.put_revocations(revs.adding(Revocation("key", existing.current.kid, now, reason)))
+                added += store.add_revocations([Revocation("key", existing.current.kid, now, reason)])
         except BaseException:
             undo()
             raise

@@ -107,6 +107,7 @@ class Revocation:
     id: str
     at: float
     reason: str = ""
+    exp: int | None = None  # a revoked grant's expiry, when known: after it (plus the leeway) it can never verify
 
 
 @dataclass(frozen=True)

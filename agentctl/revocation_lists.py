@@ -17,6 +17,7 @@ from typing import Any, Callable
 from . import jws
 from .changes import recording_denials, undoing
 from .clock import parse_rfc3339, rfc3339
+from .config import MAX_CONFIG_LEEWAY
 from .context import Context
 from .errors import DeniedError, StoreError, VerificationError
 from .events import Event
@@ -104,25 +105,46 @@ def export_list(ctx: Context, sign_as: str, *, recorder: Any = None, then: Calla
     signer = signer_for(ctx, sign_as)
     store = Store(ctx.home)
     with ctx.home.lock():
-        revs = store.revocations()
         versions = _versions(ctx)
         version = int(versions["exported"].get(sign_as, 0)) + 1
         now = int(ctx.now())
-        body: dict = {k: [] for k in _KINDS}
-        for r in revs.entries:
-            plural = next(p for p, s in _KINDS.items() if s == r.kind)
-            entry = {"id": r.id, "at": rfc3339(r.at)}
-            if r.reason:
-                entry["reason"] = r.reason
-            body[plural].append(entry)
+        body, count = _body(store.revocations().entries, now)
         claims = {"iss": sign_as, "iat": now, "jti": secrets.token_urlsafe(16), "version": version, "revoked": body}
         token = jws.encode(jws.REVOCATIONS, claims, signer.seed)
+        if len(token) > jws.MAX_LIST_BYTES:
+            raise StoreError(f"the revocation list would be {len(token)} bytes with {count} entries, over the limit of "
+                             f"{jws.MAX_LIST_BYTES} bytes that every importer enforces",
+                             hint="a list holds about 100,000 grant revocations (80,000 with exp); revoke a principal or key instead of many of its grants")
         before = store.saved(_versions_path(ctx))
         versions["exported"][sign_as] = version
         _save_versions(ctx, versions)
-        event = Event("revocations.export", "ok", principal=sign_as, metadata={"version": version, "entries": len(revs.entries)})
-        undoing(lambda: store.restore(_versions_path(ctx), before), then, token, version, len(revs.entries), recorder=recorder, event=event)
-    return token, version, len(revs.entries)
+        event = Event("revocations.export", "ok", principal=sign_as, metadata={"version": version, "entries": count})
+        undoing(lambda: store.restore(_versions_path(ctx), before), then, token, version, count, recorder=recorder, event=event)
+    return token, version, count
+
+
+def expired(entry: Revocation, now: float) -> bool:
+    """Whether a revoked grant can never verify again: its ``exp`` plus the largest leeway has passed.
+    Such an entry is left out of the lists made here and not stored by an import."""
+    return entry.exp is not None and entry.exp + MAX_CONFIG_LEEWAY < now
+
+
+def _body(entries, now: int) -> tuple[dict, int]:
+    """The ``revoked`` claim of a list made at ``now``, and its entry count."""
+    body: dict = {k: [] for k in _KINDS}
+    plurals = {s: p for p, s in _KINDS.items()}
+    count = 0
+    for r in entries:
+        if expired(r, now):
+            continue
+        entry: dict = {"id": r.id, "at": rfc3339(r.at)}
+        if r.reason:
+            entry["reason"] = r.reason
+        if r.exp is not None:
+            entry["exp"] = r.exp
+        body[plurals[r.kind]].append(entry)
+        count += 1
+    return body, count
 
 
 def verify_list(token: str, trust) -> RevocationList:
@@ -151,7 +173,9 @@ def verify_list(token: str, trust) -> RevocationList:
             if not isinstance(items, list):
                 raise ValueError(plural)
             for e in items:
-                ident, at, reason = e["id"], parse_rfc3339(e["at"]), e.get("reason", "")
+                ident, at, reason, exp = e["id"], parse_rfc3339(e["at"]), e.get("reason", ""), e.get("exp")
+                if exp is not None and (kind != "grant" or not is_time(exp)):
+                    raise ValueError("exp")  # an expiry only on a grant's entry, whole seconds
                 if kind == "principal" and not is_name(ident):
                     raise ValueError(ident)
                 if kind == "key":
@@ -160,7 +184,7 @@ def verify_list(token: str, trust) -> RevocationList:
                     check_jti(ident)
                 if not isinstance(reason, str) or len(reason) > 500 or not reason.isprintable():
                     raise ValueError("reason")  # as a revocation's reason is taken: no control characters
-                entries.append(Revocation(kind, ident, at, reason))
+                entries.append(Revocation(kind, ident, at, reason, exp))
     except Exception as e:  # any shape error in the list body is one answer: malformed
         raise VerificationError("malformed", f"revocation list entry is not valid ({type(e).__name__})") from None
     from .verify.trust import document_signer
@@ -201,27 +225,22 @@ def import_list(ctx: Context, token: str, *, recorder: Any = None, then: Callabl
     rl = verify_list(token, StoreTrust(store))
     with ctx.home.lock():
         held = check_version(ctx, rl)
-        revs = store.revocations()
-        revs_before, versions_before = store.saved(ctx.home.revocations_file), store.saved(_versions_path(ctx))
-        merged = revs
-        for e in rl.revocations.entries:
-            merged = merged.adding(e)
-        added = len(merged.entries) - len(revs.entries)
-        rl.self_revoked = bool(merged.principal(rl.issuer) or merged.key(rl.signing_kid))
+        versions_before = store.saved(_versions_path(ctx))
+        now = ctx.now()
         try:
-            if added:
-                store.put_revocations(merged)
-            if rl.version > held:  # the same version again refreshes nothing
-                versions = _versions(ctx)
-                versions["imported"][rl.issuer] = rl.version
-                versions["issued"][rl.issuer] = max(rl.issued, int(versions["issued"].get(rl.issuer, 0)))
-                if rl.digest:
-                    versions["digests"][rl.issuer] = rl.digest
-                _save_versions(ctx, versions)
-            event = Event("revocations.import", "ok", principal=rl.issuer, metadata={"version": rl.version, "added": added})
-            undoing(lambda: None, then, rl, added, recorder=recorder, event=event)
+            with store.revoking() as change:  # one transaction, committed only once ``then`` succeeded
+                added = change.add(e for e in rl.revocations.entries if not expired(e, now))
+                rl.self_revoked = change.holds("principal", rl.issuer) or change.holds("key", rl.signing_kid)
+                if rl.version > held:  # the same version again refreshes nothing
+                    versions = _versions(ctx)
+                    versions["imported"][rl.issuer] = rl.version
+                    versions["issued"][rl.issuer] = max(rl.issued, int(versions["issued"].get(rl.issuer, 0)))
+                    if rl.digest:
+                        versions["digests"][rl.issuer] = rl.digest
+                    _save_versions(ctx, versions)
+                event = Event("revocations.import", "ok", principal=rl.issuer, metadata={"version": rl.version, "added": added})
+                undoing(lambda: None, then, rl, added, recorder=recorder, event=event)
         except BaseException:
-            store.restore(ctx.home.revocations_file, revs_before)
             store.restore(_versions_path(ctx), versions_before)
             raise
     return rl, added

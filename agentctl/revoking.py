@@ -15,6 +15,7 @@ from .errors import KeystoreError, NotFoundError, UsageError
 from .events import Event
 from .models import Revocation, check_jti, check_kid
 from .store import Store
+from .values import is_time
 
 if TYPE_CHECKING:
     from .recording import Recorder
@@ -37,10 +38,15 @@ def revoke_key(ctx: Context, kid: str, reason: str = "", *, recorder: Recorder |
     return _revoke(ctx, Revocation("key", kid, ctx.now(), _reason(reason)), recorder, then)
 
 
-def revoke_grant(ctx: Context, jti: str, reason: str = "", *, recorder: Recorder | None = None, then: Then = None) -> tuple[Revocation, bool]:
-    """Revoke one grant, action or approval by its ``jti``. Returns the revocation and whether it is new."""
+def revoke_grant(ctx: Context, jti: str, reason: str = "", *, exp: int | None = None, recorder: Recorder | None = None,
+                 then: Then = None) -> tuple[Revocation, bool]:
+    """Revoke a grant, action or approval by its ``jti``. ``exp``: its expiry, when the caller knows it
+    (from the token itself); a list made after ``exp`` plus the largest leeway leaves the entry out.
+    Without it the revocation travels in every list. Returns the revocation and whether it is new."""
     check_jti(jti)
-    return _revoke(ctx, Revocation("grant", jti, ctx.now(), _reason(reason)), recorder, then)
+    if exp is not None and not is_time(exp):
+        raise UsageError("bad exp: seconds since 1970, an integer", param="exp")
+    return _revoke(ctx, Revocation("grant", jti, ctx.now(), _reason(reason), exp), recorder, then)
 
 
 def _reason(reason: str) -> str:
@@ -52,14 +58,13 @@ def _reason(reason: str) -> str:
 def _revoke(ctx: Context, entry: Revocation, recorder: Recorder | None, then: Then, name: str | None = None) -> tuple[Revocation, bool]:
     store = Store(ctx.home)
     with ctx.home.lock():
-        revs = store.revocations()
-        existing = revs.find(entry.kind, entry.id)
+        existing = store.revocations().find(entry.kind, entry.id)
         if existing is not None:
             undoing(lambda: None, then, existing, False, recorder=recorder, event=_event(existing, False, name))
             return existing, False
-        before = store.saved(ctx.home.revocations_file)
-        store.put_revocations(revs.adding(entry))
-        undoing(lambda: store.restore(ctx.home.revocations_file, before), then, entry, True, recorder=recorder, event=_event(entry, True, name))
+        with store.revoking() as change:  # committed only once the audit event and ``then`` succeeded
+            change.add([entry])
+            undoing(lambda: None, then, entry, True, recorder=recorder, event=_event(entry, True, name))
         # A revoked key signs nothing again: remove its secret from this machine. Still under the lock,
         # and from the record as it is now, so a rotation cannot slip a new secret in meanwhile.
         _drop_secrets(ctx, store, entry)

@@ -1,4 +1,4 @@
-"""The file store: principals and revocations as TOML files in the home.
+"""The file store: principals as TOML files in the home, revocations in an indexed store beside them.
 
 Readers never lock (files are replaced atomically); writers hold :meth:`Home.lock`. A file that does not
 parse or does not describe a valid record is a :class:`StoreError` naming the file; it is never
@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterable
 
 from .encoding import EncodingError, b64u_decode, b64u_encode
 from .errors import NotFoundError, StoreError, UsageError
@@ -182,28 +183,29 @@ class Store:
 
     # --- revocations ------------------------------------------------------------------------
     def revocations(self) -> Revocations:
-        path = self.home.revocations_file
-        doc = self._read_toml(path)
-        if doc is None:
-            return Revocations()
-        try:
-            entries = tuple(
-                Revocation(kind, str(e["id"]), _ts(e["at"]), str(e.get("reason", "")))
-                for kind in ("principal", "key", "grant")
-                for e in doc.get(kind, [])
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise StoreError(f"damaged store file {path}: {e}") from None
-        return Revocations(entries)
+        """What is revoked here, looked up one id at a time in the home's indexed store
+        (:mod:`agentctl.revocation_store`); nothing is loaded whole."""
+        from .revocation_store import RevocationStore
 
-    def put_revocations(self, revs: Revocations) -> None:
-        import tomli_w
+        return RevocationStore(self.home).view()
 
-        doc: dict = {"principal": [], "key": [], "grant": []}
-        for r in revs.entries:
-            e = {"id": r.id, "at": _dt(r.at)}
-            if r.reason:
-                e["reason"] = r.reason
-            doc[r.kind].append(e)
-        self.home.ensure()
-        atomic_write(self.home.revocations_file, tomli_w.dumps(doc).encode("utf-8"))
+    def add_revocations(self, entries: Iterable[Revocation]) -> list[Revocation]:
+        """Add revocations in one transaction; returns those that were new. The caller holds the home
+        lock; undo with :meth:`remove_revocations` (only to undo: revocations are permanent)."""
+        from .revocation_store import RevocationStore
+
+        return RevocationStore(self.home).add(entries)
+
+    def revoking(self):
+        """A change to the revocations (:meth:`RevocationStore.change`): ``with store.revoking() as c:
+        c.add(entries)`` commits when the block ends and rolls back when it raises. The caller holds the
+        home lock."""
+        from .revocation_store import RevocationStore
+
+        return RevocationStore(self.home).change()
+
+    def remove_revocations(self, added: Iterable[Revocation]) -> None:
+        """Undo :meth:`add_revocations` (its audit event could not be recorded). The caller holds the lock."""
+        from .revocation_store import RevocationStore
+
+        RevocationStore(self.home).remove(added)

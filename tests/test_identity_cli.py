@@ -604,9 +604,14 @@ def test_rotate_with_the_exported_secret_of_a_no_store_principal(run, plain, tmp
 
 
 def revocations(home: Path) -> dict:
-    import tomllib
+    """The revocations held in ``home``'s store, by kind, in the order they were made."""
+    from agentctl.home import Home
+    from agentctl.store import Store
 
-    return tomllib.loads((home / "revocations.toml").read_text())
+    held: dict = {"principal": [], "key": [], "grant": []}
+    for r in Store(Home(home)).revocations().entries:
+        held[r.kind].append({"id": r.id, "reason": r.reason})
+    return held
 
 
 def test_revoke_a_principal(run, plain, home, tmp_path):

@@ -29,7 +29,7 @@ def events(cli) -> list[dict]:
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="chown to another user needs root")
-@pytest.mark.parametrize("where", ["", "principals", "revocations.toml"])
+@pytest.mark.parametrize("where", ["", "principals", "revocations.db"])
 def test_home_owned_by_another_user_is_refused(cli, home, where):
     cli("keygen", "user:alice")
     cli("revoke", "--grant", "G" * 22)

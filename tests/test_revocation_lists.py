@@ -223,7 +223,7 @@ def test_a_list_larger_than_a_token_still_travels(world):
     store = Store(Home(world.admin))
     many = Revocations(tuple(Revocation("grant", b64u_encode(i.to_bytes(16, "big")), 1_800_000_000.0, "rotated out")
                              for i in range(1500)))
-    store.put_revocations(many)
+    store.add_revocations(many.entries)
     token = export(world)
     assert len(token) > jws.MAX_TOKEN_BYTES
     listfile = write(world, "big.jwt", token)

@@ -230,7 +230,8 @@ def test_revocations_round_trip(tmp_path):
     for entry in (Revocation("principal", "agent:a", T0, "left"), Revocation("key", "k" * 43, T0 + 1), Revocation("grant", "j" * 22, T0 + 2, "oops")):
         revs = revs.adding(entry)
     assert revs.adding(Revocation("grant", "j" * 22, T0 + 99)) is revs  # permanent: the first wins
-    store.put_revocations(revs)
+    assert store.add_revocations(revs.entries) == list(revs.entries)
+    assert store.add_revocations([Revocation("grant", "j" * 22, T0 + 99)]) == []  # permanent: the first wins
     back = store.revocations()
     assert back.principal("agent:a").reason == "left"
     assert back.key("k" * 43).at == pytest.approx(T0 + 1)

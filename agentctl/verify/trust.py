@@ -174,6 +174,7 @@ class StoreTrust(Trust):
         return self._principals[name]
 
     def revocations(self) -> Revocations:
+        """The home's indexed store: each check looks up the ids it names (never iterate ``entries``)."""
         if self._revocations is None:
             self._revocations = self.store.revocations()
         return self._revocations
