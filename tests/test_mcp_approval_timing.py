@@ -185,6 +185,31 @@ def test_the_stdio_guard_settles_an_approval_on_the_servers_answer():
     answer({"id": 5, "result": {"content": [], "isError": True}})  # a final result (the tool ran): used up
     assert filt.held == {}
     assert call(6) == (False, "replayed")
+    # each give-back is in the audit log: why one approval appears in several allowed calls
+    released = [e for e in w.rec.events if e.event == "mcp.release"]
+    assert [e.metadata["answer"] for e in released] == ["error", "input_required"]
+    assert released[0].metadata["approval"]["by"] == "user:carol" and released[0].resource == "files/deploy"
+    assert released[0].metadata["arguments_sha256"] == __import__("hashlib").sha256(canonical_json({"env": "prod"})).hexdigest()
+
+
+def test_a_held_approval_is_refused_by_another_guard_sharing_the_seen_store():
+    w = world()
+    other = GuardFilter(Guard(StaticTrust({"user:alice": w.alice.public, "user:carol": w.carol.public}), server="files",
+                              recorder=MemoryRecorder(), clock=w.clock, seen=w.seen,
+                              approvals=ApprovalRules("mcp:files", require=("mcp.call:files/deploy",), approvers=("user:carol",))),
+                        MemoryRecorder())
+    mine = GuardFilter(w.guard, MemoryRecorder())
+
+    def call(filt, id_):
+        msg = {"jsonrpc": "2.0", "id": id_, "method": "tools/call",
+               "params": {"name": "deploy", "arguments": {"env": "prod"}, "_meta": w.signer.meta("deploy", {"env": "prod"})}}
+        forward, reply = filt(json.dumps(msg).encode() + b"\n")
+        return forward is not None, json.loads(reply)["error"]["data"]["reason"] if reply else None
+
+    assert call(mine, 1) == (True, None)
+    assert call(other, 1) == (False, "replayed")  # held by the first guard while its call runs
+    mine.from_server(b'{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"busy"}}\n')
+    assert call(other, 2) == (True, None)  # given back: the other guard's call may now use it
 
 
 class SlowRecorder:

@@ -162,6 +162,14 @@ def test_a_server_error_leaves_the_approval_for_the_retry(world, home):
     assert retried == "hi!"
     assert reason(again) == "replayed" and "approval" in again.data["detail"]
     assert ran(tmp_path) == ["hi"]
+    # the give-back is in the home's audit log, which still verifies
+    import json
+
+    events = json.loads(run(env, "audit", "--json").stdout)
+    events = events["events"] if isinstance(events, dict) else events
+    released = [e for e in events if e["event"] == "mcp.release"]
+    assert len(released) == 1 and released[0]["metadata"]["answer"] == "error"
+    run(env, "audit", "verify")
 
 
 def test_an_approval_for_another_audience_or_approver_does_not_hold(world, home):

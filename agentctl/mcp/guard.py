@@ -32,6 +32,7 @@ from typing import Any
 from ..clock import Clock, system_clock
 from ..encoding import EncodingError, b64u_decode, loads_strict
 from ..errors import Error, VerificationError
+from ..events import Event
 from ..recording import MemoryRecorder, NoRecorder
 from ..seen import MemorySeenStore
 from ..verify.results import VerifiedAction, denial_doc, verdict_event
@@ -242,16 +243,23 @@ class Guard:
         finally:
             _NOTE.reset(token)
 
-    def release(self, call: GuardedCall) -> bool:
-        """Give back the approval ``call`` holds, for a use that did not happen (the server answered
-        with an error or an ``input_required`` interim result): a later call with a fresh action token
-        may carry it. False when there is none to give back, or the seen-store cannot forget (then it
-        stays used: the safe side)."""
+    def release(self, call: GuardedCall, why: str = "error") -> bool:
+        """Give back the approval ``call`` holds, for a use that did not happen (``why``: the server
+        answered with an ``error`` or an ``input_required`` interim result): a later call with a fresh
+        action token may carry it. Recorded first (``mcp.release``), so the audit log tells why one
+        approval appears in two allowed calls. False when there is none to give back, or the recorder
+        or the seen-store fails (then it stays used: the safe side)."""
         approval = call.approval
         forget = getattr(self.verifier.seen, "forget", None)
         if approval is None or forget is None:
             return False
         try:
+            if self.verifier._recording:
+                self.recorder.record(Event(
+                    "mcp.release", "ok", principal=call.agent, on_behalf_of=call.on_behalf_of, action=ACTION,
+                    resource=resource_of(self.server, call.tool), jtis=(call.verified.action.jti,),
+                    metadata={"mcp_server": self.server, "tool": call.tool, "arguments_sha256": call.arguments_sha256,
+                              "approval": {"by": approval.iss, "jti": approval.jti}, "answer": why}))
             forget(approval.iss, approval.jti)
         except Error:
             return False
@@ -261,9 +269,9 @@ class Guard:
         with self._writes:
             return self.check(name, arguments, meta)
 
-    def _release_locked(self, call: GuardedCall) -> bool:
+    def _release_locked(self, call: GuardedCall, why: str) -> bool:
         with self._writes:
-            return self.release(call)
+            return self.release(call, why)
 
     # --- the SDK's interception point -----------------------------------------------------------
     def install(self, server: Any) -> "Guard":
@@ -314,16 +322,16 @@ class Guard:
         finally:
             _CURRENT.reset(token)
         if call.approval is not None and is_interim(result):  # input_required: the client retries
-            await self._give_back(call)
+            await self._give_back(call, "input_required")
         return result
 
-    async def _give_back(self, call: GuardedCall) -> None:
+    async def _give_back(self, call: GuardedCall, why: str = "error") -> None:
         if self.offload:
             import anyio.to_thread
 
-            await anyio.to_thread.run_sync(self._release_locked, call)
+            await anyio.to_thread.run_sync(self._release_locked, call, why)
         else:
-            self.release(call)
+            self.release(call, why)
 
 
 def _in_memory(recorder: Any, seen: Any) -> bool:

@@ -150,7 +150,7 @@ class GuardFilter:
             self._refuse(e.reason, e.detail, "tools/call")
             return None, error_line(id_, denial_error(e))
         try:  # refuses (and records) bad arguments, so data is None no further
-            call = self.guard.check(params.get("name"), params.get("arguments"), meta)
+            call = self.guard._check_locked(params.get("name"), params.get("arguments"), meta)
         except VerificationError as e:
             return None, error_line(id_, denial_error(e))
         assert data is not None and call.tool == out.get("name")
@@ -178,12 +178,13 @@ class GuardFilter:
             return
         with self._held_lock:
             call = self.held.pop((type(msg["id"]) is str, msg["id"]), None)
-        if call is not None and not used:
-            self.guard.release(call)
+        if call is not None and not used:  # recorded under the guard's lock: the recorder serves two threads
+            self.guard._release_locked(call, "error" if "error" in msg else "input_required")
 
     def _refuse(self, reason: str | None, detail: str, method: str | None) -> None:
-        self.recorder.record(Event("mcp.refuse", "deny", reason=reason,
-                                   metadata={"mcp_server": self.guard.server, "method": method[:200] if method else None, "detail": detail}))
+        with self.guard._writes:
+            self.recorder.record(Event("mcp.refuse", "deny", reason=reason,
+                                       metadata={"mcp_server": self.guard.server, "method": method[:200] if method else None, "detail": detail}))
 
 
 def _args_ok(arguments: object) -> bool:
