@@ -159,6 +159,30 @@ def test_an_input_required_answer_gives_the_approval_back_for_the_retry():
     assert reason(e) == "replayed" and len(calls) == 2
 
 
+def test_an_error_returned_by_a_later_middleware_gives_the_approval_back():
+    from mcp_types import ErrorData
+
+    w = world()
+    answers = [ErrorData(code=-32000, message="busy"), {"content": []}]
+
+    async def server(ctx):
+        return answers.pop(0)
+
+    def ctx():
+        return Ctx("tools/call", {"name": "deploy", "arguments": {"env": "prod"}, "_meta": w.signer.meta("deploy", {"env": "prod"})})
+
+    async def go():
+        first = await w.guard(ctx(), server)
+        second = await w.guard(ctx(), server)  # the approval was given back: it may run
+        try:
+            await w.guard(ctx(), server)
+        except MCPError as e:
+            return first, second, e
+
+    first, second, e = anyio.run(go)
+    assert isinstance(first, ErrorData) and second == {"content": []} and reason(e) == "replayed"
+
+
 def test_the_stdio_guard_settles_an_approval_on_the_servers_answer():
     w = world()
     filt = GuardFilter(w.guard, MemoryRecorder())

@@ -321,8 +321,11 @@ class Guard:
             raise
         finally:
             _CURRENT.reset(token)
-        if call.approval is not None and is_interim(result):  # input_required: the client retries
-            await self._give_back(call, "input_required")
+        if call.approval is not None:
+            if is_interim(result):  # input_required: the client retries
+                await self._give_back(call, "input_required")
+            elif _is_error_data(result):  # a later middleware answered with an error
+                await self._give_back(call, "error")
         return result
 
     async def _give_back(self, call: GuardedCall, why: str = "error") -> None:
@@ -332,6 +335,12 @@ class Guard:
             await anyio.to_thread.run_sync(self._release_locked, call, why)
         else:
             self.release(call, why)
+
+
+def _is_error_data(result: object) -> bool:
+    from mcp_types import ErrorData
+
+    return isinstance(result, ErrorData)
 
 
 def _in_memory(recorder: Any, seen: Any) -> bool:
