@@ -69,6 +69,12 @@ class MemorySeenStore:
                 self.sweep(now)
                 self._next_sweep = max(1024, 2 * len(self._until))
 
+    def forget(self, issuer: str, jti: str) -> None:
+        """Drop the record of ``(issuer, jti)``: what was held for a use that did not happen (an MCP
+        call whose server answered with an error) becomes usable again."""
+        with self._lock:
+            self._until.pop(_record_name(issuer, jti), None)
+
     def sweep(self, now: float) -> None:
         for key in [k for k, until in self._until.items() if until < now]:
             del self._until[key]
@@ -114,6 +120,16 @@ class HomeSeenStore:
         os.close(fd)
         if random.random() < self.sweep_chance:
             self.sweep(now)
+
+    def forget(self, issuer: str, jti: str) -> None:
+        """Remove the record of ``(issuer, jti)`` (see :meth:`MemorySeenStore.forget`)."""
+        path = self.home.path / "seen" / _record_name(issuer, jti)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise OperationalError(f"cannot release {jti} in {path.parent}: {e.strerror or e}") from None
 
     def sweep(self, now: float) -> int:
         """Remove every record past its time; return how many were removed."""

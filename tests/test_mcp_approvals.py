@@ -24,6 +24,10 @@ from mcp.server.mcpserver import MCPServer
 srv = MCPServer("stock")
 @srv.tool()
 def echo(text: str) -> str:
+    if os.path.exists(os.environ["FAIL"]):  # fail once: the server answers with an error
+        os.unlink(os.environ["FAIL"])
+        from mcp.shared.exceptions import MCPError
+        raise MCPError(-32000, "busy, try again")
     with open(os.environ["CALLS"], "a") as f:
         f.write(text + "\n")
     return text + "!"
@@ -43,6 +47,7 @@ def world(tmp_path, home):
     env = os.environ.copy()
     env["AGENTCTL_HOME"] = str(home)
     env["CALLS"] = str(tmp_path / "calls")
+    env["FAIL"] = str(tmp_path / "fail")
     (tmp_path / "bot.secret").write_text(run(env, "keygen", "agent:bot", "--export-secret").stdout.strip())
     for args in (("keygen", "user:alice"), ("keygen", "user:carol"),
                  ("delegate", "--from", "user:alice", "--to", "agent:bot", "--scope", "mcp.call:files/*",
@@ -142,6 +147,29 @@ def test_a_tool_that_needs_an_approval(world, home):
     [again] = session(world, [{"text": "hi"}])
     assert reason(again) == "replayed" and "approval" in again.data["detail"]
     assert ran(tmp_path) == ["hi"]
+
+
+def test_a_server_error_leaves_the_approval_for_the_retry(world, home):
+    tmp_path, env = world
+    require_approval(home)
+    approve(world, {"text": "hi"}, "hi")
+    (tmp_path / "fail").write_text("")
+    # the server fails the first call: the approval is not used up (each call has its own action token)
+    failed, retried, again = session(world, [{"text": "hi"}] * 3)
+    from mcp.shared.exceptions import MCPError
+
+    assert isinstance(failed, MCPError) and failed.code == -32000
+    assert retried == "hi!"
+    assert reason(again) == "replayed" and "approval" in again.data["detail"]
+    assert ran(tmp_path) == ["hi"]
+    # the give-back is in the home's audit log, which still verifies
+    import json
+
+    events = json.loads(run(env, "audit", "--json").stdout)
+    events = events["events"] if isinstance(events, dict) else events
+    released = [e for e in events if e["event"] == "mcp.release"]
+    assert len(released) == 1 and released[0]["metadata"]["answer"] == "error"
+    run(env, "audit", "verify")
 
 
 def test_an_approval_for_another_audience_or_approver_does_not_hold(world, home):

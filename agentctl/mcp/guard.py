@@ -8,23 +8,38 @@ raises the SDK's ``MCPError`` (JSON-RPC error -31001) and never reaches the tool
 it without the presentation, and :func:`current_action` tells the tool who is calling.
 
 Every decision goes to the recorder with the tool's name and the arguments' SHA-256.
+
+An approval a call carries is held from its verification (step 12 writes its seen-store record, so a
+second call carrying it, in this process or in another guard sharing the store, is ``replayed``) and
+is used up when the server's final result passes back. A server error, or an ``input_required``
+interim result (MCP's multi-round-trip pattern: the client retries with a fresh action token), gives
+it back (:meth:`Guard.release`). A call that never answers keeps it: the tool may have acted.
+
+On an event loop, the writes of a decision (the audit append, the seen-store record) are blocking
+I/O: unless the recorder and the seen-store are in memory, the guard decides in a worker thread
+(``anyio.to_thread``), one decision at a time, and the tool runs only after its decision is recorded.
 """
 
 from __future__ import annotations
 
 import contextvars
 import dataclasses
+import json
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 from ..clock import Clock, system_clock
 from ..encoding import EncodingError, b64u_decode, loads_strict
 from ..errors import Error, VerificationError
+from ..events import Event
+from ..recording import MemoryRecorder, NoRecorder
 from ..seen import MemorySeenStore
 from ..verify.results import VerifiedAction, denial_doc, verdict_event
-from .mapping import ACTION, META_KEY, arguments_payload, check_server, check_tool, default_audience, denial_error, digest, resource_of
+from .mapping import (ACTION, META_KEY, arguments_payload, check_server, check_tool, default_audience, denial_error, digest,
+                      is_interim, resource_of)
 
-__all__ = ["Guard", "GuardedCall", "current_action"]
+__all__ = ["Guard", "GuardedCall", "current_action", "is_interim"]
 
 
 @dataclass(frozen=True)
@@ -48,10 +63,15 @@ class GuardedCall:
     def chain(self) -> tuple[str, ...]:
         return tuple(self.verified.chain)
 
+    @property
+    def approval(self) -> Any:
+        """The approval the call carries (held until the server's final result), or None."""
+        return self.verified.approval
+
 
 _CURRENT: contextvars.ContextVar[GuardedCall | None] = contextvars.ContextVar("agentctl_mcp_call", default=None)
 _NOTE: contextvars.ContextVar[dict | None] = contextvars.ContextVar("agentctl_mcp_note", default=None)
-_IAT: contextvars.ContextVar[int | None] = contextvars.ContextVar("agentctl_mcp_iat", default=None)
+_PRESENTED: contextvars.ContextVar[str | None] = contextvars.ContextVar("agentctl_mcp_presented", default=None)
 
 
 def current_action() -> GuardedCall | None:
@@ -70,7 +90,8 @@ class _Annotated:
     def record(self, *events) -> None:
         note = _NOTE.get()
         if note:
-            events = tuple(dataclasses.replace(ev, metadata={**ev.metadata, **note}) for ev in events)
+            for ev in events:  # each made for this decision just now (verdict_event): its own dict
+                ev.metadata.update(note)
         self.inner.record(*events)
 
 
@@ -83,10 +104,25 @@ class _SinceStart:
         self.floor = floor
 
     def remember(self, issuer: str, jti: str, exp: float, now: float) -> None:
-        iat = _IAT.get()  # read from the token that every earlier step has just verified
+        iat = _verified_iat(_PRESENTED.get())
         if iat is None or iat < self.floor:
             raise VerificationError("replayed", f"action {jti} was issued before this guard started (its seen-store is in memory); sign a new one")
         self.inner.remember(issuer, jti, exp, now)
+
+    def forget(self, issuer: str, jti: str) -> None:
+        self.inner.forget(issuer, jti)
+
+
+def _verified_iat(presentation: str | None) -> int | None:
+    """The action's ``iat``, read when step 12 runs: every earlier step has verified the token (its
+    JSON strictly), so a plain read of its claims is enough."""
+    if presentation is None:
+        return None
+    try:
+        iat = json.loads(b64u_decode(presentation.strip().rpartition("~")[2].split(".")[1])).get("iat")
+    except (EncodingError, IndexError, ValueError, AttributeError):
+        return None
+    return iat if type(iat) is int else None
 
 
 def _claims(presentation: object) -> dict:
@@ -99,11 +135,6 @@ def _claims(presentation: object) -> dict:
     except (EncodingError, IndexError, ValueError):
         return {}
     return claims if isinstance(claims, dict) else {}
-
-
-def _claimed_iat(presentation: object) -> int | None:
-    iat = _claims(presentation).get("iat")
-    return iat if type(iat) is int else None
 
 
 def _approval_binding(presentation: str, resource: str, sha: str) -> dict:
@@ -122,10 +153,13 @@ class Guard:
     ``trust``, ``recorder``, ``clock``, ``leeway``, ``revocations`` and any further keyword are the
     :class:`~agentctl.verify.Verifier`'s; ``once`` is always on. ``seen`` defaults to a fresh
     :class:`~agentctl.seen.MemorySeenStore`, which refuses actions issued before it was made; guards
-    that share an audience must share a seen-store (``HomeSeenStore``)."""
+    that share an audience must share a seen-store (``HomeSeenStore``). ``offload`` decides whether
+    the SDK guard decides in a worker thread: by default (None) unless the recorder and the seen-store
+    are in memory (``MemoryRecorder``, ``NO_AUDIT``, ``MemorySeenStore``)."""
 
     def __init__(self, trust: Any, *, server: str, audience: str | None = None, recorder: Any = None,
-                 clock: Clock = system_clock, leeway: int | None = None, seen: Any = None, **verify_options: Any) -> None:
+                 clock: Clock = system_clock, leeway: int | None = None, seen: Any = None, offload: bool | None = None,
+                 **verify_options: Any) -> None:
         from ..verify import Verifier
 
         self.server = check_server(server)
@@ -143,6 +177,8 @@ class Guard:
         if isinstance(self.verifier.seen, MemorySeenStore):
             self.verifier.seen = _SinceStart(self.verifier.seen, clock() - self.verifier.leeway)
         self.recorder = recorder
+        self.offload = not _in_memory(recorder, seen) if offload is None else bool(offload)
+        self._writes = threading.Lock()  # one decision at a time off the loop: a recorder need not be thread-safe
 
     @classmethod
     def for_home(cls, home: Any, *, server: str, audience: str | None = None, recorder: Any = None,
@@ -193,7 +229,7 @@ class Guard:
                 if self.verifier._recording:
                     self.verifier.recorder.record(verdict_event(doc))
                 raise
-            iat = _IAT.set(_claimed_iat(presentation))
+            presented = _PRESENTED.set(presentation)
             try:
                 v = self.verifier.verify_action(presentation, action=ACTION, resource=resource, data=payload,
                                                 audience=self.audience, once=True)
@@ -202,10 +238,40 @@ class Guard:
                     e.mcp_data = _approval_binding(presentation, resource, sha)  # type: ignore[attr-defined]
                 raise
             finally:
-                _IAT.reset(iat)
+                _PRESENTED.reset(presented)
             return GuardedCall(self.server, tool, sha, v)
         finally:
             _NOTE.reset(token)
+
+    def release(self, call: GuardedCall, why: str = "error") -> bool:
+        """Give back the approval ``call`` holds, for a use that did not happen (``why``: the server
+        answered with an ``error`` or an ``input_required`` interim result): a later call with a fresh
+        action token may carry it. Recorded first (``mcp.release``), so the audit log tells why one
+        approval appears in two allowed calls. False when there is none to give back, or the recorder
+        or the seen-store fails (then it stays used: the safe side)."""
+        approval = call.approval
+        forget = getattr(self.verifier.seen, "forget", None)
+        if approval is None or forget is None:
+            return False
+        try:
+            if self.verifier._recording:
+                self.recorder.record(Event(
+                    "mcp.release", "ok", principal=call.agent, on_behalf_of=call.on_behalf_of, action=ACTION,
+                    resource=resource_of(self.server, call.tool), jtis=(call.verified.action.jti,),
+                    metadata={"mcp_server": self.server, "tool": call.tool, "arguments_sha256": call.arguments_sha256,
+                              "approval": {"by": approval.iss, "jti": approval.jti}, "answer": why}))
+            forget(approval.iss, approval.jti)
+        except Error:
+            return False
+        return True
+
+    def _check_locked(self, name: object, arguments: object, meta: object) -> GuardedCall:
+        with self._writes:
+            return self.check(name, arguments, meta)
+
+    def _release_locked(self, call: GuardedCall, why: str) -> bool:
+        with self._writes:
+            return self.release(call, why)
 
     # --- the SDK's interception point -----------------------------------------------------------
     def install(self, server: Any) -> "Guard":
@@ -223,13 +289,18 @@ class Guard:
     async def __call__(self, ctx: Any, call_next: Any) -> Any:
         if ctx.method != "tools/call":
             return await call_next(ctx)
-        errors = _sdk()
-        params = dict(ctx.params or {})
+        errors = _SDK or _sdk()
         if ctx.request_id is None:  # a tools/call notification is nothing the tool may act on
             return None
+        params = dict(ctx.params or {})
         meta = params.get("_meta")
         try:
-            call = self.check(params.get("name"), params.get("arguments"), meta)
+            if self.offload:
+                import anyio.to_thread
+
+                call = await anyio.to_thread.run_sync(self._check_locked, params.get("name"), params.get("arguments"), meta)
+            else:
+                call = self.check(params.get("name"), params.get("arguments"), meta)
         except VerificationError as e:
             err = denial_error(e)
             raise errors.MCPError(err["code"], err["message"], err["data"]) from None
@@ -243,13 +314,47 @@ class Guard:
         ctx_meta = {k: v for k, v in (ctx.meta or {}).items() if k != META_KEY} or None
         token = _CURRENT.set(call)
         try:
-            return await call_next(dataclasses.replace(ctx, params=params, meta=ctx_meta))
+            result = await call_next(dataclasses.replace(ctx, params=params, meta=ctx_meta))
+        except Exception:  # the server answers with an error: the approval was not used
+            if call.approval is not None:
+                await self._give_back(call)
+            raise
         finally:
             _CURRENT.reset(token)
+        if call.approval is not None:
+            if is_interim(result):  # input_required: the client retries
+                await self._give_back(call, "input_required")
+            elif _is_error_data(result):  # a later middleware answered with an error
+                await self._give_back(call, "error")
+        return result
+
+    async def _give_back(self, call: GuardedCall, why: str = "error") -> None:
+        if self.offload:
+            import anyio.to_thread
+
+            await anyio.to_thread.run_sync(self._release_locked, call, why)
+        else:
+            self.release(call, why)
+
+
+def _is_error_data(result: object) -> bool:
+    from mcp_types import ErrorData
+
+    return isinstance(result, ErrorData)
+
+
+def _in_memory(recorder: Any, seen: Any) -> bool:
+    """Whether a decision's writes stay in memory (nothing that blocks an event loop)."""
+    quiet = isinstance(recorder, (MemoryRecorder, NoRecorder)) or getattr(recorder, "enabled", True) is False
+    return quiet and (seen is None or isinstance(seen, MemorySeenStore))
+
+
+_SDK: Any = None
 
 
 def _sdk():
     """The SDK's error type, imported only when a guard meets the SDK."""
+    global _SDK
     try:
         from mcp.shared import exceptions
     except ImportError:
@@ -257,4 +362,5 @@ def _sdk():
 
         raise OperationalError("the MCP SDK is not installed: the guard on an SDK server needs the mcp extra",
                                hint="in a checkout: pip install -e '.[mcp]'") from None
+    _SDK = exceptions
     return exceptions

@@ -11,7 +11,7 @@ from ..encoding import EncodingError, canonical_json
 from ..errors import VerificationError
 
 __all__ = ["ACTION", "META_KEY", "DENIED", "check_server", "check_tool", "resource_of", "default_audience",
-           "arguments_payload", "denial_error"]
+           "arguments_payload", "denial_error", "is_interim"]
 
 ACTION = "mcp.call"
 META_KEY = "dev.agentctl/presentation"
@@ -74,3 +74,11 @@ def denial_error(e: VerificationError) -> dict:
     if isinstance(extra, dict):
         data.update(extra)
     return {"code": DENIED, "message": f"agentctl: denied: {e.reason}: {e.detail}", "data": data}
+
+
+def is_interim(result: object) -> bool:
+    """Whether a ``tools/call`` result is MCP's ``input_required`` interim result (the client retries
+    the call with a fresh action token), not the final one; a wire mapping or an SDK model alike."""
+    if isinstance(result, dict):
+        return result.get("resultType") == "input_required"
+    return getattr(result, "result_type", None) == "input_required"

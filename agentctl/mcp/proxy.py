@@ -1,8 +1,8 @@
 """The stdio proxies' plumbing (SPEC, "MCP"): run COMMAND, pass the client's lines through a filter to
 it, its output back unchanged, forward signals, and end with COMMAND's status.
 
-One thread reads the client, one copies the server's output; both write whole lines to the client
-under one lock. The proxy ends when either side closes: the client's end of input closes COMMAND's
+One thread reads the client, one copies the server's output (showing each line first to the filter's
+``from_server``, if it has one); both write whole lines to the client under one lock. The proxy ends when either side closes: the client's end of input closes COMMAND's
 input (COMMAND is stopped if it does not exit within a grace period); COMMAND's exit ends the proxy.
 An audit append that fails (``OperationalError`` from the filter) stops COMMAND and ends with 3.
 """
@@ -79,12 +79,16 @@ def run_proxy(command: list[str], filt: Filter, *, stdin: BinaryIO, stdout: Bina
             client_gone.set()
             _close_input(child)
 
+    observe = getattr(filt, "from_server", None)  # the guard settles held approvals on the answers
+
     def server_loop() -> None:
         assert child.stdout is not None
         while True:
             line = child.stdout.readline(_MAX_LINE)
             if not line:
                 return
+            if observe is not None:
+                observe(line)
             if not to_client(line):
                 # the client is gone: drain, so the server never blocks on a full pipe
                 while child.stdout.read(65536):

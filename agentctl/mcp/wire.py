@@ -10,12 +10,13 @@ on bytes, with no SDK and no I/O of their own.
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any, Callable
 
 from ..encoding import EncodingError, canonical_json
 from ..errors import Error, VerificationError
 from ..events import Event
-from .mapping import META_KEY, arguments_payload, denial_error
+from .mapping import META_KEY, arguments_payload, denial_error, is_interim
 
 __all__ = ["parse_line", "LineError", "GuardFilter", "SignFilter", "PASSED", "INVALID_REQUEST", "METHOD_NOT_FOUND"]
 
@@ -84,12 +85,18 @@ class GuardFilter:
 
     ``guard`` is a :class:`~agentctl.mcp.guard.Guard` (its verifier records every decision);
     ``recorder`` records the refusals made before any verification. ``passed`` adds methods to
-    :data:`PASSED`."""
+    :data:`PASSED`.
+
+    An allowed call that carries an approval is held by its request id until the server answers it
+    (:meth:`from_server`, which sees every line of the server before the client does): a final result
+    uses the approval up; an error or an ``input_required`` interim result gives it back."""
 
     def __init__(self, guard: Any, recorder: Any, passed: tuple[str, ...] = ()) -> None:
         self.guard = guard
         self.recorder = recorder
         self.passed = frozenset(PASSED) | frozenset(passed)
+        self.held: dict[tuple[bool, Any], Any] = {}  # (id is a string, id) -> the GuardedCall
+        self._held_lock = threading.Lock()
 
     def __call__(self, line: bytes) -> tuple[bytes | None, bytes | None]:
         try:
@@ -143,15 +150,41 @@ class GuardFilter:
             self._refuse(e.reason, e.detail, "tools/call")
             return None, error_line(id_, denial_error(e))
         try:  # refuses (and records) bad arguments, so data is None no further
-            call = self.guard.check(params.get("name"), params.get("arguments"), meta)
+            call = self.guard._check_locked(params.get("name"), params.get("arguments"), meta)
         except VerificationError as e:
             return None, error_line(id_, denial_error(e))
         assert data is not None and call.tool == out.get("name")
+        if call.approval is not None:
+            with self._held_lock:  # a reused id leaves the earlier call's approval held: the safe side
+                self.held[(type(id_) is str, id_)] = call
         return data + b"\n", None
 
+    def from_server(self, line: bytes) -> None:
+        """See one line from the server before it passes (unchanged) to the client: the answer to a
+        held call settles its approval."""
+        if not self.held:
+            return
+        try:
+            msg = json.loads(line)
+        except (ValueError, RecursionError):
+            return
+        if not isinstance(msg, dict) or "method" in msg or type(msg.get("id")) not in (str, int):
+            return  # a notification (progress) or the server's own request: not an answer
+        if "error" in msg:
+            used = False
+        elif "result" in msg:
+            used = not is_interim(msg["result"])
+        else:
+            return
+        with self._held_lock:
+            call = self.held.pop((type(msg["id"]) is str, msg["id"]), None)
+        if call is not None and not used:  # recorded under the guard's lock: the recorder serves two threads
+            self.guard._release_locked(call, "error" if "error" in msg else "input_required")
+
     def _refuse(self, reason: str | None, detail: str, method: str | None) -> None:
-        self.recorder.record(Event("mcp.refuse", "deny", reason=reason,
-                                   metadata={"mcp_server": self.guard.server, "method": method[:200] if method else None, "detail": detail}))
+        with self.guard._writes:
+            self.recorder.record(Event("mcp.refuse", "deny", reason=reason,
+                                       metadata={"mcp_server": self.guard.server, "method": method[:200] if method else None, "detail": detail}))
 
 
 def _args_ok(arguments: object) -> bool:
