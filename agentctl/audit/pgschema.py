@@ -13,8 +13,8 @@ A log is identified by its origin together with its checkpoint key (``logs (orig
 stored exactly as the host's log holds them (the RFC 8785 leaf); the queryable columns are set from
 the leaf by a trigger on every INSERT and UPDATE (whatever the writer gave for them), so there is one
 copy of the truth; the trigger parses the leaf once per row (six generated columns parsed it six
-times: most of the server's cost of a shipped event). The fleet query's indexes end in ``(time, seq)``,
-the order it reads newest first. ``checkpoints.received`` is set by the database,
+times: most of the server's cost of a shipped event). The fleet query reads one filter's index
+``(column, time)`` backwards, newest first. ``checkpoints.received`` is set by the database,
 never by the host: it is what ``ship_max_lag`` is judged by.
 
 Never edit a released migration; add a new one.
@@ -101,7 +101,7 @@ GRANT SELECT ON ALL TABLES IN SCHEMA agentctl_audit TO agentctl_audit_host, agen
 GRANT INSERT ON agentctl_audit.logs, agentctl_audit.events, agentctl_audit.checkpoints TO agentctl_audit_host;
 GRANT USAGE ON SEQUENCE agentctl_audit.logs_id_seq TO agentctl_audit_host;
 """),
-    (2, "event columns set by one trigger (one JSON parse per row); fleet query indexes ordered as it reads", """
+    (2, "event columns set by one trigger (one JSON parse per row)", """
 ALTER TABLE agentctl_audit.events
     ALTER COLUMN time DROP EXPRESSION, ALTER COLUMN event DROP EXPRESSION, ALTER COLUMN principal DROP EXPRESSION,
     ALTER COLUMN action DROP EXPRESSION, ALTER COLUMN outcome DROP EXPRESSION, ALTER COLUMN host DROP EXPRESSION;
@@ -118,12 +118,6 @@ BEGIN
 END $$;
 CREATE TRIGGER events_columns BEFORE INSERT OR UPDATE ON agentctl_audit.events
     FOR EACH ROW EXECUTE FUNCTION agentctl_audit.event_columns();
-DROP INDEX agentctl_audit.events_principal_time;
-DROP INDEX agentctl_audit.events_action_time;
-DROP INDEX agentctl_audit.events_host_time;
-CREATE INDEX events_principal_time ON agentctl_audit.events (principal, time, seq);
-CREATE INDEX events_action_time ON agentctl_audit.events (action, time, seq);
-CREATE INDEX events_host_time ON agentctl_audit.events (host, time, seq);
 """),
 ]
 
