@@ -164,9 +164,18 @@ def main() -> None:
             results[label] = ms
             print(f"query {label}: {ms:.2f} ms (median of {args.runs}, the query on an open connection); plan: {plan_of(**filters)}")
         connect = median_ms(lambda: psycopg.connect(reader_url).close(), args.runs)
+        cold = []
+        for _ in range(args.runs):  # the first query of a new server process (its catalog caches cold)
+            c = psycopg.connect(reader_url, autocommit=True)
+            t0 = time.perf_counter()
+            query_conn(c, agent=agent, limit=20)
+            cold.append((time.perf_counter() - t0) * 1000)
+            c.close()
+        first = statistics.median(cold)
         whole = median_ms(lambda: query_store(reader_url, agent=agent, limit=20), args.runs)
-        print(f"query_store (connect, query, close) --agent --limit 20: {whole:.2f} ms, of which connecting {connect:.2f} ms "
-              "(unix socket, trust authentication)")
+        print(f"query_store (connect, query, close) --agent --limit 20: {whole:.2f} ms: connecting {connect:.2f} ms "
+              f"(unix socket, trust authentication), then the first query on the new connection {first:.2f} ms "
+              "(the server process loads its catalog caches)")
         env = {**os.environ, "AGENTCTL_HOME": str(base / "home")}
         cmd = [sys.executable, "-m", "agentctl", "--json", "audit", "--from", reader_url, "--agent", agent, "--limit", "20"]
         r = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -177,7 +186,7 @@ def main() -> None:
             print(f"agentctl audit --from as a process failed: {r.stderr.strip()[:200]}")
         now = results[shapes[0][0]]
         print(f"query/aim: {now / AIM_MS:.3f} (aim <= {AIM_MS:.0f} ms: {'met' if now <= AIM_MS else 'not met'}); "
-              f"query_store/aim: {whole / AIM_MS:.2f}; connecting/query: {connect / now:.0f}x")
+              f"first query on a new connection/aim: {first / AIM_MS:.2f}; query_store/aim: {whole / AIM_MS:.2f}")
         reader.close()
         owner.close()
     finally:
