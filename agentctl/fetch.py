@@ -79,7 +79,7 @@ class Fetcher:
         left = deadline - self.monotonic()
         if left <= 0:
             raise Unreachable("timed out")
-        context = self.context or ssl.create_default_context()
+        context = self.context or _default_context()
         conn = http.client.HTTPSConnection(parts.hostname, parts.port or 443, timeout=left, context=context)
         try:
             path = parts.path or "/"
@@ -131,6 +131,17 @@ class Fetcher:
         if len(body) > self.limit:
             raise Refused(f"{path} is larger than {self.limit} bytes")
         return body
+
+
+_DEFAULT_CONTEXT: ssl.SSLContext | None = None
+
+
+def _default_context() -> ssl.SSLContext:
+    """The system's trust store, loaded once per process (loading it costs milliseconds per fetch)."""
+    global _DEFAULT_CONTEXT
+    if _DEFAULT_CONTEXT is None:
+        _DEFAULT_CONTEXT = ssl.create_default_context()
+    return _DEFAULT_CONTEXT
 
 
 def _plain(url: str) -> str:

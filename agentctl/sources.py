@@ -118,7 +118,9 @@ _STATE_KEYS = {"etag": str, "last_modified": str, "error": str, "fetched": int, 
 
 class SourceStates:
     """What was fetched from each source, by url: ``etag``, ``last_modified``, ``error`` (the last fetch
-    error, cleared by a good fetch), ``fetched`` (when, fetch time: shown, never used for freshness),
+    error, cleared by a good fetch), ``fetched`` (fetch time of the last fetch that changed this state:
+    a new copy, new validators or a cleared error; an unchanged source writes nothing; never used for
+    freshness),
     ``sha256`` and ``copy`` (the last good copy, a file under ``sources/``)."""
 
     def __init__(self, home) -> None:

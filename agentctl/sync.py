@@ -185,11 +185,14 @@ def _pin(ctx: Context, s: Source) -> bool:
 
 
 def _current(ctx: Context, states: SourceStates, s: Source, state: dict, fetched=None) -> SourceResult:
-    with ctx.home.lock():
-        new = dict(state, error=None, fetched=int(ctx.now()))
-        if fetched is not None:
-            new.update(etag=fetched.etag or state.get("etag"), last_modified=fetched.last_modified or state.get("last_modified"))
-        states.put(s.url, new)
+    """Nothing new: nothing is verified again, and the state is written only when it changes (an
+    error to clear, new validators), so an unchanged source costs one conditional request."""
+    new = dict(state, error=None)
+    if fetched is not None:
+        new.update(etag=fetched.etag or state.get("etag"), last_modified=fetched.last_modified or state.get("last_modified"))
+    if {k: v for k, v in new.items() if v is not None} != state:
+        with ctx.home.lock():
+            states.put(s.url, dict(new, fetched=int(ctx.now())))
     from .sources import newest_iat
 
     return SourceResult(s, "current", iat=newest_iat(ctx.home, s))

@@ -292,6 +292,11 @@ class AuditLog:
         row = self.conn.execute("SELECT leaf, leaf_hash FROM events WHERE seq = ?", (seq,)).fetchone()
         return (row[0], bytes(row[1])) if row else None
 
+    def leaves(self, after: int, upto: int) -> list[tuple[int, str, bytes]]:
+        """The events ``after < seq <= upto`` in log order, as (seq, leaf, leaf hash)."""
+        rows = self.conn.execute("SELECT seq, leaf, leaf_hash FROM events WHERE seq > ? AND seq <= ? ORDER BY seq", (after, upto))
+        return [(seq, leaf, bytes(h)) for seq, leaf, h in rows]
+
     def checkpoints(self) -> list[tuple[int, bytes, str]]:
         return [(s, bytes(r), n) for s, r, n in self.conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size")]
 

@@ -9,7 +9,7 @@
   each new checkpoint is signed by the enrolled key, matches this log's own tree, and is consistent
   with the newest checkpoint the store holds for the log; a log whose history differs from what the
   store holds (a copied home, a restored backup, an edited log) is a fork, refused with
-  :class:`ForkError`, never skipped. Events go in batches (one multi-row INSERT each), each batch committed, the checkpoint
+  :class:`ForkError`, never skipped. Events go in batches (one INSERT of arrays each), each batch committed, the checkpoint
   row last: killed at any point, the next run resumes where the store stops, nothing doubled.
 
 Database errors are :class:`~agentctl.errors.OperationalError` (exit 3); a refused log is
@@ -31,6 +31,8 @@ __all__ = ["ForkError", "ShipResult", "Enrolled", "init_store", "enroll", "ship"
 
 BATCH = 10_000
 _LOCK_CLASS = 0x61756474  # "audt": the advisory lock space of per-log ship locks
+_INSERT_EVENTS = (f"INSERT INTO {pgschema.SCHEMA}.events (log_id, seq, leaf, leaf_hash) "
+                  "SELECT %b, * FROM unnest(%b::bigint[], %b::text[], %b::bytea[])")
 
 
 class ForkError(DeniedError):
@@ -304,10 +306,17 @@ def _ship(conn, url, log, name, public, vkey, retired, batch, progress) -> ShipR
     for size, root, note in plan:
         while sent < size:
             hi = min(size, sent + batch)
-            rows = log.conn.execute("SELECT seq, leaf, leaf_hash FROM events WHERE seq > ? AND seq <= ? ORDER BY seq", (sent, hi)).fetchall()
-            # one multi-row INSERT per batch (COPY FROM is not allowed under row-level security)
-            cur.execute(f"INSERT INTO {S}.events (log_id, seq, leaf, leaf_hash) SELECT %s, * FROM unnest(%s::bigint[], %s::text[], %s::bytea[])",
-                        (log_id, [r[0] for r in rows], [r[1] for r in rows], [bytes(r[2]) for r in rows]))
+            rows = log.leaves(sent, hi)
+            if len(rows) != hi - sent or (rows and (rows[0][0] != sent + 1 or rows[-1][0] != hi)):
+                raise OperationalError(f"the audit log lacks events {sent + 1}..{hi} that checkpoint {size} covers",
+                                       hint="agentctl audit verify names what is missing")
+            for seq, leaf, h in rows:  # what the checkpoint signed is the hashes: the leaves must match them
+                if tree.leaf_hash(leaf.encode("utf-8")) != h:
+                    raise DeniedError(f"refused: event {seq} of {where} does not match its hash (the log was edited)",
+                                      hint="agentctl audit verify names what changed")
+            # one INSERT of three arrays per batch, its parameters sent in binary (no text escaping of
+            # the leaves): COPY FROM is refused on a table with row-level security
+            cur.execute(_INSERT_EVENTS, (log_id, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]))
             conn.commit()
             shipped += hi - sent
             sent = hi
