@@ -240,7 +240,7 @@ class AuditLog:
             created = cr.append(tree.leaf_hash(leaf))
             body = codec.pack(leaf)
             codec.remember(body, doc)
-            self.conn.execute("INSERT INTO entries (seq, body) VALUES (?, ?)", (seq, body))
+            self.conn.execute("INSERT INTO entries (seq, body, tag) VALUES (?, ?, ?)", (seq, body, created[0][2][:4]))
             if len(created) > 4:  # every fourth level is stored (schema.STORED_LEVEL_STEP)
                 self.conn.executemany("INSERT INTO nodes VALUES (?, ?, ?)", created[4::4])
             seqs.append(seq)

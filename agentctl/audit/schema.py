@@ -74,11 +74,12 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     """),
     # Each leaf stored once, deflated (agentctl.audit.codec); the filters indexed by expression over it
     # (no second copy to disagree with the leaf); leaf hashes and the tree levels between every fourth
-    # recomputed on demand; the bodies ``audit prune`` drops leave their leaf hashes in ``pruned``. A
+    # recomputed on demand (``tag``, the first 4 bytes of the leaf hash, only names an edited event:
+    # the tree is what proves); the bodies ``audit prune`` drops leave their leaf hashes in ``pruned``. A
     # body may be deleted only once its leaf hash is recorded there.
     (3, "compact storage, every fourth tree level, pruning", """
-        CREATE TABLE entries (seq INTEGER PRIMARY KEY, body BLOB NOT NULL);
-        INSERT INTO entries (seq, body) SELECT seq, audit_pack(leaf) FROM events ORDER BY seq;
+        CREATE TABLE entries (seq INTEGER PRIMARY KEY, body BLOB NOT NULL, tag BLOB NOT NULL);
+        INSERT INTO entries (seq, body, tag) SELECT seq, audit_pack(leaf), substr(leaf_hash, 1, 4) FROM events ORDER BY seq;
         DROP TABLE events;
         CREATE VIEW events AS SELECT seq, audit_leaf(body) AS leaf, audit_leaf_hash(body) AS leaf_hash FROM entries;
         CREATE TABLE pruned (seq INTEGER PRIMARY KEY, leaf_hash BLOB NOT NULL);

@@ -175,7 +175,7 @@ def _chunks(log, chunk: int, state: dict):
     repeats raise :class:`_Tampered`."""
     sha, dobj, zd, wbits = hashlib.sha256, zlib.decompressobj, codec.ZDICT, codec.WBITS
     pruned = log.conn.execute("SELECT seq, leaf_hash FROM pruned ORDER BY seq")
-    kept = log.conn.execute("SELECT seq, body FROM entries ORDER BY seq")
+    kept = log.conn.execute("SELECT seq, body, tag FROM entries ORDER BY seq")
     expected = 1
     while True:
         hashes: list[bytes] = []
@@ -196,11 +196,15 @@ def _chunks(log, chunk: int, state: dict):
                 if krows[0][0] != expected or krows[-1][0] != expected + len(krows) - 1:
                     _find_gap(krows, expected)
                 try:
-                    leaves = [dobj(wbits, zd).decompress(b) for _, b in krows]
+                    leaves = [dobj(wbits, zd).decompress(b) for _, b, _ in krows]
                 except zlib.error:
                     _find_damaged(krows)
-                hashes += [sha(b"\x00" + leaf).digest() for leaf in leaves]
-                rows = [(seq, leaf, None) for (seq, _), leaf in zip(krows, leaves)]
+                mine = [sha(b"\x00" + leaf).digest() for leaf in leaves]
+                if [h[:4] for h in mine] != list(map(_third, krows)):
+                    i = next(i for i, (h, r) in enumerate(zip(mine, krows)) if h[:4] != r[2])
+                    raise _Tampered(f"event {krows[i][0]} was edited: its content does not match its leaf hash", krows[i][0])
+                hashes += mine
+                rows = [(seq, leaf, None) for (seq, _, _), leaf in zip(krows, leaves)]
                 expected += len(krows)
         if not hashes:
             return
@@ -268,7 +272,7 @@ def _verify_pruned(log, through: int) -> None:
 
 
 def _find_damaged(rows: list) -> None:
-    for seq, body in rows:
+    for seq, body, _ in rows:
         try:
             codec.unpack(body)
         except ValueError:
@@ -307,7 +311,20 @@ def _verify_frontier(log, size: int) -> None:
     if cr.size < size:
         raise _Tampered(f"{_span(cr.size + 1, size, 'was')} added outside agentctl: the tree frontier ends at event {cr.size}",
                         cr.size + 1, size)
-    if cr != tree.CompactRange.from_nodes(size, log._get_node):
+    mine = tree.CompactRange.from_nodes(size, log._get_node)
+    if cr != mine:  # name the subtree at fault: below the stored levels only the frontier pins the newest events
+        first, k = 1, 0
+        for level in reversed(range(size.bit_length())):
+            if size >> level & 1:
+                last = first + (1 << level) - 1
+                if cr.hashes[k] != mine.hashes[k]:
+                    rows = [(seq, codec.unpack(body), None) for seq, body in log.conn.execute(
+                        "SELECT seq, body FROM entries WHERE seq >= ? AND seq <= ? ORDER BY seq", (first, last))]
+                    _find_moved(rows)
+                    raise _Tampered(f"{_span(first, last, 'does')} not match the tree frontier: "
+                                    f"{'it was' if first == last else 'one of them was'} edited along with its leaf hash, "
+                                    "or the frontier was altered", first, last)
+                first, k = last + 1, k + 1
         raise _Tampered("the tree frontier does not match the tree: it was altered")
 
 def _verify_note(log, note: str, host_keys: dict[str, list[bytes]]) -> str:
@@ -329,8 +346,8 @@ _first, _third = operator.itemgetter(0), operator.itemgetter(2)
 
 
 def _find_gap(rows: list, expected: int) -> None:
-    for i, (seq, _, _) in enumerate(rows):
-        gap = expected + i
+    for i, row in enumerate(rows):
+        seq, gap = row[0], expected + i
         if seq == gap:
             continue
         if seq < gap:  # only when seq is no longer the table's INTEGER PRIMARY KEY
