@@ -71,8 +71,8 @@ def test_the_untouched_schema_verifies(cli, world):
 
 def test_a_denial_turned_into_an_allow_by_a_redefined_column(cli, world):
     assert ok(cli, "--json", "audit", "--outcome", "deny").json()["events"]
-    _writable_schema(world, "entries_outcome", "audit_field(body, 'outcome')",
-                     "replace(audit_field(body, 'outcome'), 'deny', 'allow')")
+    _writable_schema(world, "entries_outcome", "audit_key(body, 'outcome')",
+                     "audit_key(replace(body, 'deny', 'allow'), 'outcome')")
     assert_schema_tampered(cli, world, "index entries_outcome was redefined")
 
 
@@ -82,8 +82,8 @@ def test_a_denial_turned_into_an_allow_by_a_redefined_view(cli, world):
 
 
 def test_an_agent_hidden_by_a_redefined_column(cli, world):
-    _writable_schema(world, "entries_principal", "audit_field(body, 'principal')",
-                     "nullif(audit_field(body, 'principal'), 'agent:bot')")
+    _writable_schema(world, "entries_principal", "audit_key(body, 'principal')",
+                     "nullif(audit_key(body, 'principal'), 1)")
     assert_schema_tampered(cli, world, "index entries_principal was redefined")
 
 
@@ -93,7 +93,7 @@ def test_an_index_redefined_under_its_own_name(cli, world):
     conn = sqlite3.connect(world / "audit.db", isolation_level=None)
     codec.register(conn)
     conn.execute("DROP INDEX entries_outcome")
-    conn.execute("CREATE INDEX entries_outcome ON entries (audit_field(body, 'outcome'), audit_time(body)) WHERE audit_field(body, 'outcome') <> 'deny'")
+    conn.execute("CREATE INDEX entries_outcome ON entries (audit_key(body, 'outcome'), audit_time(body)) WHERE audit_field(body, 'outcome') <> 'deny'")
     conn.close()
     assert_schema_tampered(cli, world, "index entries_outcome was redefined")
 

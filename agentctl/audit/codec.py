@@ -21,23 +21,30 @@ import json
 import sqlite3
 import zlib
 
-__all__ = ["ZDICT", "pack", "unpack", "leaf_hash_of", "field", "time_us", "register", "WBITS"]
+__all__ = ["ZDICT", "pack", "unpack", "leaf_hash_of", "field", "key", "time_us", "register", "WBITS"]
 
-WBITS = -15  # raw DEFLATE, 32 KiB window: no zlib header or checksum (the leaf hash is the check)
+WBITS = -11  # raw DEFLATE, 2 KiB window (an event is smaller): no header or checksum (the leaf hash is the check)
 
 #: Common substrings of events, most frequent last (DEFLATE codes nearer matches more cheaply).
 ZDICT = (
-    b'"event":"keygen""event":"import""event":"rotate""event":"revoke""event":"delegate""event":"sign"'
-    b'"event":"approve""event":"revocations_import""event":"revocations_export""event":"trust_import"'
-    b'"event":"audit_archive""event":"audit_prune""event":"checkpoint","host":"'
-    b'"reason":"expired""reason":"revoked""reason":"bad_signature""reason":"untrusted_root"'
-    b'"reason":"scope_denied""reason":"policy_denied""reason":"replayed""reason":"stale_revocations"'
-    b'"outcome":"error""outcome":"ok""outcome":"deny","principal":"user:'
-    b'{"action":null,"chain":[],"event":"checkpoint","host":"","jtis":[],"metadata":{"size":'
+    b'"event":"rotate""event":"revoke""event":"approve""event":"revocations_import""event":"revocations_export"'
+    b'"event":"trust_import""event":"sync""event":"role""event":"audit_archive""event":"audit_prune"'
+    b'"reason":"expired""reason":"revoked""reason":"bad_signature""reason":"untrusted_root""reason":"not_yet_valid"'
+    b'"reason":"policy_denied""reason":"replayed""reason":"stale_revocations""reason":"stale_trust""outcome":"error"'
+    b'{"action":null,"chain":[],"event":"checkpoint","host":"","jtis":[],"metadata":{"automatic":false,"size":'
     b'},"on_behalf_of":null,"outcome":"ok","principal":"host:","reason":null,"resource":null,"seq":'
+    b'{"action":null,"chain":[],"event":"keygen","host":"","jtis":[],"metadata":{"attrs":{},"exported":false,'
+    b'"keystore":"file","kid":"","roles":[]},"on_behalf_of":null,"outcome":"ok","principal":"agent:'
+    b'{"action":null,"chain":["user:","agent:"],"event":"delegate","host":"","jtis":["'
+    b'"],"metadata":{"aud":null,"expires_at":"2026-01-01T00:00:00Z","max_depth":0,"scope":"","to":"agent:'
+    b'{"action":"","chain":[],"event":"sign","host":"","jtis":["'
+    b'"],"metadata":{"approval":null,"embedded":false,"grant":true,"sha256":"'
+    b'{"action":"","chain":[],"event":"verify","host":"","jtis":["'
+    b'"],"metadata":{"claimed":true,"detail":" may not  on  (scope: )","presentation_sha256":"'
+    b'","scope":null,"type":"grant"},"on_behalf_of":"user:","outcome":"deny","principal":"agent:","reason":"scope_denied"'
     b'{"action":"deploy.","chain":["user:","agent:"],"event":"verify","host":"","jtis":["'
-    b'"],"metadata":{"detail":null,"presentation_sha256":"","scope":"","type":"action"},'
-    b'"on_behalf_of":"user:","outcome":"allow","principal":"agent:","reason":null,"resource":"'
+    b'"],"metadata":{"detail":null,"presentation_sha256":"'
+    b'","scope":"","type":"action"},"on_behalf_of":"user:","outcome":"allow","principal":"agent:","reason":null,"resource":"'
     b'","seq":1,"time":"2026-01-01T00:00:00.000000Z","version":"0.1.0"}'
 )
 
@@ -45,9 +52,12 @@ _sha256 = hashlib.sha256
 _dobj = zlib.decompressobj
 
 
+_primed = zlib.compressobj(6, zlib.DEFLATED, WBITS, 4, zlib.Z_DEFAULT_STRATEGY, ZDICT)
+
+
 def pack(leaf: bytes) -> bytes:
     """The stored body of a leaf."""
-    c = zlib.compressobj(9, zlib.DEFLATED, WBITS, 9, zlib.Z_DEFAULT_STRATEGY, ZDICT)
+    c = _primed.copy()  # cheaper than priming a new one with the dictionary
     return c.compress(leaf) + c.flush()
 
 
@@ -68,12 +78,14 @@ def leaf_hash_of(body: bytes) -> bytes:
 
 
 _cache: dict[bytes, dict] = {}
+_times: dict[bytes, "int | None"] = {}
 
 
 def remember(body: bytes, doc: dict) -> None:
     """Let the index functions read ``doc`` instead of inflating ``body`` again (an append knows it)."""
     if len(_cache) > 256:
         _cache.clear()
+        _times.clear()
     _cache[body] = doc
 
 
@@ -92,9 +104,25 @@ def field(body: bytes, key: str):
     return value if isinstance(value, str) else None
 
 
+def key(value: str | None) -> int | None:
+    """A name as its index key: 23 bits of CRC-32 (a 3-byte integer in SQLite). Names that collide
+    are told apart by the query, which compares the name itself."""
+    return None if value is None else zlib.crc32(value.encode("utf-8")) & 0x7FFFFF
+
+
+def field_key(body: bytes, name: str) -> int | None:
+    return key(field(body, name))
+
+
 def time_us(body: bytes) -> int | None:
     """The event's ``time`` as microseconds since the epoch (None when it cannot be read)."""
-    return parse_time_us(field(body, "time"))
+    body = bytes(body)
+    if body in _times:
+        return _times[body]
+    t = parse_time_us(field(body, "time"))
+    if body in _cache:  # four indexes ask for it as the row is inserted
+        _times[body] = t
+    return t
 
 
 def parse_time_us(text: str | None) -> int | None:
@@ -128,6 +156,7 @@ def _leaf_hash(body):
 def register(conn: sqlite3.Connection) -> None:
     """Install the deterministic functions the log's indexes, triggers and view use."""
     conn.create_function("audit_field", 2, _safe(field), deterministic=True)
+    conn.create_function("audit_key", 2, _safe(field_key), deterministic=True)
     conn.create_function("audit_time", 1, _safe(time_us), deterministic=True)
     conn.create_function("audit_leaf", 1, _safe(_leaf_text), deterministic=True)
     conn.create_function("audit_leaf_hash", 1, _safe(_leaf_hash), deterministic=True)

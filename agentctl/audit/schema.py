@@ -73,7 +73,8 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX events_event_time ON events (event, time);
     """),
     # Each leaf stored once, deflated (agentctl.audit.codec); the filters indexed by expression over it
-    # (no second copy to disagree with the leaf); leaf hashes and the tree levels between every fourth
+    # (no second copy to disagree with the leaf; a name by a 23-bit hash of it, the query then compares
+    # the name itself); leaf hashes and the tree levels between every fourth
     # recomputed on demand (``tag``, the first 4 bytes of the leaf hash, only names an edited event:
     # the tree is what proves); the bodies ``audit prune`` drops leave their leaf hashes in ``pruned``. A
     # body may be deleted only once its leaf hash is recorded there.
@@ -83,9 +84,9 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         DROP TABLE events;
         CREATE VIEW events AS SELECT seq, audit_leaf(body) AS leaf, audit_leaf_hash(body) AS leaf_hash FROM entries;
         CREATE TABLE pruned (seq INTEGER PRIMARY KEY, leaf_hash BLOB NOT NULL);
-        CREATE INDEX entries_principal ON entries (audit_field(body, 'principal'), audit_time(body));
-        CREATE INDEX entries_action ON entries (audit_field(body, 'action'), audit_time(body));
-        CREATE INDEX entries_outcome ON entries (audit_field(body, 'outcome'), audit_time(body));
+        CREATE INDEX entries_principal ON entries (audit_key(body, 'principal'), audit_time(body));
+        CREATE INDEX entries_action ON entries (audit_key(body, 'action'), audit_time(body));
+        CREATE INDEX entries_outcome ON entries (audit_key(body, 'outcome'), audit_time(body));
         CREATE INDEX entries_time ON entries (audit_time(body));
         CREATE INDEX entries_marks ON entries (audit_field(body, 'event')) WHERE audit_field(body, 'event') IN ('checkpoint', 'audit_archive', 'audit_prune');
         DROP TRIGGER IF EXISTS nodes_no_delete;

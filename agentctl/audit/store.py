@@ -109,9 +109,9 @@ def query(conn, *, agent=None, action=None, outcome=None, since=None, until=None
     where, args = [], []
     driver = "principal" if agent is not None else "action" if action is not None else "outcome" if outcome is not None else None
     for column, value in (("principal", agent), ("action", action), ("outcome", outcome)):
-        if value is not None:
-            where.append(f"{'' if column == driver else '+'}audit_field(body, '{column}') = ?")
-            args.append(value)
+        if value is not None:  # the index holds a hash of the name: the name itself is compared too
+            where.append(f"{'' if column == driver else '+'}audit_key(body, '{column}') = ? AND +audit_field(body, '{column}') = ?")
+            args += [codec.key(value), value]
     if since is not None:
         where.append("audit_time(body) >= ?")
         args.append(_time(since))
