@@ -126,6 +126,27 @@ def test_a_leaf_is_stored_once_deflated_and_read_back_byte_for_byte(home):
     log.close()
 
 
+def test_a_log_trains_its_own_dictionary_and_its_events_shrink(home):
+    log = AuditLog.open(Home(home))
+    log.append([ev(n) for n in range(300)], FixedClock(1_800_000_000))
+    assert log.conn.execute("SELECT COUNT(*) FROM dicts").fetchone()[0] == 1  # trained at event 256
+    sizes = dict(log.conn.execute("SELECT body >= x'01', AVG(LENGTH(body)) FROM entries GROUP BY 1").fetchall())
+    assert sizes[1] < sizes[0] * 0.8  # the events after it use it, and are smaller
+    assert log.conn.execute("SELECT MIN(seq) FROM entries WHERE body >= x'01'").fetchone()[0] == 257
+    report = log.verify({})
+    assert report.ok, report.problem
+    assert [e["seq"] for e in log.query(agent="agent:a1", limit=2)] == [299, 296]
+    log.close()
+    conn = sqlite3.connect(home / "audit.db", isolation_level=None)
+    conn.execute("DROP TRIGGER dicts_no_update")
+    conn.execute("UPDATE dicts SET zdict = zeroblob(LENGTH(zdict))")  # every later event now reads otherwise
+    conn.close()
+    log = AuditLog.open_existing(home / "audit.db")
+    report = log.verify({})
+    assert not report.ok and report.first_bad_seq == 257
+    log.close()
+
+
 def test_queries_compare_the_name_not_only_its_hash(home, monkeypatch):
     """Two names whose index keys collide: each query still returns only its own events."""
     monkeypatch.setattr(codec, "key", lambda value: None if value is None else 1)  # every name collides

@@ -17,7 +17,7 @@ import pytest
 from conftest import snapshot
 
 DENIED = "agentctl: denied: audit log tampered"
-TRIGGERS = tuple(f"{table}_no_{op}" for table in ("entries", "nodes", "checkpoints", "pruned") for op in ("update", "delete"))
+TRIGGERS = tuple(f"{table}_no_{op}" for table in ("entries", "nodes", "checkpoints", "pruned", "dicts") for op in ("update", "delete"))
 
 
 def ok(cli, *args):

@@ -24,7 +24,7 @@ from agentctl.home import Home
 
 FILE = {"AGENTCTL_KEYSTORE": "file"}  # the host key lives in the home, so a copy of the home can sign
 DENIED = "agentctl: denied: audit log tampered"
-TRIGGERS = tuple(f"{table}_no_{op}" for table in ("entries", "nodes", "checkpoints", "pruned") for op in ("update", "delete"))
+TRIGGERS = tuple(f"{table}_no_{op}" for table in ("entries", "nodes", "checkpoints", "pruned", "dicts") for op in ("update", "delete"))
 
 
 @pytest.fixture(scope="module")

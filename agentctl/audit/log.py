@@ -102,7 +102,7 @@ class AuditLog:
             from urllib.parse import quote
 
             conn = sqlite3.connect(f"file:{quote(str(path.absolute()))}?mode=rw", uri=True, timeout=30,
-                                   isolation_level=None, check_same_thread=False)
+                                   isolation_level=None, check_same_thread=False, factory=codec.Connection)
             conn.execute("PRAGMA busy_timeout = 30000")
             codec.register(conn)
             try:
@@ -224,6 +224,8 @@ class AuditLog:
         """Insert events inside the caller's locked transaction."""
         cr = self._frontier()
         host = host_name()
+        packer = codec.of(self.conn)
+        packer.load()  # the newest dictionary, also when another process trained it
         seqs = []
         for ev in events:
             seq = cr.size + 1
@@ -238,9 +240,11 @@ class AuditLog:
             except ValueError as e:  # EncodingError: a value JSON cannot carry (a lone surrogate, NaN)
                 raise OperationalError(f"audit append failed: event {ev.event!r} cannot be encoded: {e}") from None
             created = cr.append(tree.leaf_hash(leaf))
-            body = codec.pack(leaf)
-            codec.remember(body, doc)
+            body = packer.pack(leaf)
+            packer.remember(body, doc)
             self.conn.execute("INSERT INTO entries (seq, body, tag) VALUES (?, ?, ?)", (seq, body, created[0][2][:4]))
+            if seq in codec.TRAIN_AT:
+                packer.train()  # a dictionary of this log's own events for the next ones
             if len(created) > 4:  # every fourth level is stored (schema.STORED_LEVEL_STEP)
                 self.conn.executemany("INSERT INTO nodes VALUES (?, ?, ?)", created[4::4])
             seqs.append(seq)

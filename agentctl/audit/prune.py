@@ -53,8 +53,9 @@ def archive_text(log) -> tuple[str, dict]:
 def _leaves(log, first: int, last: int):
     from . import codec
 
+    unpack = codec.of(log.conn).unpack
     for (body,) in log.conn.execute("SELECT body FROM entries WHERE seq >= ? AND seq <= ? ORDER BY seq", (first, last)):
-        yield codec.unpack(body).decode("utf-8")
+        yield unpack(body).decode("utf-8")
 
 
 def archive_event(header: dict, text: str, principal: str | None) -> Event:
@@ -123,7 +124,7 @@ def archived_through(log) -> int:
 
     best = 0
     for (body,) in log.conn.execute(f"SELECT body FROM entries WHERE {_MARKS} AND audit_field(body, 'event') = 'audit_archive'"):
-        last = (json.loads(codec.unpack(body)).get("metadata") or {}).get("last")
+        last = (json.loads(codec.of(log.conn).unpack(body)).get("metadata") or {}).get("last")
         if isinstance(last, int):
             best = max(best, last)
     return best

@@ -26,8 +26,8 @@ from . import codec
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "TRIGGERS", "MIGRATIONS_TABLE", "STORED_LEVEL_STEP", "statements",
            "apply_migrations", "expected_schema", "schema_of", "schema_problems"]
 
-TRIGGERS = tuple(f"{table}_no_{op}" for table in ("entries", "nodes", "checkpoints", "pruned") for op in ("update", "delete"))
-TABLES = ("meta", "entries", "nodes", "checkpoints", "pruned", "schema_migrations")
+TRIGGERS = tuple(f"{table}_no_{op}" for table in ("entries", "nodes", "checkpoints", "pruned", "dicts") for op in ("update", "delete"))
+TABLES = ("meta", "entries", "nodes", "checkpoints", "pruned", "dicts", "schema_migrations")
 
 #: The tree levels whose perfect subtrees are stored (from migration 3): every fourth. A node at
 #: another level is hashed on demand from at most 8 below it (leaves at levels 1..3).
@@ -76,7 +76,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     # (no second copy to disagree with the leaf; a name by a 23-bit hash of it, the query then compares
     # the name itself); leaf hashes and the tree levels between every fourth
     # recomputed on demand (``tag``, the first 4 bytes of the leaf hash, only names an edited event:
-    # the tree is what proves); the bodies ``audit prune`` drops leave their leaf hashes in ``pruned``. A
+    # the tree is what proves); ``dicts`` holds the DEFLATE dictionaries the log trained; the bodies ``audit prune`` drops leave their leaf hashes in ``pruned``. A
     # body may be deleted only once its leaf hash is recorded there.
     (3, "compact storage, every fourth tree level, pruning", """
         CREATE TABLE entries (seq INTEGER PRIMARY KEY, body BLOB NOT NULL, tag BLOB NOT NULL);
@@ -84,6 +84,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         DROP TABLE events;
         CREATE VIEW events AS SELECT seq, audit_leaf(body) AS leaf, audit_leaf_hash(body) AS leaf_hash FROM entries;
         CREATE TABLE pruned (seq INTEGER PRIMARY KEY, leaf_hash BLOB NOT NULL);
+        CREATE TABLE dicts (id INTEGER PRIMARY KEY, zdict BLOB NOT NULL);
         CREATE INDEX entries_principal ON entries (audit_key(body, 'principal'), audit_time(body));
         CREATE INDEX entries_action ON entries (audit_key(body, 'action'), audit_time(body));
         CREATE INDEX entries_outcome ON entries (audit_key(body, 'outcome'), audit_time(body));
@@ -96,6 +97,8 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE TRIGGER entries_no_delete BEFORE DELETE ON entries WHEN NOT EXISTS (SELECT 1 FROM pruned WHERE seq = OLD.seq AND leaf_hash = audit_leaf_hash(OLD.body)) BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: only audit prune drops an event, after keeping its leaf hash'); END;
         CREATE TRIGGER pruned_no_update BEFORE UPDATE ON pruned BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
         CREATE TRIGGER pruned_no_delete BEFORE DELETE ON pruned BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        CREATE TRIGGER dicts_no_update BEFORE UPDATE ON dicts BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        CREATE TRIGGER dicts_no_delete BEFORE DELETE ON dicts BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     """),
 ]
 

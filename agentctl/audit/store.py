@@ -39,7 +39,7 @@ def _leaf_hashes(conn, first: int, count: int, where: str) -> list[bytes]:
     out = {}
     for seq, body in conn.execute("SELECT seq, body FROM entries WHERE seq >= ? AND seq < ?", (first, first + count)):
         try:
-            out[seq] = codec.leaf_hash_of(body)
+            out[seq] = codec.of(conn).leaf_hash(body)
         except ValueError as e:
             raise StoreError(f"the audit log {where} holds a damaged event {seq}: {e}") from None
     if len(out) < count:
@@ -90,7 +90,7 @@ def leaf(conn, seq: int) -> tuple[str, bytes] | None:
     row = conn.execute("SELECT body FROM entries WHERE seq = ?", (seq,)).fetchone()
     if row is None:
         return None
-    data = codec.unpack(row[0])
+    data = codec.of(conn).unpack(row[0])
     return data.decode("utf-8"), hashlib.sha256(b"\x00" + data).digest()
 
 
@@ -122,7 +122,8 @@ def query(conn, *, agent=None, action=None, outcome=None, since=None, until=None
     if limit is not None:
         sql += " LIMIT ?"
         args.append(min(limit, 2**63 - 1))  # SQLite integers are 64-bit; any larger limit means all
-    return [codec.unpack(r[0]) for r in conn.execute(sql, args)]
+    unpack = codec.of(conn).unpack
+    return [unpack(r[0]) for r in conn.execute(sql, args)]
 
 
 def export(conn, since=None):
@@ -131,6 +132,6 @@ def export(conn, since=None):
         rows = conn.execute("SELECT body FROM entries ORDER BY seq")
     else:
         rows = conn.execute("SELECT body FROM entries WHERE audit_time(body) >= ? ORDER BY audit_time(body), seq", (_time(since),))
-    unpack = codec.unpack
+    unpack = codec.of(conn).unpack
     for (body,) in rows:
         yield unpack(body).decode("utf-8")

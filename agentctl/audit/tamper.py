@@ -130,7 +130,7 @@ def _verify(log, host_keys, ext, state: dict) -> None:
 
     sizes = {s for s, _, _ in stored}
     for seq, body in log.conn.execute(f"SELECT seq, body FROM entries WHERE {_MARKS} AND audit_field(body, 'event') = 'checkpoint' ORDER BY seq"):
-        doc = json.loads(codec.unpack(body))
+        doc = json.loads(codec.of(log.conn).unpack(body))
         if doc.get("event") != "checkpoint":
             continue
         recorded = (doc.get("metadata") or {}).get("size")
@@ -173,7 +173,8 @@ def _chunks(log, chunk: int, state: dict):
     """The log's leaf hashes in aligned chunks of ``chunk``, with the kept events' (seq, leaf): the
     pruned prefix's kept hashes first, then every kept event's body inflated and hashed. Gaps and
     repeats raise :class:`_Tampered`."""
-    sha, dobj, zd, wbits = hashlib.sha256, zlib.decompressobj, codec.ZDICT, codec.WBITS
+    sha, dobj, wbits = hashlib.sha256, zlib.decompressobj, codec.WBITS
+    zds = codec.of(log.conn).load()  # every dictionary the log's bodies name (by their first byte)
     pruned = log.conn.execute("SELECT seq, leaf_hash FROM pruned ORDER BY seq")
     kept = log.conn.execute("SELECT seq, body, tag FROM entries ORDER BY seq")
     expected = 1
@@ -196,8 +197,8 @@ def _chunks(log, chunk: int, state: dict):
                 if krows[0][0] != expected or krows[-1][0] != expected + len(krows) - 1:
                     _find_gap(krows, expected)
                 try:
-                    leaves = [dobj(wbits, zd).decompress(b) for _, b, _ in krows]
-                except zlib.error:
+                    leaves = [dobj(wbits, zds[b[0]]).decompress(b[1:]) for _, b, _ in krows]
+                except (zlib.error, KeyError, IndexError):
                     _find_damaged(krows)
                 mine = [sha(b"\x00" + leaf).digest() for leaf in leaves]
                 if [h[:4] for h in mine] != list(map(_third, krows)):
@@ -264,7 +265,7 @@ def _verify_pruned(log, through: int) -> None:
         return
     row = log.conn.execute(f"SELECT seq, body FROM entries WHERE {_MARKS} AND audit_field(body, 'event') = 'audit_prune' "
                            "ORDER BY seq DESC LIMIT 1").fetchone()
-    recorded = (json.loads(codec.unpack(row[1])).get("metadata") or {}).get("last") if row else None
+    recorded = (json.loads(codec.of(log.conn).unpack(row[1])).get("metadata") or {}).get("last") if row else None
     if recorded != through:
         raise _Tampered(f"{_span(1, through, 'was')} dropped, but no audit prune recorded dropping them"
                         + (f" (the last prune recorded dropping events through {recorded})" if recorded is not None else "")
@@ -274,7 +275,7 @@ def _verify_pruned(log, through: int) -> None:
 def _find_damaged(rows: list) -> None:
     for seq, body, _ in rows:
         try:
-            codec.unpack(body)
+            codec.of(log.conn).unpack(body)
         except ValueError:
             raise _Tampered(f"event {seq} is damaged: its stored body cannot be read", seq) from None
     raise _Tampered("an event's stored body cannot be read")
@@ -318,7 +319,7 @@ def _verify_frontier(log, size: int) -> None:
             if size >> level & 1:
                 last = first + (1 << level) - 1
                 if cr.hashes[k] != mine.hashes[k]:
-                    rows = [(seq, codec.unpack(body), None) for seq, body in log.conn.execute(
+                    rows = [(seq, codec.of(log.conn).unpack(body), None) for seq, body in log.conn.execute(
                         "SELECT seq, body FROM entries WHERE seq >= ? AND seq <= ? ORDER BY seq", (first, last))]
                     _find_moved(rows)
                     raise _Tampered(f"{_span(first, last, 'does')} not match the tree frontier: "
