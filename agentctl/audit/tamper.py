@@ -176,7 +176,7 @@ def _chunks(log, chunk: int, state: dict):
     sha, dobj, wbits = hashlib.sha256, zlib.decompressobj, codec.WBITS
     zds = codec.of(log.conn).load()  # every dictionary the log's bodies name (by their first byte)
     pruned = log.conn.execute("SELECT seq, leaf_hash FROM pruned ORDER BY seq")
-    kept = log.conn.execute("SELECT seq, body, tag FROM entries ORDER BY seq")
+    kept = log.conn.execute("SELECT seq, body FROM entries ORDER BY seq")
     expected = 1
     while True:
         hashes: list[bytes] = []
@@ -196,20 +196,14 @@ def _chunks(log, chunk: int, state: dict):
             if krows:
                 if krows[0][0] != expected or krows[-1][0] != expected + len(krows) - 1:
                     _find_gap(krows, expected)
-                try:
-                    leaves = [dobj(wbits, zds[b[0]]).decompress(b[1:]) for _, b, _ in krows]
+                try:  # the tightest loop: inflate and hash (tags and seqs are read only to name a mismatch)
+                    hashes += [sha(b"\x00" + dobj(wbits, zds[b[0]]).decompress(b[1:])).digest() for _, b in krows]
                 except (zlib.error, KeyError, IndexError):
-                    _find_damaged(krows)
-                mine = [sha(b"\x00" + leaf).digest() for leaf in leaves]
-                if [h[:4] for h in mine] != list(map(_third, krows)):
-                    i = next(i for i, (h, r) in enumerate(zip(mine, krows)) if h[:4] != r[2])
-                    raise _Tampered(f"event {krows[i][0]} was edited: its content does not match its leaf hash", krows[i][0])
-                hashes += mine
-                rows = [(seq, leaf, None) for (seq, _, _), leaf in zip(krows, leaves)]
+                    _find_damaged(log, krows)
                 expected += len(krows)
         if not hashes:
             return
-        yield hashes, rows
+        yield hashes
 
 
 def _verify_tree(log, state: dict) -> int:
@@ -218,11 +212,11 @@ def _verify_tree(log, state: dict) -> int:
     chunk = 1 << _CHUNK_LEVEL
     base = 0
     tops: list[bytes] = []  # roots of the full chunks, level _CHUNK_LEVEL
-    for hashes, rows in _chunks(log, chunk, state):
+    for hashes in _chunks(log, chunk, state):
         try:
             top = _verify_levels(log, hashes, base, 0)
         except _Tampered:
-            _find_moved(rows)  # rows moved with their leaf hashes: name them exactly
+            _name_edited(log, base + 1, base + len(hashes))  # name the event exactly where the rows can
             raise
         if len(hashes) == chunk:
             assert top is not None  # a full chunk is one perfect subtree
@@ -272,8 +266,24 @@ def _verify_pruned(log, through: int) -> None:
                         + ": events were deleted outside agentctl", 1, through)
 
 
-def _find_damaged(rows: list) -> None:
-    for seq, body, _ in rows:
+def _name_edited(log, first: int, last: int) -> None:
+    """Under a subtree that does not match: raise at the first kept event whose tag is not its leaf
+    hash's (edited), or whose leaf is another event's record (moved with its tag)."""
+    sha, unpack = hashlib.sha256, codec.of(log.conn).unpack
+    rows = []
+    for seq, body, tag in log.conn.execute("SELECT seq, body, tag FROM entries WHERE seq >= ? AND seq <= ? ORDER BY seq", (first, last)):
+        try:
+            leaf = unpack(body)
+        except ValueError:
+            raise _Tampered(f"event {seq} is damaged: its stored body cannot be read", seq) from None
+        if sha(b"\x00" + leaf).digest()[:4] != bytes(tag):
+            raise _Tampered(f"event {seq} was edited: its content does not match its leaf hash", seq)
+        rows.append((seq, leaf, None))
+    _find_moved(rows)
+
+
+def _find_damaged(log, rows: list) -> None:
+    for seq, body in rows:
         try:
             codec.of(log.conn).unpack(body)
         except ValueError:
@@ -319,9 +329,7 @@ def _verify_frontier(log, size: int) -> None:
             if size >> level & 1:
                 last = first + (1 << level) - 1
                 if cr.hashes[k] != mine.hashes[k]:
-                    rows = [(seq, codec.of(log.conn).unpack(body), None) for seq, body in log.conn.execute(
-                        "SELECT seq, body FROM entries WHERE seq >= ? AND seq <= ? ORDER BY seq", (first, last))]
-                    _find_moved(rows)
+                    _name_edited(log, first, last)
                     raise _Tampered(f"{_span(first, last, 'does')} not match the tree frontier: "
                                     f"{'it was' if first == last else 'one of them was'} edited along with its leaf hash, "
                                     "or the frontier was altered", first, last)
@@ -343,7 +351,7 @@ def _ext_doc(ext) -> dict | None:
     return {"size": ext[0], "origin": ext[2]} if ext is not None else None
 
 
-_first, _third = operator.itemgetter(0), operator.itemgetter(2)
+_first = operator.itemgetter(0)
 
 
 def _find_gap(rows: list, expected: int) -> None:
