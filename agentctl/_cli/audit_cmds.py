@@ -171,7 +171,7 @@ def do_audit_verify(state: State, out: Output, checkpoint) -> int:
     extra = f"; extends the kept checkpoint of {report.external['size']} events" if report.external else ""
     p = report.pruned
     pruned = (f" (events 1..{p} pruned: their kept leaf hashes verified, their bodies held elsewhere; "
-              f"{p + 1}..{report.size} verified)" if p < report.size else f" (all pruned: their kept leaf hashes verified)") if p else ""
+              f"{p + 1}..{report.size} verified)" if p < report.size else " (all pruned: their kept leaf hashes verified)") if p else ""
     out.result(doc, f"audit log intact: {report.size} events{pruned}, {report.checkpoints} checkpoint(s) verified{extra}")
     return 0
 

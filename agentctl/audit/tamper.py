@@ -180,7 +180,6 @@ def _chunks(log, chunk: int, state: dict):
     expected = 1
     while True:
         hashes: list[bytes] = []
-        rows: list = []
         if pruned is not None:
             prows = pruned.fetchmany(chunk)
             if prows:
