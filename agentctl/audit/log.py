@@ -333,12 +333,7 @@ class AuditLog:
     def prove(self, seq: int, checkpoint: str | None = None) -> dict:
         """An inclusion proof of event ``seq`` in a checkpoint: the text of one (of this log, which
         must still match it), or else the latest stored one."""
-        row = self.event(seq)
-        if row is None:
-            if 0 < seq <= store.pruned_through(self.conn):
-                raise UsageError(f"audit event {seq} was pruned: its body is held by the archive or central store it was pruned after",
-                                 hint="prove it from there; the tree still holds its leaf hash")
-            raise UsageError(f"no audit event {seq} (the log has {self.size})")
+        row = store.require_leaf(self.conn, seq)
         if checkpoint is not None:
             size, root, note = self._matching(checkpoint, "checkpoint")
             if size < seq:

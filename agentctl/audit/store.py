@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 
-from ..errors import StoreError
+from ..errors import StoreError, UsageError
 from . import codec
 from .schema import STORED_LEVEL_STEP
 
-__all__ = ["size", "pruned_through", "leaf_hash", "get_node", "leaf", "query", "export"]
+__all__ = ["size", "pruned_through", "leaf_hash", "get_node", "leaf", "require_leaf", "query", "export"]
 
 _STEP = STORED_LEVEL_STEP
 
@@ -92,6 +92,17 @@ def leaf(conn, seq: int) -> tuple[str, bytes] | None:
         return None
     data = codec.of(conn).unpack(row[0])
     return data.decode("utf-8"), hashlib.sha256(b"\x00" + data).digest()
+
+
+def require_leaf(conn, seq: int) -> tuple[str, bytes]:
+    """:func:`leaf`, or a :class:`UsageError` saying there is no such event, or that it was pruned."""
+    row = leaf(conn, seq)
+    if row is None:
+        if 0 < seq <= pruned_through(conn):
+            raise UsageError(f"audit event {seq} was pruned: its body is held by the archive or central store it was pruned after",
+                             hint="prove it from there; the tree still holds its leaf hash")
+        raise UsageError(f"no audit event {seq} (the log has {size(conn)})")
+    return row
 
 
 def _time(t: float) -> int:
