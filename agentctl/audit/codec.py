@@ -122,6 +122,12 @@ class Codec:
     def leaf_hash(self, body: bytes) -> bytes:
         return _sha256(b"\x00" + self.unpack(body)).digest()
 
+    def maybe_train(self, seq: int) -> None:
+        """Train after event ``seq`` when it is one of :data:`TRAIN_AT` (or, in a log upgraded past
+        them that has none yet, every 4096th)."""
+        if seq in TRAIN_AT or (seq % 4096 == 0 and self.current == 0):
+            self.train()
+
     def train(self) -> None:
         """Add a dictionary made of this log's newest events (inside the caller's transaction)."""
         if not self._loaded:

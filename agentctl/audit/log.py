@@ -243,8 +243,7 @@ class AuditLog:
             body = packer.pack(leaf)
             packer.remember(body, doc)
             self.conn.execute("INSERT INTO entries (seq, body, tag) VALUES (?, ?, ?)", (seq, body, created[0][2][:4]))
-            if seq in codec.TRAIN_AT:
-                packer.train()  # a dictionary of this log's own events for the next ones
+            packer.maybe_train(seq)  # a dictionary of this log's own events, for the next ones
             if len(created) > 4:  # every fourth level is stored (schema.STORED_LEVEL_STEP)
                 self.conn.executemany("INSERT INTO nodes VALUES (?, ?, ?)", created[4::4])
             seqs.append(seq)
