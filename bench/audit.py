@@ -9,8 +9,8 @@
    queries; other filter shapes for comparison). Aim: < 10 ms.
 3. ``AuditLog.verify`` at N events against raw SHA-256 of the same leaves (a Python loop of
    ``sha256(0x00 || leaf)`` over leaves already in memory), and against the whole RFC 6962 tree hashed in
-   memory (leaves and interior nodes: what any verifier of a root must compute). Aim: within 3x of the
-   raw leaf hashing.
+   memory (leaves and interior nodes: what any verifier of a root must compute). Aim: within 2.5x of the
+   raw leaf hashing. (bench/audit_size.py measures the bytes per event.)
 4. ``AuditLog.prove`` at N events: open, prove a random event, close, as ``audit prove`` does (median);
    and one ``agentctl audit prove`` process for the whole command. Aim: < 50 ms.
 
@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -46,7 +47,7 @@ from agentctl import crypto  # noqa: E402
 from agentctl.audit import AuditLog, Event  # noqa: E402
 from agentctl.home import Home  # noqa: E402
 
-APPEND_AIM, QUERY_AIM, VERIFY_AIM, PROVE_AIM = 2000.0, 0.010, 3.0, 0.050
+APPEND_AIM, QUERY_AIM, VERIFY_AIM, PROVE_AIM = 2000.0, 0.010, 2.5, 0.050
 AGENTS = [f"agent:bot-{i}" for i in range(50)]
 HOST, SEED = "host:bench", bytes(range(32))
 
@@ -234,7 +235,7 @@ def bench_queries(log: AuditLog, size: int) -> None:
 
 def bench_verify(log: AuditLog, size: int, profile: bool) -> None:
     keys = {HOST: [crypto.public_key(SEED)]}
-    leaves = [r[0] for r in log.conn.execute("SELECT CAST(leaf AS BLOB) FROM events ORDER BY seq")]
+    leaves = [leaf.encode() for leaf in log.export()]
     sha = hashlib.sha256
 
     def raw() -> None:
@@ -246,10 +247,14 @@ def bench_verify(log: AuditLog, size: int, profile: bool) -> None:
         while len(level) > 1:
             level = [sha(b"\x01" + a + b).digest() for a, b in zip(level[0::2], level[1::2])]
 
-    def read() -> None:
-        cur = log.conn.execute("SELECT seq, CAST(leaf AS BLOB), leaf_hash FROM events ORDER BY seq")
-        while cur.fetchmany(16384):
-            pass
+    from agentctl.audit import codec
+
+    zds, dobj, wbits = codec.of(log.conn).load(), zlib.decompressobj, codec.WBITS
+
+    def read() -> None:  # the stored bodies, inflated back into the leaves (schema 3 keeps them deflated)
+        cur = log.conn.execute("SELECT seq, body FROM entries ORDER BY seq")
+        while rows := cur.fetchmany(16384):
+            [dobj(wbits, zds[b[0]]).decompress(b[1:]) for _, b in rows]
 
     times: dict[str, list[float]] = {"raw": [], "tree": [], "read": [], "verify": []}
     report = None
@@ -265,13 +270,13 @@ def bench_verify(log: AuditLog, size: int, profile: bool) -> None:
     assert report is not None and report.ok, report
     say(f"   raw SHA-256 of the {size:,} leaves in memory       {best['raw']:7.2f} s")
     say(f"   RFC 6962 tree of them in memory (leaves + nodes)   {best['tree']:7.2f} s   {best['tree'] / best['raw']:.2f}x raw")
-    say(f"   reading them from SQLite, no hashing               {best['read']:7.2f} s   {best['read'] / best['raw']:.2f}x raw")
+    say(f"   reading and inflating them from SQLite, no hashing {best['read']:7.2f} s   {best['read'] / best['raw']:.2f}x raw")
     say(f"   AuditLog.verify ({report.checkpoints} checkpoints)                 {best['verify']:7.2f} s   "
         f"{best['verify'] / best['raw']:.2f}x raw, {best['verify'] / best['tree']:.2f}x the in-memory tree")
     floor = best["read"] + best["tree"]
     say(f"   floor: reading them + the tree in memory            {floor:7.2f} s   {floor / best['raw']:.2f}x raw "
-        f"(verify is {best['verify'] / floor:.2f}x this floor; the rest is comparing every stored node and leaf hash)")
-    say(f"   aim within {VERIFY_AIM:.0f}x of raw hashing: {aim(best['verify'] <= VERIFY_AIM * best['raw'])}"
+        f"(verify is {best['verify'] / floor:.2f}x this floor; the rest is comparing the stored nodes)")
+    say(f"   aim within {VERIFY_AIM}x of raw hashing: {aim(best['verify'] <= VERIFY_AIM * best['raw'])}"
         + ("" if floor <= VERIFY_AIM * best["raw"] else f" (the aim is below the floor here: reading and hashing the tree alone take {floor / best['raw']:.1f}x)"))
     if profile or best["verify"] > VERIFY_AIM * best["raw"]:
         prof = cProfile.Profile()

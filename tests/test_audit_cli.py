@@ -243,7 +243,7 @@ def test_verify_an_intact_log(cli, log_home, tmp_path):
     assert r.stdout == "audit log intact: 9 events, 1 checkpoint(s) verified; extends the kept checkpoint of 7 events\n"
     doc = ok(cli, "--json", "audit", "verify").json()
     assert doc == {"ok": True, "size": 9, "checkpoints_checked": 1, "problem": None, "first_bad_seq": None,
-                   "last_bad_seq": None, "external_checkpoint": None}
+                   "last_bad_seq": None, "external_checkpoint": None, "pruned_through": 0}
 
 
 def test_automatic_checkpoints_every_n_events(cli, home):

@@ -213,9 +213,12 @@ def test_consistency_between_checkpoints(cli, log):
 def test_consistency_refuses_a_checkpoint_the_log_no_longer_matches(cli, log, home):
     import sqlite3
 
+    from agentctl.audit import codec
+
     conn = sqlite3.connect(home / "audit.db", isolation_level=None)
-    conn.execute("DROP TRIGGER nodes_no_update")
-    conn.execute("UPDATE nodes SET hash = zeroblob(32) WHERE level = 2 AND idx = 0")  # under the first checkpoint (size 4)
+    codec.register(conn)
+    conn.execute("DROP TRIGGER entries_no_update")
+    conn.execute("UPDATE entries SET body = audit_pack(replace(audit_leaf(body), '\"ok\"', '\"error\"')) WHERE seq = 2")  # under the first checkpoint (size 4)
     conn.close()
     r = cli("audit", "consistency", str(log / "c1.txt"), str(log / "c3.txt"))
     assert r.code == 1 and "history was rewritten" in r.stderr

@@ -1,7 +1,7 @@
 """``audit verify`` checks the schema itself, by definition, and never creates or writes a log.
 
-From the attacker's side: someone who can write the home redefines a generated column (so ``audit
---outcome deny`` finds no denials, or ``--agent`` hides an agent's events), replaces the append-only
+From the attacker's side: someone who can write the home redefines an index's expression (so ``audit
+--outcome deny`` finds no denials, or ``--agent`` hides an agent's events) or the ``events`` view, replaces the append-only
 triggers by do-nothing ones of the same names, adds a trigger, or empties, replaces or deletes
 ``audit.db``. Each is found (exit 1, naming what differs), also when a kept checkpoint still matches,
 and the file is left exactly as it was.
@@ -17,7 +17,7 @@ import pytest
 from conftest import snapshot
 
 DENIED = "agentctl: denied: audit log tampered"
-TRIGGERS = tuple(f"{table}_no_{op}" for table in ("events", "nodes", "checkpoints") for op in ("update", "delete"))
+TRIGGERS = tuple(f"{table}_no_{op}" for table in ("entries", "nodes", "checkpoints", "pruned", "dicts") for op in ("update", "delete"))
 
 
 def ok(cli, *args):
@@ -71,23 +71,31 @@ def test_the_untouched_schema_verifies(cli, world):
 
 def test_a_denial_turned_into_an_allow_by_a_redefined_column(cli, world):
     assert ok(cli, "--json", "audit", "--outcome", "deny").json()["events"]
-    _writable_schema(world, "events", "outcome TEXT GENERATED ALWAYS AS (json_extract(leaf, '$.outcome'))",
-                     "outcome TEXT GENERATED ALWAYS AS (replace(json_extract(leaf, '$.outcome'), 'deny', 'allow'))")
-    assert_schema_tampered(cli, world, "table events was redefined")
+    _writable_schema(world, "entries_outcome", "audit_key(body, 'outcome')",
+                     "audit_key(replace(body, 'deny', 'allow'), 'outcome')")
+    assert_schema_tampered(cli, world, "index entries_outcome was redefined")
+
+
+def test_a_denial_turned_into_an_allow_by_a_redefined_view(cli, world):
+    _writable_schema(world, "events", "audit_leaf(body) AS leaf", "replace(audit_leaf(body), 'deny', 'allow') AS leaf")
+    assert_schema_tampered(cli, world, "view events was redefined")
 
 
 def test_an_agent_hidden_by_a_redefined_column(cli, world):
-    _writable_schema(world, "events", "principal TEXT GENERATED ALWAYS AS (json_extract(leaf, '$.principal'))",
-                     "principal TEXT GENERATED ALWAYS AS (nullif(json_extract(leaf, '$.principal'), 'agent:bot'))")
-    assert_schema_tampered(cli, world, "table events was redefined")
+    _writable_schema(world, "entries_principal", "audit_key(body, 'principal')",
+                     "nullif(audit_key(body, 'principal'), 1)")
+    assert_schema_tampered(cli, world, "index entries_principal was redefined")
 
 
 def test_an_index_redefined_under_its_own_name(cli, world):
+    from agentctl.audit import codec
+
     conn = sqlite3.connect(world / "audit.db", isolation_level=None)
-    conn.execute("DROP INDEX events_outcome_time")
-    conn.execute("CREATE INDEX events_outcome_time ON events (outcome, time) WHERE outcome <> 'deny'")
+    codec.register(conn)
+    conn.execute("DROP INDEX entries_outcome")
+    conn.execute("CREATE INDEX entries_outcome ON entries (audit_key(body, 'outcome'), audit_time(body)) WHERE audit_field(body, 'outcome') <> 'deny'")
     conn.close()
-    assert_schema_tampered(cli, world, "index events_outcome_time was redefined")
+    assert_schema_tampered(cli, world, "index entries_outcome was redefined")
 
 
 @pytest.mark.parametrize("trigger", TRIGGERS)
@@ -102,9 +110,9 @@ def test_a_trigger_replaced_by_one_that_does_nothing(cli, world, trigger):
 
 def test_an_added_trigger_that_rewrites_new_events(cli, world):
     conn = sqlite3.connect(world / "audit.db", isolation_level=None)
-    conn.execute("CREATE TRIGGER events_hide AFTER INSERT ON events BEGIN SELECT 1; END")
+    conn.execute("CREATE TRIGGER entries_hide AFTER INSERT ON entries BEGIN SELECT 1; END")
     conn.close()
-    assert_schema_tampered(cli, world, "trigger events_hide was added")
+    assert_schema_tampered(cli, world, "trigger entries_hide was added")
 
 
 def test_a_removed_migration_record(cli, world):
@@ -112,7 +120,7 @@ def test_a_removed_migration_record(cli, world):
     conn.execute("DELETE FROM schema_migrations WHERE version = 1")
     conn.close()
     r = cli("audit", "verify")
-    assert r.code == 1 and "the recorded migrations are [2]" in r.stderr
+    assert r.code == 1 and "the recorded migrations are [2, 3]" in r.stderr
 
 
 # --- a file that is not the log ----------------------------------------------------------------------

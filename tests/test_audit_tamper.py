@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 
 from agentctl import crypto, merkle
-from agentctl.audit import AuditLog
+from agentctl.audit import AuditLog, codec
 from agentctl.encoding import canonical_json
 from agentctl.home import Home
 
 FILE = {"AGENTCTL_KEYSTORE": "file"}  # the host key lives in the home, so a copy of the home can sign
 DENIED = "agentctl: denied: audit log tampered"
-TRIGGERS = tuple(f"{table}_no_{op}" for table in ("events", "nodes", "checkpoints") for op in ("update", "delete"))
+TRIGGERS = tuple(f"{table}_no_{op}" for table in ("entries", "nodes", "checkpoints", "pruned", "dicts") for op in ("update", "delete"))
 
 
 @pytest.fixture(scope="module")
@@ -98,15 +98,18 @@ def assert_tampered(cli, stderr_line: str, first, last=None, *extra: str) -> dic
 def tamper(home: Path):
     """A connection to the log with the triggers dropped, as an attacker would."""
     conn = sqlite3.connect(home / "audit.db", isolation_level=None)
+    codec.register(conn)  # agentctl's functions (anyone can load them): the stored leaves are deflated
     for t in TRIGGERS:
         conn.execute(f"DROP TRIGGER IF EXISTS {t}")
     return conn
 
 
 def put_back_triggers(conn) -> None:
+    from agentctl.audit.schema import SCHEMA_VERSION, expected_schema
+
+    want = expected_schema(tuple(range(1, SCHEMA_VERSION + 1)))
     for t in TRIGGERS:
-        table, op = t.split("_no_")
-        conn.execute(f"CREATE TRIGGER {t} BEFORE {op.upper()} ON {table} BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END")
+        conn.execute(want[("trigger", t)][3])
 
 
 def leaves(conn) -> list[str]:
@@ -117,15 +120,15 @@ def rebuild(conn, docs: list[dict], *, checkpoints: str = "keep") -> None:
     """Replace the whole history by ``docs``: fresh leaves, leaf hashes, nodes and frontier, all
     consistent; the checkpoints table kept, emptied or dropped."""
     conn.execute("BEGIN")
-    conn.execute("DELETE FROM events")
+    conn.execute("DELETE FROM entries")
     conn.execute("DELETE FROM nodes")
     tree = merkle.MemoryTree()
     for seq, doc in enumerate(docs, 1):
         leaf = canonical_json(dict(doc, seq=seq))
         h = merkle.leaf_hash(leaf)
-        conn.execute("INSERT INTO events (seq, leaf, leaf_hash) VALUES (?, ?, ?)", (seq, leaf.decode(), h))
+        conn.execute("INSERT INTO entries (seq, body, tag) VALUES (?, ?, ?)", (seq, codec.pack(leaf), h[:4]))
         tree.append(h)
-    for level in range(1, 64):
+    for level in range(4, 64, 4):
         for idx in range(len(docs) >> level):
             conn.execute("INSERT INTO nodes VALUES (?, ?, ?)", (level, idx, tree.get_node(level, idx)))
     conn.execute("UPDATE meta SET value = ? WHERE key = 'frontier'", (tree.compact_range().to_bytes().hex(),))
@@ -140,7 +143,8 @@ def test_the_untouched_log_verifies(cli, world):
     code, stderr, doc = verify(cli, "--checkpoint", str(world.parent / "kept.txt"))
     assert code == 0, stderr
     assert doc == {"ok": True, "size": 15, "checkpoints_checked": 1, "problem": None, "first_bad_seq": None,
-                   "last_bad_seq": None, "external_checkpoint": {"size": 12, "origin": doc["external_checkpoint"]["origin"]}}
+                   "last_bad_seq": None, "external_checkpoint": {"size": 12, "origin": doc["external_checkpoint"]["origin"]},
+                   "pruned_through": 0}
     assert cli("audit", "verify").stdout == "audit log intact: 15 events, 1 checkpoint(s) verified\n"
     events = [json.loads(x) for x in leaves(tamper(world))]
     assert [e["outcome"] for e in events[3:5]] == ["allow", "deny"]
@@ -152,27 +156,44 @@ def test_the_untouched_log_verifies(cli, world):
 
 def test_one_field_edited(cli, world):
     conn = tamper(world)
-    conn.execute("""UPDATE events SET leaf = replace(leaf, '"outcome":"deny"', '"outcome":"allow"') WHERE seq = 5""")
+    conn.execute("""UPDATE entries SET body = audit_pack(replace(audit_leaf(body), '"outcome":"deny"', '"outcome":"allow"')) WHERE seq = 5""")
     assert json.loads(leaves(conn)[4])["outcome"] == "allow"
     assert_tampered(cli, f"{DENIED} (event 5): event 5 was edited: its content does not match its leaf hash", 5)
 
 
-@pytest.mark.parametrize("seq, old, new, first, last", [(5, "deny", "allow", 5, 6), (14, "ok", "error", 13, 14)])
+@pytest.mark.parametrize("seq, old, new, first, last", [(5, "deny", "allow", 1, 8), (14, "ok", "error", 13, 14)])
 def test_one_field_edited_and_its_leaf_hash_recomputed(cli, world, seq, old, new, first, last):
     conn = tamper(world)
-    conn.execute(f"""UPDATE events SET leaf = replace(leaf, '"outcome":"{old}"', '"outcome":"{new}"') WHERE seq = ?""", (seq,))
+    conn.execute(f"""UPDATE entries SET body = audit_pack(replace(audit_leaf(body), '"outcome":"{old}"', '"outcome":"{new}"')) WHERE seq = ?""", (seq,))
     assert json.loads(leaves(conn)[seq - 1])["outcome"] == new
-    conn.execute("UPDATE events SET leaf_hash = ? WHERE seq = ?", (merkle.leaf_hash(leaves(conn)[seq - 1].encode()), seq))
-    # the stored level-1 node over the pair pins it; which of the two cannot be known from hashes alone
-    assert_tampered(cli, f"{DENIED} (events {first}..{last}): the tree stored over events {first}..{last} does not match them "
-                    f"(level 1, index {(first - 1) // 2}): one of them was replaced along with its leaf hash, or the tree was altered",
-                    first, last)
+    conn.execute("UPDATE entries SET tag = ? WHERE seq = ?", (merkle.leaf_hash(leaves(conn)[seq - 1].encode())[:4], seq))
+    # 15 events fill no stored level (every fourth: 16 events): the frontier's subtree over it pins it
+    assert_tampered(cli, f"{DENIED} (events {first}..{last}): events {first}..{last} do not match the tree frontier: "
+                    "one of them was edited along with its leaf hash, or the frontier was altered", first, last)
+
+
+def test_one_field_edited_and_its_leaf_hash_recomputed_under_a_stored_node(cli, world):
+    more(world, 20)
+    conn = tamper(world)
+    conn.execute("""UPDATE entries SET body = audit_pack(replace(audit_leaf(body), '"outcome":"deny"', '"outcome":"allow"')) WHERE seq = 5""")
+    conn.execute("UPDATE entries SET tag = ? WHERE seq = 5", (merkle.leaf_hash(leaves(conn)[4].encode())[:4],))
+    assert_tampered(cli, f"{DENIED} (events 1..16): events 1..16 do not match the tree stored over them (level 4, index 0): "
+                    "one of them was edited or replaced (or a pruned one's kept leaf hash), or the tree was altered", 1, 16)
+
+
+def more(home: Path, n: int) -> None:
+    """``n`` more events, so the log fills stored tree levels (every fourth: 16, 256, … events)."""
+    from agentctl.audit import Event
+
+    log = AuditLog.open(Home(home))
+    log.append([Event("keygen", "ok", principal=f"agent:more{i}") for i in range(n)])
+    log.close()
 
 
 def test_an_edit_with_the_triggers_put_back(cli, world):
     conn = tamper(world)
-    conn.execute("""UPDATE events SET leaf = replace(leaf, '"api/s1"', '"api/s9"') WHERE seq = 6""")
-    conn.execute("CREATE TRIGGER events_no_update BEFORE UPDATE ON events BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END")
+    conn.execute("""UPDATE entries SET body = audit_pack(replace(audit_leaf(body), '"api/s1"', '"api/s9"')) WHERE seq = 6""")
+    put_back_triggers(conn)
     assert_tampered(cli, f"{DENIED} (event 6): event 6 was edited: its content does not match its leaf hash", 6)
 
 
@@ -182,14 +203,21 @@ def test_dropped_triggers_alone_are_reported(cli, world):
 
 
 def test_a_tree_node_altered(cli, world):
-    tamper(world).execute("UPDATE nodes SET hash = zeroblob(32) WHERE level = 2 AND idx = 1")
-    assert_tampered(cli, f"{DENIED} (events 5..8): the tree stored over events 5..8 does not match them (level 2, index 1): "
-                    "one of them was replaced along with its leaf hash, or the tree was altered", 5, 8)
+    more(world, 20)
+    tamper(world).execute("UPDATE nodes SET hash = zeroblob(32) WHERE level = 4 AND idx = 1")
+    assert_tampered(cli, f"{DENIED} (events 17..32): events 17..32 do not match the tree stored over them (level 4, index 1): "
+                    "one of them was edited or replaced (or a pruned one's kept leaf hash), or the tree was altered", 17, 32)
 
 
 def test_a_tree_node_deleted(cli, world):
-    tamper(world).execute("DELETE FROM nodes WHERE level = 3 AND idx = 0")
-    assert_tampered(cli, f"{DENIED} (events 1..8): the tree node over events 1..8 (level 3, index 0) is missing", 1, 8)
+    more(world, 20)
+    tamper(world).execute("DELETE FROM nodes WHERE level = 4 AND idx = 0")
+    assert_tampered(cli, f"{DENIED} (events 1..16): the tree node over events 1..16 (level 4, index 0) is missing", 1, 16)
+
+
+def test_a_tree_node_added_at_a_level_never_stored(cli, world):
+    tamper(world).execute("INSERT INTO nodes VALUES (2, 0, zeroblob(32))")
+    assert_tampered(cli, f"{DENIED}: the tree holds a node at level 2, which no log has: the tree was altered", None)
 
 
 def test_the_frontier_altered(cli, world):
@@ -197,7 +225,8 @@ def test_the_frontier_altered(cli, world):
     raw = bytearray(bytes.fromhex(conn.execute("SELECT value FROM meta WHERE key = 'frontier'").fetchone()[0]))
     raw[-1] ^= 1
     conn.execute("UPDATE meta SET value = ? WHERE key = 'frontier'", (raw.hex(),))
-    assert_tampered(cli, f"{DENIED}: the tree frontier does not match the tree: it was altered", None)
+    assert_tampered(cli, f"{DENIED} (event 15): event 15 does not match the tree frontier: it was edited along with its leaf hash, "
+                    "or the frontier was altered", 15)
 
 
 def test_a_stored_checkpoint_altered(cli, world):
@@ -215,35 +244,35 @@ def test_a_stored_checkpoint_altered(cli, world):
 
 
 def test_a_deleted_row(cli, world):
-    tamper(world).execute("DELETE FROM events WHERE seq = 7")
+    tamper(world).execute("DELETE FROM entries WHERE seq = 7")
     assert_tampered(cli, f"{DENIED} (event 7): event 7 is missing: the log skips from 6 to 8", 7)
 
 
 def test_deleted_rows(cli, world):
-    tamper(world).execute("DELETE FROM events WHERE seq IN (2, 3, 4)")
+    tamper(world).execute("DELETE FROM entries WHERE seq IN (2, 3, 4)")
     assert_tampered(cli, f"{DENIED} (events 2..4): events 2..4 are missing: the log skips from 1 to 5", 2, 4)
 
 
 @pytest.mark.parametrize("a, b", [(4, 5), (3, 10), (2, 14)])
 def test_two_rows_swapped(cli, world, a, b):
     conn = tamper(world)
-    rows = dict(((s, (leaf, h)) for s, leaf, h in conn.execute("SELECT seq, leaf, leaf_hash FROM events WHERE seq IN (?, ?)", (a, b))))
+    rows = dict(((s, (body, t)) for s, body, t in conn.execute("SELECT seq, body, tag FROM entries WHERE seq IN (?, ?)", (a, b))))
     conn.execute("BEGIN")
-    conn.execute("DELETE FROM events WHERE seq IN (?, ?)", (a, b))
-    conn.execute("INSERT INTO events (seq, leaf, leaf_hash) VALUES (?, ?, ?), (?, ?, ?)", (a, *rows[b], b, *rows[a]))
+    conn.execute("DELETE FROM entries WHERE seq IN (?, ?)", (a, b))
+    conn.execute("INSERT INTO entries (seq, body, tag) VALUES (?, ?, ?), (?, ?, ?)", (a, *rows[b], b, *rows[a]))
     conn.execute("COMMIT")
     assert_tampered(cli, f"{DENIED} (event {a}): event {a} holds the record of event {b}: rows were reordered or replaced", a)
 
 
 def test_the_tail_cut(cli, world):
     """Events 10..15 deleted: the tree frontier still records 15 events."""
-    tamper(world).execute("DELETE FROM events WHERE seq >= 10")
+    tamper(world).execute("DELETE FROM entries WHERE seq >= 10")
     assert_tampered(cli, f"{DENIED} (events 10..15): the log ends at event 9, but its tree frontier records 15 events: "
                     "events 10..15 were cut", 10, 15)
 
 
 def test_the_last_event_cut(cli, world):
-    tamper(world).execute("DELETE FROM events WHERE seq = 15")
+    tamper(world).execute("DELETE FROM entries WHERE seq = 15")
     assert_tampered(cli, f"{DENIED} (event 15): the log ends at event 14, but its tree frontier records 15 events: event 15 was cut", 15)
 
 

@@ -148,11 +148,14 @@ def test_an_operational_failure_has_the_shape(cli, people):
 def test_tampering_has_the_shape(cli, people):
     import sqlite3
 
+    from agentctl.audit import codec
+
     conn = sqlite3.connect(people / "audit.db")
+    codec.register(conn)  # the stored leaves are deflated (schema 3)
     triggers = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'")]
     for t in triggers:
         conn.execute(f'DROP TRIGGER "{t}"')
-    conn.execute("UPDATE events SET leaf = replace(leaf, 'user:alice', 'user:mallo') WHERE seq = 1")
+    conn.execute("UPDATE entries SET body = audit_pack(replace(audit_leaf(body), 'user:alice', 'user:mallo')) WHERE seq = 1")
     conn.commit()
     conn.close()
     r = cli("--json", "audit", "verify")

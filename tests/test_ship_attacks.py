@@ -100,19 +100,20 @@ def test_same_seq_different_contents_is_a_fork_never_skipped(fleet):
 def _rewrite_local_event(home, seq: int) -> None:
     """An attacker with the host's files edits an event after it was shipped, and rebuilds the tree so
     the local log is self-consistent again."""
-    from agentctl.audit import tree
+    from agentctl.audit import codec, tree
 
     conn = sqlite3.connect(home / "audit.db")
-    for t in ("events", "nodes"):
+    codec.register(conn)
+    for t in ("entries", "nodes"):
         for op in ("update", "delete"):
             conn.execute(f"DROP TRIGGER {t}_no_{op}")
     leaf = conn.execute("SELECT leaf FROM events WHERE seq = ?", (seq,)).fetchone()[0].replace('"ok"', '"error"', 1)
-    conn.execute("UPDATE events SET leaf = ?, leaf_hash = ? WHERE seq = ?", (leaf, tree.leaf_hash(leaf.encode()), seq))
+    conn.execute("UPDATE entries SET body = ?, tag = ? WHERE seq = ?", (codec.pack(leaf.encode()), tree.leaf_hash(leaf.encode())[:4], seq))
     conn.execute("DELETE FROM nodes")
     cr = tree.CompactRange()
     for (h,) in conn.execute("SELECT leaf_hash FROM events ORDER BY seq").fetchall():
         created = cr.append(bytes(h))
-        conn.executemany("INSERT INTO nodes VALUES (?, ?, ?)", created[1:])
+        conn.executemany("INSERT INTO nodes VALUES (?, ?, ?)", created[4::4])  # every fourth level is stored
     conn.execute("INSERT OR REPLACE INTO meta VALUES ('frontier', ?)", (cr.to_bytes().hex(),))
     conn.commit()
     conn.close()

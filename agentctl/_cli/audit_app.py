@@ -1,5 +1,5 @@
 """The audit commands' options: audit (query), verify, ship, enroll, checkpoint, prove, consistency, key,
-export (bodies in :mod:`.audit_cmds` and :mod:`.ship_cmds`)."""
+export, archive, prune (bodies in :mod:`.audit_cmds` and :mod:`.ship_cmds`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ commands = typer.Typer()
 
 # --- audit ------------------------------------------------------------------------------------
 
-audit_app = typer.Typer(help="The tamper-evident audit log: query, export, checkpoint, prove, consistency, key, verify, ship, enroll.", invoke_without_command=True)
+audit_app = typer.Typer(help="The tamper-evident audit log: query, export, checkpoint, prove, consistency, key, verify, ship, enroll, archive, prune.", invoke_without_command=True)
 commands.add_typer(audit_app, name="audit")
 
 
@@ -50,10 +50,15 @@ def audit_verify(
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", metavar="FILE", help="Also prove the log extends this older checkpoint."),
     from_: Optional[str] = typer.Option(None, "--from", metavar="URL", help="Verify every log in the central store (PostgreSQL) instead."),
     state_dir: Optional[str] = typer.Option(None, "--state", metavar="DIR", help="With --from: keep the newest checkpoint seen per log here, and compare."),
+    archive: Optional[str] = typer.Option(None, "--archive", metavar="FILE", help="Check an archive (audit archive -o) against this log instead."),
     json_: bool = JsonOpt,
 ) -> None:
     """Recompute the whole tree and check every checkpoint; exit 1 on tampering."""
     s = state(ctx)
+    if archive is not None:
+        from .audit_cmds import do_audit_verify_archive
+
+        done(do_audit_verify_archive(s, s.output(json_), archive, checkpoint, from_ or state_dir))
     if from_ is not None or state_dir is not None:
         from .ship_cmds import do_audit_verify_from
 
@@ -154,3 +159,30 @@ def audit_export(
 
     s = state(ctx)
     done(do_audit_export(s, s.output(json_), since))
+
+
+@audit_app.command("archive")
+def audit_archive(
+    ctx: typer.Context,
+    output: Optional[str] = typer.Option(None, "-o", "--output", metavar="FILE", help="Write the archive here (required)."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Write the kept events under a new checkpoint to an archive that verifies offline."""
+    from .audit_cmds import do_audit_archive
+
+    s = state(ctx)
+    done(do_audit_archive(s, s.output(json_), output))
+
+
+@audit_app.command("prune")
+def audit_prune(
+    ctx: typer.Context,
+    before: Optional[str] = typer.Option(None, "--before", metavar="WHEN", help="Drop the bodies of events before a time (RFC 3339) or a duration ago (90d)."),
+    to: Optional[str] = typer.Option(None, "--to", metavar="URL", help="Also count what this central store holds (default: $AGENTCTL_AUDIT_URL, else $PGSERVICE, if set)."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Drop the bodies of old events an archive or the central store already holds; proofs still verify."""
+    from .audit_cmds import do_audit_prune
+
+    s = state(ctx)
+    done(do_audit_prune(s, s.output(json_), before, to))

@@ -169,7 +169,10 @@ def do_audit_verify(state: State, out: Output, checkpoint) -> int:
         return _tampered(out, report)
     doc = report.doc()
     extra = f"; extends the kept checkpoint of {report.external['size']} events" if report.external else ""
-    out.result(doc, f"audit log intact: {report.size} events, {report.checkpoints} checkpoint(s) verified{extra}")
+    p = report.pruned
+    pruned = (f" (events 1..{p} pruned: their kept leaf hashes verified, their bodies held elsewhere; "
+              f"{p + 1}..{report.size} verified)" if p < report.size else " (all pruned: their kept leaf hashes verified)") if p else ""
+    out.result(doc, f"audit log intact: {report.size} events{pruned}, {report.checkpoints} checkpoint(s) verified{extra}")
     return 0
 
 
@@ -181,3 +184,110 @@ def _tampered(out: Output, report) -> int:
     out.stderr.write(f"agentctl: denied: {message}\n")
     out.result({**report.doc(), "error": "tampered", "reason": None, "message": message, "exit_code": 1})
     return 1
+
+
+# --- retention: archive, prune, verify --archive ------------------------------------------------------
+
+
+@command
+def do_audit_archive(state: State, out: Output, output_file) -> int | None:
+    from ..audit.prune import archive_event, archive_text
+    from ..recording import HomeRecorder
+
+    if output_file is None or output_file == "-":
+        raise UsageError("audit archive needs -o FILE: the archive is recorded in the log, so it must be a file",
+                         hint="agentctl audit archive -o audit-archive.jsonl")
+    ctx = make_context(state, out)
+    if not ctx.home.config.audit:
+        raise UsageError("auditing is off in config.toml (audit = false): there is nothing to archive")
+    target = Target.of(output_file)
+    rec = HomeRecorder(ctx)
+    try:
+        log = rec._open()
+        rec.checkpoint()  # the archive's events are those a checkpoint covers: cover all of them now
+        text, header = archive_text(log)
+        target.write(text)
+        try:
+            log.append([archive_event(header, text, log.meta("host_key"))], ctx.clock)
+        except BaseException:
+            target.undo()  # an archive not recorded may not be pruned after: leave none behind
+            raise
+    finally:
+        rec.close()
+    first, last = header["first"], header["last"]
+    doc = {"ok": True, "file": str(target), "origin": header["origin"], "first": first, "last": last, "events": last - first + 1}
+    out.result(doc, f"archived events {first}..{last} of {header['origin']} to {target}, under the checkpoint of {last} events; "
+                    "keep it elsewhere (agentctl audit verify --archive FILE checks it)")
+
+
+@command
+def do_audit_prune(state: State, out: Output, before, to) -> int | None:
+    from .. import crypto
+    from ..audit.codec import parse_time_us
+    from ..audit.note import verifier_key
+    from ..audit.pg import describe, resolve_url
+    from ..audit.prune import archived_through, central_through, prune
+    from ..clock import rfc3339
+    from ..recording import HomeRecorder, audit_signer
+
+    if before is None:
+        raise UsageError("audit prune needs --before WHEN (a time, or a duration ago such as 90d)")
+    ctx = make_context(state, out)
+    t = _when("--before", before, ctx.now())
+    assert t is not None
+    if not ctx.home.config.audit:
+        raise UsageError("auditing is off in config.toml (audit = false): there is nothing to prune")
+    url = resolve_url(to, "--to", ctx.env) if to is not None or ctx.env.get("AGENTCTL_AUDIT_URL") or ctx.env.get("PGSERVICE") else None
+    rec = HomeRecorder(ctx)
+    try:
+        log = rec._open()
+        held, basis = archived_through(log), "archive"
+        if url is not None:
+            name, seed = audit_signer(ctx, log)
+            public = crypto.public_key(seed)
+            central = central_through(url, log, name, public, verifier_key(name, public))
+            if central > held:
+                held, basis = central, f"central store {describe(url, ctx.env)}"
+        first, last = prune(log, parse_time_us(rfc3339(t, micro=True)) or 0, held, basis, ctx.clock, log.meta("host_key"))
+    finally:
+        rec.close()
+    doc = {"ok": True, "pruned": last - first + 1 if last else 0, "first": first or None, "last": last or None, "held_by": basis if last else None}
+    if not last:
+        out.result(doc, "nothing to prune: no kept event is older than that")
+        return
+    out.result(doc, f"pruned events {first}..{last}: their bodies dropped (the {basis} holds them), their leaf hashes kept; "
+                    "proofs and checkpoints still verify")
+
+
+@command
+def do_audit_verify_archive(state: State, out: Output, archive: str, checkpoint, other) -> int | None:
+    from ..audit.prune import check_archive
+    from ..recording import host_keys
+
+    if checkpoint is not None or other is not None:
+        raise UsageError("--archive checks an archive against this home's log: give it without --checkpoint, --from or --state")
+    text = _read_archive(archive)
+    ctx, log = _open(state, out)
+    if log is None:
+        raise UsageError("there is no audit log in this home to check the archive against")
+    try:
+        doc = check_archive(text, host_keys(ctx, log), log)
+    finally:
+        log.close()
+    out.result(doc, f"archive intact: events {doc['first']}..{doc['last']} of {doc['origin']}, under a checkpoint of "
+                    f"{doc['checkpoint_size']} events this log still matches")
+
+
+def _read_archive(path: str) -> str:
+    """An archive file, whole (it may be larger than the documents read_file allows)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise UsageError(f"cannot read archive {path}: no such file") from None
+    except OSError as e:
+        raise UsageError(f"cannot read archive {path}: {e.strerror or e}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"cannot read archive {path}: not UTF-8 text ({e.reason} at byte {e.start})") from None

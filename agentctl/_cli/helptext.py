@@ -156,7 +156,7 @@ HELP: dict[tuple[str, ...], tuple[str, tuple[str, ...], tuple[str, ...]]] = {
         "agentctl sync",
         "agentctl --json sync",
     ), ()),
-    ("audit",): ("The audit log: query, verify, prove, export, ship.", (
+    ("audit",): ("The audit log: query, verify, prove, export, ship, archive, prune.", (
         "agentctl audit --agent agent:code-reviewer:prod --since 1h",
         "agentctl audit --outcome deny --limit 20",
         "agentctl audit --from service=audit --agent agent:deployer --limit 20",
@@ -164,6 +164,7 @@ HELP: dict[tuple[str, ...], tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     ("audit", "verify"): ("Check the whole log (or the central store) for tampering.", (
         "agentctl audit verify --checkpoint checkpoint.txt",
         "agentctl audit verify --from service=audit --state ~/.local/state/agentctl-audit",
+        "agentctl audit verify --archive audit-2026-q1.jsonl",
     ), STORE),
     ("audit", "ship"): ("Ship the log to the central store (PostgreSQL).", (
         "agentctl audit ship --init postgresql://audit_owner@db.internal/audit",
@@ -190,6 +191,14 @@ HELP: dict[tuple[str, ...], tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     ("audit", "consistency"): ("A consistency proof between two checkpoints.", (
         "agentctl audit consistency old-checkpoint.txt new-checkpoint.txt",
     ), ()),
+    ("audit", "archive"): ("Write the log's events to an archive that verifies offline.", (
+        "agentctl audit archive -o audit-2026-q1.jsonl",
+        "agentctl --json audit archive -o /mnt/cold/audit-web1.jsonl",
+    ), KEYSTORE),
+    ("audit", "prune"): ("Drop old event bodies an archive or the central store holds.", (
+        "agentctl audit prune --before 90d",
+        "agentctl audit prune --before 2026-01-01T00:00:00Z --to service=audit",
+    ), (*KEYSTORE, *STORE)),
     ("role",): ("Give principals roles, or take them away.", (
         "agentctl role add user:alice engineer",
         "agentctl role remove agent:code-reviewer:prod deployer",

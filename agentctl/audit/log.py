@@ -1,9 +1,11 @@
 """The audit log: an append-only, tamper-evident record of every decision, in SQLite.
 
-Each event is stored as its RFC 8785 canonical JSON (the ``leaf``); the queryable columns are
-generated from it by SQLite, so there is one copy of the truth. Every leaf is a leaf of an RFC 6962
-Merkle tree; the perfect subtrees an append completes are stored (``nodes``) so proofs are O(log n)
-lookups. Checkpoints are C2SP signed notes over (origin, size, root), signed by the host's audit key.
+Each event is stored once, as its RFC 8785 canonical JSON (the ``leaf``) deflated
+(:mod:`agentctl.audit.codec`); the queryable fields are indexed by expressions over it, so there is one
+copy of the truth. Every leaf is a leaf of an RFC 6962 Merkle tree; the perfect subtrees an append
+completes at every fourth level are stored (``nodes``), so proofs are O(log n) lookups
+(:mod:`agentctl.audit.store`). ``audit prune`` may drop old bodies, keeping their leaf hashes
+(:mod:`agentctl.audit.prune`). Checkpoints are C2SP signed notes over (origin, size, root), signed by the host's audit key.
 Triggers refuse UPDATE and DELETE. Appends are serialized across processes with ``flock`` around a
 ``BEGIN IMMEDIATE`` transaction (SQLite's own busy waiting alone starves writers).
 
@@ -29,9 +31,9 @@ from typing import Iterator
 from .. import __version__
 from ..clock import rfc3339
 from ..encoding import canonical_json
-from ..errors import DeniedError, OperationalError, StoreError, UsageError
+from ..errors import DeniedError, OperationalError, UsageError
 from ..events import Event
-from . import proof, tree
+from . import codec, proof, store, tree
 from . import schema as _schema
 from .schema import SCHEMA_VERSION, apply_migrations
 
@@ -100,8 +102,9 @@ class AuditLog:
             from urllib.parse import quote
 
             conn = sqlite3.connect(f"file:{quote(str(path.absolute()))}?mode=rw", uri=True, timeout=30,
-                                   isolation_level=None, check_same_thread=False)
+                                   isolation_level=None, check_same_thread=False, factory=codec.Connection)
             conn.execute("PRAGMA busy_timeout = 30000")
+            codec.register(conn)
             try:
                 tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             except sqlite3.DatabaseError as e:
@@ -113,6 +116,9 @@ class AuditLog:
                                     "is a SQLite database without tables, not an agentctl audit log")
             log = cls(path, conn)
             log._check_version()
+            done = log.versions()
+            if done and done == tuple(range(1, len(done) + 1)) and len(done) < SCHEMA_VERSION:
+                log._migrate()  # an older log is upgraded in place, once (under the append lock)
             if writable:
                 if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                     conn.execute("PRAGMA journal_mode = WAL")
@@ -192,7 +198,7 @@ class AuditLog:
 
     def _frontier(self) -> tree.CompactRange:
         raw = self.meta("frontier")
-        size = self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+        size = self.size
         if raw is not None:
             try:
                 cr = tree.CompactRange.from_bytes(bytes.fromhex(raw))
@@ -218,6 +224,8 @@ class AuditLog:
         """Insert events inside the caller's locked transaction."""
         cr = self._frontier()
         host = host_name()
+        packer = codec.of(self.conn)
+        packer.load()  # the newest dictionary, also when another process trained it
         seqs = []
         for ev in events:
             seq = cr.size + 1
@@ -232,9 +240,12 @@ class AuditLog:
             except ValueError as e:  # EncodingError: a value JSON cannot carry (a lone surrogate, NaN)
                 raise OperationalError(f"audit append failed: event {ev.event!r} cannot be encoded: {e}") from None
             created = cr.append(tree.leaf_hash(leaf))
-            self.conn.execute("INSERT INTO events (seq, leaf, leaf_hash) VALUES (?, ?, ?)", (seq, leaf.decode("utf-8"), created[0][2]))
-            if len(created) > 1:
-                self.conn.executemany("INSERT INTO nodes VALUES (?, ?, ?)", created[1:])
+            body = packer.pack(leaf)
+            packer.remember(body, doc)
+            self.conn.execute("INSERT INTO entries (seq, body, tag) VALUES (?, ?, ?)", (seq, body, created[0][2][:4]))
+            packer.maybe_train(seq)  # a dictionary of this log's own events, for the next ones
+            if len(created) > 4:  # every fourth level is stored (schema.STORED_LEVEL_STEP)
+                self.conn.executemany("INSERT INTO nodes VALUES (?, ?, ?)", created[4::4])
             seqs.append(seq)
         self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('frontier', ?)", (cr.to_bytes().hex(),))
         return seqs
@@ -242,55 +253,23 @@ class AuditLog:
     # --- reading ----------------------------------------------------------------------------------
     @property
     def size(self) -> int:
-        return self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+        return store.size(self.conn)
 
     def _get_node(self, level: int, index: int) -> bytes:
-        if level == 0:
-            row = self.conn.execute("SELECT leaf_hash FROM events WHERE seq = ?", (index + 1,)).fetchone()
-        else:
-            row = self.conn.execute("SELECT hash FROM nodes WHERE level = ? AND idx = ?", (level, index)).fetchone()
-        if row is None:
-            raise StoreError(f"the audit log {self.path} lacks the tree node at level {level}, index {index}")
-        return bytes(row[0])
+        return store.get_node(self.conn, level, index, str(self.path))
 
     def query(self, *, agent=None, action=None, outcome=None, since=None, until=None, limit=None) -> list[dict]:
-        """Events matching every filter given, newest first (by time, then seq).
-
-        One index does the work: the first of principal, action, outcome that is given (each is indexed
-        together with time), else time; the other filters are kept off their own indexes (unary ``+``)
-        so SQLite, which has no statistics here, cannot pick a worse one."""
-        where, args = [], []
-        driver = "principal" if agent is not None else "action" if action is not None else "outcome" if outcome is not None else None
-        for column, value in (("principal", agent), ("action", action), ("outcome", outcome)):
-            if value is not None:
-                where.append(f"{'' if column == driver else '+'}{column} = ?")
-                args.append(value)
-        if since is not None:
-            where.append("time >= ?")
-            args.append(rfc3339(since, micro=True))
-        if until is not None:
-            where.append("time <= ?")
-            args.append(rfc3339(until, micro=True))
-        sql = "SELECT leaf FROM events" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY time DESC, seq DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(min(limit, 2**63 - 1))  # SQLite integers are 64-bit; any larger limit means all
-        return [json.loads(r[0]) for r in self.conn.execute(sql, args)]
+        """Events matching every filter given, newest first (by time, then seq): see :func:`store.query`."""
+        return [json.loads(leaf) for leaf in store.query(self.conn, agent=agent, action=action, outcome=outcome,
+                                                         since=since, until=until, limit=limit)]
 
     def export(self, since=None) -> Iterator[str]:
-        """Every leaf (canonical JSON) in log order; with ``since``, those at or after it by time."""
-        if since is None:
-            rows = self.conn.execute("SELECT leaf FROM events ORDER BY seq")
-        else:
-            rows = self.conn.execute("SELECT leaf FROM events WHERE time >= ? ORDER BY time, seq", (rfc3339(since, micro=True),))
-        for (leaf,) in rows:
-            yield leaf
+        """Every kept leaf (canonical JSON) in log order; with ``since``, those at or after it by time."""
+        return store.export(self.conn, since)
 
     def event(self, seq: int) -> tuple[str, bytes] | None:
-        if not 0 < seq < 2**63:  # no such sequence number (and SQLite integers are 64-bit)
-            return None
-        row = self.conn.execute("SELECT leaf, leaf_hash FROM events WHERE seq = ?", (seq,)).fetchone()
-        return (row[0], bytes(row[1])) if row else None
+        """(leaf, leaf hash) of a kept event; None when there is none (or it was pruned)."""
+        return store.leaf(self.conn, seq)
 
     def leaves(self, after: int, upto: int) -> list[tuple[int, str, bytes]]:
         """The events ``after < seq <= upto`` in log order, as (seq, leaf, leaf hash)."""
@@ -358,9 +337,7 @@ class AuditLog:
     def prove(self, seq: int, checkpoint: str | None = None) -> dict:
         """An inclusion proof of event ``seq`` in a checkpoint: the text of one (of this log, which
         must still match it), or else the latest stored one."""
-        row = self.event(seq)
-        if row is None:
-            raise UsageError(f"no audit event {seq} (the log has {self.size})")
+        row = store.require_leaf(self.conn, seq)
         if checkpoint is not None:
             size, root, note = self._matching(checkpoint, "checkpoint")
             if size < seq:

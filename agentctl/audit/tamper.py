@@ -11,10 +11,11 @@ import hashlib
 import json
 import operator
 import sqlite3
+import zlib
 from dataclasses import dataclass
 
 from ..errors import OperationalError
-from . import tree
+from . import codec, store, tree
 from .log import AuditLog
 from .note import NoteError, parse_checkpoint, parse_kept_checkpoint, verify_note
 from .schema import TABLES, TRIGGERS, schema_problems
@@ -39,6 +40,7 @@ class VerifyReport:
     first_bad_seq: int | None = None
     external: dict | None = None
     last_bad_seq: int | None = None
+    pruned: int = 0  # events 1..pruned were pruned: their leaf hashes were checked, their bodies are elsewhere
 
     def __post_init__(self) -> None:
         if self.last_bad_seq is None:
@@ -46,7 +48,8 @@ class VerifyReport:
 
     def doc(self) -> dict:
         return {"ok": self.ok, "size": self.size, "checkpoints_checked": self.checkpoints, "problem": self.problem,
-                "first_bad_seq": self.first_bad_seq, "last_bad_seq": self.last_bad_seq, "external_checkpoint": self.external}
+                "first_bad_seq": self.first_bad_seq, "last_bad_seq": self.last_bad_seq, "external_checkpoint": self.external,
+                "pruned_through": self.pruned}
 
 
 class _Tampered(Exception):
@@ -77,15 +80,15 @@ def verify(log: AuditLog, host_keys: dict[str, list[bytes]], external: str | Non
     Returns a report; raises :class:`UsageError` when ``external`` is not a checkpoint at all and
     :class:`OperationalError` when SQLite cannot read the database."""
     ext = parse_kept_checkpoint(external) if external is not None else None
-    state = {"size": 0, "checked": 0}
+    state = {"size": 0, "checked": 0, "pruned": 0}
     try:
         _verify(log, host_keys, ext, state)
     except _Tampered as t:
         return VerifyReport(False, state["size"], state["checked"], t.problem, t.first,
-                            _ext_doc(ext), t.last)
+                            _ext_doc(ext), t.last, state["pruned"])
     except sqlite3.DatabaseError as e:
         raise OperationalError(f"cannot read the audit log {log.path}: {e}") from None
-    return VerifyReport(True, state["size"], state["checked"], external=_ext_doc(ext))
+    return VerifyReport(True, state["size"], state["checked"], external=_ext_doc(ext), pruned=state["pruned"])
 
 def _verify(log, host_keys, ext, state: dict) -> None:
     names = {r[0]: r[1] for r in log.conn.execute("SELECT name, type FROM sqlite_master WHERE type IN ('table', 'trigger')")}
@@ -93,8 +96,9 @@ def _verify(log, host_keys, ext, state: dict) -> None:
     if missing:
         raise _Tampered(f"the audit log's {', '.join(missing)} table{'s were' if len(missing) > 1 else ' was'} removed")
 
-    size = _verify_tree(log)
+    size = _verify_tree(log, state)
     state["size"] = size
+    _verify_pruned(log, state["pruned"])
     _verify_frontier(log, size)
     _verify_no_extra_nodes(log, size)
 
@@ -125,8 +129,8 @@ def _verify(log, host_keys, ext, state: dict) -> None:
         state["checked"] += 1
 
     sizes = {s for s, _, _ in stored}
-    for seq, leaf in log.conn.execute("SELECT seq, leaf FROM events WHERE event = 'checkpoint' ORDER BY seq"):
-        doc = json.loads(leaf)
+    for seq, body in log.conn.execute(f"SELECT seq, body FROM entries WHERE {_MARKS} AND audit_field(body, 'event') = 'checkpoint' ORDER BY seq"):
+        doc = json.loads(codec.of(log.conn).unpack(body))
         if doc.get("event") != "checkpoint":
             continue
         recorded = (doc.get("metadata") or {}).get("size")
@@ -162,46 +166,77 @@ def _verify(log, host_keys, ext, state: dict) -> None:
                         "queries of the log cannot be trusted")
 
 
-def _verify_tree(log) -> int:
-    """Read every event in order, in chunks: no gap, each leaf hash, and every stored node equal to
-    the one recomputed from the leaves. Returns the number of events."""
-    sha = hashlib.sha256
-    chunk = 1 << _CHUNK_LEVEL
-    cur = log.conn.execute("SELECT seq, CAST(leaf AS BLOB), leaf_hash FROM events ORDER BY seq")
+_MARKS = "audit_field(body, 'event') IN ('checkpoint', 'audit_archive', 'audit_prune')"  # the partial index entries_marks
+
+
+def _chunks(log, chunk: int, state: dict):
+    """The log's leaf hashes in aligned chunks of ``chunk``, with the kept events' (seq, leaf): the
+    pruned prefix's kept hashes first, then every kept event's body inflated and hashed. Gaps and
+    repeats raise :class:`_Tampered`."""
+    sha, dobj, wbits = hashlib.sha256, zlib.decompressobj, codec.WBITS
+    zds = codec.of(log.conn).load()  # every dictionary the log's bodies name (by their first byte)
+    pruned = log.conn.execute("SELECT seq, leaf_hash FROM pruned ORDER BY seq")
+    kept = log.conn.execute("SELECT seq, body FROM entries ORDER BY seq")
     expected = 1
-    tops: list[bytes] = []  # roots of the full chunks, level _CHUNK_LEVEL
     while True:
-        rows = cur.fetchmany(chunk)
-        if not rows:
-            break
-        if rows[0][0] != expected or rows[-1][0] != expected + len(rows) - 1:
-            _find_gap(rows, expected)
-        hashes = [sha(b"\x00" + leaf).digest() for _, leaf, _ in rows]
-        if hashes != list(map(_third, rows)):
-            i = next(i for i, (h, r) in enumerate(zip(hashes, rows)) if h != r[2])
-            raise _Tampered(f"event {rows[i][0]} was edited: its content does not match its leaf hash", rows[i][0])
+        hashes: list[bytes] = []
+        if pruned is not None:
+            prows = pruned.fetchmany(chunk)
+            if prows:
+                if prows[0][0] != expected or prows[-1][0] != expected + len(prows) - 1:
+                    _find_gap(prows, expected)
+                hashes = [bytes(h) for _, h in prows]
+                expected += len(prows)
+                state["pruned"] = expected - 1
+            if len(prows) < chunk:
+                pruned = None
+        if len(hashes) < chunk and pruned is None:
+            krows = kept.fetchmany(chunk - len(hashes))
+            if krows:
+                if krows[0][0] != expected or krows[-1][0] != expected + len(krows) - 1:
+                    _find_gap(krows, expected)
+                try:  # the tightest loop: inflate and hash (tags and seqs are read only to name a mismatch)
+                    hashes += [sha(b"\x00" + dobj(wbits, zds[b[0]]).decompress(b[1:])).digest() for _, b in krows]
+                except (zlib.error, KeyError, IndexError):
+                    _find_damaged(log, krows)
+                expected += len(krows)
+        if not hashes:
+            return
+        yield hashes
+
+
+def _verify_tree(log, state: dict) -> int:
+    """Read every event in order, in chunks: no gap, and every stored node equal to the one
+    recomputed from the leaves (pruned events by their kept leaf hashes). Returns the number of events."""
+    chunk = 1 << _CHUNK_LEVEL
+    base = 0
+    tops: list[bytes] = []  # roots of the full chunks, level _CHUNK_LEVEL
+    for hashes in _chunks(log, chunk, state):
         try:
-            top = _verify_levels(log, hashes, expected - 1, 0)
+            top = _verify_levels(log, hashes, base, 0)
         except _Tampered:
-            _find_moved(rows)  # rows moved with their leaf hashes: name them exactly
+            _name_edited(log, base + 1, base + len(hashes))  # name the event exactly where the rows can
             raise
-        if len(rows) == chunk:
+        if len(hashes) == chunk:
             assert top is not None  # a full chunk is one perfect subtree
             tops.append(top)
-        expected += len(rows)
-    size = expected - 1
+        base += len(hashes)
     if tops:
         _verify_levels(log, tops, 0, _CHUNK_LEVEL)
-    return size
+    return base
+
 
 def _verify_levels(log, hashes: list[bytes], base: int, level0: int) -> bytes | None:
     """Hash ``hashes`` (the nodes at ``level0`` from index ``base``) up level by level, comparing
-    every perfect subtree with the stored one. Returns the top hash when they form one subtree."""
+    every stored perfect subtree (every fourth level) with the recomputed one. Returns the top hash
+    when they form one subtree."""
     sha = hashlib.sha256
     level, cur = level0, hashes
     while len(cur) > 1:
         cur = [sha(b"\x01" + a + b).digest() for a, b in zip(cur[0::2], cur[1::2])]
         level += 1
+        if not store.stored(level):
+            continue
         start = base >> (level - level0)
         stored = list(map(_first, log.conn.execute(
             "SELECT hash FROM nodes WHERE level = ? AND idx >= ? AND idx < ? ORDER BY idx", (level, start, start + len(cur)))))
@@ -212,14 +247,53 @@ def _verify_levels(log, hashes: list[bytes], base: int, level0: int) -> bytes | 
             first, last = (idx << level) + 1, (idx + 1) << level
             if idx not in have:
                 raise _Tampered(f"the tree node over events {first}..{last} (level {level}, index {idx}) is missing", first, last)
-            raise _Tampered(f"the tree stored over events {first}..{last} does not match them (level {level}, index {idx}): "
-                            "one of them was replaced along with its leaf hash, or the tree was altered", first, last)
+            raise _Tampered(f"events {first}..{last} do not match the tree stored over them (level {level}, index {idx}): "
+                            "one of them was edited or replaced (or a pruned one's kept leaf hash), or the tree was altered", first, last)
     return cur[0] if len(cur) == 1 else None
+
+
+def _verify_pruned(log, through: int) -> None:
+    """Bodies are dropped only by ``audit prune``, which records what it dropped in an event."""
+    if not through:
+        return
+    row = log.conn.execute(f"SELECT seq, body FROM entries WHERE {_MARKS} AND audit_field(body, 'event') = 'audit_prune' "
+                           "ORDER BY seq DESC LIMIT 1").fetchone()
+    recorded = (json.loads(codec.of(log.conn).unpack(row[1])).get("metadata") or {}).get("last") if row else None
+    if recorded != through:
+        raise _Tampered(f"{_span(1, through, 'was')} dropped, but no audit prune recorded dropping them"
+                        + (f" (the last prune recorded dropping events through {recorded})" if recorded is not None else "")
+                        + ": events were deleted outside agentctl", 1, through)
+
+
+def _name_edited(log, first: int, last: int) -> None:
+    """Under a subtree that does not match: raise at the first kept event whose tag is not its leaf
+    hash's (edited), or whose leaf is another event's record (moved with its tag)."""
+    sha, unpack = hashlib.sha256, codec.of(log.conn).unpack
+    rows = []
+    for seq, body, tag in log.conn.execute("SELECT seq, body, tag FROM entries WHERE seq >= ? AND seq <= ? ORDER BY seq", (first, last)):
+        try:
+            leaf = unpack(body)
+        except ValueError:
+            raise _Tampered(f"event {seq} is damaged: its stored body cannot be read", seq) from None
+        if sha(b"\x00" + leaf).digest()[:4] != bytes(tag):
+            raise _Tampered(f"event {seq} was edited: its content does not match its leaf hash", seq)
+        rows.append((seq, leaf, None))
+    _find_moved(rows)
+
+
+def _find_damaged(log, rows: list) -> None:
+    for seq, body in rows:
+        try:
+            codec.of(log.conn).unpack(body)
+        except ValueError:
+            raise _Tampered(f"event {seq} is damaged: its stored body cannot be read", seq) from None
+    raise _Tampered("an event's stored body cannot be read")
+
 
 def _verify_no_extra_nodes(log, size: int) -> None:
     """A node past the end of the log means the log once held more events."""
-    for op in ("<", ">"):
-        row = log.conn.execute(f"SELECT level, idx FROM nodes WHERE level {op} ? LIMIT 1", (1 if op == "<" else 63,)).fetchone()
+    for cond in ("level < 1", "level > 63", "level % 4 != 0"):
+        row = log.conn.execute(f"SELECT level, idx FROM nodes WHERE {cond} LIMIT 1").fetchone()
         if row is not None:
             raise _Tampered(f"the tree holds a node at level {row[0]}, which no log has: the tree was altered")
     implied = size
@@ -247,7 +321,18 @@ def _verify_frontier(log, size: int) -> None:
     if cr.size < size:
         raise _Tampered(f"{_span(cr.size + 1, size, 'was')} added outside agentctl: the tree frontier ends at event {cr.size}",
                         cr.size + 1, size)
-    if cr != tree.CompactRange.from_nodes(size, log._get_node):
+    mine = tree.CompactRange.from_nodes(size, log._get_node)
+    if cr != mine:  # name the subtree at fault: below the stored levels only the frontier pins the newest events
+        first, k = 1, 0
+        for level in reversed(range(size.bit_length())):
+            if size >> level & 1:
+                last = first + (1 << level) - 1
+                if cr.hashes[k] != mine.hashes[k]:
+                    _name_edited(log, first, last)
+                    raise _Tampered(f"{_span(first, last, 'does')} not match the tree frontier: "
+                                    f"{'it was' if first == last else 'one of them was'} edited along with its leaf hash, "
+                                    "or the frontier was altered", first, last)
+                first, k = last + 1, k + 1
         raise _Tampered("the tree frontier does not match the tree: it was altered")
 
 def _verify_note(log, note: str, host_keys: dict[str, list[bytes]]) -> str:
@@ -265,12 +350,12 @@ def _ext_doc(ext) -> dict | None:
     return {"size": ext[0], "origin": ext[2]} if ext is not None else None
 
 
-_first, _third = operator.itemgetter(0), operator.itemgetter(2)
+_first = operator.itemgetter(0)
 
 
 def _find_gap(rows: list, expected: int) -> None:
-    for i, (seq, _, _) in enumerate(rows):
-        gap = expected + i
+    for i, row in enumerate(rows):
+        seq, gap = row[0], expected + i
         if seq == gap:
             continue
         if seq < gap:  # only when seq is no longer the table's INTEGER PRIMARY KEY

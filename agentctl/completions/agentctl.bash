@@ -9,7 +9,7 @@ __agentctl_commands() {
         '') echo 'keygen list show pubkey import rotate revoke delegate inspect sign verify demo completion sync role revocations audit policy trust mcp approval' ;;
         'role') echo 'add remove' ;;
         'revocations') echo 'export import' ;;
-        'audit') echo 'verify ship enroll checkpoint prove consistency key export' ;;
+        'audit') echo 'verify ship enroll checkpoint prove consistency key export archive prune' ;;
         'policy') echo 'input eval check schema' ;;
         'trust') echo 'export import' ;;
         'mcp') echo 'guard sign' ;;
@@ -42,7 +42,7 @@ __agentctl_options() {
         'revocations export') echo '--sign-as -o --output --json -h --help' ;;
         'revocations import') echo '--json -h --help' ;;
         'audit') echo '--agent --action --outcome --since --until --limit --from --host --json -h --help' ;;
-        'audit verify') echo '--checkpoint --from --state --json -h --help' ;;
+        'audit verify') echo '--checkpoint --from --state --archive --json -h --help' ;;
         'audit ship') echo '--to --init --json -h --help' ;;
         'audit enroll') echo '--to --db-role --no-password --json -h --help' ;;
         'audit checkpoint') echo '-o --output --json -h --help' ;;
@@ -50,6 +50,8 @@ __agentctl_options() {
         'audit consistency') echo '--json -h --help' ;;
         'audit key') echo '--json -h --help' ;;
         'audit export') echo '--since --json -h --help' ;;
+        'audit archive') echo '-o --output --json -h --help' ;;
+        'audit prune') echo '--before --to --json -h --help' ;;
         'policy') echo '-h --help' ;;
         'policy input') echo '--action --resource --context --audience --at --json -h --help' ;;
         'policy eval') echo '--input --query --json -h --help' ;;
@@ -125,6 +127,7 @@ __agentctl_option_value() {
         'audit verify --checkpoint') echo 'file' ;;
         'audit verify --from') echo 'text' ;;
         'audit verify --state') echo 'dir' ;;
+        'audit verify --archive') echo 'file' ;;
         'audit ship --to') echo 'text' ;;
         'audit ship --init') echo 'text' ;;
         'audit enroll --to') echo 'text' ;;
@@ -132,6 +135,9 @@ __agentctl_option_value() {
         'audit checkpoint -o'|'audit checkpoint --output') echo 'file' ;;
         'audit prove --checkpoint') echo 'file' ;;
         'audit export --since') echo 'text' ;;
+        'audit archive -o'|'audit archive --output') echo 'file' ;;
+        'audit prune --before') echo 'text' ;;
+        'audit prune --to') echo 'text' ;;
         'policy input --action') echo 'text' ;;
         'policy input --resource') echo 'text' ;;
         'policy input --context') echo 'file' ;;

@@ -34,7 +34,7 @@ __agentctl_commands() {
     'sync:Fetch every trust and revocation source.'
     'role:Give principals roles, or take them away.'
     'revocations:Signed revocation lists for other machines.'
-    'audit:The audit log: query, verify, prove, export, ship.'
+    'audit:The audit log: query, verify, prove, export, ship, archive, prune.'
     'policy:Rego and Cedar policies: input, evaluate, check, schema.'
     'trust:Signed trust bundles for other machines.'
     'mcp:Verify and sign MCP tool calls (stdio proxies).'
@@ -362,6 +362,8 @@ __agentctl_audit_commands() {
     'consistency:A consistency proof between two checkpoints.'
     'key:Print the host'\''s audit key (C2SP note verifier key).'
     'export:Events as JSON Lines, for a SIEM.'
+    'archive:Write the log'\''s events to an archive that verifies offline.'
+    'prune:Drop old event bodies an archive or the central store holds.'
   )
   _describe -t commands 'agentctl command' commands
 }
@@ -394,6 +396,8 @@ _agentctl_audit() {
       (consistency) _agentctl_audit_consistency && ret=0 ;;
       (key) _agentctl_audit_key && ret=0 ;;
       (export) _agentctl_audit_export && ret=0 ;;
+      (archive) _agentctl_audit_archive && ret=0 ;;
+      (prune) _agentctl_audit_prune && ret=0 ;;
     esac
   fi
   return ret
@@ -405,6 +409,7 @@ _agentctl_audit_verify() {
     '--checkpoint=[Also prove the log extends this older checkpoint.]:FILE:_files' \
     '--from=[Verify every log in the central store (PostgreSQL) instead.]:URL: ' \
     '--state=[With --from\: keep the newest checkpoint seen per log here, and compare.]:DIR:_files -/' \
+    '--archive=[Check an archive (audit archive -o) against this log instead.]:FILE:_files' \
     '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
     '(- *)-h[Show this message and exit.]' \
     '(- *)--help[Show this message and exit.]'
@@ -475,6 +480,26 @@ _agentctl_audit_export() {
   _arguments -S \
     '--since=[Since a time (RFC 3339) or a duration ago.]:WHEN: ' \
     '--json[One JSON document with every event instead of JSON Lines.]' \
+    '(- *)-h[Show this message and exit.]' \
+    '(- *)--help[Show this message and exit.]'
+}
+
+# agentctl audit archive
+_agentctl_audit_archive() {
+  _arguments -S \
+    '(-o --output)-o+[Write the archive here (required).]:FILE:_files' \
+    '(-o --output)--output=[Write the archive here (required).]:FILE:_files' \
+    '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
+    '(- *)-h[Show this message and exit.]' \
+    '(- *)--help[Show this message and exit.]'
+}
+
+# agentctl audit prune
+_agentctl_audit_prune() {
+  _arguments -S \
+    '--before=[Drop the bodies of events before a time (RFC 3339) or a duration ago (90d).]:WHEN: ' \
+    '--to=[Also count what this central store holds (default\: $AGENTCTL_AUDIT_URL, else $PGSERVICE, if set).]:URL: ' \
+    '--json[Print exactly one JSON document on stdout; everything else goes to stderr.]' \
     '(- *)-h[Show this message and exit.]' \
     '(- *)--help[Show this message and exit.]'
 }
