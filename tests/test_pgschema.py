@@ -80,14 +80,19 @@ def test_a_store_made_by_migration_1_upgrades_with_its_rows(fleet, monkeypatch):
 def test_ship_refuses_a_leaf_edited_under_its_hash_and_writes_nothing(fleet):
     a, url_a = fleet.home("a", events=3)
     assert fleet.run(a, "keygen", "agent:late").code == 0
+    from agentctl.audit import codec
+
     conn = sqlite3.connect(a / "audit.db")
+    codec.register(conn)
     seq = conn.execute("SELECT max(seq) FROM events").fetchone()[0]
-    conn.execute("DROP TRIGGER IF EXISTS events_no_update")
-    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'events'").fetchall():
-        conn.execute(f'DROP TRIGGER "{name}"')
-    conn.execute("UPDATE events SET leaf = replace(leaf, 'agent:late', 'agent:lie') WHERE seq = ?", (seq,))
+    for op in ("update", "delete"):
+        conn.execute(f"DROP TRIGGER entries_no_{op}")
+    leaf = conn.execute("SELECT leaf FROM events WHERE seq = ?", (seq,)).fetchone()[0].replace("agent:late", "agent:lie")
+    tag = conn.execute("SELECT tag FROM entries WHERE seq = ?", (seq,)).fetchone()[0]
+    conn.execute("UPDATE entries SET body = ?, tag = ? WHERE seq = ?", (codec.pack(leaf.encode()), tag, seq))
     conn.commit()
     conn.close()
     r = fleet.run(a, "--json", "audit", "ship", "--to", url_a)
-    assert r.code == 1 and f"event {seq}" in r.json()["message"] and "does not match its hash" in r.json()["message"]
+    # the leaf's hash is the body's own now, so the edit shows as a tree that no longer matches its checkpoint
+    assert r.code == 1 and "does not match this home's log" in r.json()["message"]
     assert fleet.sql("SELECT count(*) FROM agentctl_audit.events")[0][0] == 0
