@@ -155,14 +155,18 @@ class SourceStates:
         self.home.ensure()
         atomic_write(self.path, tomli_w.dumps(doc).encode("utf-8"))
 
+    def copy_path(self, url: str) -> Path:
+        """The file of ``url``'s last good copy (it may not exist)."""
+        return self.home.path / "sources" / (hashlib.sha256(url.encode("utf-8")).hexdigest()[:32] + ".jwt")
+
     def keep_copy(self, url: str, token: str) -> str:
         """Write the last good copy of ``url``'s token; returns its file name under ``sources/``."""
         from .home import atomic_write
 
-        name = hashlib.sha256(url.encode("utf-8")).hexdigest()[:32] + ".jwt"
+        path = self.copy_path(url)
         self.home.ensure("sources")
-        atomic_write(self.home.path / "sources" / name, token.encode("ascii") + b"\n")
-        return name
+        atomic_write(path, token.encode("ascii") + b"\n")
+        return path.name
 
 
 _RESTORE = "restore it from a backup, or remove it: the next sync fetches every source again"

@@ -190,7 +190,7 @@ def _tampered(out: Output, report) -> int:
 
 
 @command
-def do_audit_archive(state: State, out: Output, output_file) -> int | None:
+def do_audit_archive(state: State, out: Output, output_file) -> None:
     from ..audit.prune import archive_event, archive_text
     from ..recording import HomeRecorder
 
@@ -221,7 +221,7 @@ def do_audit_archive(state: State, out: Output, output_file) -> int | None:
 
 
 @command
-def do_audit_prune(state: State, out: Output, before, to) -> int | None:
+def do_audit_prune(state: State, out: Output, before, to) -> None:
     from .. import crypto
     from ..audit.codec import parse_time_us
     from ..audit.note import verifier_key
@@ -260,7 +260,7 @@ def do_audit_prune(state: State, out: Output, before, to) -> int | None:
 
 
 @command
-def do_audit_verify_archive(state: State, out: Output, archive: str, checkpoint, other) -> int | None:
+def do_audit_verify_archive(state: State, out: Output, archive: str, checkpoint, other) -> None:
     from ..audit.prune import check_archive
     from ..recording import host_keys
 
