@@ -15,6 +15,8 @@ from . import crypto, jws
 from .encoding import EncodingError, b64u_decode, jwk, public_from_jwk, thumbprint
 from .errors import UsageError, VerificationError
 from .names import is_name
+from .presentation import check_reference, digest
+from .scopes import parse_scopes
 from .values import check_int
 
 __all__ = ["MAX_CHAIN", "Hop", "Chain", "parse_chain", "hop_from", "parse_scope_claim", "act_chain", "grant_claims"]
@@ -29,7 +31,10 @@ def _bad(detail: str) -> VerificationError:
 
 
 def int_claim(claims: dict, name: str) -> int:
-    return check_int(claims.get(name), f"claim {name!r}", low=0, high=MAX_TIME)  # values.py: the one place for bounds
+    value = claims.get(name)
+    if type(value) is int and 0 <= value <= MAX_TIME:  # the common case, without the calls
+        return value
+    return check_int(value, f"claim {name!r}", low=0, high=MAX_TIME)  # values.py: the one place for bounds
 
 
 def _name(v: object, what: str) -> str:
@@ -39,8 +44,6 @@ def _name(v: object, what: str) -> str:
 
 
 def parse_scope_claim(value: object):
-    from .scopes import parse_scopes
-
     if not isinstance(value, str) or not value.strip():
         raise _bad("claim 'scope' must be a non-empty space-separated string")
     try:
@@ -126,8 +129,6 @@ class Hop:
 
 def hop_from(t: jws.Jws, text: str | None = None, position: int = 1) -> Hop:
     """One grant of a presentation, from its decoded token (``text``: the token as it travels)."""
-    from .presentation import check_reference, digest
-
     c = t.claims
     cnf = c.get("cnf")
     if not isinstance(cnf, dict) or set(cnf) != {"jwk"}:

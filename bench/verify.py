@@ -363,6 +363,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=20, help="interleaved rounds of cold starts (medians)")
     ap.add_argument("--repeat", type=int, default=5, help="interleaved rounds of the throughput parts (best of)")
     ap.add_argument("--profile", action="store_true", help="always show where the time goes")
+    ap.add_argument("--parts", default="123", help="which parts to run (default 123: all)")
     args = ap.parse_args()
     if not AGENTCTL.exists():
         raise SystemExit(f"bench: no console script at {AGENTCTL}; install agentctl in this interpreter's environment")
@@ -370,9 +371,12 @@ def main() -> int:
     print(f"agentctl bench: {sys.executable} (Python {sys.version.split()[0]}), {os.cpu_count()} CPUs{load}\n")
     with tempfile.TemporaryDirectory(prefix="agentctl-bench-") as tmp:
         root = Path(tmp)
-        part_batch(root, args.actions, args.processes, args.repeat, args.profile)
-        part_grants(args.grants, args.repeat, args.profile)
-        part_cold(root, args.rounds, args.profile)
+        if "1" in args.parts:
+            part_batch(root, args.actions, args.processes, args.repeat, args.profile)
+        if "2" in args.parts:
+            part_grants(args.grants, args.repeat, args.profile)
+        if "3" in args.parts:
+            part_cold(root, args.rounds, args.profile)
     return 0
 
 
