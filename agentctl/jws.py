@@ -103,7 +103,10 @@ def ascii_text(token: object, limit: int, what: str = "token") -> str:
 
 
 def _segments(token: object, limit: int = MAX_TOKEN_BYTES) -> tuple[str, str, str]:
-    token = ascii_text(token, limit)
+    return _split3(ascii_text(token, limit))
+
+
+def _split3(token: str) -> tuple[str, str, str]:
     parts = token.split(".")
     if len(parts) != 3:
         raise _malformed(f"a token has three dot-separated segments, this has {len(parts)}")
@@ -166,20 +169,23 @@ def peek_typ(token: object) -> str:
     return typ
 
 
-def peek(token: object, typ: str | tuple[str, ...]) -> tuple[dict, str]:
+def peek(token: object, typ: str | tuple[str, ...], *, clean: bool = False) -> tuple[dict, str]:
     """The checked header of a token of type ``typ`` (or one of a tuple) and its short type, without
-    reading the payload; raises as :func:`decode` does for the same token up to its header."""
-    h, _p, _s = _segments(token)
+    reading the payload; raises as :func:`decode` does for the same token up to its header.
+    ``clean``: see :func:`decode`."""
+    h, _p, _s = _split3(token) if clean else _segments(token)  # type: ignore[arg-type]
     header, short = _checked_header(h)
     if short not in ((typ,) if isinstance(typ, str) else typ):
         raise _malformed(f"expected a {typ if isinstance(typ, str) else ' or '.join(typ)} token, got {header['typ']!r}")
     return header, short
 
 
-def decode(token: object, typ: str | tuple[str, ...], *, limit: int = MAX_TOKEN_BYTES) -> Jws:
+def decode(token: object, typ: str | tuple[str, ...], *, limit: int = MAX_TOKEN_BYTES, clean: bool = False) -> Jws:
     """Parse a token of type ``typ`` (or of one of the types of a tuple); raise
-    :class:`VerificationError` (malformed/unsupported)."""
-    h, p, s = _segments(token, limit)
+    :class:`VerificationError` (malformed/unsupported). ``clean``: ``token`` is a ``str`` already
+    known to be ASCII, stripped, not empty and within the limit (a token of a checked presentation),
+    so :func:`ascii_text` would return it unchanged."""
+    h, p, s = _split3(token) if clean else _segments(token, limit)  # type: ignore[arg-type]
     header, short = _checked_header(h)
     if short not in ((typ,) if isinstance(typ, str) else typ):
         raise _malformed(f"expected a {typ if isinstance(typ, str) else ' or '.join(typ)} token, got {header['typ']!r}")
@@ -190,4 +196,4 @@ def decode(token: object, typ: str | tuple[str, ...], *, limit: int = MAX_TOKEN_
         raise _malformed(f"signature: {e}") from None
     if len(signature) != crypto.SIGNATURE_BYTES:
         raise _malformed("signature is not 64 bytes")
-    return Jws(header, claims, f"{h}.{p}".encode("ascii"), signature, f"{h}.{p}.{s}")
+    return Jws(header, claims, f"{h}.{p}".encode("ascii"), signature, token if clean else f"{h}.{p}.{s}")  # type: ignore[arg-type]

@@ -116,9 +116,9 @@ def parse_grants(parts: list[str], last: jws.Jws | None = None):
     hops: list = []
     n = len(parts)
     if last is None:
-        last = jws.decode(parts[-1], _POSITIONS)
+        last = jws.decode(parts[-1], _POSITIONS, clean=True)
     for i, part in enumerate(parts):
-        t = last if i == n - 1 else jws.decode(part, _POSITIONS)  # each token decoded once
+        t = last if i == n - 1 else jws.decode(part, _POSITIONS, clean=True)  # each token decoded once
         if t.typ != jws.GRANT:
             raise _malformed(f"token {i + 1} of the presentation is an {t.typ.split('-')[1].split('+')[0]} where a grant "
                              f"must stand: {_ORDER}")
@@ -164,7 +164,7 @@ def parse(token: object, *, expect: str | None = None, chains: Callable[..., obj
     global _action_from
     text = text_of(token)
     parts = _split(text)
-    header, typ = jws.peek(parts[-1], _POSITIONS)
+    header, typ = jws.peek(parts[-1], _POSITIONS, clean=True)
     if expect is not None and typ != (jws.ACTION if expect == "action" else jws.GRANT):
         raise _malformed(f"expected a {jws.ACTION if expect == 'action' else jws.GRANT} token, got {header['typ']!r}")
     if typ == APPROVAL:
@@ -175,13 +175,13 @@ def parse(token: object, *, expect: str | None = None, chains: Callable[..., obj
         return Presentation(text, chains(text, parts) if chains is not None else parse_grants(parts), None, None)
     if _action_from is None:
         from .actions import action_from as _action_from
-    act = _action_from(jws.decode(parts[-1], jws.ACTION))
+    act = _action_from(jws.decode(parts[-1], jws.ACTION, clean=True))
     rest = parts[:-1]
     approval = None
     if act.approval is not None:
         if not rest or digest(rest[-1]) != act.approval:
             raise _misplaced("the action's 'approval'", act.approval, parts)
-        approval = jws.decode(rest[-1], _POSITIONS)
+        approval = jws.decode(rest[-1], _POSITIONS, clean=True)
         if approval.typ != APPROVAL:
             raise _malformed(f"the action's 'approval' names a {approval.typ} token: {_ORDER}")
         rest = rest[:-1]
