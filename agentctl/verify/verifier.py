@@ -23,7 +23,7 @@ __all__ = ["Verifier", "NO_AUDIT", "DEFAULT_LEEWAY", "MAX_LEEWAY", "EXPECT"]
 
 DEFAULT_LEEWAY = 60
 EXPECT = ("action", "grant")
-_CACHE_SIZE = 1024
+_CACHE_SIZE = 256  # active grants; a larger memo costs every new token cache misses (bench/verify.py)
 _TYP_OF = {"grant": jws.GRANT, "action": jws.ACTION}
 _KIND_OF = {jws.GRANT: "grant", jws.ACTION: "action"}
 
