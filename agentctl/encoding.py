@@ -197,7 +197,7 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 # Without a run of 16 digits anywhere in the text, no integer in it can leave the I-JSON range (2^53-1
 # has 16 digits): such a text is decoded with the C integer parser, otherwise with the checking one.
 _FAST = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constant, parse_float=_finite_float)
-_FAST_SCAN = _FAST.scan_once
+_FAST_SCAN = _FAST.scan_once  # type: ignore[attr-defined]
 _LONG_DIGITS = re.compile(r"[0-9]{16}")
 
 

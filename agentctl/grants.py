@@ -9,6 +9,7 @@ of the pipeline); :mod:`agentctl.verify` decides whether a chain holds.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import crypto, jws
 from .encoding import EncodingError, b64u_decode, jwk, public_from_jwk, thumbprint
@@ -38,7 +39,7 @@ def int_claim(claims: dict, name: str) -> int:
 
 def _name(v: object, what: str) -> str:
     if type(v) is str and v in _NAMES:  # a name met before (the same few come again and again): checked once
-        return v  # type: ignore[return-value]
+        return v
     if not is_name(v):
         raise _bad(f"{what} is not a valid principal name")
     if len(_NAMES) >= 4096:
@@ -174,7 +175,7 @@ def hop_from(t: jws.Jws, text: str | None = None, position: int = 1) -> Hop:
     return hop
 
 
-def _cnf_key(doc: object) -> bytes:
+def _cnf_key(doc: Any) -> bytes:
     """The delegate's key from its JWK, checked; a JWK met before (the same holders come again and
     again) is looked up, not decoded and checked again."""
     x = doc.get("x") if type(doc) is dict and len(doc) == 3 else None

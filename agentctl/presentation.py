@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from . import jws
 from .encoding import b64u_encode
@@ -152,8 +152,8 @@ class Presentation:
         return self.chain.text if self.chain is not None else None  # type: ignore[attr-defined]
 
 
-_grants = None  # agentctl.grants, imported on first use (it imports this module)
-_action_from = None
+_grants: Any = None  # agentctl.grants, imported on first use (it imports this module)
+_action_from: Any = None
 
 
 def parse(token: object, *, expect: str | None = None, chains: Callable[..., object] | None = None) -> Presentation:
