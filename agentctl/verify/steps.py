@@ -82,15 +82,6 @@ class WellFormed(Step):
         c.grant_token = p.grants_text
 
 
-def _uncovered(child, parent):
-    """:func:`agentctl.scope_cover.uncovered`, imported on first use (a cold 1-hop verify never needs it)."""
-    from ..scope_cover import uncovered
-
-    global _uncovered
-    _uncovered = uncovered
-    return uncovered(child, parent)
-
-
 def _known_key(v, name: str, public_kid, signed_at: int, what: str) -> None:
     """Where ``name`` is known here, ``public_kid`` must be one of its keys, current or retired after
     ``signed_at`` (else chain_broken). An unknown name passes (marked agent_known: false), unless
@@ -232,10 +223,12 @@ class ChainShape(Step):
                 raise _fail("chain_broken", f"hop {i + 1} allows {hop.max_depth} further delegation(s), the chain has {below} below it")
             if i and hop.sub != chain.hops[i - 1].sub:
                 raise _fail("chain_broken", f"hop {i + 1} acts on behalf of {hop.sub}, its parent on behalf of {chain.hops[i - 1].sub}")
+        if n > 1:  # a cold 1-hop verify never loads it
+            from ..scope_cover import uncovered
         for i in range(1, n):
             parent, hop = chain.hops[i - 1], chain.hops[i]
             try:  # one decision per hop, under one work allowance
-                wider = _uncovered(hop.scopes, parent.scopes)
+                wider = uncovered(hop.scopes, parent.scopes)
             except UsageError as e:  # undecidable within the allowance: fail closed
                 raise _fail("scope_escalation", f"hop {i + 1}: {e.message}") from None
             if wider is not None:
