@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-import secrets
 from dataclasses import dataclass, field
 
 from . import jws
 from .encoding import EncodingError, b64u_decode, b64u_encode
 from .errors import UsageError, VerificationError
-from .grants import audience_claim, jti_claim, int_claim
+from .grants import _new_jti, audience_claim, jti_claim, int_claim
 from .names import is_name
 
 __all__ = ["ActionToken", "parse_action", "action_from", "action_claims", "payload_digest", "check_action_name", "check_resource",
@@ -154,7 +153,7 @@ def action_claims(*, iss: str, sub: str, action: str, resource: str, data: bytes
     claims: dict = {"iss": iss, "sub": sub, "action": action, "resource": resource}
     if audience:
         claims["aud"] = audience
-    claims.update(iat=now, exp=now + ttl, jti=secrets.token_urlsafe(16), payload=payload)
+    claims.update(iat=now, exp=now + ttl, jti=_new_jti(), payload=payload)
     if grant is not None:
         claims["grant"] = grant
     if approval is not None:

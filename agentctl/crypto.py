@@ -71,10 +71,11 @@ def verify(public: bytes, message: bytes, signature: bytes) -> bool:
     ``A`` and small-order ``R``. It does not refuse an ``A`` with a torsion component: callers check
     keys with :func:`check_public_key` when they enter.
     """
-    if not all(isinstance(v, (bytes, bytearray, memoryview)) for v in (public, message, signature)):
-        return False
-    try:
+    if type(public) is not bytes or type(message) is not bytes or type(signature) is not bytes:  # the usual case is bytes
+        if not all(isinstance(v, (bytes, bytearray, memoryview)) for v in (public, message, signature)):
+            return False
         public, message, signature = bytes(public), bytes(message), bytes(signature)
+    try:
         if len(public) != PUBLIC_BYTES or len(signature) != SIGNATURE_BYTES:
             return False
         if int.from_bytes(signature[32:], "little") >= _L:

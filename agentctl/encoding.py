@@ -137,9 +137,21 @@ def public_from_jwk(doc: object) -> bytes:
 
 
 def thumbprint(public: bytes) -> str:
-    """RFC 7638 JWK thumbprint (SHA-256, base64url) of an Ed25519 public key: the key id."""
-    members = '{"crv":"Ed25519","kty":"OKP","x":"%s"}' % b64u_encode(public)
-    return b64u_encode(hashlib.sha256(members.encode("ascii")).digest())
+    """RFC 7638 JWK thumbprint (SHA-256, base64url) of an Ed25519 public key: the key id. The same
+    few keys are asked about again and again: each is hashed once."""
+    if type(public) is not bytes:
+        public = bytes(public)
+    kid = _THUMBPRINTS.get(public)
+    if kid is None:
+        members = '{"crv":"Ed25519","kty":"OKP","x":"%s"}' % b64u_encode(public)
+        kid = b64u_encode(hashlib.sha256(members.encode("ascii")).digest())
+        if len(_THUMBPRINTS) >= 4096:
+            _THUMBPRINTS.clear()
+        _THUMBPRINTS[public] = kid
+    return kid
+
+
+_THUMBPRINTS: dict[bytes, str] = {}
 
 
 def _no_duplicates(pairs: list) -> dict:
@@ -174,11 +186,19 @@ def _finite_float(text: str) -> float:
 
 
 _INF = float("inf")
+_MISSING: Any = object()
 _STRICT = json.JSONDecoder(  # made once
     object_pairs_hook=_no_duplicates, parse_constant=_no_constant, parse_int=_i_json_int, parse_float=_finite_float
 )
 # An escape of a UTF-16 surrogate: a pair decodes to one character, a lone one to a surrogate.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+# Without a run of 16 digits anywhere in the text, no integer in it can leave the I-JSON range (2^53-1
+# has 16 digits): such a text is decoded with the C integer parser, otherwise with the checking one.
+_FAST = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constant, parse_float=_finite_float)
+_FAST_SCAN = _FAST.scan_once  # type: ignore[attr-defined]
+_LONG_DIGITS = re.compile(r"[0-9]{16}")
 
 
 def loads_strict(data: bytes | str) -> object:
@@ -189,7 +209,18 @@ def loads_strict(data: bytes | str) -> object:
             data = data.decode("utf-8")
         elif _SURROGATE.search(data):
             raise EncodingError("a lone surrogate is not Unicode text")
-        doc = _STRICT.decode(data)
+        doc = _MISSING
+        if data[:1] == "{" and not _LONG_DIGITS.search(data):
+            try:  # the usual token payload: an object, no whitespace around it, nothing after it
+                doc, end = _FAST_SCAN(data, 0)
+                if end != len(data):
+                    doc = _MISSING
+            except EncodingError:
+                raise
+            except (StopIteration, ValueError, RecursionError):  # the checking decoder says what is wrong
+                doc = _MISSING
+        if doc is _MISSING:
+            doc = _STRICT.decode(data)
     except EncodingError:
         raise
     except (UnicodeDecodeError, ValueError, RecursionError) as e:

@@ -8,13 +8,15 @@ of the pipeline); :mod:`agentctl.verify` decides whether a chain holds.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import crypto, jws
 from .encoding import EncodingError, b64u_decode, jwk, public_from_jwk, thumbprint
 from .errors import UsageError, VerificationError
 from .names import is_name
+from .presentation import check_reference, digest
+from .scopes import parse_scopes
 from .values import check_int
 
 __all__ = ["MAX_CHAIN", "Hop", "Chain", "parse_chain", "hop_from", "parse_scope_claim", "act_chain", "grant_claims"]
@@ -29,18 +31,27 @@ def _bad(detail: str) -> VerificationError:
 
 
 def int_claim(claims: dict, name: str) -> int:
-    return check_int(claims.get(name), f"claim {name!r}", low=0, high=MAX_TIME)  # values.py: the one place for bounds
+    value = claims.get(name)
+    if type(value) is int and 0 <= value <= MAX_TIME:  # the common case, without the calls
+        return value
+    return check_int(value, f"claim {name!r}", low=0, high=MAX_TIME)  # values.py: the one place for bounds
 
 
 def _name(v: object, what: str) -> str:
+    if type(v) is str and v in _NAMES:  # a name met before (the same few come again and again): checked once
+        return v
     if not is_name(v):
         raise _bad(f"{what} is not a valid principal name")
+    if len(_NAMES) >= 4096:
+        _NAMES.clear()
+    _NAMES.add(v)
     return v
 
 
-def parse_scope_claim(value: object):
-    from .scopes import parse_scopes
+_NAMES: set = set()
 
+
+def parse_scope_claim(value: object):
     if not isinstance(value, str) or not value.strip():
         raise _bad("claim 'scope' must be a non-empty space-separated string")
     try:
@@ -76,7 +87,7 @@ def act_chain(act: object) -> tuple[str, ...]:
     """The actors of an RFC 8693 ``act`` claim, outermost (current) first."""
     out = []
     while act is not None:
-        if not isinstance(act, dict) or set(act) - {"sub", "act"}:
+        if type(act) is not dict or not act.keys() <= _ACT_KEYS:
             raise _bad("claim 'act' must be {'sub': NAME, 'act': {...}}")
         out.append(_name(act.get("sub"), "act.sub"))
         act = act.get("act")
@@ -85,6 +96,9 @@ def act_chain(act: object) -> tuple[str, ...]:
     if not out:
         raise _bad("claim 'act' is missing")
     return tuple(out)
+
+
+_ACT_KEYS = frozenset(("sub", "act"))
 
 
 @dataclass(frozen=True)
@@ -126,24 +140,22 @@ class Hop:
 
 def hop_from(t: jws.Jws, text: str | None = None, position: int = 1) -> Hop:
     """One grant of a presentation, from its decoded token (``text``: the token as it travels)."""
-    from .presentation import check_reference, digest
-
     c = t.claims
     cnf = c.get("cnf")
     if not isinstance(cnf, dict) or set(cnf) != {"jwk"}:
         raise _bad("claim 'cnf' must be {'jwk': the delegate's public JWK}")
-    try:
-        cnf_key = crypto.check_public_key(public_from_jwk(cnf["jwk"]))
-    except (EncodingError, crypto.InvalidKey) as e:
-        raise _bad(f"claim 'cnf': {e}") from None
+    cnf_key = _cnf_key(cnf["jwk"])
     jti = jti_claim(c)
     actors = act_chain(c.get("act"))
-    prf = check_reference(c.get("prf"), f"grant {position}'s 'prf'")
+    prf = c.get("prf")
+    if prf is not None:
+        prf = check_reference(prf, f"grant {position}'s 'prf'")
     max_depth = int_claim(c, "max_depth")
     iat, nbf, exp = int_claim(c, "iat"), int_claim(c, "nbf"), int_claim(c, "exp")
     if exp <= nbf:
         raise _bad("claim 'exp' is not after 'nbf'")
-    return Hop(
+    hop = _new_hop()  # every field set here, as Hop(...) would (a frozen dataclass, built without its __init__)
+    hop.__dict__.update(
         token=t,
         iss=_name(c.get("iss"), "claim 'iss'"),
         sub=_name(c.get("sub"), "claim 'sub'"),
@@ -160,6 +172,33 @@ def hop_from(t: jws.Jws, text: str | None = None, position: int = 1) -> Hop:
         prf=prf,
         digest=digest(text if text is not None else t.token),
     )
+    return hop
+
+
+def _cnf_key(doc: Any) -> bytes:
+    """The delegate's key from its JWK, checked; a JWK met before (the same holders come again and
+    again) is looked up, not decoded and checked again."""
+    x = doc.get("x") if type(doc) is dict and len(doc) == 3 else None
+    if type(x) is str:
+        known = _CNF_KEYS.get(x)
+        if known is not None and doc.get("kty") == "OKP" and doc.get("crv") == "Ed25519":
+            return known
+    try:
+        key = crypto.check_public_key(public_from_jwk(doc))
+    except (EncodingError, crypto.InvalidKey) as e:
+        raise _bad(f"claim 'cnf': {e}") from None
+    if type(x) is str:
+        if len(_CNF_KEYS) >= 4096:
+            _CNF_KEYS.clear()
+        _CNF_KEYS[x] = key
+    return key
+
+
+_CNF_KEYS: dict[str, bytes] = {}
+
+
+def _new_hop() -> Hop:
+    return object.__new__(Hop)
 
 
 @dataclass(frozen=True)
@@ -220,7 +259,13 @@ def grant_claims(
     }
     if audience:
         claims["aud"] = audience[0] if len(audience) == 1 else list(audience)
-    claims.update(iat=now, nbf=now, exp=now + ttl, jti=secrets.token_urlsafe(16), max_depth=max_depth)
+    claims.update(iat=now, nbf=now, exp=now + ttl, jti=_new_jti(), max_depth=max_depth)
     if parent is not None:
         claims["prf"] = parent.digest
     return claims
+
+
+def _new_jti() -> str:
+    import secrets  # minting only: verification never needs it
+
+    return secrets.token_urlsafe(16)

@@ -14,7 +14,7 @@ from . import crypto
 from .encoding import EncodingError, b64u_decode, b64u_encode, loads_strict, thumbprint
 from .errors import VerificationError
 
-__all__ = ["MAX_TOKEN_BYTES", "ascii_text", "TYPES", "GRANT", "ACTION", "APPROVAL", "REQUEST", "REVOCATIONS", "ROTATION", "TRUST", "Jws", "encode", "decode", "peek_typ", "media_type"]
+__all__ = ["MAX_TOKEN_BYTES", "ascii_text", "TYPES", "GRANT", "ACTION", "APPROVAL", "REQUEST", "REVOCATIONS", "ROTATION", "TRUST", "Jws", "encode", "decode", "peek", "peek_typ", "media_type"]
 
 MAX_TOKEN_BYTES = 64 * 1024
 #: A signed revocation list grows with every revocation (about 80 bytes an entry) and comes from an
@@ -103,7 +103,10 @@ def ascii_text(token: object, limit: int, what: str = "token") -> str:
 
 
 def _segments(token: object, limit: int = MAX_TOKEN_BYTES) -> tuple[str, str, str]:
-    token = ascii_text(token, limit)
+    return _split3(ascii_text(token, limit))
+
+
+def _split3(token: str) -> tuple[str, str, str]:
     parts = token.split(".")
     if len(parts) != 3:
         raise _malformed(f"a token has three dot-separated segments, this has {len(parts)}")
@@ -139,21 +142,52 @@ def _header(segment: str) -> dict:
     return header
 
 
+_HEADERS: dict[str, tuple[dict, str]] = {}  # a header segment, checked once: (header, short typ)
+
+
+def _checked_header(segment: str) -> tuple[dict, str]:
+    """The header of ``segment`` checked (step 1) and its type in the short form. The same few headers
+    (one per signing key and type) come again and again: each is decoded once and remembered. The
+    header dict is shared between tokens: read it, never change it."""
+    known = _HEADERS.get(segment)
+    if known is not None:
+        return known
+    header = _header(segment)
+    known = (header, media_type(header["typ"]))
+    if len(_HEADERS) >= 1024:
+        _HEADERS.clear()
+    _HEADERS[segment] = known
+    return known
+
+
 def peek_typ(token: object) -> str:
     """The ``typ`` of a well-formed token header (for dispatch); raises like :func:`decode`."""
     h, _p, _s = _segments(token)
-    typ = media_type(_header(h)["typ"])
+    typ = _checked_header(h)[1]
     if typ not in TYPES:
         raise _malformed(f"token type {typ!r} is not an agentctl token")
     return typ
 
 
-def decode(token: object, typ: str | tuple[str, ...], *, limit: int = MAX_TOKEN_BYTES) -> Jws:
+def peek(token: object, typ: str | tuple[str, ...], *, clean: bool = False) -> tuple[dict, str]:
+    """The checked header of a token of type ``typ`` (or one of a tuple) and its short type, without
+    reading the payload; raises as :func:`decode` does for the same token up to its header.
+    ``clean``: see :func:`decode`."""
+    h, _p, _s = _split3(token) if clean else _segments(token)  # type: ignore[arg-type]
+    header, short = _checked_header(h)
+    if short not in ((typ,) if isinstance(typ, str) else typ):
+        raise _malformed(f"expected a {typ if isinstance(typ, str) else ' or '.join(typ)} token, got {header['typ']!r}")
+    return header, short
+
+
+def decode(token: object, typ: str | tuple[str, ...], *, limit: int = MAX_TOKEN_BYTES, clean: bool = False) -> Jws:
     """Parse a token of type ``typ`` (or of one of the types of a tuple); raise
-    :class:`VerificationError` (malformed/unsupported)."""
-    h, p, s = _segments(token, limit)
-    header = _header(h)
-    if media_type(header["typ"]) not in ((typ,) if isinstance(typ, str) else typ):
+    :class:`VerificationError` (malformed/unsupported). ``clean``: ``token`` is a ``str`` already
+    known to be ASCII, stripped, not empty and within the limit (a token of a checked presentation),
+    so :func:`ascii_text` would return it unchanged."""
+    h, p, s = _split3(token) if clean else _segments(token, limit)  # type: ignore[arg-type]
+    header, short = _checked_header(h)
+    if short not in ((typ,) if isinstance(typ, str) else typ):
         raise _malformed(f"expected a {typ if isinstance(typ, str) else ' or '.join(typ)} token, got {header['typ']!r}")
     claims = _json_segment(p, "payload")
     try:
@@ -162,4 +196,4 @@ def decode(token: object, typ: str | tuple[str, ...], *, limit: int = MAX_TOKEN_
         raise _malformed(f"signature: {e}") from None
     if len(signature) != crypto.SIGNATURE_BYTES:
         raise _malformed("signature is not 64 bytes")
-    return Jws(header, claims, f"{h}.{p}".encode("ascii"), signature, f"{h}.{p}.{s}")
+    return Jws(header, claims, f"{h}.{p}".encode("ascii"), signature, token if clean else f"{h}.{p}.{s}")  # type: ignore[arg-type]

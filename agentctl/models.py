@@ -64,8 +64,12 @@ class Key:
             raise ValueError("a retired key has a retirement time, and only it")
 
     @property
-    def kid(self) -> str:
-        return thumbprint(self.public)
+    def kid(self) -> str:  # a hash: computed once per key
+        kid = self.__dict__.get("_kid")
+        if kid is None:
+            kid = thumbprint(self.public)
+            object.__setattr__(self, "_kid", kid)
+        return kid
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from . import jws
 from .encoding import b64u_encode
@@ -33,7 +33,6 @@ MAX_GRANTS = 8
 SEP = "~"
 APPROVAL = jws.APPROVAL
 _DIGEST = re.compile(r"[A-Za-z0-9_-]{43}")
-_WHITESPACE = re.compile(r"\s")
 _POSITIONS = (jws.GRANT, APPROVAL, jws.ACTION)
 _ORDER = "a presentation holds the grants, root first, then the approval if any, then the action"
 REMINT = "re-mint it with this version of agentctl (delegate, then delegate --parent and sign --grant with the presentation)"
@@ -72,14 +71,18 @@ def text_of(token: object) -> str:
     text = jws.ascii_text(token, MAX_PRESENTATION_BYTES, "presentation")
     if not text.isascii():
         raise _malformed("presentation is not ASCII")
-    if _WHITESPACE.search(text):
+    if len(text.split(None, 1)) != 1:  # str.split's whitespace is the regex's \s, found faster
         raise _malformed("whitespace inside a presentation: its tokens are joined by '~' alone")
     return text
 
 
 def split(token: object) -> list[str]:
     """The tokens of a presentation, by the grammar alone: none empty, none repeated."""
-    parts = text_of(token).split(SEP)
+    return _split(text_of(token))
+
+
+def _split(text: str) -> list[str]:
+    parts = text.split(SEP)
     if "" in parts:
         raise _malformed(f"an empty token in the presentation (token {parts.index('') + 1} of {len(parts)})")
     if len(parts) > 1 and len(set(parts)) != len(parts):
@@ -102,15 +105,20 @@ def _misplaced(what: str, value: str, parts: list[str]) -> VerificationError:
 
 def parse_grants(parts: list[str], last: jws.Jws | None = None):
     """The :class:`~agentctl.grants.Chain` of the grant tokens ``parts`` (root first), each parsed once
-    and each referencing the one before it."""
-    from .grants import Chain, hop_from
-
+    and each referencing the one before it. The last token is decoded first (``last``: already
+    decoded), then the others in order."""
+    global _grants
+    if _grants is None:
+        from . import grants as _grants
+    Chain, hop_from = _grants.Chain, _grants.hop_from
     if len(parts) > MAX_GRANTS:
         raise VerificationError("chain_broken", f"the presentation holds {len(parts)} grants; at most {MAX_GRANTS}")
     hops: list = []
     n = len(parts)
+    if last is None:
+        last = jws.decode(parts[-1], _POSITIONS, clean=True)
     for i, part in enumerate(parts):
-        t = last if last is not None and i == n - 1 else jws.decode(part, _POSITIONS)  # each token decoded once
+        t = last if i == n - 1 else jws.decode(part, _POSITIONS, clean=True)  # each token decoded once
         if t.typ != jws.GRANT:
             raise _malformed(f"token {i + 1} of the presentation is an {t.typ.split('-')[1].split('+')[0]} where a grant "
                              f"must stand: {_ORDER}")
@@ -144,31 +152,36 @@ class Presentation:
         return self.chain.text if self.chain is not None else None  # type: ignore[attr-defined]
 
 
+_grants: Any = None  # agentctl.grants, imported on first use (it imports this module)
+_action_from: Any = None
+
+
 def parse(token: object, *, expect: str | None = None, chains: Callable[..., object] | None = None) -> Presentation:
     """Parse a presentation once. ``expect`` ("grant" or "action") requires the last token's type;
-    ``chains(text, parts, decoded_last=None)`` may supply the chain of a grant prefix (its text and tokens), e.g. from a
-    cache; by default :func:`parse_grants` parses it."""
-    from .actions import action_from
-
+    ``chains(text, parts)`` may supply the chain of a grant prefix (its text and tokens), e.g. from a
+    cache; by default :func:`parse_grants` parses it. The last token's header is read first, and the
+    last token is the first decoded."""
+    global _action_from
     text = text_of(token)
-    parts = split(text)
-    chains = chains or (lambda _text, grant_parts, decoded=None: parse_grants(grant_parts, decoded))
-    last = jws.decode(parts[-1], _POSITIONS)
-    if expect is not None and last.typ != (jws.ACTION if expect == "action" else jws.GRANT):
-        raise _malformed(f"expected a {jws.ACTION if expect == 'action' else jws.GRANT} token, got {last.header['typ']!r}")
-    if last.typ == APPROVAL:
+    parts = _split(text)
+    header, typ = jws.peek(parts[-1], _POSITIONS, clean=True)
+    if expect is not None and typ != (jws.ACTION if expect == "action" else jws.GRANT):
+        raise _malformed(f"expected a {jws.ACTION if expect == 'action' else jws.GRANT} token, got {header['typ']!r}")
+    if typ == APPROVAL:
         raise _malformed(f"the presentation ends with an approval: {_ORDER}")
-    if last.typ == jws.GRANT:
+    if typ == jws.GRANT:
         if len(parts) > MAX_GRANTS:  # refused before any hop is parsed
             raise VerificationError("chain_broken", f"the presentation holds {len(parts)} grants; at most {MAX_GRANTS}")
-        return Presentation(text, chains(text, parts, last), None, None)
-    act = action_from(last)
+        return Presentation(text, chains(text, parts) if chains is not None else parse_grants(parts), None, None)
+    if _action_from is None:
+        from .actions import action_from as _action_from
+    act = _action_from(jws.decode(parts[-1], jws.ACTION, clean=True))
     rest = parts[:-1]
     approval = None
     if act.approval is not None:
         if not rest or digest(rest[-1]) != act.approval:
             raise _misplaced("the action's 'approval'", act.approval, parts)
-        approval = jws.decode(rest[-1], _POSITIONS)
+        approval = jws.decode(rest[-1], _POSITIONS, clean=True)
         if approval.typ != APPROVAL:
             raise _malformed(f"the action's 'approval' names a {approval.typ} token: {_ORDER}")
         rest = rest[:-1]
@@ -180,4 +193,4 @@ def parse(token: object, *, expect: str | None = None, chains: Callable[..., obj
         raise _misplaced("the action's 'grant'", act.grant, parts)
     if len(rest) > MAX_GRANTS:
         raise VerificationError("chain_broken", f"the presentation holds {len(rest)} grants; at most {MAX_GRANTS}")
-    return Presentation(text, chains(SEP.join(rest), rest), approval, act)
+    return Presentation(text, chains(SEP.join(rest), rest) if chains is not None else parse_grants(rest), approval, act)

@@ -76,7 +76,7 @@ class HomeRecorder(Recorder):
     """The audit log of ``ctx.home``. Constructing it opens an existing log (and closes it again), so
     a broken log fails before the caller acts; a missing one is created only by :meth:`record`."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, *, keep_open: bool = False) -> None:
         self.ctx = ctx
         self.log: Any = None  # the AuditLog, while open
         self.enabled = ctx.home.config.audit
@@ -84,7 +84,8 @@ class HomeRecorder(Recorder):
             return
         if (ctx.home.path / "audit.db").exists():
             self._open()  # fail now, before the caller acts, if the log cannot be opened
-            self.close()
+            if not keep_open:  # keep_open: the first record() appends on this connection (one open, not two)
+                self.close()
         elif ctx.home.path.is_dir() and not os.access(ctx.home.path, os.W_OK | os.X_OK):
             raise OperationalError(f"cannot create the audit log in {ctx.home.path}: the directory is not writable")
 

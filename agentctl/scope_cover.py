@@ -154,8 +154,8 @@ def uncovered(
 
     One search budget serves the whole list, so checking a hop of a chain costs no more than checking
     one scope (calling :func:`witness` per child scope gives each its own)."""
-    parent_list = _scope_list(parents, empty_ok=True)
-    child_list = _scope_list(children, empty_ok=True)
+    parent_list = parents if _parsed(parents) else _scope_list(parents, empty_ok=True)
+    child_list = children if _parsed(children) else _scope_list(children, empty_ok=True)
     if not child_list:
         return None
     memo_key = (child_list, parent_list)
@@ -169,6 +169,13 @@ def uncovered(
 
 
 _UNCOVERED: dict = {}
+
+
+def _parsed(scopes: object) -> bool:
+    """Whether ``scopes`` is already what :func:`_scope_list` would return for it (a parsed claim):
+    a tuple of distinct Scopes, within the limit."""
+    return (type(scopes) is tuple and len(scopes) <= _grammar.MAX_SCOPES and all(type(s) is Scope for s in scopes)
+            and len(set(scopes)) == len(scopes))
 
 
 def _uncovered(child_list, parent_list) -> tuple[Scope, str, str] | None:

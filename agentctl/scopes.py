@@ -266,6 +266,13 @@ class Scope:
         action, sep, resource = text.partition(":")
         return cls(action, resource if sep else None)
 
+    def __hash__(self) -> int:  # what the dataclass would compute, once: scopes key the coverage memo
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = hash((self.action, self.resource))
+            object.__setattr__(self, "_hash", h)
+        return h
+
     def __str__(self) -> str:
         return self.action if self.resource is None else f"{self.action}:{self.resource}"
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 import threading
 from typing import Protocol, runtime_checkable
 
@@ -118,6 +117,8 @@ class HomeSeenStore:
             os.unlink(path)
             raise OperationalError(f"cannot record action {jti} in {seen}: {e.strerror or e}") from None
         os.close(fd)
+        import random  # only a remembering process needs it
+
         if random.random() < self.sweep_chance:
             self.sweep(now)
 

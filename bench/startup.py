@@ -6,8 +6,9 @@ The interpreter is the one running this file (``sys.executable``) and agentctl i
 installed beside it, run directly (no shell, no pyenv shim). Everything is precompiled first:
 PYTHONDONTWRITEBYTECODE=1 would otherwise make every run compile every module again. The commands run
 in interleaved rounds, in a new random order each round, and the medians are compared with the nacl
-floor (``python -c "import nacl.signing"``): the target is pubkey within 3x of it. When pubkey misses
-the target (or with ``--importtime``), a ``-X importtime`` breakdown says which imports cost what.
+floor (``python -c "import nacl.signing"``): the targets are pubkey within 3x of it and a cold
+``agentctl verify`` of a grant (audit on, so one appended row included) within 1.8x. When one misses
+(or with ``--importtime``), a ``-X importtime`` breakdown says which imports cost what.
 
 Nothing here is a test: the test suite never asserts on time.
 """
@@ -30,6 +31,7 @@ from pathlib import Path
 
 NAME = "agent:bench"
 TARGET = 3.0
+VERIFY_TARGET = 1.8
 
 
 def precompile() -> None:
@@ -100,15 +102,20 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="agentctl-bench-") as tmp:
         home = Path(tmp) / "home"
         env = clean_env(home)
-        made = subprocess.run([str(script), "--home", str(home), "keygen", NAME], capture_output=True, text=True, env=env)
-        if made.returncode != 0:
-            sys.stderr.write(f"bench: error: keygen failed ({made.returncode}): {made.stderr.strip()}\n")
-            return 3
+        grant_file = Path(tmp) / "grant.jwt"
+        for setup in (["keygen", NAME], ["keygen", "user:bench"],
+                      ["delegate", "--from", "user:bench", "--to", NAME, "--scope", "deploy.staging:api/*", "-o", str(grant_file)]):
+            made = subprocess.run([str(script), "--home", str(home), *setup], capture_output=True, text=True, env=env)
+            if made.returncode != 0:
+                sys.stderr.write(f"bench: error: {setup[0]} failed ({made.returncode}): {made.stderr.strip()}\n")
+                return 3
         commands: list[tuple[str, list[str]]] = [
             ("python -c pass", [str(python), "-c", "pass"]),
             ("python -c 'import nacl.signing'", [str(python), "-c", "import nacl.signing"]),
             ("agentctl --version", [str(script), "--version"]),
             ("agentctl pubkey NAME", [str(script), "--home", str(home), "pubkey", NAME]),
+            ("agentctl verify GRANT  (audit on)", [str(script), "--home", str(home), "verify", str(grant_file), "--action",
+                                                  "deploy.staging", "--resource", "api/web"]),
             ("agentctl list  (Typer path)", [str(script), "--home", str(home), "list"]),
             ("agentctl --help  (Typer path)", [str(script), "--help"]),
         ]
@@ -138,11 +145,16 @@ def main() -> int:
         ratio = med["agentctl pubkey NAME"] / floor_nacl
         verdict = "yes" if ratio <= TARGET else "NO"
         print(f"target: pubkey within {TARGET:g}x of the nacl floor: {verdict} ({ratio:.2f}x)")
+        v_ratio = med["agentctl verify GRANT  (audit on)"] / floor_nacl
+        print(f"target: verify within {VERIFY_TARGET:g}x of the nacl floor: {'yes' if v_ratio <= VERIFY_TARGET else 'NO'} "
+              f"({v_ratio:.2f}x)")
 
-        if ratio > TARGET or args.importtime:
-            tops, selfs = importtime(commands[3][1], env)
+        for label, index, missed in (("pubkey", 3, ratio > TARGET), ("verify", 4, v_ratio > VERIFY_TARGET)):
+            if not (missed or args.importtime):
+                continue
+            tops, selfs = importtime(commands[index][1], env)
             print()
-            print("pubkey under -X importtime (medians, ms): imports at depth 0 by cumulative time")
+            print(f"{label} under -X importtime (medians, ms): imports at depth 0 by cumulative time")
             print("(site and encodings are the interpreter's own start-up, paid by 'python -c pass' too)")
             for m, c in tops[:20]:
                 print(f"  {c / 1000:7.2f}  {m}")

@@ -22,7 +22,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import socket
 import sqlite3
 import time as _time
 from pathlib import Path
@@ -46,7 +45,13 @@ _HINT = "check the file; agentctl never replaces a damaged audit log"
 
 def host_name() -> str:
     """This machine's name as a principal name segment."""
-    raw = socket.gethostname().lower().split(".")[0]
+    try:
+        raw = os.uname().nodename  # gethostname() on POSIX, without importing socket
+    except AttributeError:  # pragma: no cover - Windows
+        import socket
+
+        raw = socket.gethostname()
+    raw = raw.lower().split(".")[0]
     seg = "".join(c if c.isascii() and (c.isalnum() or c in "_-") else "-" for c in raw).strip("-_") or "localhost"
     return seg[:60]
 

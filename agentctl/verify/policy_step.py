@@ -108,10 +108,10 @@ def home_policy_sets(home, policies: Sequence[str] = (), query: str | None = Non
     """The sets a home's verifier asks: ``[policy] files`` of its config.toml as one set (paths
     relative to the home), then each of ``policies`` (``verify --policy FILE``) as a set of its own,
     asked ``query`` (default: the config's query). Compiled once per process."""
-    from ..policy import load_sets
-
     cfg = home.config
     files = [str(home.path / f) for f in cfg.policy_files]
     if not files and not policies:
         return []
+    from ..policy import load_sets
+
     return load_sets(files, cfg.policy_query, cfg.policy_timeout, policies=list(policies), policy_query=query)

@@ -14,7 +14,9 @@ from typing import Any
 from ..clock import rfc3339
 from ..errors import UsageError, VerificationError
 from ..grants import MAX_CHAIN
-from ..presentation import parse_grants
+from ..presentation import parse, parse_grants
+from ..actions import payload_digest
+from .approval_step import check_approval
 from .pipeline import Memo, Pipeline, Step
 from .trust import _keys_by_kid, key_for
 
@@ -56,9 +58,7 @@ class WellFormed(Step):
     reasons = ("malformed", "unsupported", "chain_broken")
 
     def run(self, v, c: Check) -> None:
-        from ..presentation import parse
-
-        def chains(text: str, parts: list[str], decoded_last=None):  # a grant prefix met before is not parsed again
+        def chains(text: str, parts: list[str]):  # a grant prefix met before is not parsed again
             memo = v._memo(text) if not c.root_optional else Memo()
             c.memo = memo if not c.root_optional else None
             if memo.chain is None:
@@ -66,7 +66,7 @@ class WellFormed(Step):
                 if error is not None:
                     raise VerificationError(error.reason, error.detail)
                 try:
-                    memo.chain = parse_grants(parts, decoded_last)
+                    memo.chain = parse_grants(parts)
                 except VerificationError as e:
                     memo.outcomes[self.name] = e
                     raise
@@ -213,8 +213,6 @@ class ChainShape(Step):
     timeless = True
 
     def grant(self, v, c: Check) -> None:
-        from ..scopes import uncovered
-
         chain = c.chain
         n = len(chain.hops)
         if n > MAX_CHAIN:
@@ -225,6 +223,8 @@ class ChainShape(Step):
                 raise _fail("chain_broken", f"hop {i + 1} allows {hop.max_depth} further delegation(s), the chain has {below} below it")
             if i and hop.sub != chain.hops[i - 1].sub:
                 raise _fail("chain_broken", f"hop {i + 1} acts on behalf of {hop.sub}, its parent on behalf of {chain.hops[i - 1].sub}")
+        if n > 1:  # a cold 1-hop verify never loads it
+            from ..scope_cover import uncovered
         for i in range(1, n):
             parent, hop = chain.hops[i - 1], chain.hops[i]
             try:  # one decision per hop, under one work allowance
@@ -337,8 +337,6 @@ class Request(Step):
             c.scope = v._allowed(c.chain, c.asked_action, c.asked_resource)
 
     def action(self, v, c: Check) -> None:
-        from ..actions import payload_digest
-
         act = c.act
         if c.asked_action is not None and c.asked_action != act.action:
             raise _fail("scope_denied", f"the token is for action {act.action}, not {c.asked_action}")
@@ -358,8 +356,6 @@ class Approval(Step):
     reasons = ("approval_required", "approval_invalid")
 
     def run(self, v, c: Check) -> None:
-        from .approval_step import check_approval
-
         check_approval(v, c)
 
 

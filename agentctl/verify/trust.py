@@ -33,9 +33,11 @@ class Authority:
 
     def covers(self, scopes) -> tuple | None:
         """None when every one of ``scopes`` is within this authority, else (scope, action, resource)."""
-        from ..scopes import uncovered
+        if self.everything:
+            return None
+        from ..scope_cover import uncovered
 
-        return None if self.everything else uncovered(scopes, self.scopes)
+        return uncovered(scopes, self.scopes)
 
     def allows(self, action: str, resource: str):
         from ..scopes import allowed

@@ -3,6 +3,7 @@ at a clock's time, and records every decision (allow and deny) with its recorder
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any, Iterable, Sequence
 
 from .. import jws
@@ -22,7 +23,7 @@ __all__ = ["Verifier", "NO_AUDIT", "DEFAULT_LEEWAY", "MAX_LEEWAY", "EXPECT"]
 
 DEFAULT_LEEWAY = 60
 EXPECT = ("action", "grant")
-_CACHE_SIZE = 1024
+_CACHE_SIZE = 256  # active grants; a larger memo costs every new token cache misses (bench/verify.py)
 _TYP_OF = {"grant": jws.GRANT, "action": jws.ACTION}
 _KIND_OF = {jws.GRANT: "grant", jws.ACTION: "action"}
 
@@ -74,7 +75,7 @@ class Verifier:
         self.approvals = approvals  # agentctl.approvals.ApprovalRules, or None
         if not all(callable(getattr(p, "decide", None)) for p in self.policies):
             raise UsageError("policies are policy sets: build them with agentctl.policy.load_sets(...)")
-        self._cache: dict = {}
+        self._cache: OrderedDict = OrderedDict()
         self._typs: dict = {}
 
     @classmethod
@@ -246,9 +247,9 @@ class Verifier:
         if memo is None:
             memo = Memo()
             if len(self._cache) >= _CACHE_SIZE:
-                try:  # a Verifier may serve several threads (a tool server): another may evict the same entry
-                    self._cache.pop(next(iter(self._cache)), None)
-                except (RuntimeError, StopIteration):
+                try:  # the oldest, in O(1); a Verifier may serve several threads: another may evict it first
+                    self._cache.popitem(last=False)
+                except KeyError:
                     pass
             self._cache[key] = memo
         return memo
