@@ -32,6 +32,7 @@ from ..encoding import canonical_json
 from ..errors import DeniedError, OperationalError, StoreError, UsageError
 from ..events import Event
 from . import proof, tree
+from . import spool as _spool
 from . import schema as _schema
 from .schema import SCHEMA_VERSION, apply_migrations
 
@@ -144,26 +145,31 @@ class AuditLog:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """The cross-process append lock, then an immediate transaction."""
-        lock_path = self.path.with_name("audit.lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = self._lock_fd()
         try:
-            try:
-                import fcntl
-            except ImportError:  # not POSIX: SQLite's own locking alone (fair enough for one writer)
-                fcntl = None  # type: ignore[assignment]
-            if fcntl is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
+            if _spool.fcntl is not None:
+                _spool.fcntl.flock(fd, _spool.fcntl.LOCK_EX)
+            with self._transaction():
                 yield
-                self.conn.execute("COMMIT")
-            except BaseException:
-                if self.conn.in_transaction:  # also when COMMIT itself failed: never leave it open
-                    with contextlib.suppress(sqlite3.Error):
-                        self.conn.execute("ROLLBACK")
-                raise
         finally:
             os.close(fd)  # closing releases the lock
+
+    def _lock_fd(self) -> int:
+        return os.open(self.path.with_name("audit.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """An immediate transaction (under the append lock): committed (fsync) when the block ends,
+        rolled back when it raises."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self.conn.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:  # also when COMMIT itself failed: never leave it open
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.execute("ROLLBACK")
+            raise
 
     def _migrate(self) -> None:
         if set(self.versions()) == {v for v, _, _ in _schema.MIGRATIONS}:
@@ -205,39 +211,106 @@ class AuditLog:
     def append(self, events: list[Event], clock=_time.time) -> list[int]:
         """Append events durably, in one transaction; return their sequence numbers.
 
+        Concurrent callers commit in groups (:mod:`.spool`): a caller that finds the append lock taken
+        leaves its events in the spool for the holder to commit with its own, and returns once the
+        commit that holds them is durable (or commits them itself when no holder took them).
         Raises :class:`OperationalError` on any failure: then nothing was appended."""
         try:
-            with self._locked():
-                return self._insert(events, clock)
+            host = host_name()
+            fd = self._lock_fd()
+            try:
+                if _spool.fcntl is None:  # no flock: SQLite alone serializes, one caller a transaction
+                    with self._transaction():
+                        return self._insert(events, clock)
+                try:
+                    _spool.fcntl.flock(fd, _spool.fcntl.LOCK_EX | _spool.fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return self._wait_or_lead(fd, [_doc(ev, clock, host) for ev in events])
+                return self._lead([_doc(ev, clock, host) for ev in events], None)
+            finally:
+                os.close(fd)  # closing releases the lock
         except sqlite3.DatabaseError as e:
             raise OperationalError(f"audit append failed ({self.path}): {e}", hint="no decision goes unrecorded: the command did not complete") from None
         except OSError as e:
             raise OperationalError(f"audit append failed ({self.path}): {e.strerror or e}") from None
 
+    def _wait_or_lead(self, fd: int, docs: list[dict]) -> list[int]:
+        """The lock is taken: spool the events, wait for the lock, and return the seqs its holder
+        committed them as, or else commit them (and whatever else waits) ourselves."""
+        payload = b"".join(_encoded(d) + b"\n" for d in docs)
+        spooled = _spool.Spooled(self.path.with_name(_spool.SPOOL_DIR), payload)
+        done = False
+        try:
+            _spool.fcntl.flock(fd, _spool.fcntl.LOCK_EX)
+            result = spooled.result()
+            if result is None:
+                if spooled.taken_away():  # judged abandoned and removed: ours to append directly
+                    result = self._lead(docs, None)
+                else:
+                    self._lead([], spooled.name)
+                    result = spooled.result()
+                    if result is None:
+                        raise OperationalError(f"audit append failed ({self.path}): the group commit left these events out")
+            done = True
+            if isinstance(result, str):
+                raise OperationalError(f"audit append failed ({self.path}): {result}")
+            return result
+        finally:
+            spooled.close(withdraw=not done)
+
+    def _lead(self, own: list[dict], keep: str | None) -> list[int]:
+        """Under the append lock: one transaction of ``own`` events and every waiting spool file's;
+        commit, then give each file its result. Returns the seqs of ``own``."""
+        directory = self.path.with_name(_spool.SPOOL_DIR)
+        taken: list[_spool.Taken] = []
+        try:
+            with self._transaction():
+                taken = _spool.take(directory, _spool.parse_record(self.meta("group")), keep)
+                results = self._insert_docs([own, *[[json.loads(line) for line in t.docs] for t in taken]], own=True)
+                if taken:
+                    self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('group', ?)", (_spool.record_text(
+                        [(t.name, r[0], len(r)) for t, r in zip(taken, results[1:]) if isinstance(r, list) and r]),))
+        except BaseException:
+            for t in taken:
+                t.release()  # no result: their writers lead in turn
+            raise
+        for t, r in zip(taken, results[1:]):
+            t.finish(f"!{r}" if isinstance(r, str) else f"={r[0] if r else 0} {len(r)}")
+        return results[0]  # type: ignore[return-value]
+
     def _insert(self, events: list[Event], clock) -> list[int]:
         """Insert events inside the caller's locked transaction."""
-        cr = self._frontier()
         host = host_name()
-        seqs = []
-        for ev in events:
-            seq = cr.size + 1
-            doc = {
-                "seq": seq, "time": rfc3339(clock(), micro=True), "event": ev.event, "principal": ev.principal,
-                "on_behalf_of": ev.on_behalf_of, "chain": list(ev.chain), "action": ev.action,
-                "resource": ev.resource, "outcome": ev.outcome, "reason": ev.reason, "jtis": list(ev.jtis),
-                "host": host, "version": __version__, "metadata": ev.metadata,
-            }
+        return self._insert_docs([[_doc(ev, clock, host) for ev in events]], own=True)[0]  # type: ignore[return-value]
+
+    def _insert_docs(self, groups: list[list[dict]], own: bool) -> list:
+        """Insert groups of prepared events (each without its ``seq``), in order, inside the caller's
+        locked transaction: per group, its seqs, or (for a group after the first, which came from the
+        spool) a message when it cannot be encoded (then it is left out, and nothing of it is stored).
+        The first group's encoding failure raises."""
+        cr = self._frontier()
+        out: list = []
+        for i, docs in enumerate(groups):
+            first = cr.size + 1
             try:
-                leaf = canonical_json(doc)
-            except ValueError as e:  # EncodingError: a value JSON cannot carry (a lone surrogate, NaN)
-                raise OperationalError(f"audit append failed: event {ev.event!r} cannot be encoded: {e}") from None
-            created = cr.append(tree.leaf_hash(leaf))
-            self.conn.execute("INSERT INTO events (seq, leaf, leaf_hash) VALUES (?, ?, ?)", (seq, leaf.decode("utf-8"), created[0][2]))
-            if len(created) > 1:
-                self.conn.executemany("INSERT INTO nodes VALUES (?, ?, ?)", created[1:])
-            seqs.append(seq)
+                leaves = [canonical_json({**doc, "seq": first + k}) for k, doc in enumerate(docs)]
+            except (ValueError, TypeError) as e:  # EncodingError: a value JSON cannot carry (a lone surrogate, NaN)
+                if i == 0 and own:
+                    bad = next((d for d in docs if not _encodable(d)), docs[0])
+                    raise OperationalError(f"audit append failed: event {bad.get('event')!r} cannot be encoded: {e}") from None
+                out.append(f"event cannot be encoded: {e}")
+                continue
+            seqs = []
+            for k, leaf in enumerate(leaves):
+                seq = first + k
+                created = cr.append(tree.leaf_hash(leaf))
+                self.conn.execute("INSERT INTO events (seq, leaf, leaf_hash) VALUES (?, ?, ?)", (seq, leaf.decode("utf-8"), created[0][2]))
+                if len(created) > 1:
+                    self.conn.executemany("INSERT INTO nodes VALUES (?, ?, ?)", created[1:])
+                seqs.append(seq)
+            out.append(seqs)
         self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('frontier', ?)", (cr.to_bytes().hex(),))
-        return seqs
+        return out
 
     # --- reading ----------------------------------------------------------------------------------
     @property
@@ -384,6 +457,32 @@ class AuditLog:
         proof.verify_consistency(m, n, old_root, new_root, path)  # never hand out a proof that fails
         return {"origin": self.origin, "old_size": m, "new_size": n, "old_root": _b64(old_root), "new_root": _b64(new_root),
                 "proof": [_b64(p) for p in path]}
+
+
+def _doc(ev: Event, clock, host: str) -> dict:
+    """An event as its leaf records it, all but its ``seq`` (given when it is inserted)."""
+    return {
+        "time": rfc3339(clock(), micro=True), "event": ev.event, "principal": ev.principal,
+        "on_behalf_of": ev.on_behalf_of, "chain": list(ev.chain), "action": ev.action,
+        "resource": ev.resource, "outcome": ev.outcome, "reason": ev.reason, "jtis": list(ev.jtis),
+        "host": host, "version": __version__, "metadata": ev.metadata,
+    }
+
+
+def _encoded(doc: dict) -> bytes:
+    """A prepared event as one spool line (its canonical JSON), refused when it cannot be encoded."""
+    try:
+        return canonical_json(doc)
+    except ValueError as e:  # EncodingError: a value JSON cannot carry (a lone surrogate, NaN)
+        raise OperationalError(f"audit append failed: event {doc.get('event')!r} cannot be encoded: {e}") from None
+
+
+def _encodable(doc: dict) -> bool:
+    try:
+        canonical_json(doc)
+        return True
+    except (ValueError, TypeError):
+        return False
 
 
 def _b64(data: bytes) -> str:
