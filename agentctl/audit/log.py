@@ -22,6 +22,7 @@ import json
 import os
 import socket
 import sqlite3
+import threading
 import time as _time
 from pathlib import Path
 from typing import Iterator
@@ -66,6 +67,11 @@ class AuditLog:
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
         self.conn = conn
+        self._spool_files: list[_spool.SpoolFile] = []  # made by this log, for waiting callers
+        self._spool_free: list[_spool.SpoolFile] = []
+        self._spool_lock = threading.Lock()
+        self._lock_path: str | None = None
+        self._spool_dir = path.with_name(_spool.SPOOL_DIR)
 
     # --- opening ----------------------------------------------------------------------------------
     @classmethod
@@ -129,6 +135,10 @@ class AuditLog:
             raise
 
     def close(self) -> None:
+        for f in self._spool_files:
+            f.close()
+        self._spool_files.clear()
+        self._spool_free.clear()
         self.conn.close()
 
     def versions(self) -> tuple[int, ...]:
@@ -155,7 +165,9 @@ class AuditLog:
             os.close(fd)  # closing releases the lock
 
     def _lock_fd(self) -> int:
-        return os.open(self.path.with_name("audit.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        if self._lock_path is None:
+            self._lock_path = str(self.path.with_name("audit.lock"))
+        return os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -235,33 +247,42 @@ class AuditLog:
             raise OperationalError(f"audit append failed ({self.path}): {e.strerror or e}") from None
 
     def _wait_or_lead(self, fd: int, docs: list[dict]) -> list[int]:
-        """The lock is taken: spool the events, wait for the lock, and return the seqs its holder
-        committed them as, or else commit them (and whatever else waits) ourselves."""
+        """The lock is taken: leave the events in a spool file, wait for the lock, and return the seqs
+        its holder committed them as, or else commit them (and whatever else waits) ourselves."""
         payload = b"".join(_encoded(d) + b"\n" for d in docs)
-        spooled = _spool.Spooled(self.path.with_name(_spool.SPOOL_DIR), payload)
-        done = False
+        spooled = self._spool_file()
+        answered = False
         try:
+            spooled.request(payload)
             _spool.fcntl.flock(fd, _spool.fcntl.LOCK_EX)
-            result = spooled.result()
+            result = spooled.answer()
             if result is None:
-                if spooled.taken_away():  # judged abandoned and removed: ours to append directly
-                    result = self._lead(docs, None)
-                else:
-                    self._lead([], spooled.name)
-                    result = spooled.result()
-                    if result is None:
-                        raise OperationalError(f"audit append failed ({self.path}): the group commit left these events out")
-            done = True
-            if isinstance(result, str):
-                raise OperationalError(f"audit append failed ({self.path}): {result}")
-            return result
+                self._lead([], spooled.name)
+                result = spooled.answer()
+                if result is None:
+                    raise OperationalError(f"audit append failed ({self.path}): the group commit left these events out")
+            answered = True
         finally:
-            spooled.close(withdraw=not done)
+            if not answered:
+                spooled.withdraw()
+            self._spool_free.append(spooled)
+        if isinstance(result, str):
+            raise OperationalError(f"audit append failed ({self.path}): {result}")
+        return result
+
+    def _spool_file(self) -> _spool.SpoolFile:
+        """A spool file of this log's, for one waiting caller (each concurrent caller its own)."""
+        with self._spool_lock:
+            if self._spool_free:
+                return self._spool_free.pop()
+        made = _spool.SpoolFile(self._spool_dir)
+        self._spool_files.append(made)
+        return made
 
     def _lead(self, own: list[dict], keep: str | None) -> list[int]:
-        """Under the append lock: one transaction of ``own`` events and every waiting spool file's;
-        commit, then give each file its result. Returns the seqs of ``own``."""
-        directory = self.path.with_name(_spool.SPOOL_DIR)
+        """Under the append lock: one transaction of ``own`` events and every waiting request's;
+        commit, then answer each request. Returns the seqs of ``own``."""
+        directory = self._spool_dir
         taken: list[_spool.Taken] = []
         try:
             with self._transaction():
@@ -269,10 +290,10 @@ class AuditLog:
                 results = self._insert_docs([own, *[[json.loads(line) for line in t.docs] for t in taken]], own=True)
                 if taken:
                     self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('group', ?)", (_spool.record_text(
-                        [(t.name, r[0], len(r)) for t, r in zip(taken, results[1:]) if isinstance(r, list) and r]),))
+                        [(t.name, t.reqno, r[0], len(r)) for t, r in zip(taken, results[1:]) if isinstance(r, list) and r]),))
         except BaseException:
             for t in taken:
-                t.release()  # no result: their writers lead in turn
+                t.release()  # unanswered: their writers lead in turn
             raise
         for t, r in zip(taken, results[1:]):
             t.finish(f"!{r}" if isinstance(r, str) else f"={r[0] if r else 0} {len(r)}")
