@@ -9,7 +9,6 @@ import time
 
 from agentctl.audit import AuditLog
 from agentctl.encoding import b64u_encode
-from agentctl.home import Home
 
 from test_batch import trusting_alice, verdicts
 from test_library_verifier import Agent, make_action, make_grant

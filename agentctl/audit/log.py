@@ -297,12 +297,12 @@ class AuditLog:
             raise
         for t, r in zip(taken, results[1:]):
             t.finish(f"!{r}" if isinstance(r, str) else f"={r[0] if r else 0} {len(r)}")
-        return results[0]  # type: ignore[return-value]
+        return results[0]
 
     def _insert(self, events: list[Event], clock) -> list[int]:
         """Insert events inside the caller's locked transaction."""
         host = host_name()
-        return self._insert_docs([[_doc(ev, clock, host) for ev in events]], own=True)[0]  # type: ignore[return-value]
+        return self._insert_docs([[_doc(ev, clock, host) for ev in events]], own=True)[0]
 
     def _insert_docs(self, groups: list[list[dict]], own: bool) -> list:
         """Insert groups of prepared events (each without its ``seq``), in order, inside the caller's
