@@ -156,7 +156,8 @@ def do_batch(state: State, out: Output, source, action, resource, audience, data
 
         stdin = getattr(sys.stdin, "buffer", None)  # bytes: a line that is not UTF-8 is that line's verdict
         lines = _bounded_lines(stdin) if stdin is not None else (x.encode("utf-8", "surrogateescape") for x in sys.stdin)
-        with _Workers(WORKERS) as workers:
+        # policy engines are not known to be safe on several threads: with policies, lines are checked one by one
+        with _Workers(WORKERS if not run.verifier.policies else 1) as workers:
             for lineno, raw in enumerate(lines, 1):
                 if raw is not None and not raw.strip():
                     lines_in.skip(lineno)
