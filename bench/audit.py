@@ -2,9 +2,13 @@
 
     .venv/bin/python bench/audit.py [--events 1000000] [--appends 2000] [--dir DIR] [--profile]
 
-1. Durable appends per second, one event per transaction (``synchronous = FULL``, as agentctl runs it),
-   from one process and from four at once, against the disk's own floor: ``write`` + ``fsync`` of a
-   small record in the same directory, and a bare SQLite WAL insert of the same leaf. Aim: >= 2,000/s.
+1. Durable appends per second (``synchronous = FULL``, as agentctl runs it; each caller returns only
+   after the fsync that covers its event), from one process and from four at once (group commit: a
+   caller that finds the lock taken is committed by its holder), against the disk's own floor measured
+   in the same run: ``write`` + ``fsync`` of a small record in the same directory, and a bare SQLite WAL
+   insert of one leaf a transaction. Aims: >= 2,000/s from one process, >= 5,000/s from four; as the
+   disk's fsync rate swings through the day, read the four-process figure as a multiple of the fsync
+   floor (above 1.0 only by grouping commits).
 2. ``AuditLog.query`` for one agent with ``--limit 20`` at N/10 and N events (median of repeated
    queries; other filter shapes for comparison). Aim: < 10 ms.
 3. ``AuditLog.verify`` at N events against raw SHA-256 of the same leaves (a Python loop of
@@ -47,7 +51,7 @@ from agentctl import crypto  # noqa: E402
 from agentctl.audit import AuditLog, Event  # noqa: E402
 from agentctl.home import Home  # noqa: E402
 
-APPEND_AIM, QUERY_AIM, VERIFY_AIM, PROVE_AIM = 2000.0, 0.010, 2.5, 0.050
+APPEND_AIM, APPEND4_AIM, QUERY_AIM, VERIFY_AIM, PROVE_AIM = 2000.0, 5000.0, 0.010, 2.5, 0.050
 AGENTS = [f"agent:bot-{i}" for i in range(50)]
 HOST, SEED = "host:bench", bytes(range(32))
 
@@ -125,6 +129,7 @@ def sqlite_floor(directory: Path, n: int) -> float:
 
 
 def appends_one(directory: Path, n: int) -> tuple[float, list[float]]:
+    directory.mkdir(exist_ok=True)
     log = AuditLog.open(Home(directory / "one"))
     ev = Event("verify", "allow", principal="agent:w", action="deploy.staging", resource="acme/r", jtis=("0" * 22,))
     waits = []
@@ -164,19 +169,21 @@ def ms(x: float) -> str:
     return f"{x * 1000:.2f} ms"
 
 
-def bench_appends(directory: Path, n: int) -> None:
-    say(f"1. durable appends, one event per transaction, in {directory}")
-    disk = fsync_floor(directory, max(200, n // 4))
-    bare = sqlite_floor(directory, max(200, n // 4))
-    one, w1 = appends_one(directory, n)
-    four, w4 = appends_many(directory, 4, n)
+def bench_appends(directory: Path, n: int, rounds: int = 2) -> None:
+    say(f"1. durable appends, each caller waiting for the fsync that covers its event, in {directory}")
     q = lambda w: f"p50 {ms(statistics.median(w))}, p99 {ms(sorted(w)[int(len(w) * 0.99)])}, max {ms(max(w))}"  # noqa: E731
-    say(f"   floor: write+fsync            {disk:8.0f} /s")
-    say(f"   floor: bare SQLite WAL insert {bare:8.0f} /s")
-    say(f"   AuditLog.append, 1 process    {one:8.0f} /s   {one / disk:.2f} of the fsync floor, {one / bare:.2f} of bare SQLite   ({q(w1)})")
-    say(f"   AuditLog.append, 4 processes  {four:8.0f} /s   {four / disk:.2f} of the fsync floor, {four / one:.2f} of 1 process  ({q(w4)})")
-    say(f"   aim >= {APPEND_AIM:.0f}/s: 1 process {aim(one >= APPEND_AIM)}, 4 processes {aim(four >= APPEND_AIM)}"
-        + ("" if disk >= APPEND_AIM else f" (this disk syncs only {disk:.0f} times a second: no durable one-per-transaction log can)"))
+    for r in range(rounds):  # interleaved: each round's figures are measured within seconds of each other
+        disk = fsync_floor(directory, max(200, n // 4))
+        bare = sqlite_floor(directory, max(200, n // 4))
+        one, w1 = appends_one(directory / f"r{r}", n)
+        four, w4 = appends_many(directory / f"r{r}", 4, n)
+        disk2 = fsync_floor(directory, max(200, n // 4))
+        floor = (disk + disk2) / 2
+        say(f"   round {r + 1}: floor write+fsync {disk:6.0f} /s before, {disk2:6.0f} /s after; bare SQLite WAL insert {bare:6.0f} /s")
+        say(f"     AuditLog.append, 1 process    {one:8.0f} /s   {one / floor:.2f}x the fsync floor, {one / bare:.2f}x bare SQLite   ({q(w1)})")
+        say(f"     AuditLog.append, 4 processes  {four:8.0f} /s   {four / floor:.2f}x the fsync floor, {four / one:.2f}x 1 process   ({q(w4)})")
+        say(f"     aim >= {APPEND_AIM:.0f}/s from 1 process: {aim(one >= APPEND_AIM)}; >= {APPEND4_AIM:.0f}/s from 4: {aim(four >= APPEND4_AIM)}"
+            + ("" if floor * 4 >= APPEND4_AIM else f" (this disk syncs only {floor:.0f} times a second now: 4 waiting callers a commit give at most {4 * floor:.0f}/s)"))
     say()
 
 

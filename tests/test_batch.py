@@ -68,11 +68,15 @@ def verdicts(result) -> list[dict]:
 
 @pytest.fixture
 def count_signature_checks(monkeypatch):
+    import threading
+
     calls = {"n": 0}
     real = agentctl.crypto.verify
+    lock = threading.Lock()  # --batch checks lines on several threads
 
     def counting(public, message, signature):
-        calls["n"] += 1
+        with lock:
+            calls["n"] += 1
         return real(public, message, signature)
 
     monkeypatch.setattr(agentctl.crypto, "verify", counting)
