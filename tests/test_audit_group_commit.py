@@ -21,7 +21,7 @@ import pytest
 
 from agentctl import merkle
 from agentctl.audit import AuditLog, Event
-from agentctl.audit import log as audit_log
+from agentctl.audit import group
 from agentctl.audit import spool
 from agentctl.clock import FixedClock
 from agentctl.errors import OperationalError
@@ -37,8 +37,8 @@ def ev(name: str, i: int = 0) -> Event:
 
 def waiting(log: AuditLog, *events: Event) -> spool.SpoolFile:
     """A request written as a caller that found the lock taken writes it (and then waits)."""
-    f = log._spool_file()
-    f.request(b"".join(audit_log._encoded(audit_log._doc(e, CLOCK, "host")) + b"\n" for e in events))
+    f = log._group.file()
+    f.request(b"".join(group.encoded(group.doc(e, CLOCK, "host")) + b"\n" for e in events))
     return f
 
 
@@ -103,7 +103,7 @@ def test_a_leader_dead_before_its_commit_leaves_the_request_to_its_writer(log, m
 def test_a_dead_waiters_request_is_removed_and_never_committed(log):
     a = waiting(log, ev("agent:dead"))
     os.close(a.fd)  # its process is gone: the kernel dropped its lock
-    log._spool_files.remove(a)
+    log._group.files.remove(a)
     assert log.append([ev("agent:leader")], CLOCK) == [1]
     assert not a.path.exists() and log.size == 1
     assert [d["principal"] for d in leaves(log)] == ["agent:leader"]
@@ -124,7 +124,7 @@ def test_a_withdrawn_request_is_not_taken(log):
 
 
 def test_a_request_that_cannot_be_encoded_is_refused_alone(log):
-    bad = log._spool_file()
+    bad = log._group.file()
     bad.request(b'{"event": "verify", "metadata": {"x": "\\ud800"}}\n')  # a lone surrogate, escaped
     good = waiting(log, ev("agent:good"))
     assert log.append([ev("agent:leader")], CLOCK) == [1]
@@ -136,7 +136,7 @@ def test_a_request_that_cannot_be_encoded_is_refused_alone(log):
 def test_the_spool_reuses_one_file_per_waiting_caller(log):
     a = waiting(log, ev("agent:a"))
     log.append([ev("agent:leader")], CLOCK)
-    log._spool_free.append(a)
+    log._group.free.append(a)
     b = waiting(log, ev("agent:a", 2))
     assert b is a and b.reqno == 2
     log.append([ev("agent:leader")], CLOCK)

@@ -23,17 +23,14 @@ import dataclasses
 import json
 import os
 import sqlite3
-import threading
 import time as _time
 from pathlib import Path
 from typing import Iterator
 
-from .. import __version__
 from ..clock import rfc3339
-from ..encoding import canonical_json
 from ..errors import DeniedError, OperationalError, UsageError
 from ..events import Event
-from . import codec, proof, store, tree
+from . import codec, group, proof, store, tree
 from . import spool as _spool
 from . import schema as _schema
 from .schema import SCHEMA_VERSION, apply_migrations
@@ -74,11 +71,8 @@ class AuditLog:
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
         self.conn = conn
-        self._spool_files: list[_spool.SpoolFile] = []  # made by this log, for waiting callers
-        self._spool_free: list[_spool.SpoolFile] = []
-        self._spool_lock = threading.Lock()
         self._lock_path: str | None = None
-        self._spool_dir = path.with_name(_spool.SPOOL_DIR)
+        self._group = group.Group(path.with_name(_spool.SPOOL_DIR))  # concurrent appends' group commits
 
     # --- opening ----------------------------------------------------------------------------------
     @classmethod
@@ -146,10 +140,7 @@ class AuditLog:
             raise
 
     def close(self) -> None:
-        for f in self._spool_files:
-            f.close()
-        self._spool_files.clear()
-        self._spool_free.clear()
+        self._group.close()
         self.conn.close()
 
     def versions(self) -> tuple[int, ...]:
@@ -248,8 +239,8 @@ class AuditLog:
                 try:
                     _spool.fcntl.flock(fd, _spool.fcntl.LOCK_EX | _spool.fcntl.LOCK_NB)
                 except BlockingIOError:
-                    return self._wait_or_lead(fd, [_doc(ev, clock, host) for ev in events])
-                return self._lead([_doc(ev, clock, host) for ev in events], None)
+                    return self._group.wait_or_lead(self, fd, [group.doc(ev, clock, host) for ev in events])
+                return self._group.lead(self, [group.doc(ev, clock, host) for ev in events], None)
             finally:
                 os.close(fd)  # closing releases the lock
         except sqlite3.DatabaseError as e:
@@ -257,98 +248,14 @@ class AuditLog:
         except OSError as e:
             raise OperationalError(f"audit append failed ({self.path}): {e.strerror or e}") from None
 
-    def _wait_or_lead(self, fd: int, docs: list[dict]) -> list[int]:
-        """The lock is taken: leave the events in a spool file, wait for the lock, and return the seqs
-        its holder committed them as, or else commit them (and whatever else waits) ourselves."""
-        payload = b"".join(_encoded(d) + b"\n" for d in docs)
-        spooled = self._spool_file()
-        answered = False
-        try:
-            spooled.request(payload)
-            _spool.fcntl.flock(fd, _spool.fcntl.LOCK_EX)
-            result = spooled.answer()
-            if result is None:
-                self._lead([], spooled.name)
-                result = spooled.answer()
-                if result is None:
-                    raise OperationalError(f"audit append failed ({self.path}): the group commit left these events out")
-            answered = True
-        finally:
-            if not answered:
-                spooled.withdraw()
-            self._spool_free.append(spooled)
-        if isinstance(result, str):
-            raise OperationalError(f"audit append failed ({self.path}): {result}")
-        return result
-
-    def _spool_file(self) -> _spool.SpoolFile:
-        """A spool file of this log's, for one waiting caller (each concurrent caller its own)."""
-        with self._spool_lock:
-            if self._spool_free:
-                return self._spool_free.pop()
-        made = _spool.SpoolFile(self._spool_dir)
-        self._spool_files.append(made)
-        return made
-
-    def _lead(self, own: list[dict], keep: str | None) -> list[int]:
-        """Under the append lock: one transaction of ``own`` events and every waiting request's;
-        commit, then answer each request. Returns the seqs of ``own``."""
-        directory = self._spool_dir
-        taken: list[_spool.Taken] = []
-        try:
-            with self._transaction():
-                taken = _spool.take(directory, _spool.parse_record(self.meta("group")), keep)
-                results = self._insert_docs([own, *[[json.loads(line) for line in t.docs] for t in taken]], own=True)
-                if taken:
-                    self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('group', ?)", (_spool.record_text(
-                        [(t.name, t.reqno, r[0], len(r)) for t, r in zip(taken, results[1:]) if isinstance(r, list) and r]),))
-        except BaseException:
-            for t in taken:
-                t.release()  # unanswered: their writers lead in turn
-            raise
-        for t, r in zip(taken, results[1:]):
-            t.finish(f"!{r}" if isinstance(r, str) else f"={r[0] if r else 0} {len(r)}")
-        return results[0]
-
     def _insert(self, events: list[Event], clock) -> list[int]:
         """Insert events inside the caller's locked transaction."""
         host = host_name()
-        return self._insert_docs([[_doc(ev, clock, host) for ev in events]], own=True)[0]
+        return self._insert_docs([[group.doc(ev, clock, host) for ev in events]], own=True)[0]
 
     def _insert_docs(self, groups: list[list[dict]], own: bool) -> list:
-        """Insert groups of prepared events (each without its ``seq``), in order, inside the caller's
-        locked transaction: per group, its seqs, or (for a group after the first, which came from the
-        spool) a message when it cannot be encoded (then it is left out, and nothing of it is stored).
-        The first group's encoding failure raises."""
-        cr = self._frontier()
-        packer = codec.of(self.conn)
-        packer.load()  # the newest dictionary, also when another process trained it
-        out: list = []
-        for i, docs in enumerate(groups):
-            first = cr.size + 1
-            full = [{**doc, "seq": first + k} for k, doc in enumerate(docs)]
-            try:
-                leaves = [canonical_json(doc) for doc in full]
-            except (ValueError, TypeError) as e:  # EncodingError: a value JSON cannot carry (a lone surrogate, NaN)
-                if i == 0 and own:
-                    bad = next((d for d in docs if not _encodable(d)), docs[0])
-                    raise OperationalError(f"audit append failed: event {bad.get('event')!r} cannot be encoded: {e}") from None
-                out.append(f"event cannot be encoded: {e}")
-                continue
-            seqs = []
-            for k, leaf in enumerate(leaves):
-                seq = first + k
-                created = cr.append(tree.leaf_hash(leaf))
-                body = packer.pack(leaf)
-                packer.remember(body, full[k])
-                self.conn.execute("INSERT INTO entries (seq, body, tag) VALUES (?, ?, ?)", (seq, body, created[0][2][:4]))
-                packer.maybe_train(seq)  # a dictionary of this log's own events, for the next ones
-                if len(created) > 4:  # every fourth level is stored (schema.STORED_LEVEL_STEP)
-                    self.conn.executemany("INSERT INTO nodes VALUES (?, ?, ?)", created[4::4])
-                seqs.append(seq)
-            out.append(seqs)
-        self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('frontier', ?)", (cr.to_bytes().hex(),))
-        return out
+        """Insert groups of prepared events in the caller's transaction (:func:`.group.insert_docs`)."""
+        return group.insert_docs(self, groups, own)
 
     # --- reading ----------------------------------------------------------------------------------
     @property
@@ -466,32 +373,6 @@ class AuditLog:
         proof.verify_consistency(m, n, old_root, new_root, path)  # never hand out a proof that fails
         return {"origin": self.origin, "old_size": m, "new_size": n, "old_root": _b64(old_root), "new_root": _b64(new_root),
                 "proof": [_b64(p) for p in path]}
-
-
-def _doc(ev: Event, clock, host: str) -> dict:
-    """An event as its leaf records it, all but its ``seq`` (given when it is inserted)."""
-    return {
-        "time": rfc3339(clock(), micro=True), "event": ev.event, "principal": ev.principal,
-        "on_behalf_of": ev.on_behalf_of, "chain": list(ev.chain), "action": ev.action,
-        "resource": ev.resource, "outcome": ev.outcome, "reason": ev.reason, "jtis": list(ev.jtis),
-        "host": host, "version": __version__, "metadata": ev.metadata,
-    }
-
-
-def _encoded(doc: dict) -> bytes:
-    """A prepared event as one spool line (its canonical JSON), refused when it cannot be encoded."""
-    try:
-        return canonical_json(doc)
-    except ValueError as e:  # EncodingError: a value JSON cannot carry (a lone surrogate, NaN)
-        raise OperationalError(f"audit append failed: event {doc.get('event')!r} cannot be encoded: {e}") from None
-
-
-def _encodable(doc: dict) -> bool:
-    try:
-        canonical_json(doc)
-        return True
-    except (ValueError, TypeError):
-        return False
 
 
 def _b64(data: bytes) -> str:
