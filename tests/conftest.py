@@ -30,6 +30,9 @@ def testdata(*parts: str) -> Path:
     return path
 
 
+testdata.__test__ = False  # type: ignore[attr-defined]  # imported by test modules: a helper, not a test
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path, monkeypatch):
     """No test sees the developer's home, keyring, secrets or settings."""
