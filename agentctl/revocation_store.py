@@ -252,46 +252,14 @@ class RevocationStore:
 
     def _create(self, entries: Iterable[Revocation]) -> None:
         """Build a whole store under a temporary name and link it into place (unless one appeared)."""
-        path = self.path
-        tmp = path.with_name(f".{FILE}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            conn = sqlite3.connect(tmp, isolation_level=None)
-            try:
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = FULL")
-                conn.execute("BEGIN IMMEDIATE")
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-                conn.executemany(_INSERT, ((e.kind, e.id, e.at, e.reason, e.exp) for e in entries))
-                conn.execute("COMMIT")
-            finally:
-                conn.close()  # folds the WAL back into the file
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                pass
-            except OSError:  # no hard links on this file system: a rename, unless one appeared meanwhile
-                if not path.exists():
-                    os.replace(tmp, path)
-            dfd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        except sqlite3.DatabaseError as e:
-            raise StoreError(f"cannot create {path}: {e}") from None
-        except OSError as e:
-            raise StoreError(f"cannot create {path}: {e.strerror or e}") from None
-        finally:
-            for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
-                with contextlib.suppress(OSError):
-                    os.unlink(leftover)
+        from .sqlite_file import create_whole
+
+        def build(conn: sqlite3.Connection) -> None:
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.executemany(_INSERT, ((e.kind, e.id, e.at, e.reason, e.exp) for e in entries))
+
+        create_whole(self.path, build, StoreError)
 
 
 class Change:

@@ -380,31 +380,8 @@ def _b64(data: bytes) -> str:
 
 
 def _create(path: Path) -> None:
-    """Make a new, fully migrated log at ``path`` unless one appears there meanwhile: it is built
-    under a temporary name and linked into place, so no reader ever sees an empty or half-made one."""
-    tmp = path.with_name(f".audit.db.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    try:
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        conn = sqlite3.connect(tmp, isolation_level=None)
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("BEGIN IMMEDIATE")
-            apply_migrations(conn, set())
-            conn.execute("COMMIT")
-        finally:
-            conn.close()  # folds the WAL back into the file
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass  # another process made it first: use theirs
-        except OSError:  # no hard links on this file system: a rename, unless one appeared meanwhile
-            if not path.exists():
-                os.replace(tmp, path)
-    except sqlite3.DatabaseError as e:
-        raise OperationalError(f"cannot create the audit log {path}: {e}") from None
-    except OSError as e:
-        raise OperationalError(f"cannot create the audit log {path}: {e.strerror or e}") from None
-    finally:
-        for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
-            with contextlib.suppress(OSError):
-                os.unlink(leftover)
+    """Make a new, fully migrated log at ``path`` unless one appears there meanwhile (made whole under
+    a temporary name and linked into place: no reader ever sees an empty or half-made one)."""
+    from ..sqlite_file import create_whole
+
+    create_whole(path, lambda conn: apply_migrations(conn, set()), OperationalError, f"the audit log {path}")
