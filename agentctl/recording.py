@@ -74,11 +74,15 @@ class MemoryRecorder(Recorder):
 
 class HomeRecorder(Recorder):
     """The audit log of ``ctx.home``. Constructing it opens an existing log (and closes it again), so
-    a broken log fails before the caller acts; a missing one is created only by :meth:`record`."""
+    a broken log fails before the caller acts; a missing one is created only by :meth:`record`.
+    ``hold=True`` (a long-running process: the MCP proxies, a guard) keeps the log open from one
+    :meth:`record` to the next, each still durable when it returns, until :meth:`close`."""
 
-    def __init__(self, ctx: Context, *, keep_open: bool = False) -> None:
+    def __init__(self, ctx: Context, *, keep_open: bool = False, hold: bool = False) -> None:
         self.ctx = ctx
         self.log: Any = None  # the AuditLog, while open
+        self.hold = hold
+        keep_open = keep_open or hold
         self.enabled = ctx.home.config.audit
         if not self.enabled:
             return
@@ -104,7 +108,10 @@ class HomeRecorder(Recorder):
             every = self.ctx.home.config.checkpoint_every
             if every and any(s % every == 0 for s in seqs):
                 self.checkpoint(auto=True)
-        finally:
+        except BaseException:
+            self.close()  # a held log is opened afresh by the next record
+            raise
+        if not self.hold:
             self.close()  # the last connection to close folds the WAL back into the database
 
     @overload

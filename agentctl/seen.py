@@ -84,20 +84,30 @@ class MemorySeenStore:
 
 class HomeSeenStore:
     """One file per record under ``HOME/seen``, created with O_CREAT|O_EXCL so that two processes
-    racing on the same action cannot both win; expired records are swept now and then."""
+    racing on the same action cannot both win; expired records are swept now and then. The directory
+    is made once per store (again only if it disappears), so a long-running guard's record is one file
+    made and synced, nothing more."""
 
     def __init__(self, home, *, sweep_chance: float = 1 / 64) -> None:
         self.home = home
         self.sweep_chance = sweep_chance
+        self._dir: str | None = None  # HOME/seen, once made
 
     def remember(self, issuer: str, jti: str, exp: float, now: float) -> None:
-        seen = self.home.ensure("seen") / "seen"
-        path = seen / _record_name(issuer, jti)
+        if self._dir is None:
+            self._dir = str(self.home.ensure("seen") / "seen")
+        seen = self._dir
+        path = os.path.join(seen, _record_name(issuer, jti))
         until = int(exp) + MAX_LEEWAY
         for attempt in (1, 2):
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 break
+            except FileNotFoundError:  # the directory went away: make it again, once
+                if attempt == 2:
+                    raise OperationalError(f"cannot record action {jti} in {seen}: the directory is missing") from None
+                self._dir = None
+                seen = self._dir = str(self.home.ensure("seen") / "seen")
             except FileExistsError:
                 if attempt == 2 or not _expired(path, now):
                     raise _replayed(jti) from None

@@ -7,8 +7,9 @@ plain, with the presentation carried but no guard, and guarded (a ``MemoryRecord
 seen-store), in interleaved rounds; the guard's check (``Guard.check``) beside the verifier's pipeline
 it runs; and the signer's per-call cost (signing is done before the timed calls). Aim: the guard adds
 under 0.5 ms a call (guarded minus plain).
-Through the proxies: the same client over stdio to the server directly, and through
-``agentctl mcp sign`` → ``agentctl mcp guard`` (audit log on), as a ratio. Wall-clock medians; nothing
+Through the proxies: the same client over stdio to the server directly, through ``agentctl mcp guard``
+(the client signs its calls beforehand), and through ``agentctl mcp sign`` → ``agentctl mcp guard``
+(audit log and home seen-store on), in interleaved rounds, as ratios to direct. Wall-clock medians; nothing
 here is a test.
 """
 
@@ -120,11 +121,13 @@ def in_process(n: int, rounds: int = 3) -> None:
           f"(ratio check/verify {ck / vf:.2f}); signing a call {sign * 1e3:.3f} ms")
 
 
-def proxies(n: int) -> None:
+def proxies(n: int, rounds: int = 3) -> None:
     import subprocess
 
     from mcp.client.session import ClientSession
     from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    from agentctl.context import Context
 
     agentctl = str(Path(sys.executable).parent / "agentctl")
     with tempfile.TemporaryDirectory() as tmp:
@@ -135,24 +138,36 @@ def proxies(n: int) -> None:
         Path(tmp, "srv.py").write_text("from mcp.server.mcpserver import MCPServer\nsrv = MCPServer('b')\n"
                                        "@srv.tool()\ndef echo(text: str) -> str:\n    return text\nsrv.run()\n")
         server = [sys.executable, f"{tmp}/srv.py"]
+        # the client signs its own calls for the guard alone (signing is outside the timed call)
+        ctx = Context.for_home(f"{tmp}/home", env=env)
+        signer = CallSigner.for_home(ctx, "agent:bot", server="bench", grant=Path(tmp, "g").read_text().strip())
+        guard = [agentctl, "mcp", "guard", "--name", "bench", "--", *server]
+        sign = [agentctl, "mcp", "sign", "--as", "agent:bot", "--grant", f"{tmp}/g", "--server", "bench", "--"]
 
-        async def run(cmd):
+        async def run(cmd, signed):
             params = StdioServerParameters(command=cmd[0], args=cmd[1:], env=env)
             async with stdio_client(params) as (r, w):
                 async with ClientSession(r, w) as s:
                     await s.initialize()
                     out = []
-                    for i in range(n):
+                    for i in range(n + 1):
+                        a = {"text": str(i)}
+                        meta = signer.meta("echo", a) if signed else None
                         t = time.perf_counter()
-                        await s.call_tool("echo", {"text": str(i)})
-                        out.append(time.perf_counter() - t)
-                    return statistics.median(out)
+                        res = await s.call_tool("echo", a, meta=meta)
+                        if i:  # the first call warms up
+                            out.append(time.perf_counter() - t)
+                        assert not res.is_error, res
+                    return out
 
-        plain = anyio.run(run, server)
-        both = anyio.run(run, [agentctl, "mcp", "sign", "--as", "agent:bot", "--grant", f"{tmp}/g", "--server", "bench", "--",
-                               agentctl, "mcp", "guard", "--name", "bench", "--", *server])
-        print(f"over stdio, median per call over {n}: direct {plain * 1e3:.2f} ms, through sign+guard (audit on) "
-              f"{both * 1e3:.2f} ms (ratio {both / plain:.2f})")
+        times: dict[str, list[float]] = {"direct": [], "guard": [], "both": []}
+        for _ in range(rounds):  # interleaved, so that load on the machine hits all alike
+            times["direct"] += anyio.run(run, server, False)
+            times["guard"] += anyio.run(run, guard, True)
+            times["both"] += anyio.run(run, sign + guard, False)
+        d, g, b = (statistics.median(times[k]) * 1e3 for k in ("direct", "guard", "both"))
+        print(f"over stdio (audit log and home seen-store on), median per call over {rounds}x{n}: direct {d:.2f} ms, "
+              f"through guard {g:.2f} ms (ratio {g / d:.2f}), through sign+guard {b:.2f} ms (ratio {b / d:.2f})")
 
 
 def main() -> None:

@@ -69,14 +69,10 @@ def _checked_command(command: list[str]) -> list[str]:
 @command
 def do_guard(state: State, out: Output, name: str, audience: str | None, passes: list[str], seen: str,
              revocations: str | None, leeway: str | None, command: list[str], *, policies=(), query: str | None = None) -> int:
-    from ..mcp.guard import Guard
     from ..mcp.mapping import check_server, default_audience
-    from ..mcp.proxy import run_proxy
-    from ..mcp.wire import GuardFilter
-    from ..seen import HomeSeenStore, MemorySeenStore
+    from ..mcp.proxy import HeldRecorder, run_proxy
     from ..store import Store
     from ..verify import StoreTrust
-    from ..verify.policy_step import home_policy_sets
     from .grant_cmds import parse_leeway
     from .record import Recorder
 
@@ -97,7 +93,24 @@ def do_guard(state: State, out: Output, name: str, audience: str | None, passes:
     leeway_s = parse_leeway(leeway, ctx.home.config.leeway)
     store = Store(ctx.home)
     trust = StoreTrust(store)
-    recorder = Recorder(ctx)  # opened now: a log that cannot be opened fails before COMMAND starts
+    # opened now (a log that cannot be opened fails before COMMAND starts) and held open until the proxy ends
+    recorder = HeldRecorder(Recorder(ctx, hold=True))
+    try:
+        filt = _guard_filter(ctx, recorder, trust, name, aud, passes, seen, revocations, leeway_s, policies, query)
+    except BaseException:
+        recorder.close()
+        raise
+    return run_proxy(command, filt, stdin=sys.stdin.buffer, stdout=sys.stdout.buffer, notify=out.note, close=recorder.close)
+
+
+def _guard_filter(ctx, recorder, trust, name: str, aud: str, passes: list[str], seen: str, revocations: str | None,
+                  leeway_s: int, policies, query: str | None):
+    """The guard proxy's Guard and its filter, made before COMMAND starts."""
+    from ..mcp.guard import Guard
+    from ..mcp.wire import GuardFilter
+    from ..seen import HomeSeenStore, MemorySeenStore
+    from ..verify.policy_step import home_policy_sets
+
     sets = home_policy_sets(ctx.home, policies, query)  # compiled before COMMAND starts
     extra = []
     if revocations is not None:
@@ -113,8 +126,7 @@ def do_guard(state: State, out: Output, name: str, audience: str | None, passes:
     g = Guard(trust, server=name, audience=aud, recorder=recorder, clock=ctx.clock, leeway=leeway_s,
               revocations=extra, seen=HomeSeenStore(ctx.home) if seen == "home" else MemorySeenStore(),
               policies=sets, approvals=ctx.home.config.approvals)
-    return run_proxy(command, GuardFilter(g, recorder, tuple(passes)), stdin=sys.stdin.buffer,
-                     stdout=sys.stdout.buffer, notify=out.note)
+    return GuardFilter(g, recorder, tuple(passes))
 
 
 @command
@@ -123,7 +135,7 @@ def do_sign(state: State, out: Output, as_: str, grant_file: str | None, server:
     from pathlib import Path
 
     from ..mcp.mapping import check_server, default_audience
-    from ..mcp.proxy import run_proxy
+    from ..mcp.proxy import HeldRecorder, run_proxy
     from ..mcp.signer import CallSigner
     from ..mcp.wire import SignFilter
     from ..names import check_name
@@ -148,8 +160,12 @@ def do_sign(state: State, out: Output, as_: str, grant_file: str | None, server:
             raise UsageError(f"the grant in {grant_file} does not hold: {e.reason}: {e.detail}") from None
         if chain.leaf.delegate != as_:
             raise UsageError(f"the grant in {grant_file} was given to {chain.leaf.delegate}, not {as_}")
-    recorder = Recorder(ctx)
-    signer = CallSigner.for_home(ctx, as_, server=server, grant=grant, audience=aud, trust=trust, recorder=recorder,
-                                 approvals=approvals)
+    recorder = HeldRecorder(Recorder(ctx, hold=True))  # held open until the proxy ends
+    try:  # the agent's key is loaded once, here, not per call
+        signer = CallSigner.for_home(ctx, as_, server=server, grant=grant, audience=aud, trust=trust, recorder=recorder,
+                                     approvals=approvals)
+    except BaseException:
+        recorder.close()
+        raise
     return run_proxy(command, SignFilter(signer, out.note), stdin=sys.stdin.buffer, stdout=sys.stdout.buffer,
-                     notify=out.note)
+                     notify=out.note, close=recorder.close)

@@ -18,6 +18,9 @@ it back (:meth:`Guard.release`). A call that never answers keeps it: the tool ma
 On an event loop, the writes of a decision (the audit append, the seen-store record) are blocking
 I/O: unless the recorder and the seen-store are in memory, the guard decides in a worker thread
 (``anyio.to_thread``), one decision at a time, and the tool runs only after its decision is recorded.
+A guard made by :meth:`Guard.for_home` holds the home's audit log open for its life (each decision
+still durable before the tool runs) and closes it at :meth:`Guard.close`, or when the guard is
+collected or the interpreter exits.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import contextvars
 import dataclasses
 import json
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,6 +183,8 @@ class Guard:
         self.recorder = recorder
         self.offload = not _in_memory(recorder, seen) if offload is None else bool(offload)
         self._writes = threading.Lock()  # one decision at a time off the loop: a recorder need not be thread-safe
+        self._own: Any = None  # the audit log this guard opened (for_home), and what closes it
+        self._closer: Any = None
 
     @classmethod
     def for_home(cls, home: Any, *, server: str, audience: str | None = None, recorder: Any = None,
@@ -196,14 +202,31 @@ class Guard:
         verify_options.setdefault("approvals", home.config.approvals)
         verify_options["policies"] = [*home_policy_sets(home, policy_files, policy_query), *verify_options.get("policies", ())]
 
-        if recorder is None:
+        own = None
+        if recorder is None:  # the home's log, held open for the guard's life
             from ..context import Context
             from ..recording import HomeRecorder
 
-            recorder = HomeRecorder(Context.for_home(home.path))
+            recorder = own = HomeRecorder(Context.for_home(home.path), hold=True)
         store = HomeSeenStore(home) if seen == "home" else MemorySeenStore() if seen == "memory" else seen
         verify_options.setdefault("leeway", home.config.leeway)
-        return cls(StoreTrust(Store(home)), server=server, audience=audience, recorder=recorder, seen=store, **verify_options)
+        try:
+            guard = cls(StoreTrust(Store(home)), server=server, audience=audience, recorder=recorder, seen=store, **verify_options)
+        except BaseException:
+            if own is not None:
+                own.close()
+            raise
+        if own is not None:
+            guard._own = own
+            guard._closer = weakref.finalize(guard, _close_locked, guard._writes, own)
+        return guard
+
+    def close(self) -> None:
+        """Close the audit log this guard opened (:meth:`for_home`), after the decision under way; a
+        later decision opens it again. A recorder passed in is the caller's to close."""
+        if self._own is not None:
+            self._closer()
+            self._closer = weakref.finalize(self, _close_locked, self._writes, self._own)  # for a log a later decision opens
 
     # --- one decision ---------------------------------------------------------------------------
     def check(self, name: object, arguments: object, meta: object) -> GuardedCall:
@@ -335,6 +358,11 @@ class Guard:
             await anyio.to_thread.run_sync(self._release_locked, call, why)
         else:
             self.release(call, why)
+
+
+def _close_locked(lock: threading.Lock, recorder: Any) -> None:
+    with lock:
+        recorder.close()
 
 
 def _is_error_data(result: object) -> bool:

@@ -5,6 +5,10 @@ One thread reads the client, one copies the server's output (showing each line f
 ``from_server``, if it has one); both write whole lines to the client under one lock. The proxy ends when either side closes: the client's end of input closes COMMAND's
 input (COMMAND is stopped if it does not exit within a grace period); COMMAND's exit ends the proxy.
 An audit append that fails (``OperationalError`` from the filter) stops COMMAND and ends with 3.
+
+The proxies keep their audit log open for their whole life (:class:`HeldRecorder`): each decision is
+still durable (committed, fsync) before the call is forwarded, and the log is closed once, when the
+proxy ends (``close=``), whichever side closed first or a signal ended COMMAND.
 """
 
 from __future__ import annotations
@@ -13,11 +17,11 @@ import os
 import signal
 import subprocess
 import threading
-from typing import BinaryIO, Callable
+from typing import Any, BinaryIO, Callable
 
 from ..errors import Error, OperationalError, UsageError
 
-__all__ = ["run_proxy", "FORWARDED_SIGNALS"]
+__all__ = ["run_proxy", "FORWARDED_SIGNALS", "HeldRecorder"]
 
 FORWARDED_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2") if hasattr(signal, n))
 _MAX_LINE = 64 * 1024 * 1024
@@ -26,9 +30,47 @@ GRACE = 5.0  # seconds COMMAND has to exit after its input closed, before it is 
 Filter = Callable[[bytes], "tuple[bytes | None, bytes | None]"]
 
 
+class HeldRecorder:
+    """A recorder (a ``HomeRecorder(ctx, hold=True)``) held open for the life of a proxy: one record
+    at a time, whichever thread records (the client's reader, the server's copier); after
+    :meth:`close` it refuses to record (the proxy is ending, nothing more is forwarded)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.enabled = getattr(inner, "enabled", True)
+        self.closed = False
+        self._lock = threading.Lock()
+
+    def record(self, *events: Any) -> None:
+        with self._lock:
+            if self.closed:
+                raise OperationalError("the proxy is ending: nothing more is decided")
+            self.inner.record(*events)
+
+    def close(self) -> None:
+        """Close the log (once; waits for a record under way)."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            close = getattr(self.inner, "close", None)
+            if close is not None:
+                close()
+
+
 def run_proxy(command: list[str], filt: Filter, *, stdin: BinaryIO, stdout: BinaryIO,
-              notify: Callable[[str], None], grace: float = GRACE) -> int:
-    """Run ``command`` between ``stdin``/``stdout`` (the client) and return the exit status SPEC gives."""
+              notify: Callable[[str], None], grace: float = GRACE, close: Callable[[], None] | None = None) -> int:
+    """Run ``command`` between ``stdin``/``stdout`` (the client) and return the exit status SPEC gives.
+    ``close`` (the held audit log's) runs once when the proxy ends, also when starting COMMAND fails."""
+    try:
+        return _run(command, filt, stdin=stdin, stdout=stdout, notify=notify, grace=grace, close=close)
+    finally:
+        if close is not None:
+            close()
+
+
+def _run(command: list[str], filt: Filter, *, stdin: BinaryIO, stdout: BinaryIO, notify: Callable[[str], None],
+         grace: float, close: Callable[[], None] | None) -> int:
     if not command:
         raise UsageError("no command to run: give it after --", hint="agentctl mcp guard --name files -- python server.py")
     try:
@@ -40,6 +82,7 @@ def run_proxy(command: list[str], filt: Filter, *, stdin: BinaryIO, stdout: Bina
     out_lock = threading.Lock()
     failed: list[Error] = []
     client_gone = threading.Event()  # either side has closed
+    ending = threading.Event()  # the proxy is ending: a refusal of the closed log is no failure
 
     def to_client(data: bytes) -> bool:
         with out_lock:
@@ -62,8 +105,9 @@ def run_proxy(command: list[str], filt: Filter, *, stdin: BinaryIO, stdout: Bina
                 try:
                     forward, reply = filt(line if line.endswith(b"\n") else line + b"\n")
                 except Error as e:  # the audit log failed: stop here, no decision goes unrecorded
-                    failed.append(e)
-                    _stop(child, grace=0)
+                    if not ending.is_set():
+                        failed.append(e)
+                        _stop(child, grace=0)
                     return
                 if reply is not None and not to_client(reply):
                     return
@@ -130,6 +174,9 @@ def run_proxy(command: list[str], filt: Filter, *, stdin: BinaryIO, stdout: Bina
                 _stop(child, grace)
         status = child.wait()
         copier.join()
+        ending.set()
+        if close is not None:
+            close()  # under the recorder's lock: a decision under way is recorded first, none after
     finally:
         for s, h in previous.items():
             try:
