@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from .frozen import dataclass, field
 
 from . import jws
 from .encoding import EncodingError, b64u_decode, b64u_encode

@@ -4,7 +4,7 @@ nothing fails open. A damaged or unreadable file is operational (exit 3)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from .frozen import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from .frozen import dataclass, field
 from typing import Callable, Mapping
 
 from .clock import Clock, system_clock

@@ -8,7 +8,7 @@ of the pipeline); :mod:`agentctl.verify` decides whether a chain holds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from .frozen import dataclass, field
 from typing import Any
 
 from . import crypto, jws

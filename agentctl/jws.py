@@ -8,7 +8,7 @@ segments, strict base64url, JSON objects without duplicate keys, the expected ``
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from .frozen import dataclass, field
 
 from . import crypto
 from .encoding import EncodingError, b64u_decode, b64u_encode, loads_strict, thumbprint

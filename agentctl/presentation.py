@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from .frozen import dataclass, field
 from typing import Any, Callable
 
 from . import jws

@@ -8,7 +8,7 @@ CLI and for a tool server on the library.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ..frozen import dataclass
 from typing import TYPE_CHECKING
 
 from ..clock import rfc3339

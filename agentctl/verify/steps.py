@@ -8,7 +8,7 @@ Each step has a part for the grant chain (:meth:`Step.grant`, memoized per token
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ..frozen import dataclass
 from typing import Any
 
 from ..clock import rfc3339

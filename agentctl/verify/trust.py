@@ -7,7 +7,7 @@ key lookup goes through :func:`key_for`, which applies the retirement rule once 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from ..frozen import dataclass
 from typing import Iterable, Mapping
 
 from ..clock import rfc3339
