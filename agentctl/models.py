@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from .frozen import dataclass, field
 
 from .encoding import thumbprint
 from .errors import UsageError
+from .frozen import dataclass, field
 from .names import check_name
 
 __all__ = ["Key", "Principal", "Revocation", "Revocations", "check_role", "check_attr", "check_jti"]
