@@ -24,6 +24,7 @@ by method). Modules off the cold path use :mod:`dataclasses` as usual.
 from __future__ import annotations
 
 import sys
+from typing import Any, dataclass_transform
 
 __all__ = ["dataclass", "field", "FrozenInstanceError"]
 
@@ -60,7 +61,8 @@ class Field:
         self.default, self.default_factory, self.init, self.repr, self.compare = default, default_factory, init, repr, compare
 
 
-def field(*, default=MISSING, default_factory=MISSING, init=True, repr=True, compare=True):  # noqa: A002
+def field(*, default: Any = MISSING, default_factory: Any = MISSING, init: bool = True, repr: bool = True,  # noqa: A002
+          compare: bool = True) -> Any:
     return Field(default, default_factory, init, repr, compare)
 
 
@@ -75,7 +77,7 @@ class _LazyFields:
 
         out = {}
         for f in self.fields:
-            d = dataclasses.field(default=dataclasses.MISSING if f.default is MISSING else f.default,
+            d: Any = dataclasses.field(default=dataclasses.MISSING if f.default is MISSING else f.default,
                                   default_factory=dataclasses.MISSING if f.default_factory is MISSING else f.default_factory,
                                   init=f.init, repr=f.repr, compare=f.compare)
             d.name, d.type, d._field_type = f.name, f.type, dataclasses._FIELD  # type: ignore[attr-defined]
@@ -84,6 +86,7 @@ class _LazyFields:
         return out
 
 
+@dataclass_transform(field_specifiers=(field, Field))
 def dataclass(cls=None, /, *, frozen: bool = False, slots: bool = False, **other):
     def wrap(c):
         return _process(c, frozen, slots, other)
@@ -197,6 +200,8 @@ def _process(cls, frozen: bool, slots: bool, other: dict):
         if fn is not None:
             fn.__qualname__ = f"{cls.__qualname__}.{name}"
         setattr(cls, name, fn)
-    cls.__match_args__ = tuple(f.name for f in fields if f.init)
+    type.__setattr__(cls, "__match_args__", tuple(f.name for f in fields if f.init))
+    if cls.__doc__ is None:  # as dataclasses does, without inspect.signature
+        type.__setattr__(cls, "__doc__", f"{cls.__name__}({', '.join(f'{f.name}: {f.type}' for f in fields if f.init)})")
     cls.__dataclass_fields__ = _LazyFields(fields)
     return cls
