@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
 
 from . import jws
 from .encoding import EncodingError, b64u_decode, b64u_encode
 from .errors import UsageError, VerificationError
+from .frozen import dataclass, field
 from .grants import _new_jti, audience_claim, jti_claim, int_claim
 from .names import is_name
 

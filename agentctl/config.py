@@ -4,11 +4,11 @@ nothing fails open. A damaged or unreadable file is operational (exit 3)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
 from .errors import StoreError, UsageError
+from .frozen import dataclass
 
 if TYPE_CHECKING:
     from .approvals import ApprovalRules

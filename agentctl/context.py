@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from .clock import Clock, system_clock
+from .frozen import dataclass, field
 from .home import Home
 
 __all__ = ["Context"]

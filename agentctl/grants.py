@@ -8,12 +8,12 @@ of the pipeline); :mod:`agentctl.verify` decides whether a chain holds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from . import crypto, jws
 from .encoding import EncodingError, b64u_decode, jwk, public_from_jwk, thumbprint
 from .errors import UsageError, VerificationError
+from .frozen import dataclass, field
 from .names import is_name
 from .presentation import check_reference, digest
 from .scopes import parse_scopes

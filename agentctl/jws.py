@@ -8,11 +8,11 @@ segments, strict base64url, JSON objects without duplicate keys, the expected ``
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 
 from . import crypto
 from .encoding import EncodingError, b64u_decode, b64u_encode, loads_strict, thumbprint
 from .errors import VerificationError
+from .frozen import dataclass, field
 
 __all__ = ["MAX_TOKEN_BYTES", "ascii_text", "TYPES", "GRANT", "ACTION", "APPROVAL", "REQUEST", "REVOCATIONS", "ROTATION", "TRUST", "Jws", "encode", "decode", "peek", "peek_typ", "media_type"]
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
 
 from .encoding import thumbprint
 from .errors import UsageError
+from .frozen import dataclass, field
 from .names import check_name
 
 __all__ = ["Key", "Principal", "Revocation", "Revocations", "check_role", "check_attr", "check_jti"]
@@ -101,6 +101,8 @@ class Principal:
         return next((k for k in self.keys if k.kid == kid), None)
 
     def rotated(self, new_public: bytes, at: float, keystore: str | None) -> "Principal":
+        from dataclasses import replace  # not on the cold verify path
+
         keys = tuple(replace(k, status="retired", retired=at) if k.status == "current" else k for k in self.keys)
         return replace(self, keys=keys + (Key(new_public, at),), keystore=keystore)
 

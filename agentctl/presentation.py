@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import jws
 from .encoding import b64u_encode
 from .errors import VerificationError
+from .frozen import dataclass, field
 
 __all__ = ["MAX_PRESENTATION_BYTES", "MAX_GRANTS", "SEP", "APPROVAL", "Presentation", "digest", "text_of", "split",
            "parse", "parse_grants", "check_reference", "nested_form"]

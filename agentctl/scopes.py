@@ -38,9 +38,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 
 from .errors import UsageError
+from .frozen import dataclass, field
 
 __all__ = [
     "MAX_SCOPES",

@@ -215,5 +215,7 @@ def test_verify_imports_nothing_it_does_not_use(world, tmp_path):
                         "--resource", "acme/web"], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     loaded = set(r.stderr.split())
-    for module in ("typer", "rich", "socket", "secrets", "random", "agentctl.policy", "agentctl.scope_cover", "click"):
+    for module in ("typer", "rich", "socket", "secrets", "random", "agentctl.policy", "agentctl.scope_cover", "click",
+                   "dataclasses", "inspect", "ast", "dis"):  # the values are built by agentctl.frozen
         assert module not in loaded, module
+    assert "agentctl.frozen" in loaded

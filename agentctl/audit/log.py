@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import dataclasses
 import json
 import os
 import sqlite3
@@ -310,6 +309,8 @@ class AuditLog:
                 else:
                     note = existing[0]
                 if event is not None:
+                    import dataclasses  # checkpoints only: not on the cold verify path
+
                     self._insert([dataclasses.replace(event, metadata={**event.metadata, "size": size})], clock)
                 if deliver is not None:
                     deliver(note)

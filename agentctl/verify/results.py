@@ -8,12 +8,12 @@ CLI and for a tool server on the library.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..clock import rfc3339
 from ..errors import VerificationError
 from ..events import Event
+from ..frozen import dataclass
 from ..grants import Chain
 
 if TYPE_CHECKING:

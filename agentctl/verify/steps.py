@@ -8,11 +8,11 @@ Each step has a part for the grant chain (:meth:`Step.grant`, memoized per token
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from ..clock import rfc3339
 from ..errors import UsageError, VerificationError
+from ..frozen import dataclass
 from ..grants import MAX_CHAIN
 from ..presentation import parse, parse_grants
 from ..actions import payload_digest

@@ -7,11 +7,11 @@ key lookup goes through :func:`key_for`, which applies the retirement rule once 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 from ..clock import rfc3339
 from ..errors import VerificationError
+from ..frozen import dataclass
 from ..home import Role
 from ..models import Key, Principal, Revocations
 
