@@ -294,3 +294,23 @@ def test_prune_library_refuses_beyond_what_is_held(home):
 
         archive_text(log)
     log.close()
+
+
+def test_days_from_civil_counts_as_calendar_timegm_does():
+    import calendar
+    import random
+
+    from agentctl.audit.codec import days_from_civil, parse_time_us
+
+    rng = random.Random(7)
+    dates = [(1970, 1, 1), (2000, 2, 29), (1900, 3, 1), (1, 1, 1), (9999, 12, 31), (2024, 2, 30)]
+    dates += [(rng.randint(1, 9999), rng.randint(1, 12), rng.randint(1, 31)) for _ in range(2000)]
+    for y, m, d in dates:
+        assert days_from_civil(y, m, d) * 86400 == calendar.timegm((y, m, d, 0, 0, 0)), (y, m, d)
+    for bad in [(2026, 13, 1), (2026, 0, 1), (0, 5, 1)]:
+        with pytest.raises(ValueError):
+            calendar.timegm((*bad, 0, 0, 0))
+        with pytest.raises(ValueError):
+            days_from_civil(*bad)
+    assert parse_time_us("2026-12-02T15:30:32.123456Z") == calendar.timegm((2026, 12, 2, 15, 30, 32)) * 1_000_000 + 123456
+    assert parse_time_us("2026-13-02T15:30:32.123456Z") is None

@@ -18,7 +18,6 @@ Never change :data:`ZDICT`: every stored body depends on it. A new dictionary is
 
 from __future__ import annotations
 
-import calendar
 import hashlib
 import json
 import sqlite3
@@ -214,10 +213,23 @@ def parse_time_us(text: str | None) -> int | None:
     if text is None or len(text) != 27 or text[10] != "T" or text[-1] != "Z":
         return None
     try:
-        secs = calendar.timegm((int(text[0:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]), int(text[14:16]), int(text[17:19])))
+        days = days_from_civil(int(text[0:4]), int(text[5:7]), int(text[8:10]))
+        secs = days * 86400 + int(text[11:13]) * 3600 + int(text[14:16]) * 60 + int(text[17:19])
         return secs * 1_000_000 + int(text[20:26])
     except ValueError:
         return None
+
+
+def days_from_civil(year: int, month: int, day: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date, as ``calendar.timegm`` counts them (a
+    month outside 1-12 or a year outside 1-9999 is a ValueError, as there; the day is not checked,
+    as there), without importing calendar (and locale) on every append."""
+    if not (1 <= month <= 12 and 1 <= year <= 9999):
+        raise ValueError(f"no date {year}-{month}")
+    y = year - (month <= 2)
+    era, yoe = divmod(y, 400)
+    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
 
 
 def _safe(fn):

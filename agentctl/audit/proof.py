@@ -7,7 +7,6 @@ return a boolean to forget and never raise anything else. Sizes and indexes are 
 
 from __future__ import annotations
 
-import hmac
 
 from .tree import ProofError, _hash, _node, _proof, _size
 
@@ -66,7 +65,7 @@ def verify_inclusion(leaf_hash: bytes, index: int, size: int, proof: list[bytes]
     # 5.
     if sn != 0:
         raise ProofError("inclusion proof is shorter than the path to the root")
-    if not hmac.compare_digest(r, want_root):
+    if not _equal(r, want_root):
         raise ProofError(f"inclusion proof for leaf {index} does not lead to the root of the tree of size {size}")
 
 
@@ -89,7 +88,7 @@ def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: 
             raise ProofError(f"trees of equal size {m} need an empty consistency proof, not {len(path)} hashes")
         if not isinstance(old_root, (bytes, bytearray)) or not isinstance(new_root, (bytes, bytearray)):
             raise ProofError("roots must be bytes")
-        if not hmac.compare_digest(bytes(old_root), bytes(new_root)):
+        if not _equal(bytes(old_root), bytes(new_root)):
             raise ProofError(f"two different roots for the same tree size {m}")
         return
     first, second = _hash(old_root, "old root"), _hash(new_root, "new root")
@@ -127,7 +126,13 @@ def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: 
     # 7.
     if sn != 0:
         raise ProofError("consistency proof is shorter than the path to the root")
-    if not hmac.compare_digest(fr, first):
+    if not _equal(fr, first):
         raise ProofError(f"consistency proof does not lead to the old root (size {m}): the old tree is not a prefix")
-    if not hmac.compare_digest(sr, second):
+    if not _equal(sr, second):
         raise ProofError(f"consistency proof does not lead to the new root (size {n})")
+
+
+def _equal(a: bytes, b: bytes) -> bool:
+    import hmac  # only where a proof is checked: not on every append's import
+
+    return hmac.compare_digest(a, b)
