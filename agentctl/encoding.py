@@ -194,11 +194,10 @@ _STRICT = json.JSONDecoder(  # made once
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
-# Without a run of 16 digits anywhere in the text, no integer in it can leave the I-JSON range (2^53-1
-# has 16 digits): such a text is decoded with the C integer parser, otherwise with the checking one.
-_FAST = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constant, parse_float=_finite_float)
-_FAST_SCAN = _FAST.scan_once  # type: ignore[attr-defined]
-_LONG_DIGITS = re.compile(r"[0-9]{16}")
+# The usual token payload (an object, no whitespace around it, nothing after it) is scanned directly
+# by the checking decoder's C scanner, which calls back only for each integer (to bound it): scanning
+# the text for long runs of digits first costs more than those few calls.
+_STRICT_SCAN = _STRICT.scan_once  # type: ignore[attr-defined]
 
 
 def loads_strict(data: bytes | str) -> object:
@@ -210,9 +209,9 @@ def loads_strict(data: bytes | str) -> object:
         elif _SURROGATE.search(data):
             raise EncodingError("a lone surrogate is not Unicode text")
         doc = _MISSING
-        if data[:1] == "{" and not _LONG_DIGITS.search(data):
+        if data[:1] == "{":
             try:  # the usual token payload: an object, no whitespace around it, nothing after it
-                doc, end = _FAST_SCAN(data, 0)
+                doc, end = _STRICT_SCAN(data, 0)
                 if end != len(data):
                     doc = _MISSING
             except EncodingError:

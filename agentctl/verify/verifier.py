@@ -278,6 +278,36 @@ class Verifier:
             raise VerificationError("scope_denied", f"{leaf.delegate} may not {action} on {resource} (scope: {leaf.scope_text})")
         return scope
 
+    def _revocation_state(self) -> tuple | None:
+        """Each revocation source with its version (a source that changes offers ``version()``, as
+        :class:`~agentctl.revocation_store.StoredRevocations` does; an immutable :class:`Revocations` is
+        its own version), read before a lookup: while it holds, what was found clean is still clean.
+        None when a source cannot say (any other kind of object)."""
+        state = []
+        for revs in (self.trust.revocations(), *self.extra_revocations):
+            if type(revs) is Revocations:
+                state.append((revs, 0))
+            elif callable(getattr(type(revs), "version", None)):
+                state.append((revs, revs.version()))
+            else:
+                return None
+        return tuple(state)
+
+    def _first_revoked(self, pairs: tuple[tuple[str, str], ...]) -> tuple[str, str] | None:
+        """The first of the (kind, id) ``pairs`` that any source holds revoked, one query a source."""
+        hits: set = set()
+        for revs in (self.trust.revocations(), *self.extra_revocations):
+            found = getattr(revs, "found", None)
+            if found is not None:
+                hits |= found(pairs)
+            else:
+                hits.update(p for p in pairs if revs.find(*p) is not None)
+        if hits:
+            for p in pairs:
+                if p in hits:
+                    return p
+        return None
+
     def _revoked(self, kind: str, ident: str):
         for revs in (self.trust.revocations(), *self.extra_revocations):
             r = revs.find(kind, ident)

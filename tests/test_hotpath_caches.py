@@ -1,0 +1,59 @@
+"""The caches of the verification hot path, from the attacker's side: a long-running verifier sees a
+revocation made after it looked the ids up (for a grant it has verified before, and for a home that had
+no revocation store yet), and a bad token after good ones is still refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentctl import jws
+from agentctl.encoding import loads_strict, EncodingError
+from agentctl.errors import VerificationError
+from agentctl.grants import parse_chain
+from agentctl.home import Home
+from agentctl.identity import revoke_grant, revoke_principal
+from agentctl.verify import NO_AUDIT, Verifier
+
+from test_actions import World
+from test_revocation_store import ctx_at, jti
+
+
+def verifier(w: World) -> Verifier:
+    return Verifier.for_home(Home(w.tool), recorder=NO_AUDIT)
+
+
+@pytest.mark.parametrize("first_store", [False, True], ids=["no-store-yet", "store-held"])
+def test_a_grant_revoked_after_it_verified_is_refused_by_the_same_verifier(cli, tmp_path, first_store):
+    w = World(cli, tmp_path)
+    if first_store:  # the store exists, holding something else
+        revoke_grant(ctx_at(w.tool), jti(7))
+    v = verifier(w)
+    for _ in range(3):  # verified, remembered
+        v.verify_grant(w.grant, action="deploy.staging", resource="api/web")
+    revoke_grant(ctx_at(w.tool), parse_chain(w.grant).leaf.jti)
+    with pytest.raises(VerificationError) as e:
+        v.verify_grant(w.grant, action="deploy.staging", resource="api/web")
+    assert e.value.reason == "revoked"
+
+
+def test_an_action_under_a_remembered_grant_sees_a_later_revocation_of_its_root(cli, tmp_path):
+    w = World(cli, tmp_path)
+    revoke_grant(ctx_at(w.tool), jti(7))
+    v = verifier(w)
+    tokens = [w.sign() for _ in range(2)]
+    v.verify_action(tokens[0])
+    revoke_principal(ctx_at(w.tool), "user:alice")
+    with pytest.raises(VerificationError) as e:
+        v.verify_action(tokens[1])
+    assert e.value.reason == "revoked" and "user:alice" in e.value.detail
+
+
+def test_a_large_integer_after_good_payloads_is_still_refused():
+    good = b'{"iat":1800000000,"jti":"1234567890123456789"}'
+    for _ in range(3):
+        assert loads_strict(good)["iat"] == 1800000000
+    for bad in (b'{"iat":9007199254740992}', b'{"a":{"b":[-90071992547409920]}}', b'{"iat":1,"iat":2}'):
+        with pytest.raises(EncodingError):
+            loads_strict(bad)
+    assert loads_strict(b'{"n":9007199254740991}')["n"] == 2**53 - 1
+    assert jws  # the token module is what calls it
