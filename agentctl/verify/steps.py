@@ -259,6 +259,8 @@ class Revocation(Step):
     def grant(self, v, c: Check) -> None:
         chain, memo = c.chain, c.memo
         state = v._revocation_state()
+        if state == ():  # nothing revoked anywhere
+            return
         extra = memo.extra if memo is not None else {}
         held = extra.get("revocation")
         if held is not None and state is not None and _same_state(held, state):

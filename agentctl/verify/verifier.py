@@ -282,11 +282,12 @@ class Verifier:
         """Each revocation source with its version (a source that changes offers ``version()``, as
         :class:`~agentctl.revocation_store.StoredRevocations` does; an immutable :class:`Revocations` is
         its own version), read before a lookup: while it holds, what was found clean is still clean.
-        None when a source cannot say (any other kind of object)."""
+        None when a source cannot say (any other kind of object); empty when no source holds anything."""
         state = []
         for revs in (self.trust.revocations(), *self.extra_revocations):
             if type(revs) is Revocations:
-                state.append((revs, 0))
+                if revs.entries:  # an empty one never holds anything
+                    state.append((revs, 0))
             elif callable(getattr(type(revs), "version", None)):
                 state.append((revs, revs.version()))
             else:
@@ -300,6 +301,8 @@ class Verifier:
             found = getattr(revs, "found", None)
             if found is not None:
                 hits |= found(pairs)
+            elif type(revs) is Revocations and not revs.entries:
+                continue
             else:
                 hits.update(p for p in pairs if revs.find(*p) is not None)
         if hits:
