@@ -338,24 +338,45 @@ _MAX_SAFE = 2**53 - 1
 def _plain(value: Any) -> bool:
     """Whether json's C encoder writes ``value`` exactly as RFC 8785 does: no floats (number
     formatting differs), integers in the I-JSON range, and only ASCII string keys (for which code
-    point order is UTF-16 order)."""
+    point order is UTF-16 order). Strings and None, most of an event, are passed over without a call."""
     t = type(value)
+    if t is dict:
+        for k, v in value.items():
+            if type(k) is not str or not k.isascii():
+                return False
+            if type(v) is not str and v is not None and not _plain(v):
+                return False
+        return True
+    if t is list or t is tuple:
+        for v in value:
+            if type(v) is not str and v is not None and not _plain(v):
+                return False
+        return True
     if t is str or value is None or t is bool:
         return True
     if t is int:
         return -_MAX_SAFE <= value <= _MAX_SAFE
-    if t is dict:
-        return all(type(k) is str and k.isascii() and _plain(v) for k, v in value.items())
-    if t is list or t is tuple:
-        return all(_plain(v) for v in value)
     return False
+
+
+def _not_json(value: object) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# json.dumps(ensure_ascii=False, sort_keys=True, separators=(",", ":"), check_circular=False), made once
+_CANONICAL_C = getattr(json.encoder, "c_make_encoder", None)
+_CANONICAL = (_CANONICAL_C(None, _not_json, _encode_string, None, ":", ",", True, False, True) if _CANONICAL_C is not None
+              else None)
 
 
 def canonical_json(value: object) -> bytes:
     """RFC 8785 (JCS) canonical JSON, UTF-8 encoded."""
     if _plain(value):  # the common case, written by json's C encoder
-        text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), check_circular=False)
-        if _SURROGATE.search(text):
+        if _CANONICAL is not None and type(value) is dict:
+            text = "".join(_CANONICAL(value, 0))
+        else:
+            text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), check_circular=False)
+        if not text.isascii() and _SURROGATE.search(text):
             raise EncodingError("a lone surrogate is not Unicode text")
         return text.encode("utf-8")
     out: list[str] = []

@@ -5,9 +5,11 @@ no revocation store yet), and a bad token after good ones is still refused."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agentctl import jws
-from agentctl.encoding import loads_strict, EncodingError
+from agentctl.encoding import EncodingError, canonical_json, loads_strict
 from agentctl.errors import VerificationError
 from agentctl.grants import parse_chain
 from agentctl.home import Home
@@ -57,3 +59,32 @@ def test_a_large_integer_after_good_payloads_is_still_refused():
             loads_strict(bad)
     assert loads_strict(b'{"n":9007199254740991}')["n"] == 2**53 - 1
     assert jws  # the token module is what calls it
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(max_size=8)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.integers(2**53, 2**60),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json)
+def test_canonical_json_writes_what_the_reference_writer_writes(value):
+    """The C encoder's path (taken when the plain check passes) and the reference RFC 8785 writer agree,
+    or both refuse; a value that is not plain after plain ones still goes the checking way."""
+    from agentctl.encoding import _jcs
+
+    out: list = []
+    try:
+        _jcs(value, out)
+        want: object = "".join(out).encode("utf-8")
+    except EncodingError:
+        want = EncodingError
+    try:
+        got: object = canonical_json({"a": "b", "seq": 1})  # a plain one first
+        got = canonical_json(value)
+    except EncodingError:
+        got = EncodingError
+    assert got == want
