@@ -88,3 +88,40 @@ def test_canonical_json_writes_what_the_reference_writer_writes(value):
     except EncodingError:
         got = EncodingError
     assert got == want
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="AQgw-_/+=.Z09az \u00e9", min_size=18, max_size=30) | st.text(max_size=130))
+def test_the_jti_check_accepts_exactly_what_strict_base64url_of_16_bytes_is(jti):
+    from agentctl.encoding import b64u_decode
+    from agentctl.grants import MAX_JTI, jti_claim
+
+    try:
+        want = len(jti) <= MAX_JTI and len(b64u_decode(jti)) >= 16
+    except EncodingError:
+        want = False
+    try:
+        got = jti_claim({"jti": jti}) == jti
+    except VerificationError as e:
+        assert e.reason == "malformed"
+        got = False
+    assert got == want
+
+
+def test_a_bad_action_or_resource_after_good_ones_is_still_malformed():
+    from agentctl.actions import action_from
+
+    def token(**claims):
+        base = {"iss": "agent:deployer", "sub": "user:alice", "action": "deploy.staging", "resource": "api/web",
+                "iat": 1_800_000_000, "exp": 1_800_000_060, "jti": "A" * 22, "payload": {"sha256": "0" * 64}}
+        t = object.__new__(jws.Jws)
+        t.__dict__.update(header={}, claims={**base, **claims}, signing_input=b"", signature=b"", token="")
+        return t
+
+    for _ in range(3):
+        assert action_from(token()).action == "deploy.staging"
+    for bad in ({"resource": "api/*"}, {"resource": "api web"}, {"resource": 7}, {"action": "Deploy"},
+                {"action": "deploy.*"}, {"iss": "x"}, {"sub": 3}):
+        with pytest.raises(VerificationError) as e:
+            action_from(token(**bad))
+        assert e.value.reason == "malformed"

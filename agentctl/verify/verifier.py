@@ -289,7 +289,7 @@ class Verifier:
                 if revs.entries:  # an empty one never holds anything
                     state.append((revs, 0))
             elif callable(getattr(type(revs), "version", None)):
-                state.append((revs, revs.version()))
+                state.append((revs, revs.version()))  # type: ignore[attr-defined]
             else:
                 return None
         return tuple(state)
