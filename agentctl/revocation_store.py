@@ -122,7 +122,7 @@ class StoredRevocations(Revocations):
 
     def found(self, pairs: tuple[tuple[str, str], ...]) -> set[tuple[str, str]]:
         """Which of the (kind, id) ``pairs`` are revoked: one query for all of them (a presentation's
-        principals, key ids and jtis)."""
+        principals, key ids and jtis), which sees the newest committed state."""
         path = self.__dict__["_path"]
         if not pairs:
             return set()
@@ -135,15 +135,6 @@ class StoredRevocations(Revocations):
         except sqlite3.DatabaseError as e:
             raise _damaged(path, e) from None
         return {(k, i) for k, i in rows}
-
-    def version(self) -> int:
-        """A number that changes whenever another connection (``revoke``, ``sync``, an import, in this
-        process or another) commits to the store: what was found clean under one version may be taken
-        as clean while the version holds (SQLite's ``data_version``)."""
-        try:
-            return int(self._db().execute("PRAGMA data_version").fetchone()[0])
-        except sqlite3.DatabaseError as e:
-            raise _damaged(self.__dict__["_path"], e) from None
 
     @property
     def entries(self) -> tuple[Revocation, ...]:

@@ -239,10 +239,9 @@ class ChainShape(Step):
 
 
 class Revocation(Step):
-    """Every principal, key id and jti the presentation names, looked up in one query per source. Not
-    memoized by outcome: a chain found clean is skipped only while every source is unchanged since
-    (:meth:`~agentctl.verify.Verifier._revocation_state`), so a revocation made while a verifier runs
-    is seen at its next check."""
+    """Every principal, key id and jti the presentation names (its chain's and its action's), looked up
+    in one query a source. Not memoized: a revocation made while a verifier runs is seen at its next
+    check."""
 
     number, name, title = 6, "revocation", "Revocation"
     reasons = ("revoked", "stale_revocations", "stale_trust")
@@ -251,50 +250,36 @@ class Revocation(Step):
         stale = v.trust.stale(c.real_now or c.now)  # freshness changes with time: never memoized
         if stale is not None:
             raise _fail(stale.reason, stale.detail)
-        if c.chain is not None:
-            self.grant(v, c)
-        if c.act is not None:
-            self.action(v, c)
-
-    def grant(self, v, c: Check) -> None:
-        chain, memo = c.chain, c.memo
-        state = v._revocation_state()
-        if state == ():  # nothing revoked anywhere
+        chain, act = c.chain, c.act
+        ids: tuple = _chain_ids(chain, c.memo) if chain is not None else ()
+        if act is not None:  # a grant's chain covers the action's signer
+            ids += ((("principal", act.iss), ("key", act.kid), ("grant", act.jti)) if chain is None else (("grant", act.jti),))
+        hits = v._revoked_among(ids)
+        if not hits:
             return
-        extra = memo.extra if memo is not None else {}
-        held = extra.get("revocation")
-        if held is not None and state is not None and _same_state(held, state):
-            return
-        pairs = extra.get("revocation_ids")
-        if pairs is None:
-            pairs = (*(("principal", n) for n in dict.fromkeys(chain.principals)),
-                     *(("key", k) for k in dict.fromkeys([chain.root.kid] + [h.cnf_kid for h in chain.hops])),
-                     *(("grant", h.jti) for h in chain.hops))
-            extra["revocation_ids"] = pairs
-        hit = v._first_revoked(pairs)
-        if hit is not None:
-            kind, ident = hit
-            if kind == "grant":
-                i = next(i for i, h in enumerate(chain.hops) if h.jti == ident)
-                raise _fail("revoked", f"grant {ident} (hop {i + 1}) is revoked")
-            raise _fail("revoked", f"{kind} {ident} is revoked")
-        if state is not None:
-            extra["revocation"] = state
-
-    def action(self, v, c: Check) -> None:
-        act = c.act
-        if c.chain is None:  # a grant's chain was checked above
-            hit = v._first_revoked((("principal", act.iss), ("key", act.kid), ("grant", act.jti)))
-        else:
-            hit = v._first_revoked((("grant", act.jti),))
-        if hit is not None:
-            kind, ident = hit
-            raise _fail("revoked", f"action {ident} is revoked" if kind == "grant" else f"{kind} {ident} is revoked")
+        in_chain = len(ids) - (0 if act is None else 1 if chain is not None else 3)
+        for n, (kind, ident) in enumerate(ids):  # the chain's first, in order, then the action's
+            if (kind, ident) not in hits:
+                continue
+            if kind != "grant":
+                raise _fail("revoked", f"{kind} {ident} is revoked")
+            if n >= in_chain:
+                raise _fail("revoked", f"action {ident} is revoked")
+            i = next(i for i, h in enumerate(chain.hops) if h.jti == ident)
+            raise _fail("revoked", f"grant {ident} (hop {i + 1}) is revoked")
 
 
-def _same_state(a: tuple, b: tuple) -> bool:
-    """The same revocation sources (the very objects), each at the same version."""
-    return len(a) == len(b) and all(x[0] is y[0] and x[1] == y[1] for x, y in zip(a, b))
+def _chain_ids(chain, memo: Memo | None) -> tuple:
+    """What a chain names that can be revoked, in the order it is checked: principals, key ids, jtis
+    (kept in the chain's memo: a chain is fixed)."""
+    ids = memo.extra.get("revocation_ids") if memo is not None else None
+    if ids is None:
+        ids = (*(("principal", n) for n in dict.fromkeys(chain.principals)),
+               *(("key", k) for k in dict.fromkeys([chain.root.kid] + [h.cnf_kid for h in chain.hops])),
+               *(("grant", h.jti) for h in chain.hops))
+        if memo is not None:
+            memo.extra["revocation_ids"] = ids
+    return ids
 
 
 class Audience(Step):

@@ -280,24 +280,9 @@ class Verifier:
             raise VerificationError("scope_denied", f"{leaf.delegate} may not {action} on {resource} (scope: {leaf.scope_text})")
         return scope
 
-    def _revocation_state(self) -> tuple | None:
-        """Each revocation source with its version (a source that changes offers ``version()``, as
-        :class:`~agentctl.revocation_store.StoredRevocations` does; an immutable :class:`Revocations` is
-        its own version), read before a lookup: while it holds, what was found clean is still clean.
-        None when a source cannot say (any other kind of object); empty when no source holds anything."""
-        state = []
-        for revs in (self.trust.revocations(), *self.extra_revocations):
-            if type(revs) is Revocations:
-                if revs.entries:  # an empty one never holds anything
-                    state.append((revs, 0))
-            elif callable(getattr(type(revs), "version", None)):
-                state.append((revs, revs.version()))  # type: ignore[attr-defined]
-            else:
-                return None
-        return tuple(state)
-
-    def _first_revoked(self, pairs: tuple[tuple[str, str], ...]) -> tuple[str, str] | None:
-        """The first of the (kind, id) ``pairs`` that any source holds revoked, one query a source."""
+    def _revoked_among(self, pairs: tuple[tuple[str, str], ...]) -> set:
+        """Which of the (kind, id) ``pairs`` any source holds revoked: one query a source (a source
+        with ``found``, as :class:`~agentctl.revocation_store.StoredRevocations`), none for an empty one."""
         hits: set = set()
         for revs in (self.trust.revocations(), *self.extra_revocations):
             found = getattr(revs, "found", None)
@@ -307,11 +292,7 @@ class Verifier:
                 continue
             else:
                 hits.update(p for p in pairs if revs.find(*p) is not None)
-        if hits:
-            for p in pairs:
-                if p in hits:
-                    return p
-        return None
+        return hits
 
     def _revoked(self, kind: str, ident: str):
         for revs in (self.trust.revocations(), *self.extra_revocations):
