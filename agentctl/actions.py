@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import Any
 
 from . import jws
 from .encoding import EncodingError, b64u_decode, b64u_encode
 from .errors import UsageError, VerificationError
 from .frozen import dataclass, field
-from .grants import _new_jti, audience_claim, jti_claim, int_claim
-from .names import is_name
+from .grants import _name, _new_jti, audience_claim, jti_claim, int_claim
 
 __all__ = ["ActionToken", "parse_action", "action_from", "action_claims", "payload_digest", "check_action_name", "check_resource",
            "check_audience", "param_error", "MAX_RESOURCE", "MAX_AUDIENCE"]
@@ -106,17 +106,21 @@ def parse_action(token: object) -> ActionToken:
 
 def action_from(t: jws.Jws) -> ActionToken:
     """An action from its decoded token."""
-    from .presentation import check_reference
-
+    global _check_reference
+    if _check_reference is None:
+        from .presentation import check_reference as _check_reference
     c = t.claims
-    for name in ("iss", "sub"):
-        if not is_name(c.get(name)):
-            raise _bad(f"claim {name!r} is not a valid principal name")
-    try:
-        action = check_action_name(c.get("action"))
-        resource = check_resource(c.get("resource"))
-    except UsageError as e:
-        raise _bad(f"claim: {e.message}") from None
+    iss, sub = _name(c.get("iss"), "claim 'iss'"), _name(c.get("sub"), "claim 'sub'")
+    action, resource = c.get("action"), c.get("resource")
+    if type(action) is not str or action not in _ACTIONS or type(resource) is not str or not _RESOURCE.fullmatch(resource):
+        try:
+            action = check_action_name(action)
+            resource = check_resource(resource)
+        except UsageError as e:
+            raise _bad(f"claim: {e.message}") from None
+        if len(_ACTIONS) >= 4096:
+            _ACTIONS.clear()
+        _ACTIONS.add(action)
     payload = c.get("payload")
     if not isinstance(payload, dict) or set(payload) - {"sha256", "data"} or not isinstance(payload.get("sha256"), str):
         raise _bad("claim 'payload' must be {'sha256': HEX[, 'data': BASE64URL]}")
@@ -132,12 +136,23 @@ def action_from(t: jws.Jws) -> ActionToken:
         if data is None:
             raise _bad("claim 'payload.data' must be base64url")
     jti = jti_claim(c)
-    grant = check_reference(c.get("grant"), "the action's 'grant'")
-    approval = check_reference(c.get("approval"), "the action's 'approval'")
+    grant = _check_reference(c.get("grant"), "the action's 'grant'")
+    approval = _check_reference(c.get("approval"), "the action's 'approval'")
     iat, exp = int_claim(c, "iat"), int_claim(c, "exp")
     if exp <= iat:
         raise _bad("claim 'exp' is not after 'iat'")
-    return ActionToken(t, c["iss"], c["sub"], action, resource, iat, exp, jti, audience_claim(c), sha, data, grant, approval)
+    act = _new_action()  # every field set, as ActionToken(...) would (a frozen dataclass, built without its __init__)
+    act.__dict__.update(token=t, iss=iss, sub=sub, action=action, resource=resource, iat=iat, exp=exp, jti=jti,
+                        aud=audience_claim(c) if "aud" in c else None, sha256=sha, data=data, grant=grant, approval=approval)
+    return act
+
+
+def _new_action() -> ActionToken:
+    return object.__new__(ActionToken)
+
+
+_ACTIONS: set = set()  # action names met before (the same few come again and again): checked once
+_check_reference: Any = None  # agentctl.presentation's, imported on first use (it imports grants, which this imports)
 
 
 def action_claims(*, iss: str, sub: str, action: str, resource: str, data: bytes, embed: bool, now: int, ttl: int,

@@ -194,11 +194,10 @@ _STRICT = json.JSONDecoder(  # made once
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
-# Without a run of 16 digits anywhere in the text, no integer in it can leave the I-JSON range (2^53-1
-# has 16 digits): such a text is decoded with the C integer parser, otherwise with the checking one.
-_FAST = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constant, parse_float=_finite_float)
-_FAST_SCAN = _FAST.scan_once  # type: ignore[attr-defined]
-_LONG_DIGITS = re.compile(r"[0-9]{16}")
+# The usual token payload (an object, no whitespace around it, nothing after it) is scanned directly
+# by the checking decoder's C scanner, which calls back only for each integer (to bound it): scanning
+# the text for long runs of digits first costs more than those few calls.
+_STRICT_SCAN = _STRICT.scan_once  # type: ignore[attr-defined]
 
 
 def loads_strict(data: bytes | str) -> object:
@@ -210,9 +209,9 @@ def loads_strict(data: bytes | str) -> object:
         elif _SURROGATE.search(data):
             raise EncodingError("a lone surrogate is not Unicode text")
         doc = _MISSING
-        if data[:1] == "{" and not _LONG_DIGITS.search(data):
+        if data[:1] == "{":
             try:  # the usual token payload: an object, no whitespace around it, nothing after it
-                doc, end = _FAST_SCAN(data, 0)
+                doc, end = _STRICT_SCAN(data, 0)
                 if end != len(data):
                     doc = _MISSING
             except EncodingError:
@@ -339,24 +338,45 @@ _MAX_SAFE = 2**53 - 1
 def _plain(value: Any) -> bool:
     """Whether json's C encoder writes ``value`` exactly as RFC 8785 does: no floats (number
     formatting differs), integers in the I-JSON range, and only ASCII string keys (for which code
-    point order is UTF-16 order)."""
+    point order is UTF-16 order). Strings and None, most of an event, are passed over without a call."""
     t = type(value)
+    if t is dict:
+        for k, v in value.items():
+            if type(k) is not str or not k.isascii():
+                return False
+            if type(v) is not str and v is not None and not _plain(v):
+                return False
+        return True
+    if t is list or t is tuple:
+        for v in value:
+            if type(v) is not str and v is not None and not _plain(v):
+                return False
+        return True
     if t is str or value is None or t is bool:
         return True
     if t is int:
         return -_MAX_SAFE <= value <= _MAX_SAFE
-    if t is dict:
-        return all(type(k) is str and k.isascii() and _plain(v) for k, v in value.items())
-    if t is list or t is tuple:
-        return all(_plain(v) for v in value)
     return False
+
+
+def _not_json(value: object) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# json.dumps(ensure_ascii=False, sort_keys=True, separators=(",", ":"), check_circular=False), made once
+_CANONICAL_C = getattr(json.encoder, "c_make_encoder", None)
+_CANONICAL = (_CANONICAL_C(None, _not_json, _encode_string, None, ":", ",", True, False, True) if _CANONICAL_C is not None
+              else None)
 
 
 def canonical_json(value: object) -> bytes:
     """RFC 8785 (JCS) canonical JSON, UTF-8 encoded."""
     if _plain(value):  # the common case, written by json's C encoder
-        text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), check_circular=False)
-        if _SURROGATE.search(text):
+        if _CANONICAL is not None and type(value) is dict:
+            text = "".join(_CANONICAL(value, 0))
+        else:
+            text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), check_circular=False)
+        if not text.isascii() and _SURROGATE.search(text):
             raise EncodingError("a lone surrogate is not Unicode text")
         return text.encode("utf-8")
     out: list[str] = []

@@ -196,4 +196,11 @@ def decode(token: object, typ: str | tuple[str, ...], *, limit: int = MAX_TOKEN_
         raise _malformed(f"signature: {e}") from None
     if len(signature) != crypto.SIGNATURE_BYTES:
         raise _malformed("signature is not 64 bytes")
-    return Jws(header, claims, f"{h}.{p}".encode("ascii"), signature, token if clean else f"{h}.{p}.{s}")  # type: ignore[arg-type]
+    t = _new_jws()  # every field set, as Jws(...) would (a frozen dataclass, built without its __init__)
+    t.__dict__.update(header=header, claims=claims, signing_input=f"{h}.{p}".encode("ascii"), signature=signature,
+                      token=token if clean else f"{h}.{p}.{s}")
+    return t
+
+
+def _new_jws() -> Jws:
+    return object.__new__(Jws)

@@ -92,6 +92,9 @@ def _connect(path: Path) -> sqlite3.Connection:
         raise
 
 
+_FOUND: dict[int, str] = {}  # the lookup of n (kind, id) pairs, by n
+
+
 class StoredRevocations(Revocations):
     """The revocations of a home, looked up in its store one id at a time. A :class:`Revocations`
     (``find``, ``principal``, ``key``, ``grant``); ``entries`` reads the whole store (for an export or a
@@ -116,6 +119,22 @@ class StoredRevocations(Revocations):
         except sqlite3.DatabaseError as e:
             raise _damaged(path, e) from None
         return None if row is None else _row(path, row)
+
+    def found(self, pairs: tuple[tuple[str, str], ...]) -> set[tuple[str, str]]:
+        """Which of the (kind, id) ``pairs`` are revoked: one query for all of them (a presentation's
+        principals, key ids and jtis), which sees the newest committed state."""
+        path = self.__dict__["_path"]
+        if not pairs:
+            return set()
+        sql = _FOUND.get(len(pairs))
+        if sql is None:
+            sql = "SELECT kind, id FROM revoked WHERE (kind, id) IN (VALUES " + ",".join(["(?,?)"] * len(pairs)) + ")"
+            _FOUND[len(pairs)] = sql
+        try:
+            rows = self._db().execute(sql, [x for pair in pairs for x in pair]).fetchall()
+        except sqlite3.DatabaseError as e:
+            raise _damaged(path, e) from None
+        return {(k, i) for k, i in rows}
 
     @property
     def entries(self) -> tuple[Revocation, ...]:

@@ -70,6 +70,16 @@ class Step:
 _MISSING: Any = object()
 
 
+def _planned(step: Step) -> tuple:
+    """(its own run or None, its chain part or None, its action part or None, timeless, name)."""
+    cls = type(step)
+    if cls.run is not Step.run:
+        return step.run, None, None, False, step.name
+    grant = step.grant if cls.grant is not Step.grant else None
+    action = step.action if cls.action is not Step.action else None
+    return None, grant, action, step.timeless, step.name
+
+
 class Pipeline:
     """An ordered, declared list of steps; :meth:`run` runs them in order and the first failure wins."""
 
@@ -80,9 +90,34 @@ class Pipeline:
         if numbers != sorted(numbers):
             raise ValueError(f"pipeline {name}: steps out of order: {numbers}")
 
+        self._plan = tuple(_planned(s) for s in self.steps)
+
     def run(self, v: Any, c: Any) -> None:
-        for step in self.steps:
-            step.run(v, c)
+        """Each step in the declared order, as :meth:`Step.run` would run it, without its call: a step
+        with a run of its own runs it; otherwise its chain part (memoized when timeless) and its action
+        part, where the step has them."""
+        for custom, grant, action, timeless, name in self._plan:
+            if custom is not None:
+                custom(v, c)
+                continue
+            if grant is not None and c.chain is not None:
+                memo = c.memo
+                if timeless and memo is not None:
+                    outcomes = memo.outcomes
+                    outcome = outcomes.get(name, _MISSING)
+                    if outcome is _MISSING:
+                        try:
+                            grant(v, c)
+                        except VerificationError as e:
+                            outcomes[name] = e
+                            raise
+                        outcomes[name] = None
+                    elif outcome is not None:
+                        raise VerificationError(outcome.reason, outcome.detail)
+                else:
+                    grant(v, c)
+            if action is not None and c.act is not None:
+                action(v, c)
 
     def render(self) -> list[str]:
         """The steps as the docs list them: ``N. Title (reason, reason)``."""

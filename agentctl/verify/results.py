@@ -8,7 +8,7 @@ CLI and for a tool server on the library.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..clock import rfc3339
 from ..errors import VerificationError
@@ -117,10 +117,14 @@ class VerifiedAction:
         )
 
 
+_approval_doc: Any = None  # .approval_step's, imported on first use
+
+
 def verdict_doc(kind: str | None, *, agent=None, on_behalf_of=None, chain=None, action=None, resource=None, scope=None,
                 expires_at=None, jti=None, agent_known=None, audience=None, policy=None, approval=None) -> dict:
-    from .approval_step import approval_doc
-
+    global _approval_doc
+    if _approval_doc is None:  # imported on first use, once (.approval_step imports this module)
+        from .approval_step import approval_doc as _approval_doc
     doc = {
         "ok": True,
         "reason": None,
@@ -136,7 +140,7 @@ def verdict_doc(kind: str | None, *, agent=None, on_behalf_of=None, chain=None, 
         "audience": audience,
         "expires_at": rfc3339(expires_at) if expires_at is not None else None,
         "jti": jti,
-        "approval": approval_doc(approval),
+        "approval": _approval_doc(approval),
         "policy": dict(policy) if policy is not None else None,
     }
     return doc

@@ -239,37 +239,47 @@ class ChainShape(Step):
 
 
 class Revocation(Step):
+    """Every principal, key id and jti the presentation names (its chain's and its action's), looked up
+    in one query a source. Not memoized: a revocation made while a verifier runs is seen at its next
+    check."""
+
     number, name, title = 6, "revocation", "Revocation"
     reasons = ("revoked", "stale_revocations", "stale_trust")
-    timeless = True
 
     def run(self, v, c: Check) -> None:
         stale = v.trust.stale(c.real_now or c.now)  # freshness changes with time: never memoized
         if stale is not None:
             raise _fail(stale.reason, stale.detail)
-        super().run(v, c)
+        chain, act = c.chain, c.act
+        ids: tuple = _chain_ids(chain, c.memo) if chain is not None else ()
+        if act is not None:  # a grant's chain covers the action's signer
+            ids += ((("principal", act.iss), ("key", act.kid), ("grant", act.jti)) if chain is None else (("grant", act.jti),))
+        hits = v._revoked_among(ids)
+        if not hits:
+            return
+        in_chain = len(ids) - (0 if act is None else 1 if chain is not None else 3)
+        for n, (kind, ident) in enumerate(ids):  # the chain's first, in order, then the action's
+            if (kind, ident) not in hits:
+                continue
+            if kind != "grant":
+                raise _fail("revoked", f"{kind} {ident} is revoked")
+            if n >= in_chain:
+                raise _fail("revoked", f"action {ident} is revoked")
+            i = next(i for i, h in enumerate(chain.hops) if h.jti == ident)
+            raise _fail("revoked", f"grant {ident} (hop {i + 1}) is revoked")
 
-    def grant(self, v, c: Check) -> None:
-        chain = c.chain
-        for name in dict.fromkeys(chain.principals):
-            if v._revoked("principal", name):
-                raise _fail("revoked", f"principal {name} is revoked")
-        for kid in [chain.root.kid] + [h.cnf_kid for h in chain.hops]:
-            if v._revoked("key", kid):
-                raise _fail("revoked", f"key {kid} is revoked")
-        for i, hop in enumerate(chain.hops):
-            if v._revoked("grant", hop.jti):
-                raise _fail("revoked", f"grant {hop.jti} (hop {i + 1}) is revoked")
 
-    def action(self, v, c: Check) -> None:
-        act = c.act
-        if c.chain is None:  # a grant's chain was checked above
-            if v._revoked("principal", act.iss):
-                raise _fail("revoked", f"principal {act.iss} is revoked")
-            if v._revoked("key", act.kid):
-                raise _fail("revoked", f"key {act.kid} is revoked")
-        if v._revoked("grant", act.jti):
-            raise _fail("revoked", f"action {act.jti} is revoked")
+def _chain_ids(chain, memo: Memo | None) -> tuple:
+    """What a chain names that can be revoked, in the order it is checked: principals, key ids, jtis
+    (kept in the chain's memo: a chain is fixed)."""
+    ids = memo.extra.get("revocation_ids") if memo is not None else None
+    if ids is None:
+        ids = (*(("principal", n) for n in dict.fromkeys(chain.principals)),
+               *(("key", k) for k in dict.fromkeys([chain.root.kid] + [h.cnf_kid for h in chain.hops])),
+               *(("grant", h.jti) for h in chain.hops))
+        if memo is not None:
+            memo.extra["revocation_ids"] = ids
+    return ids
 
 
 class Audience(Step):

@@ -148,6 +148,9 @@ def _quick_start_authority(principal: Principal | None, name: str, local_only: b
     return Authority(_everything(), f"authority = quick-start: {name} was created here", everything=True)
 
 
+_REVOCATION_FILE = "revocations.db"  # agentctl.revocation_store.FILE, without importing sqlite3 for it
+
+
 class StoreTrust(Trust):
     """The principals, revocations and authority of a home (each read once per verifier)."""
 
@@ -177,9 +180,11 @@ class StoreTrust(Trust):
 
     def revocations(self) -> Revocations:
         """The home's indexed store: each check looks up the ids it names (never iterate ``entries``)."""
-        if self._revocations is None:
-            self._revocations = self.store.revocations()
-        return self._revocations
+        revs = self._revocations
+        if revs is None or (type(revs) is Revocations and self.store.home.path.joinpath(_REVOCATION_FILE).exists()):
+            # none held yet: a store created since (the first revoke) is seen at the next check
+            revs = self._revocations = self.store.revocations()
+        return revs
 
     def may_revoke(self, name: str) -> bool:
         config = self.config

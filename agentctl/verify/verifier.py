@@ -29,6 +29,7 @@ _KIND_OF = {jws.GRANT: "grant", jws.ACTION: "action"}
 
 
 _REQUIRED: Any = object()
+_scopes_allowed: Any = None  # agentctl.scopes.allowed, imported on first use
 
 
 class Verifier:
@@ -255,8 +256,9 @@ class Verifier:
         return memo
 
     def _allowed(self, chain: Chain, action: str | None, resource: str | None):
-        from ..scopes import allowed
-
+        global _scopes_allowed
+        if _scopes_allowed is None:  # imported on first use, once
+            from ..scopes import allowed as _scopes_allowed
         if action is None or resource is None:
             if action is None and resource is None:
                 raise VerificationError("scope_denied", "a grant is checked against an action and a resource; neither is given")
@@ -271,12 +273,26 @@ class Verifier:
         if key in memo:
             scope = memo[key]
         else:
-            scope = allowed(leaf.scopes, action, resource)
+            scope = _scopes_allowed(leaf.scopes, action, resource)
             if len(memo) < 4096:
                 memo[key] = scope
         if scope is None:
             raise VerificationError("scope_denied", f"{leaf.delegate} may not {action} on {resource} (scope: {leaf.scope_text})")
         return scope
+
+    def _revoked_among(self, pairs: tuple[tuple[str, str], ...]) -> set:
+        """Which of the (kind, id) ``pairs`` any source holds revoked: one query a source (a source
+        with ``found``, as :class:`~agentctl.revocation_store.StoredRevocations`), none for an empty one."""
+        hits: set = set()
+        for revs in (self.trust.revocations(), *self.extra_revocations):
+            found = getattr(revs, "found", None)
+            if found is not None:
+                hits |= found(pairs)
+            elif type(revs) is Revocations and not revs.entries:
+                continue
+            else:
+                hits.update(p for p in pairs if revs.find(*p) is not None)
+        return hits
 
     def _revoked(self, kind: str, ident: str):
         for revs in (self.trust.revocations(), *self.extra_revocations):
