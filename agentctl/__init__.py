@@ -70,7 +70,7 @@ _EXPORTS = {
     "keygen": "agentctl.identity",
     "rotate": "agentctl.identity",
     "import_principal": "agentctl.identity",
-    "import_rotation": "agentctl.identity",
+    "import_rotation": "agentctl.rotation_import",
     "set_roles": "agentctl.identity",
     "revoke_principal": "agentctl.identity",
     "revoke_key": "agentctl.identity",

@@ -17,7 +17,6 @@ what is wrong with a file that is not an agentctl audit log (:class:`NotAnAuditL
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
@@ -27,9 +26,9 @@ from pathlib import Path
 from typing import Iterator
 
 from ..clock import rfc3339
-from ..errors import DeniedError, OperationalError, UsageError
+from ..errors import OperationalError
 from ..events import Event
-from . import codec, group, proof, store, tree
+from . import codec, group, store, tree
 from . import spool as _spool
 from . import schema as _schema
 from .schema import SCHEMA_VERSION, apply_migrations
@@ -327,57 +326,18 @@ class AuditLog:
         return verify(self, host_keys, external)
 
     # --- proofs -----------------------------------------------------------------------------------
-    def _matching(self, checkpoint: str, what: str) -> tuple[int, bytes, str]:
-        """(size, root, text) of a checkpoint of this log whose root the log still has at its size."""
-        from .note import parse_kept_checkpoint
-
-        size, root, origin, text = parse_kept_checkpoint(checkpoint, what)
-        if origin != self.origin:
-            raise UsageError(f"the {what} is of another log ({origin}; this one is {self.origin})")
-        if size > self.size:
-            raise DeniedError(f"the {what} covers {size} events; the log holds {self.size}: it was truncated",
-                              hint="agentctl audit verify --checkpoint FILE names what is missing")
-        if tree.root_at(size, self._get_node) != root:
-            raise DeniedError(f"the log does not match the {what} (size {size}): history was rewritten",
-                              hint="agentctl audit verify --checkpoint FILE says more")
-        return size, root, text
-
     def prove(self, seq: int, checkpoint: str | None = None) -> dict:
         """An inclusion proof of event ``seq`` in a checkpoint: the text of one (of this log, which
-        must still match it), or else the latest stored one."""
-        row = store.require_leaf(self.conn, seq)
-        if checkpoint is not None:
-            size, root, note = self._matching(checkpoint, "checkpoint")
-            if size < seq:
-                raise UsageError(f"the checkpoint covers {size} events, not event {seq}", hint="take a newer one: agentctl audit checkpoint")
-        else:
-            latest = self.latest_checkpoint()
-            if latest is None or latest[0] < seq:
-                raise UsageError(f"no checkpoint covers event {seq} yet", hint="take one: agentctl audit checkpoint")
-            size, root, note = latest
-        path = tree.inclusion_proof(seq - 1, size, self._get_node)
-        proof.verify_inclusion(row[1], seq - 1, size, path, root)  # never hand out a proof that fails
-        return {
-            "seq": seq, "index": seq - 1, "tree_size": size, "event": json.loads(row[0]), "leaf": row[0],
-            "leaf_hash": _b64(row[1]), "root": _b64(root), "proof": [_b64(p) for p in path], "checkpoint": note,
-        }
+        must still match it), or else the latest stored one (:func:`.proving.prove`)."""
+        from .proving import prove
+
+        return prove(self, seq, checkpoint)
 
     def consistency(self, old: str, new: str) -> dict:
         """A consistency proof between two checkpoints of this log (their texts), old first."""
-        m, old_root, _ = self._matching(old, "old checkpoint")
-        n, new_root, _ = self._matching(new, "new checkpoint")
-        if m > n:
-            raise UsageError(f"the old checkpoint (size {m}) is newer than the new one (size {n})", hint="give the older one first")
-        if m == 0:
-            raise UsageError("the old checkpoint is of 0 events: every log extends it, and no proof from it exists (RFC 9162)")
-        path = tree.consistency_proof(m, n, self._get_node)
-        proof.verify_consistency(m, n, old_root, new_root, path)  # never hand out a proof that fails
-        return {"origin": self.origin, "old_size": m, "new_size": n, "old_root": _b64(old_root), "new_root": _b64(new_root),
-                "proof": [_b64(p) for p in path]}
+        from .proving import consistency
 
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
+        return consistency(self, old, new)
 
 
 def _create(path: Path) -> None:

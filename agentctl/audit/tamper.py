@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from ..errors import OperationalError
 from . import codec, store, tree
 from .log import AuditLog
+from .naming import _find_damaged, _find_gap, _name_edited, _span, _Tampered
 from .note import NoteError, parse_checkpoint, parse_kept_checkpoint, verify_note
 from .schema import TABLES, TRIGGERS, schema_problems
 
@@ -50,14 +51,6 @@ class VerifyReport:
         return {"ok": self.ok, "size": self.size, "checkpoints_checked": self.checkpoints, "problem": self.problem,
                 "first_bad_seq": self.first_bad_seq, "last_bad_seq": self.last_bad_seq, "external_checkpoint": self.external,
                 "pruned_through": self.pruned}
-
-
-class _Tampered(Exception):
-    """Raised inside verify at the first problem; carries the report."""
-
-    def __init__(self, problem: str, first: int | None = None, last: int | None = None) -> None:
-        super().__init__(problem)
-        self.problem, self.first, self.last = problem, first, last
 
 
 def verify(log: AuditLog, host_keys: dict[str, list[bytes]], external: str | None = None) -> VerifyReport:
@@ -265,31 +258,6 @@ def _verify_pruned(log, through: int) -> None:
                         + ": events were deleted outside agentctl", 1, through)
 
 
-def _name_edited(log, first: int, last: int) -> None:
-    """Under a subtree that does not match: raise at the first kept event whose tag is not its leaf
-    hash's (edited), or whose leaf is another event's record (moved with its tag)."""
-    sha, unpack = hashlib.sha256, codec.of(log.conn).unpack
-    rows = []
-    for seq, body, tag in log.conn.execute("SELECT seq, body, tag FROM entries WHERE seq >= ? AND seq <= ? ORDER BY seq", (first, last)):
-        try:
-            leaf = unpack(body)
-        except ValueError:
-            raise _Tampered(f"event {seq} is damaged: its stored body cannot be read", seq) from None
-        if sha(b"\x00" + leaf).digest()[:4] != bytes(tag):
-            raise _Tampered(f"event {seq} was edited: its content does not match its leaf hash", seq)
-        rows.append((seq, leaf, None))
-    _find_moved(rows)
-
-
-def _find_damaged(log, rows: list) -> None:
-    for seq, body in rows:
-        try:
-            codec.of(log.conn).unpack(body)
-        except ValueError:
-            raise _Tampered(f"event {seq} is damaged: its stored body cannot be read", seq) from None
-    raise _Tampered("an event's stored body cannot be read")
-
-
 def _verify_no_extra_nodes(log, size: int) -> None:
     """A node past the end of the log means the log once held more events."""
     for cond in ("level < 1", "level > 63", "level % 4 != 0"):
@@ -351,41 +319,3 @@ def _ext_doc(ext) -> dict | None:
 
 
 _first = operator.itemgetter(0)
-
-
-def _find_gap(rows: list, expected: int) -> None:
-    for i, row in enumerate(rows):
-        seq, gap = row[0], expected + i
-        if seq == gap:
-            continue
-        if seq < gap:  # only when seq is no longer the table's INTEGER PRIMARY KEY
-            raise _Tampered(f"event {seq} appears again after event {gap - 1}", seq)
-        raise _Tampered(f"event {gap} is missing: the log skips from {gap - 1} to {seq}" if seq == gap + 1 else
-                        f"events {gap}..{seq - 1} are missing: the log skips from {gap - 1} to {seq}", gap, seq - 1)
-
-
-def _span(first: int, last: int, verb: str = "") -> str:
-    """"event 9" or "events 9..12", with ``verb`` ("was", "do") agreeing."""
-    if first == last:
-        return f"event {first}" + (f" {verb}" if verb else "")
-    plural = {"was": "were", "does": "do"}.get(verb, verb)
-    return f"events {first}..{last}" + (f" {plural}" if plural else "")
-
-
-def _find_moved(rows: list) -> None:
-    """Raise at the first row whose leaf is another event's record: its own ``seq`` is not the row's.
-    (The last "seq" key of canonical JSON is the top-level one: only "time" and "version", strings,
-    follow it, and quotes inside strings are escaped.)"""
-    for seq, leaf, _ in rows:
-        if not leaf.startswith(b'"seq":%d,' % seq, leaf.rfind(b'"seq":')):
-            inner = _inner_seq(leaf)
-            raise _Tampered(f"event {seq} holds the record of event {inner}: rows were reordered or replaced" if inner is not None else
-                            f"event {seq} holds no sequence number of its own: it was replaced", seq)
-
-
-def _inner_seq(leaf: bytes) -> int | None:
-    try:
-        value = json.loads(leaf).get("seq")
-    except (ValueError, AttributeError):
-        return None
-    return value if isinstance(value, int) else None

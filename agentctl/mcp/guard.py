@@ -27,21 +27,19 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
-import json
 import threading
 import weakref
 from dataclasses import dataclass
 from typing import Any
 
 from ..clock import Clock, system_clock
-from ..encoding import EncodingError, b64u_decode, loads_strict
 from ..errors import Error, VerificationError
 from ..events import Event
 from ..recording import MemoryRecorder, NoRecorder
 from ..seen import MemorySeenStore
 from ..verify.results import VerifiedAction, denial_doc, verdict_event
-from .mapping import (ACTION, META_KEY, arguments_payload, check_server, check_tool, default_audience, denial_error, digest,
-                      is_interim, resource_of)
+from .mapping import (ACTION, META_KEY, approval_binding, arguments_payload, check_server, check_tool, default_audience, denial_error,
+                      digest, is_interim, resource_of, verified_iat)
 
 __all__ = ["Guard", "GuardedCall", "current_action", "is_interim"]
 
@@ -108,46 +106,13 @@ class _SinceStart:
         self.floor = floor
 
     def remember(self, issuer: str, jti: str, exp: float, now: float) -> None:
-        iat = _verified_iat(_PRESENTED.get())
+        iat = verified_iat(_PRESENTED.get())
         if iat is None or iat < self.floor:
             raise VerificationError("replayed", f"action {jti} was issued before this guard started (its seen-store is in memory); sign a new one")
         self.inner.remember(issuer, jti, exp, now)
 
     def forget(self, issuer: str, jti: str) -> None:
         self.inner.forget(issuer, jti)
-
-
-def _verified_iat(presentation: str | None) -> int | None:
-    """The action's ``iat``, read when step 12 runs: every earlier step has verified the token (its
-    JSON strictly), so a plain read of its claims is enough."""
-    if presentation is None:
-        return None
-    try:
-        iat = json.loads(b64u_decode(presentation.strip().rpartition("~")[2].split(".")[1])).get("iat")
-    except (EncodingError, IndexError, ValueError, AttributeError):
-        return None
-    return iat if type(iat) is int else None
-
-
-def _claims(presentation: object) -> dict:
-    """The claims of a presentation's last token, unverified (read only for what the verifier has
-    just checked, or to tell an approver what to approve); {} when unreadable."""
-    if not isinstance(presentation, str) or len(presentation) > 65536:
-        return {}
-    try:
-        claims = loads_strict(b64u_decode(presentation.strip().rsplit("~", 1)[-1].split(".")[1]))
-    except (EncodingError, IndexError, ValueError):
-        return {}
-    return claims if isinstance(claims, dict) else {}
-
-
-def _approval_binding(presentation: str, resource: str, sha: str) -> dict:
-    """What ``approval_required`` tells the caller: the binding an approval of this call must copy
-    (SPEC, "MCP"). Step 10 runs after the signatures, so the action's agent and grant are verified."""
-    claims = _claims(presentation)
-    agent, grant = claims.get("iss"), claims.get("grant")
-    return {"agent": agent if isinstance(agent, str) else None, "action": ACTION, "resource": resource,
-            "payload_sha256": sha, "grant": grant if isinstance(grant, str) else None}
 
 
 class Guard:
@@ -258,7 +223,7 @@ class Guard:
                                                 audience=self.audience, once=True)
             except VerificationError as e:
                 if e.reason == "approval_required":
-                    e.mcp_data = _approval_binding(presentation, resource, sha)  # type: ignore[attr-defined]
+                    e.mcp_data = approval_binding(presentation, resource, sha)  # type: ignore[attr-defined]
                 raise
             finally:
                 _PRESENTED.reset(presented)

@@ -4,10 +4,11 @@ denial as a JSON-RPC error. Pure functions: no SDK, no I/O."""
 
 from __future__ import annotations
 
+import json
 import re
 
 from ..actions import check_audience, param_error, payload_digest
-from ..encoding import EncodingError, canonical_json
+from ..encoding import EncodingError, b64u_decode, canonical_json, loads_strict
 from ..errors import VerificationError
 
 __all__ = ["ACTION", "META_KEY", "DENIED", "check_server", "check_tool", "resource_of", "default_audience",
@@ -82,3 +83,37 @@ def is_interim(result: object) -> bool:
     if isinstance(result, dict):
         return result.get("resultType") == "input_required"
     return getattr(result, "result_type", None) == "input_required"
+
+
+# --- what a presentation carries, read after (or for) its verification -----------------------
+def verified_iat(presentation: str | None) -> int | None:
+    """The action's ``iat``, read when step 12 runs: every earlier step has verified the token (its
+    JSON strictly), so a plain read of its claims is enough."""
+    if presentation is None:
+        return None
+    try:
+        iat = json.loads(b64u_decode(presentation.strip().rpartition("~")[2].split(".")[1])).get("iat")
+    except (EncodingError, IndexError, ValueError, AttributeError):
+        return None
+    return iat if type(iat) is int else None
+
+
+def _claims(presentation: object) -> dict:
+    """The claims of a presentation's last token, unverified (read only for what the verifier has
+    just checked, or to tell an approver what to approve); {} when unreadable."""
+    if not isinstance(presentation, str) or len(presentation) > 65536:
+        return {}
+    try:
+        claims = loads_strict(b64u_decode(presentation.strip().rsplit("~", 1)[-1].split(".")[1]))
+    except (EncodingError, IndexError, ValueError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def approval_binding(presentation: str, resource: str, sha: str) -> dict:
+    """What ``approval_required`` tells the caller: the binding an approval of this call must copy
+    (SPEC, "MCP"). Step 10 runs after the signatures, so the action's agent and grant are verified."""
+    claims = _claims(presentation)
+    agent, grant = claims.get("iss"), claims.get("grant")
+    return {"agent": agent if isinstance(agent, str) else None, "action": ACTION, "resource": resource,
+            "payload_sha256": sha, "grant": grant if isinstance(grant, str) else None}

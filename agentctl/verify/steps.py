@@ -8,49 +8,23 @@ Each step has a part for the grant chain (:meth:`Step.grant`, memoized per token
 
 from __future__ import annotations
 
-from typing import Any
 
 from ..clock import rfc3339
 from ..errors import UsageError, VerificationError
-from ..frozen import dataclass
 from ..grants import MAX_CHAIN
 from ..presentation import parse, parse_grants
 from ..actions import payload_digest
 from .approval_step import check_approval
+from .check import Check
+from .key_rules import known_key, not_retired
 from .pipeline import Memo, Pipeline, Step
-from .trust import _keys_by_kid, key_for
+from .trust import key_for
 
 __all__ = ["Check", "GRANT_STEPS", "ACTION_STEPS", "PREFLIGHT_STEPS", "INPUT_STEPS", "STEPS"]
 
 
 def _fail(reason: str, detail: str) -> VerificationError:
     return VerificationError(reason, detail)
-
-
-@dataclass(slots=True)
-class Check:
-    """The subject of one run of the pipeline: what was given, and what the steps found."""
-
-    token: object
-    now: float
-    kind: str  # "grant" or "action"
-    asked_action: str | None = None
-    asked_resource: str | None = None
-    data: bytes | None = None
-    audience: str | None = None
-    once: bool = False
-    real_now: float = 0.0
-    root_optional: bool = False  # preflight: a holder may not know the root
-    act: Any = None  # the ActionToken, once parsed
-    grant_token: object = None
-    chain: Any = None
-    memo: Memo | None = None
-    root_key: Any = None
-    scope: Any = None
-    context: Any = None  # --context: a checked JSON object, only ever beside the verified fields
-    policy: Any = None  # step 11's description of its decision (the verdict's "policy" field)
-    approval: Any = None  # the ApprovalToken that travels (parsed, not yet verified)
-    accepted: Any = None  # the approval step 10 accepted
 
 
 class WellFormed(Step):
@@ -82,24 +56,6 @@ class WellFormed(Step):
         c.grant_token = p.grants_text
 
 
-def _known_key(v, name: str, public_kid, signed_at: int, what: str) -> None:
-    """Where ``name`` is known here, ``public_kid`` must be one of its keys, current or retired after
-    ``signed_at`` (else chain_broken). An unknown name passes (marked agent_known: false), unless
-    require_known_agents."""
-    p = v.trust.principal(name)
-    if p is None:
-        if v.trust.require_known_agents:
-            raise _fail("untrusted_root", f"{name} is not a principal known here, and require_known_agents is set")
-        return
-    if callable(public_kid):  # computed only for a known name: a kid is a hash
-        public_kid = public_kid()
-    key = _keys_by_kid(p).get(public_kid)
-    if key is None:
-        raise _fail("chain_broken", f"{what} names {name}, but key {public_kid} is not one of its keys here")
-    if key.status == "retired" and signed_at > key.retired:
-        raise _fail("chain_broken", f"{what} uses key {public_kid} of {name}, retired at {rfc3339(key.retired)}, before it was signed")
-
-
 class Keys(Step):
     number, name, title = 2, "keys", "Keys"
     reasons = ("unknown_key", "untrusted_root", "chain_broken")
@@ -126,7 +82,7 @@ class Keys(Step):
             if hop.actors[1:] != parent.actors:
                 raise _fail("chain_broken", f"hop {i + 1}'s 'act' claim does not extend its parent's")
         for i, hop in enumerate(chain.hops):
-            _known_key(v, hop.delegate, lambda hop=hop: hop.cnf_kid, hop.iat, f"hop {i + 1}")
+            known_key(v, hop.delegate, lambda hop=hop: hop.cnf_kid, hop.iat, f"hop {i + 1}")
 
     def action(self, v, c: Check) -> None:
         act = c.act
@@ -138,7 +94,7 @@ class Keys(Step):
                 raise _fail("chain_broken", f"the action is by {act.iss}, but the grant was given to {leaf.delegate}")
             if act.sub != leaf.sub:
                 raise _fail("chain_broken", f"the action is on behalf of {act.sub}, the grant on behalf of {leaf.sub}")
-            _known_key(v, act.iss, act.kid, act.iat, "the action")
+            known_key(v, act.iss, act.kid, act.iat, "the action")
             return
         if v.trust.principal(act.iss) is None:
             raise _fail("untrusted_root", f"{act.iss} is not a local or imported principal, and the action carries no grant")
@@ -161,27 +117,19 @@ class Signatures(Step):
                 raise _fail("bad_signature", f"the signature of {root.iss} on the root grant does not verify")
         for i in range(1, len(chain.hops)):
             hop = chain.hops[i]
-            _not_retired(v, hop.iss, hop.kid, hop.iat, f"hop {i + 1}")
+            not_retired(v, hop.iss, hop.kid, hop.iat, f"hop {i + 1}")
             if not hop.token.verifies_with(chain.hops[i - 1].cnf):
                 raise _fail("bad_signature", f"the signature of {hop.iss} on hop {i + 1} does not verify")
 
     def action(self, v, c: Check) -> None:
         act = c.act
         if c.chain is not None:
-            _not_retired(v, act.iss, act.kid, act.iat, "the action")
+            not_retired(v, act.iss, act.kid, act.iat, "the action")
             public = c.chain.leaf.cnf
         else:
             public = key_for(v.trust, act.iss, act.kid, act.iat).public
         if not act.token.verifies_with(public):
             raise _fail("bad_signature", f"the signature of {act.iss} on the action does not verify")
-
-
-def _not_retired(v, name: str, kid: str, iat: int, what: str) -> None:
-    """A holder key that its principal has since retired here verifies only what it signed before."""
-    principal = v.trust.principal(name)
-    key = _keys_by_kid(principal).get(kid) if principal is not None else None
-    if key is not None and key.status == "retired" and iat > key.retired:
-        raise _fail("bad_signature", f"{what} is signed by key {kid} of {name} after it was retired at {rfc3339(key.retired)}")
 
 
 class Time(Step):
