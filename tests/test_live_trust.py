@@ -215,3 +215,29 @@ def test_a_stamp_too_recent_to_trust_is_read_again():
     assert trust_mod._racy((whole,), now)
     assert trust_mod._racy(((now + 5_000_000_000, 0, 0, 0),), now)  # in the future
     assert not trust_mod._racy(((), ()), now)  # absent files
+
+
+def test_a_write_that_changes_nothing_read_keeps_the_memo(tool):
+    v = Verifier.for_home(tool.home, recorder=NO_AUDIT, clock=tool.clock)
+    grant, _ = delegate(tool, to="agent:bot", scopes=["deploy.*:prod/*"], issuer="user:alice")
+    v.verify_grant(grant, action="deploy.run", resource="prod/web")
+    memo = v._cache[grant]
+    keygen(tool, "agent:other")  # principals/ changed, nothing this verifier read did
+    v.verify_grant(grant, action="deploy.run", resource="prod/web")
+    assert v._cache[grant] is memo
+
+
+def test_a_config_broken_while_running_fails_every_check_never_open(tool, monkeypatch):
+    from agentctl.errors import Error
+
+    monkeypatch.setattr(trust_mod, "_RACY_NS", 0)  # the stamp alone decides
+    monkeypatch.setattr(trust_mod, "_RACY_COARSE_NS", 0)
+    v = Verifier.for_home(tool.home, recorder=NO_AUDIT, clock=tool.clock)
+    grant, _ = delegate(tool, to="agent:bot", scopes=["deploy.*:prod/*"], issuer="user:alice")
+    v.verify_grant(grant, action="deploy.run", resource="prod/web")
+    tool.home.config_file.write_text(ROLES + "[roles.deployer.bad\n")
+    for _ in range(2):  # not once: every check until the file is fixed
+        with pytest.raises(Error):
+            v.verify_grant(grant, action="deploy.run", resource="prod/web")
+    tool.home.config_file.write_text(ROLES)
+    v.verify_grant(grant, action="deploy.run", resource="prod/web")

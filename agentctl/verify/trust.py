@@ -204,7 +204,7 @@ class StoreTrust(Trust):
         if self._config is None:
             if not self._reread:  # never checked: the home's config as it loaded it
                 self._config = self.store.home.config
-            else:  # read again after a change
+            else:
                 from ..config import load_config
 
                 home = self.store.home
@@ -212,18 +212,33 @@ class StoreTrust(Trust):
         return self._config
 
     def changed(self) -> bool:
-        """True when the principals directory or config.toml changed since the last call (or that call
-        saw a write too recent to tell from a next one): then every principal, authority and (unless
-        given) the config is read again when next needed. A few stats: what a check costs."""
+        """True when what this trust read differs from the home now: the principals it looked up (or
+        found absent) and the config (unless given). Costs a few stats while the principals directory
+        and config.toml keep their stat; when either changes (or was written too recently to tell from
+        a next write), what was read is read again and compared, so that a write that changes nothing
+        read here (another principal created, a file rewritten as it was) keeps what was memoized."""
         stamp = tuple(_stat(p) for p in self._watched)
         if stamp == self._stamp:
             return False
+        config = self._config
+        same = True
+        if not self._given_config:
+            from ..config import load_config
+
+            home = self.store.home
+            self._reread = True
+            fresh = load_config(home.config_file, home.env)
+            same = config is None or fresh == config
+            self._config = fresh
+        if same:
+            store = self.store
+            same = all(store.get(name) == p for name, p in list(self._principals.items()))
+        # taken once all is read (a file that fails to read is read again at the next check)
+        self._stamp = None if _racy(stamp, time.time_ns()) else stamp
+        if same:
+            return False
         self._principals.clear()
         self._authority.clear()
-        if not self._given_config:
-            self._config = None
-            self._reread = True
-        self._stamp = None if _racy(stamp, time.time_ns()) else stamp
         return True
 
     @property
