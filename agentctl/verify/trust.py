@@ -217,7 +217,8 @@ class StoreTrust(Trust):
         and config.toml keep their stat; when either changes (or was written too recently to tell from
         a next write), what was read is read again and compared, so that a write that changes nothing
         read here (another principal created, a file rewritten as it was) keeps what was memoized."""
-        stamp = tuple(_stat(p) for p in self._watched)
+        principals, config_file = self._watched
+        stamp = (_stat(principals), _stat(config_file))
         if stamp == self._stamp:
             return False
         config = self._config
