@@ -6,6 +6,8 @@ key lookup goes through :func:`key_for`, which applies the retirement rule once 
 
 from __future__ import annotations
 
+import os
+import time
 from abc import ABC, abstractmethod
 from typing import Iterable, Mapping
 
@@ -109,6 +111,11 @@ class Trust(ABC):
         a trust has no sources."""
         return None
 
+    def changed(self) -> bool:
+        """Whether what this trust holds may have changed since the last call (a verifier then forgets
+        what it memoized about tokens). By default never: a trust given in code does not change."""
+        return False
+
 
 def _kind(name: str) -> str:
     return name.partition(":")[0]
@@ -149,14 +156,43 @@ def _quick_start_authority(principal: Principal | None, name: str, local_only: b
 
 
 _REVOCATION_FILE = "revocations.db"  # agentctl.revocation_store.FILE, without importing sqlite3 for it
+_RACY_NS = 50_000_000  # a write this recent may share its timestamp with the next one (coarse kernel clocks)
+_RACY_COARSE_NS = 2_100_000_000  # ... on a file system that keeps whole seconds (FAT: two)
+
+
+def _stat(path: str) -> tuple:
+    try:
+        st = os.stat(path)
+    except OSError:  # absent (no principal yet, no config): a state of its own
+        return ()
+    return (st.st_ctime_ns, st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def _racy(stamp: tuple, now_ns: int) -> bool:
+    """Whether a write after ``stamp`` was taken could leave it unchanged: a timestamp within a clock
+    tick of now (or in the future). Such a stamp is not trusted; the next check reads again."""
+    for st in stamp:
+        if st:
+            ctime = st[0]
+            if now_ns - ctime < (_RACY_COARSE_NS if ctime % 1_000_000_000 == 0 else _RACY_NS):
+                return True
+    return False
 
 
 class StoreTrust(Trust):
-    """The principals, revocations and authority of a home (each read once per verifier)."""
+    """The principals, revocations and authority of a home, each read once and kept until the home's
+    trust changes: :meth:`changed` (asked by the verifier at every check) compares the stat of the
+    principals directory and of config.toml with the last one seen, and on a change forgets what it
+    read (the config too, unless it was given here)."""
 
     def __init__(self, store, config=None, *, refresh: bool = False, fetcher=None) -> None:
         self.store = store
         self._config = config
+        self._given_config = config is not None
+        home = store.home
+        self._watched = (os.fspath(home.principals_dir), os.fspath(home.config_file))
+        self._stamp: tuple | None = None  # the trust state last read; None: read again at the next check
+        self._reread = False  # the config as on disk now, not as the home loaded it before
         self._principals: dict[str, Principal | None] = {}
         self._revocations: Revocations | None = None
         self._authority: dict[str, Authority] = {}
@@ -166,8 +202,45 @@ class StoreTrust(Trust):
     @property
     def config(self):
         if self._config is None:
-            self._config = self.store.home.config
+            if not self._reread:  # never checked: the home's config as it loaded it
+                self._config = self.store.home.config
+            else:
+                from ..config import load_config
+
+                home = self.store.home
+                self._config = load_config(home.config_file, home.env)
         return self._config
+
+    def changed(self) -> bool:
+        """True when what this trust read differs from the home now: the principals it looked up (or
+        found absent) and the config (unless given). Costs a few stats while the principals directory
+        and config.toml keep their stat; when either changes (or was written too recently to tell from
+        a next write), what was read is read again and compared, so that a write that changes nothing
+        read here (another principal created, a file rewritten as it was) keeps what was memoized."""
+        principals, config_file = self._watched
+        stamp = (_stat(principals), _stat(config_file))
+        if stamp == self._stamp:
+            return False
+        config = self._config
+        same = True
+        if not self._given_config:
+            from ..config import load_config
+
+            home = self.store.home
+            self._reread = True
+            fresh = load_config(home.config_file, home.env)
+            same = config is None or fresh == config
+            self._config = fresh
+        if same:
+            store = self.store
+            same = all(store.get(name) == p for name, p in list(self._principals.items()))
+        # taken once all is read (a file that fails to read is read again at the next check)
+        self._stamp = None if _racy(stamp, time.time_ns()) else stamp
+        if same:
+            return False
+        self._principals.clear()
+        self._authority.clear()
+        return True
 
     @property
     def require_known_agents(self) -> bool:  # type: ignore[override]

@@ -78,6 +78,7 @@ class Verifier:
             raise UsageError("policies are policy sets: build them with agentctl.policy.load_sets(...)")
         self._cache: OrderedDict = OrderedDict()
         self._typs: dict = {}
+        self._live = type(trust).changed is not Trust.changed  # a trust that can change (a home's): asked at every check
 
     @classmethod
     def for_home(cls, home, *, recorder: Any = _REQUIRED, policy_files: Sequence[str] = (),
@@ -112,6 +113,8 @@ class Verifier:
 
             check_context(context)
         once = self.once if once is None else once
+        if self._live:
+            self._fresh()
         kind = None
         try:
             # With an expected type, that type's pipeline parses the token (and refuses another type
@@ -168,6 +171,8 @@ class Verifier:
         """What a grant's holder can check before using it: steps 1 to 6, except that the root's
         signature is checked only when the root is trusted here. Returns the chain and whether the
         root was checked. Not a decision: nothing is recorded."""
+        if self._live:
+            self._fresh()
         c = Check(token, self.clock() if at is None else at, "grant", root_optional=True)
         PREFLIGHT_STEPS.run(self, c)
         return c.chain, self.trust.principal(c.chain.root.iss) is not None
@@ -192,6 +197,8 @@ class Verifier:
             raise VerificationError("malformed", f"a {typ} token is neither a grant nor an action")
         if kind == "grant" and data is not None:
             raise VerificationError("malformed", "expected an action token (a payload is bound by an action), got a grant")
+        if self._live:
+            self._fresh()
         now = self.clock() if at is None else at
         c = Check(token, now, kind, action, resource, data, audience, False, self.clock(), context=context)
         INPUT_STEPS.run(self, c)
@@ -215,6 +222,13 @@ class Verifier:
         act = c.act
         grant = VerifiedGrant(c.chain, c.now, self._known(c.chain.leaf.delegate), c.scope, audience) if c.chain is not None else None
         return VerifiedAction(act, grant, c.scope, c.now, self._known(act.iss), audience, c.policy, c.accepted)
+
+    def _fresh(self) -> None:
+        """Forget what the timeless steps found out about every token when the trust changed (a key
+        rotated, a role removed, a principal imported or dropped, config.toml edited): they are
+        timeless only while the trust stands still."""
+        if self.trust.changed():
+            self._cache.clear()
 
     def _known(self, name: str) -> bool:
         return self.trust.principal(name) is not None
