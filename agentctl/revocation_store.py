@@ -311,19 +311,13 @@ def _writable(path: Path) -> bool:
 def read_legacy(path: Path) -> tuple[Revocation, ...] | None:
     """The revocations of an old ``revocations.toml`` (None when there is none); a damaged one is a
     :class:`StoreError` naming it."""
-    import tomllib
     from datetime import datetime
 
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
+    from .store import read_toml
+
+    doc = read_toml(path)
+    if doc is None:
         return None
-    except (OSError, UnicodeDecodeError) as e:
-        raise StoreError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise _damaged(path, f"invalid TOML ({e})") from None
 
     def ts(value: object) -> float:
         if not isinstance(value, datetime) or value.tzinfo is None:

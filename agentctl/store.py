@@ -68,6 +68,22 @@ def _principal_from(doc: dict) -> Principal:
     )
 
 
+def read_toml(path: Path) -> dict | None:
+    """A store file's TOML (None when there is none); unreadable or damaged: a StoreError naming it."""
+    import tomllib
+
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        raise StoreError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise StoreError(f"damaged store file {path}: invalid TOML ({e})", hint="restore it from a backup; agentctl never rewrites a damaged file") from None
+
+
 class Store:
     def __init__(self, home: Home) -> None:
         self.home = home
@@ -76,23 +92,9 @@ class Store:
     def principal_path(self, name: str) -> Path:
         return self.home.principals_dir / f"{file_stem(name)}.toml"
 
-    def _read_toml(self, path: Path) -> dict | None:
-        import tomllib
-
-        try:
-            text = path.read_bytes().decode("utf-8")
-        except FileNotFoundError:
-            return None
-        except (OSError, UnicodeDecodeError) as e:
-            raise StoreError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
-        try:
-            return tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            raise StoreError(f"damaged store file {path}: invalid TOML ({e})", hint="restore it from a backup; agentctl never rewrites a damaged file") from None
-
     def get(self, name: str) -> Principal | None:
         path = self.principal_path(name)
-        doc = self._read_toml(path)
+        doc = read_toml(path)
         if doc is None:
             return None
         try:
