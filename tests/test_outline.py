@@ -3,6 +3,8 @@ closed stdout or an odd config.toml is a clear error, never a traceback or a han
 
 from __future__ import annotations
 
+import json
+
 import os
 import stat
 import subprocess
@@ -189,3 +191,26 @@ def test_deeply_nested_config_toml_is_a_usage_error(cli, home):
     r = cli("keygen", "agent:x")
     assert r.code == 2, r.stderr
     assert "nested too deeply" in r.stderr and "internal error" not in r.stderr
+
+
+@pytest.mark.parametrize("group, key", [("revocations", "list"), ("trust", "bundle")])
+def test_an_export_whose_file_cannot_be_written_counts_no_version(cli, tmp_path, monkeypatch, group, key):
+    from agentctl._cli.target import Target
+    from agentctl.errors import OperationalError
+
+    home = str(tmp_path / "h")
+    assert cli("--home", home, "keygen", "user:admin").code == 0
+
+    def broken(self, text):
+        raise OperationalError(f"cannot write {self.path}: disk full")
+
+    with monkeypatch.context() as m:
+        m.setattr(Target, "write", broken)
+        r = cli("--home", home, "--json", group, "export", "--sign-as", "user:admin", "-o", str(tmp_path / "out"))
+    assert r.code == 3 and "disk full" in r.json()["message"]
+    assert not (tmp_path / "out").exists()
+    r = cli("--home", home, "--json", group, "export", "--sign-as", "user:admin", "-o", str(tmp_path / "out"))
+    assert r.code == 0 and r.json()["version"] == 1  # the failed export's version was put back
+    lines = cli("--home", home, "audit", "export").stdout.splitlines()
+    exports = [json.loads(x) for x in lines if json.loads(x)["event"] == f"{group}.export"]
+    assert [(e["outcome"], e["metadata"].get("undone")) for e in exports] == [("ok", None), ("error", True), ("ok", None)]

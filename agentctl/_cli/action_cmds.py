@@ -244,15 +244,9 @@ def do_verify(state: State, out: Output, source: str | None, action, resource, a
 @command
 def do_revocations_export(state: State, out: Output, sign_as: str, output_file: str | None) -> None:
     from ..revocation_lists import export_list
+    from .trust_cmds import signed_export
 
-    target = Target.of(output_file)  # before the exported version is counted
-    ctx = make_context(state, out)
-    token, version, count = export_list(ctx, sign_as, recorder=Recorder(ctx))
-    if not target.to_stdout:
-        target.write(token + "\n")
-    out.note(f"revocation list version {version} signed by {sign_as} with {count} entr{'y' if count == 1 else 'ies'}"
-             + ("" if target.to_stdout else f"; written to {target}"))
-    out.result({"ok": True, "list": token, "version": version, "entries": count}, token if target.to_stdout else None)
+    signed_export(state, out, output_file, export_list, sign_as, "revocation list", "list", "entries")
 
 
 @command

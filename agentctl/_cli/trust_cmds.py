@@ -57,14 +57,26 @@ def sync_command(
 def do_trust_export(state: State, out: Output, sign_as: str, output_file: str | None) -> None:
     from ..trust_bundles import export_bundle
 
-    target = Target.of(output_file)  # before the exported version is counted
+    signed_export(state, out, output_file, export_bundle, sign_as, "trust bundle", "bundle", "principals")
+
+
+def signed_export(state: State, out: Output, output_file: str | None, export, sign_as: str, what: str, key: str,
+                  counted: str) -> None:
+    """``trust export`` and ``revocations export``: ``export(ctx, sign_as, recorder=, then=)`` signs
+    the next version; ``-o FILE`` is written under the home lock once the event is recorded, and a
+    failed write puts the version back (recorded as undone), so no version goes unwritten."""
+    target = Target.of(output_file)  # checked before the exported version is counted
     ctx = make_context(state, out)
-    token, version, count = export_bundle(ctx, sign_as, recorder=Recorder(ctx))
-    if not target.to_stdout:
-        target.write(token + "\n")
-    out.note(f"trust bundle version {version} signed by {sign_as} with {count} principal(s)"
+
+    def write(token: str, *_: object) -> None:
+        if not target.to_stdout:
+            target.write(token + "\n")
+
+    token, version, count = export(ctx, sign_as, recorder=Recorder(ctx), then=write)
+    noun = "entr" + ("y" if count == 1 else "ies") if counted == "entries" else "principal(s)"
+    out.note(f"{what} version {version} signed by {sign_as} with {count} {noun}"
              + ("" if target.to_stdout else f"; written to {target}"))
-    out.result({"ok": True, "bundle": token, "version": version, "principals": count}, token if target.to_stdout else None)
+    out.result({"ok": True, key: token, "version": version, counted: count}, token if target.to_stdout else None)
 
 
 @command
