@@ -128,24 +128,22 @@ def do_audit_checkpoint(state: State, out: Output, output_file) -> None:
 @command
 def do_audit_prove(state: State, out: Output, seq: int, checkpoint=None) -> None:
     kept = read_file(checkpoint, "checkpoint") if checkpoint is not None else None
-    ctx, log = _open(state, out)
-    if log is None:
-        raise UsageError("there is no audit log in this home yet")
-    try:
-        doc = log.prove(seq, kept)
-    finally:
-        log.close()
-    out.result({"ok": True, **doc}, lambda: out.line(json.dumps(doc, indent=2)))
+    _print_proof(state, out, lambda log: log.prove(seq, kept))
 
 
 @command
 def do_audit_consistency(state: State, out: Output, old: str, new: str) -> None:
     old_text, new_text = read_file(old, "checkpoint"), read_file(new, "checkpoint")
+    _print_proof(state, out, lambda log: log.consistency(old_text, new_text))
+
+
+def _print_proof(state: State, out: Output, make) -> None:
+    """Print the proof ``make(log)`` gives from this home's log (which must exist)."""
     ctx, log = _open(state, out)
     if log is None:
         raise UsageError("there is no audit log in this home yet")
     try:
-        doc = log.consistency(old_text, new_text)
+        doc = make(log)
     finally:
         log.close()
     out.result({"ok": True, **doc}, lambda: out.line(json.dumps(doc, indent=2)))
