@@ -3,7 +3,9 @@
 The standard :mod:`dataclasses` costs a cold process about a third of a ``python -c "import
 nacl.signing"`` to import (it loads inspect, ast, dis) and about half a millisecond per class to
 build (one ``exec`` per generated method, and ``inspect.signature`` for the docstring). This module
-builds the same methods for the subset agentctl's hot-path values use, in one ``exec`` per class:
+builds the same methods for the subset agentctl's hot-path values use, each compiled (one ``exec``)
+only when it is first called, so a cold process pays for the ``__init__`` of the classes it makes and
+nothing for the rest:
 
 - ``@dataclass``, ``@dataclass(frozen=True)``, ``@dataclass(slots=True)`` (not frozen);
 - ``field(default=…, default_factory=…, init=…, repr=…, compare=…)``;
@@ -159,49 +161,62 @@ def _process(cls, frozen: bool, slots: bool, other: dict):
         body.append(f"__object_setattr(self, {f.name!r}, {value})" if frozen else f"self.{f.name} = {value}")
     if "__post_init__" in cls.__dict__ or any("__post_init__" in vars(b) for b in cls.__mro__[1:-1]):
         body.append("self.__post_init__()")
-    src = [f"def __init__(self, {', '.join(args)}):", *(f" {line}" for line in body or ["pass"])]
+    src = {"__init__": [f"def __init__(self, {', '.join(args)}):", *(f" {line}" for line in body or ["pass"])]}
     shown = [f for f in fields if f.repr]
-    src += ["def __repr__(self):",
-            " return self.__class__.__qualname__ + f\"(" + ", ".join(f"{f.name}={{self.{f.name}!r}}" for f in shown) + ")\""]
+    src["__repr__"] = ["def __repr__(self):",
+                       " return self.__class__.__qualname__ + f\"(" + ", ".join(f"{f.name}={{self.{f.name}!r}}" for f in shown) + ")\""]
     compared = [f.name for f in fields if f.compare]
     mine = "(" + "".join(f"self.{n}," for n in compared) + ")"
     theirs = "(" + "".join(f"other.{n}," for n in compared) + ")"
-    src += ["def __eq__(self, other):", " if other.__class__ is self.__class__:", f"  return {mine} == {theirs}",
-            " return NotImplemented"]
+    src["__eq__"] = ["def __eq__(self, other):", " if other.__class__ is self.__class__:", f"  return {mine} == {theirs}",
+                     " return NotImplemented"]
     names = tuple(f.name for f in fields)
     if frozen:
         env["__names"] = frozenset(names)
-        src += ["def __hash__(self):", f" return hash({mine})",
-                "def __setattr__(self, name, value):",
-                " if type(self) is __cls or name in __names:", "  raise __frozen_error(name)",
-                " super(__cls, self).__setattr__(name, value)",
-                "def __delattr__(self, name):",
-                " if type(self) is __cls or name in __names:", "  raise __frozen_error(name)",
-                " super(__cls, self).__delattr__(name)"]
-    exec("\n".join(src), env)  # noqa: S102  (the source is built above from the class's own field names)
-    methods = {"__init__": env["__init__"], "__repr__": env["__repr__"], "__eq__": env["__eq__"]}
+        src["__hash__"] = ["def __hash__(self):", f" return hash({mine})"]
+        src["__setattr__"] = ["def __setattr__(self, name, value):",
+                              " if type(self) is __cls or name in __names:", "  raise __frozen_error(name)",
+                              " super(__cls, self).__setattr__(name, value)"]
+        src["__delattr__"] = ["def __delattr__(self, name):",
+                              " if type(self) is __cls or name in __names:", "  raise __frozen_error(name)",
+                              " super(__cls, self).__delattr__(name)"]
     own_hash = "__hash__" in cls.__dict__
+    wanted = ["__init__", "__repr__", "__eq__"]
     if frozen:
-        methods.update(__setattr__=env["__setattr__"], __delattr__=env["__delattr__"])
-        if not own_hash:
-            methods["__hash__"] = env["__hash__"]
-    elif not own_hash:
-        methods["__hash__"] = None
+        wanted += ["__setattr__", "__delattr__"] + ([] if own_hash else ["__hash__"])
     if slots:
         d = {k: v for k, v in cls.__dict__.items() if k not in names and k not in ("__dict__", "__weakref__")}
         d["__slots__"] = names
         qualname = cls.__qualname__
         cls = type(cls)(cls.__name__, cls.__bases__, d)
         cls.__qualname__ = qualname
-        env["__cls"] = cls
-    for name, fn in methods.items():
-        if name in ("__init__", "__repr__", "__eq__") and name in cls.__dict__:
-            continue  # the class's own, as dataclasses keeps it
-        if fn is not None:
-            fn.__qualname__ = f"{cls.__qualname__}.{name}"
-        setattr(cls, name, fn)
+    env["__cls"] = cls
+    wanted = [name for name in wanted if not (name in ("__init__", "__repr__", "__eq__") and name in cls.__dict__)]
+    for name in wanted:
+        _lazy(cls, name, "\n".join(src[name]), env)  # compiled when first called
+    if not frozen and not own_hash:
+        type.__setattr__(cls, "__hash__", None)
     type.__setattr__(cls, "__match_args__", tuple(f.name for f in fields if f.init))
     if cls.__doc__ is None:  # as dataclasses does, without inspect.signature
         type.__setattr__(cls, "__doc__", f"{cls.__name__}({', '.join(f'{f.name}: {f.type}' for f in fields if f.init)})")
     cls.__dataclass_fields__ = _LazyFields(fields)
     return cls
+
+
+def _lazy(cls: type, name: str, src: str, env: dict) -> None:
+    """Put on ``cls`` a stub for the generated method ``name`` that, on its first call, compiles ``src``
+    (one ``exec``), puts the real method on the class in its place and calls it: a cold process compiles
+    only the methods it calls (mostly ``__init__``), a few hundred microseconds a class saved."""
+    qualname = f"{cls.__qualname__}.{name}"
+
+    def stub(*args, **kwargs):
+        fn = cls.__dict__[name]
+        if fn is stub:
+            exec(src, env)  # noqa: S102  (the source is built by _process from the class's own field names)
+            fn = env[name]
+            fn.__qualname__ = qualname
+            type.__setattr__(cls, name, fn)
+        return fn(*args, **kwargs)
+
+    stub.__name__, stub.__qualname__ = name, qualname
+    type.__setattr__(cls, name, stub)

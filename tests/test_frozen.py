@@ -112,3 +112,34 @@ def test_the_cold_path_values_are_built_here():
     for cls in (Event, Key, Scope):
         assert isinstance(cls.__dict__["__dataclass_fields__"], frozen._LazyFields) or dataclasses.is_dataclass(cls)
         assert cls.__init__.__module__ == "agentctl.frozen" or cls.__init__.__qualname__.startswith(cls.__qualname__)
+
+
+def test_methods_are_compiled_when_first_called_and_then_replace_their_stub():
+    @frozen.dataclass(frozen=True)
+    class P:
+        a: int
+        b: str = "x"
+
+    stub_init, stub_eq = P.__dict__["__init__"], P.__dict__["__eq__"]
+    early = P.__init__  # a reference taken before the first call still works
+    p = P(1)
+    assert P.__dict__["__init__"] is not stub_init and P.__dict__["__eq__"] is stub_eq  # only what was called
+    q = P.__new__(P)
+    early(q, 2, "y")
+    assert (q.a, q.b) == (2, "y") and q != p and p == P(1) and P.__dict__["__eq__"] is not stub_eq
+    assert hash(p) == hash(P(1)) and repr(p).endswith("P(a=1, b='x')")
+    with pytest.raises(TypeError):
+        P(1, "x", 3)  # the compiled __init__'s own signature
+    for cls in (P,):
+        for name in ("__init__", "__eq__", "__hash__", "__repr__"):
+            assert cls.__dict__[name].__qualname__ == f"{cls.__qualname__}.{name}"
+
+
+def test_a_frozen_instance_refuses_assignment_before_any_method_is_compiled():
+    @frozen.dataclass(frozen=True)
+    class F:
+        a: int
+
+    v = F.__new__(F)
+    with pytest.raises(AttributeError):
+        v.a = 1
