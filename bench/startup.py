@@ -1,6 +1,6 @@
 """Start-up time of agentctl's hot commands, measured side by side with the interpreter's own floors.
 
-    .venv/bin/python bench/startup.py [--rounds 30] [--warmup 3] [--importtime]
+    .venv/bin/python bench/startup.py [--rounds 30] [--warmup 3] [--importtime] [--compare SRC]
 
 The interpreter is the one running this file (``sys.executable``) and agentctl is the console script
 installed beside it, run directly (no shell, no pyenv shim). Everything is precompiled first:
@@ -9,6 +9,13 @@ in interleaved rounds, in a new random order each round, and the medians are com
 floor (``python -c "import nacl.signing"``): the targets are pubkey within 3x of it and a cold
 ``agentctl verify`` of a grant (audit on, so one appended row included) within 1.8x. When one misses
 (or with ``--importtime``), a ``-X importtime`` breakdown says which imports cost what.
+
+The first line says which kind of install it measured: ``editable`` (``pip install -e``, whose import
+hook a ``.pth`` file loads into every start of that interpreter, ``python -c pass`` included, so both
+sides of each ratio carry it) or ``regular`` (``pip install .``, as the README installs it). Measure
+both: the floors differ by the hook's cost, so the ratios do too. ``--compare SRC`` also times
+``verify`` and ``pubkey`` from another source tree (e.g. ``/work/main``) with the same interpreter,
+in the same rounds, both trees run by the console script's own three lines.
 
 Nothing here is a test: the test suite never asserts on time.
 """
@@ -47,6 +54,27 @@ def precompile() -> None:
                 compileall.compile_dir(str(d), quiet=2, workers=0, rx=skip)
 
 
+def install_kind() -> str:
+    """``editable`` or ``regular``, and where agentctl is imported from: read from the installed
+    distribution's ``direct_url.json`` (PEP 610), as pip records it."""
+    import json
+    from importlib import metadata
+
+    import agentctl
+
+    try:
+        raw = metadata.distribution("agentctl").read_text("direct_url.json")
+    except metadata.PackageNotFoundError:
+        return f"not installed (agentctl from {Path(agentctl.__file__).parent})"
+    editable = bool(raw and json.loads(raw).get("dir_info", {}).get("editable"))
+    return f"{'editable' if editable else 'regular'} install (agentctl from {Path(agentctl.__file__).parent})"
+
+
+# what the console script pip writes runs, as a -c program (to run another source tree the same way)
+SCRIPT = ("import re\nimport sys\nfrom agentctl._cli.entry import run\n"
+          "sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\nsys.exit(run())")
+
+
 def clean_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCTL_")}
     env["AGENTCTL_KEYSTORE"] = "file"  # keygen in the bench home never touches the OS keyring
@@ -54,9 +82,9 @@ def clean_env(home: Path) -> dict[str, str]:
     return env
 
 
-def run(cmd: list[str], env: dict[str, str]) -> float:
+def run(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
     t0 = time.perf_counter()
-    subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, check=False)
+    subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=cwd, check=False)
     return time.perf_counter() - t0
 
 
@@ -67,7 +95,8 @@ def importtime(cmd: list[str], env: dict[str, str], runs: int = 7) -> tuple[list
     cum_us: dict[str, list[int]] = {}
     top: set[str] = set()
     for _ in range(runs):
-        r = subprocess.run([sys.executable, "-X", "importtime", *cmd], stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env)
+        r = subprocess.run([sys.executable, "-X", "importtime", *cmd], stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env,
+                           cwd=tempfile.gettempdir())
         for line in r.stderr.splitlines():
             if not line.startswith("import time:") or "self [us]" in line:
                 continue
@@ -89,6 +118,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=3, help="rounds run first and discarded (default 3)")
     parser.add_argument("--importtime", action="store_true", help="always print the -X importtime breakdown of pubkey")
     parser.add_argument("--seed", type=int, default=0, help="seed of the per-round order")
+    parser.add_argument("--compare", metavar="SRC", type=Path,
+                        help="also time verify and pubkey from the agentctl source tree SRC (e.g. /work/main), same interpreter")
     args = parser.parse_args()
 
     python = Path(sys.executable)
@@ -96,8 +127,16 @@ def main() -> int:
     if not script.exists():
         sys.stderr.write(f"bench: error: no agentctl console script beside {python}; install the project into that environment\n")
         return 2
+    if args.compare is not None and not (args.compare / "agentctl" / "__init__.py").is_file():
+        sys.stderr.write(f"bench: error: {args.compare} holds no agentctl package\n")
+        return 2
     sys.stderr.write("bench: precompiling agentctl, site-packages and the standard library...\n")
     precompile()
+    if args.compare is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compileall.compile_dir(str(args.compare / "agentctl"), quiet=2, workers=0)
+    kind = install_kind()
 
     with tempfile.TemporaryDirectory(prefix="agentctl-bench-") as tmp:
         home = Path(tmp) / "home"
@@ -119,8 +158,14 @@ def main() -> int:
             ("agentctl list  (Typer path)", [str(script), "--home", str(home), "list"]),
             ("agentctl --help  (Typer path)", [str(script), "--help"]),
         ]
+        envs = {label: env for label, _ in commands}
+        if args.compare is not None:
+            other = dict(env, PYTHONPATH=str(args.compare.resolve()))
+            for label, index in (("SRC: pubkey NAME", 3), ("SRC: verify GRANT  (audit on)", 4)):
+                commands.append((label, [str(python), "-c", SCRIPT, *commands[index][1][1:]]))
+                envs[label] = other
         for label, cmd in commands:
-            r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            r = subprocess.run(cmd, capture_output=True, text=True, env=envs[label], cwd=tmp)  # no source tree in the cwd
             if r.returncode != 0:
                 sys.stderr.write(f"bench: error: {label} exited {r.returncode}: {r.stderr.strip()}\n")
                 return 3
@@ -131,7 +176,7 @@ def main() -> int:
         for i in range(args.warmup + args.rounds):
             rng.shuffle(order)
             for label, cmd in order:
-                dt = run(cmd, env)
+                dt = run(cmd, envs[label], Path(tmp))
                 if i >= args.warmup:
                     times[label].append(dt)
 
@@ -139,6 +184,7 @@ def main() -> int:
         floor_py = med["python -c pass"]
         floor_nacl = med["python -c 'import nacl.signing'"]
         print(f"agentctl start-up, {args.rounds} interleaved rounds after {args.warmup} warm-up; {python}")
+        print(f"{kind}" + (f"; SRC = {args.compare}" if args.compare is not None else ""))
         print(f"{'command':34} {'median ms':>10} {'min ms':>8} {'vs nacl':>8} {'vs python':>10}")
         for label, _ in commands:
             print(f"{label:34} {med[label]:10.1f} {min(times[label]) * 1000:8.1f} {med[label] / floor_nacl:7.2f}x {med[label] / floor_py:9.2f}x")
@@ -148,6 +194,9 @@ def main() -> int:
         v_ratio = med["agentctl verify GRANT  (audit on)"] / floor_nacl
         print(f"target: verify within {VERIFY_TARGET:g}x of the nacl floor: {'yes' if v_ratio <= VERIFY_TARGET else 'NO'} "
               f"({v_ratio:.2f}x)")
+        if args.compare is not None:
+            print(f"SRC: verify {med['SRC: verify GRANT  (audit on)'] / floor_nacl:.2f}x, pubkey {med['SRC: pubkey NAME'] / floor_nacl:.2f}x "
+                  f"of the nacl floor (this tree: {v_ratio:.2f}x, {ratio:.2f}x)")
 
         for label, index, missed in (("pubkey", 3, ratio > TARGET), ("verify", 4, v_ratio > VERIFY_TARGET)):
             if not (missed or args.importtime):

@@ -1,5 +1,8 @@
 """The hot commands start light: ``agentctl --version`` and ``agentctl pubkey NAME`` take the fast path
-and never import Typer, rich, keyring or sqlite3, nor platformdirs when the home is named.
+and never import Typer, rich, keyring or sqlite3, nor platformdirs when the home is named. A single
+``agentctl verify`` (audit on) takes it too: no Typer, rich, keyring or platformdirs, no
+:mod:`dataclasses` (nor the inspect/ast it loads), no OpenSSL (``_hashlib``: the built-in SHA-256 does
+its few digests), none of the minting-only modules; ``--batch`` keeps OpenSSL.
 
 Each case runs ``main([...])`` in a fresh interpreter and reads ``sys.modules`` afterwards. Nothing
 here measures time (bench/startup.py does, and prints it).
@@ -17,6 +20,10 @@ import pytest
 
 HEAVY = ("typer", "click", "rich", "keyring", "sqlite3", "_sqlite3")
 HOME_LOOKUP = ("platformdirs",)
+# what a cold single verify has no use for: dataclasses' own imports, OpenSSL's libcrypto, minting and I/O
+# it never does (frozen.dataclass, the built-in SHA-256 and lazy imports keep them out)
+VERIFY_UNUSED = ("dataclasses", "inspect", "ast", "dis", "tokenize", "_hashlib", "secrets", "hmac", "random", "socket",
+                 "logging", "email", "subprocess", "shutil", "tempfile", "uuid", "textwrap", "importlib_metadata")
 NAME = "agent:code-reviewer:prod"
 
 PROBE = """
@@ -24,11 +31,11 @@ import json, os, sys
 from agentctl._cli.entry import main
 rc = main(sys.argv[1:])
 with open(os.environ["AGENTCTL_TEST_PROBE"], "w") as f:
-    json.dump({"rc": rc, "modules": sorted(sys.modules)}, f)
+    json.dump({"rc": rc, "modules": sorted(m for m, v in sys.modules.items() if v is not None)}, f)
 """
 
 
-def probe(tmp_path: Path, args: list[str], env: dict[str, str | None] | None = None):
+def probe(tmp_path: Path, args: list[str], env: dict[str, str | None] | None = None, stdin: str = ""):
     """Run ``main(args)`` in a fresh interpreter: (exit code, stdout, stderr, imported top-level packages)."""
     out = tmp_path / "probe.json"
     full = dict(os.environ, AGENTCTL_TEST_PROBE=str(out))
@@ -37,10 +44,10 @@ def probe(tmp_path: Path, args: list[str], env: dict[str, str | None] | None = N
             full.pop(k, None)
         else:
             full[k] = v
-    r = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, env=full, timeout=60)
+    r = subprocess.run([sys.executable, "-c", PROBE, *args], input=stdin, capture_output=True, text=True, env=full, timeout=60)
     assert r.returncode == 0 and out.exists(), r.stderr
     doc = json.loads(out.read_text())
-    packages = {m.split(".")[0] for m in doc["modules"]}
+    packages = {m.split(".")[0] for m in doc["modules"]}  # loaded ones: a name blocked with None is absent
     return doc["rc"], r.stdout, r.stderr, packages
 
 
@@ -114,3 +121,61 @@ def test_installed_script_importtime(tmp_path, principal):
         modules = {line.rsplit("|", 1)[1].strip().split(".")[0] for line in r.stderr.splitlines() if line.startswith("import time:") and "|" in line}
         assert "agentctl" in modules
         assert imported(modules, HEAVY + HOME_LOOKUP) == [], args
+
+
+@pytest.fixture
+def grant(cli, home, tmp_path) -> Path:
+    """A 1-hop grant from user:u to agent:a in a home with auditing on (the default); AGENTCTL_HOME is set."""
+    for name in ("user:u", "agent:a"):
+        assert cli("keygen", name, env={"AGENTCTL_KEYSTORE": "file"}).code == 0
+    path = tmp_path / "grant.jwt"
+    r = cli("delegate", "--from", "user:u", "--to", "agent:a", "--scope", "deploy.staging:api/*", "-o", str(path),
+            env={"AGENTCTL_KEYSTORE": "file"})
+    assert r.code == 0, r.stderr
+    return path
+
+
+VERIFY = ["--action", "deploy.staging", "--resource", "api/web"]
+
+
+@pytest.mark.parametrize("extra", [[], ["--json"]])
+def test_verify_takes_the_light_path_and_records(tmp_path, home, grant, extra):
+    code, out, err, packages = probe(tmp_path, ["--home", str(home), "verify", str(grant), *VERIFY, *extra],
+                                     env={"AGENTCTL_HOME": None})
+    assert (code, err) == (0, "")
+    assert out.startswith("ok: grant to agent:a") or json.loads(out)["ok"] is True
+    assert imported(packages, ("typer", "click", "rich", "keyring") + HOME_LOOKUP + VERIFY_UNUSED) == []
+    assert "sqlite3" in packages  # audit on: the verdict was recorded
+    import sqlite3
+
+    with sqlite3.connect(home / "audit.db") as db:  # the event is there, committed
+        assert db.execute("SELECT COUNT(*) FROM entries").fetchone()[0] >= 1
+
+
+def test_a_denied_verify_stays_light_and_says_why(tmp_path, home, grant):
+    code, out, err, packages = probe(tmp_path, ["--home", str(home), "verify", str(grant), "--action", "deploy.prod",
+                                                "--resource", "api/web"], env={"AGENTCTL_HOME": None})
+    assert code == 1 and "deploy.prod" in out + err
+    assert imported(packages, ("typer", "click", "rich", "keyring") + HOME_LOOKUP + VERIFY_UNUSED) == []
+
+
+def test_a_tampered_grant_is_refused_on_the_light_path(tmp_path, home, grant):
+    token = grant.read_text().strip()
+    head, body, sig = token.split(".")
+    bad = tmp_path / "bad.jwt"
+    bad.write_text(f"{head}.{body}.{sig[:-4]}{'AAAA' if sig[-4:] != 'AAAA' else 'BBBB'}\n")
+    code, out, err, packages = probe(tmp_path, ["--home", str(home), "verify", str(bad), *VERIFY], env={"AGENTCTL_HOME": None})
+    assert code == 1 and "signature" in (out + err).lower()
+    assert "_hashlib" not in packages
+
+
+def test_verify_batch_keeps_openssl(tmp_path, home, grant):
+    """The built-in hashes are for one verify; --batch hashes many lines and keeps OpenSSL's."""
+    import hashlib
+
+    if getattr(hashlib.sha256, "__name__", "") != "openssl_sha256":
+        pytest.skip("this Python's hashlib has no OpenSSL")
+    code, out, err, packages = probe(tmp_path, ["--home", str(home), "verify", "--batch", *VERIFY], env={"AGENTCTL_HOME": None},
+                                     stdin=grant.read_text().strip() + "\n")
+    assert code == 0 and json.loads(out.splitlines()[0])["ok"] is True, err
+    assert "_hashlib" in packages

@@ -7,6 +7,8 @@ then handles, errors and help included. Both paths call the same ``do_*`` functi
 
 from __future__ import annotations
 
+import sys
+
 __all__ = ["try_fast"]
 
 
@@ -84,6 +86,8 @@ def _verify(home: str | None, json_mode: bool, rest: list[str]) -> int | None:
         else:
             token = a
         i += 1
+    if "--batch" not in flags:
+        _no_openssl_hashes()
     from .action_cmds import do_verify
     from .common import State
 
@@ -92,6 +96,15 @@ def _verify(home: str | None, json_mode: bool, rest: list[str]) -> int | None:
     return do_verify(state, state.output(), token, v("--action"), v("--resource"), v("--audience"), v("--data"),
                      v("--revocations"), v("--at"), v("--leeway"), "--once" in flags, "--batch" in flags, v("--expect"),
                      policies=tuple(policies), query=v("--query"), context=v("--context"))
+
+
+def _no_openssl_hashes() -> None:
+    """A single cold verify hashes a few hundred bytes: Python's own SHA-256 (``_sha256``, the same
+    digests) does that as fast as OpenSSL's, and loading libcrypto (``_hashlib``) costs more than all of
+    the verify's hashing. So when nothing has loaded it yet, :mod:`hashlib` is told it is absent and
+    takes its built-in constructors. ``--batch`` (many digests, where OpenSSL is faster) and every
+    process that has loaded it already (tests, an embedding program) keep OpenSSL."""
+    sys.modules.setdefault("_hashlib", None)  # type: ignore[arg-type]
 
 
 def _pubkey(home: str | None, json_mode: bool, rest: list[str]) -> int | None:
