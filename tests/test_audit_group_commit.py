@@ -232,3 +232,24 @@ def test_a_process_killed_while_waiting_leaves_nothing_committed(home):
     assert [d["principal"] for d in leaves(log)] == ["agent:holder"]
     intact(log)
     log.close()
+
+
+def test_the_leader_holds_the_gate_until_it_has_answered_and_frees_it_after(log, monkeypatch):
+    a = waiting(log, ev("agent:a"))  # (makes the spool, and so the gate)
+    gate = os.open(a.path.parent / spool.GATE, os.O_RDWR)
+    seen = []
+    real = spool.Taken.finish
+
+    def finish(self, answer):  # a waiting caller that looks now must sleep: the gate is held
+        try:
+            fcntl.flock(gate, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            seen.append("open")
+        except BlockingIOError:
+            seen.append("held")
+        real(self, answer)
+
+    monkeypatch.setattr(spool.Taken, "finish", finish)
+    assert log.append([ev("agent:leader")], CLOCK) == [1]
+    assert seen == ["held"] and a.answer() == [2]
+    fcntl.flock(gate, fcntl.LOCK_SH | fcntl.LOCK_NB)  # open again once it returned
+    os.close(gate)

@@ -114,7 +114,11 @@ class Group:
         with self._lock:
             fd = self.gates.pop() if self.gates else None
         if fd is None:
-            fd = _spool.open_gate(self.directory)
+            try:
+                fd = os.open(self.directory / _spool.GATE, os.O_RDWR | os.O_CREAT, 0o600)
+            except FileNotFoundError:  # no spool yet, so no caller waits (one that comes now finds the lock)
+                yield
+                return
         try:
             _spool.fcntl.flock(fd, _spool.fcntl.LOCK_EX)
             try:
