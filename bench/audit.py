@@ -1,6 +1,7 @@
 """Audit log speed, side by side with the floors it cannot beat.
 
     .venv/bin/python bench/audit.py [--events 1000000] [--appends 2000] [--dir DIR] [--profile]
+        [--only-appends] [--against CHECKOUT] [--rounds 2]
 
 1. Durable appends per second (``synchronous = FULL``, as agentctl runs it; each caller returns only
    after the fsync that covers its event), from one process and from four at once (group commit: a
@@ -80,7 +81,16 @@ import json, sys, time
 sys.path.insert(0, sys.argv[3])
 from agentctl.audit import AuditLog, Event
 from agentctl.home import Home
+commits = [0]
+real = AuditLog._transaction
+
+def counted(self):  # every transaction an append runs ends in one commit (one fsync)
+    commits[0] += 1
+    return real(self)
+
+AuditLog._transaction = counted
 log = AuditLog.open(Home(sys.argv[1]))
+commits[0] = 0
 print("ready", flush=True)
 sys.stdin.readline()
 waits = []
@@ -89,7 +99,7 @@ for i in range(int(sys.argv[2])):
     log.append([Event("verify", "allow", principal="agent:w", action="deploy.staging", resource=f"acme/r{i}", jtis=(f"{i:022d}",))])
     waits.append(time.perf_counter() - t0)
 log.close()
-print(json.dumps(waits), flush=True)
+print(json.dumps({"waits": waits, "commits": commits[0]}), flush=True)
 """
 
 
@@ -128,25 +138,15 @@ def sqlite_floor(directory: Path, n: int) -> float:
     return rate
 
 
-def appends_one(directory: Path, n: int) -> tuple[float, list[float]]:
-    directory.mkdir(exist_ok=True)
-    log = AuditLog.open(Home(directory / "one"))
-    ev = Event("verify", "allow", principal="agent:w", action="deploy.staging", resource="acme/r", jtis=("0" * 22,))
-    waits = []
-    t0 = time.perf_counter()
-    for _ in range(n):
-        t = time.perf_counter()
-        log.append([ev])
-        waits.append(time.perf_counter() - t)
-    rate = n / (time.perf_counter() - t0)
-    log.close()
-    return rate, waits
-
-
-def appends_many(directory: Path, processes: int, n: int) -> tuple[float, list[float]]:
-    home = directory / "many"
-    AuditLog.open(Home(home)).close()
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(home), str(n // processes), str(ROOT)],
+def appends(home: Path, processes: int, n: int, code: Path = ROOT) -> tuple[float, list[float], int]:
+    """``processes`` processes appending ``n`` events in all, one an append, with ``code``'s agentctl
+    (this checkout, or another given with --against): (appends/s, each append's wait, commits)."""
+    sys.path.insert(0, str(code))
+    try:
+        AuditLog.open(Home(home)).close()
+    finally:
+        sys.path.remove(str(code))
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(home), str(n // processes), str(code)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(processes)]
     for p in procs:
         assert p.stdout.readline() == "ready\n"
@@ -154,35 +154,45 @@ def appends_many(directory: Path, processes: int, n: int) -> tuple[float, list[f
     for p in procs:
         p.stdin.write("go\n")
         p.stdin.flush()
-    waits = []
+    waits, commits = [], 0
     for p in procs:
         out, _ = p.communicate()
-        waits += json.loads(out)
+        got = json.loads(out)
+        waits += got["waits"]
+        commits += got["commits"]
     rate = len(waits) / (time.perf_counter() - t0)
     log = AuditLog.open(Home(home))
     assert log.size == len(waits) and log.verify({}).ok
     log.close()
-    return rate, waits
+    return rate, waits, commits
 
 
 def ms(x: float) -> str:
     return f"{x * 1000:.2f} ms"
 
 
-def bench_appends(directory: Path, n: int, rounds: int = 2) -> None:
+def bench_appends(directory: Path, n: int, rounds: int = 2, against: Path | None = None) -> None:
     say(f"1. durable appends, each caller waiting for the fsync that covers its event, in {directory}")
+    if against is not None:
+        say(f"   (each round also runs the code at {against} for comparison: 'other')")
     q = lambda w: f"p50 {ms(statistics.median(w))}, p99 {ms(sorted(w)[int(len(w) * 0.99)])}, max {ms(max(w))}"  # noqa: E731
     for r in range(rounds):  # interleaved: each round's figures are measured within seconds of each other
         disk = fsync_floor(directory, max(200, n // 4))
         bare = sqlite_floor(directory, max(200, n // 4))
-        one, w1 = appends_one(directory / f"r{r}", n)
-        four, w4 = appends_many(directory / f"r{r}", 4, n)
+        rows = []
+        for label, code in (("this", ROOT), *((("other", against),) if against is not None else ())):
+            for procs in (1, 4):
+                rate, w, commits = appends(directory / f"r{r}-{label}-{procs}", procs, n, code)
+                rows.append((label, procs, rate, w, commits))
         disk2 = fsync_floor(directory, max(200, n // 4))
         floor = (disk + disk2) / 2
         say(f"   round {r + 1}: floor write+fsync {disk:6.0f} /s before, {disk2:6.0f} /s after; bare SQLite WAL insert {bare:6.0f} /s")
-        say(f"     AuditLog.append, 1 process    {one:8.0f} /s   {one / floor:.2f}x the fsync floor, {one / bare:.2f}x bare SQLite   ({q(w1)})")
-        say(f"     AuditLog.append, 4 processes  {four:8.0f} /s   {four / floor:.2f}x the fsync floor, {four / one:.2f}x 1 process   ({q(w4)})")
-        say(f"     aim >= {APPEND_AIM:.0f}/s from 1 process: {aim(one >= APPEND_AIM)}; >= {APPEND4_AIM:.0f}/s from 4: {aim(four >= APPEND4_AIM)}"
+        one = {label: rate for label, procs, rate, _, _ in rows if procs == 1}
+        for label, procs, rate, w, commits in rows:
+            say(f"     {label:<5} AuditLog.append, {procs} process{'es' if procs > 1 else '  '}  {rate:7.0f} /s   {rate / floor:.2f}x the fsync floor, "
+                f"{rate / one[label]:.2f}x 1 process, {len(w) / max(commits, 1):.2f} events a commit   ({q(w)})")
+        this1, this4 = one["this"], next(rate for label, procs, rate, _, _ in rows if label == "this" and procs == 4)
+        say(f"     aim >= {APPEND_AIM:.0f}/s from 1 process: {aim(this1 >= APPEND_AIM)}; >= {APPEND4_AIM:.0f}/s from 4: {aim(this4 >= APPEND4_AIM)}"
             + ("" if floor * 4 >= APPEND4_AIM else f" (this disk syncs only {floor:.0f} times a second now: 4 waiting callers a commit give at most {4 * floor:.0f}/s)"))
     say()
 
@@ -329,6 +339,9 @@ def main() -> None:
     ap.add_argument("--appends", type=int, default=2000, help="durable appends to time (default 2,000)")
     ap.add_argument("--dir", type=Path, default=None, help="where to build the logs (default: a temporary directory)")
     ap.add_argument("--profile", action="store_true", help="also profile verify")
+    ap.add_argument("--only-appends", action="store_true", help="run section 1 (durable appends) alone")
+    ap.add_argument("--against", type=Path, default=None, help="another checkout of agentctl whose appends run beside this one's")
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of section 1 (default 2)")
     args = ap.parse_args()
     if args.events < 20_000:
         ap.error("--events must be at least 20000")
@@ -338,7 +351,9 @@ def main() -> None:
         say(f"agentctl audit log benchmark: {args.events:,} events, Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}, "
             f"{os.cpu_count()} CPUs")
         say()
-        bench_appends(directory, args.appends)
+        bench_appends(directory, args.appends, args.rounds, args.against)
+        if args.only_appends:
+            return
 
         home = directory / "big"
         log = AuditLog.open(Home(home))

@@ -91,7 +91,7 @@ def test_a_leader_dead_before_its_commit_leaves_the_request_to_its_writer(log, m
         raise OSError(5, "Input/output error")
 
     with monkeypatch.context() as m:
-        m.setattr(AuditLog, "_insert_docs", broken)
+        m.setattr(group.Inserter, "finish", broken)
         with pytest.raises(OperationalError):
             log.append([ev("agent:leader")], CLOCK)
     assert log.size == 0 and a.answer() is None  # rolled back; unanswered
@@ -141,7 +141,7 @@ def test_the_spool_reuses_one_file_per_waiting_caller(log):
     assert b is a and b.reqno == 2
     log.append([ev("agent:leader")], CLOCK)
     assert a.answer() == [4]
-    assert [p.name for p in a.path.parent.iterdir()] == [a.name]
+    assert [p.name for p in a.path.parent.iterdir() if p.name != spool.GATE] == [a.name]
     log.close()
     assert not a.path.exists()
 
@@ -232,3 +232,24 @@ def test_a_process_killed_while_waiting_leaves_nothing_committed(home):
     assert [d["principal"] for d in leaves(log)] == ["agent:holder"]
     intact(log)
     log.close()
+
+
+def test_the_leader_holds_the_gate_until_it_has_answered_and_frees_it_after(log, monkeypatch):
+    a = waiting(log, ev("agent:a"))  # (makes the spool, and so the gate)
+    gate = os.open(a.path.parent / spool.GATE, os.O_RDWR)
+    seen = []
+    real = spool.Taken.finish
+
+    def finish(self, answer):  # a waiting caller that looks now must sleep: the gate is held
+        try:
+            fcntl.flock(gate, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            seen.append("open")
+        except BlockingIOError:
+            seen.append("held")
+        real(self, answer)
+
+    monkeypatch.setattr(spool.Taken, "finish", finish)
+    assert log.append([ev("agent:leader")], CLOCK) == [1]
+    assert seen == ["held"] and a.answer() == [2]
+    fcntl.flock(gate, fcntl.LOCK_SH | fcntl.LOCK_NB)  # open again once it returned
+    os.close(gate)

@@ -2,18 +2,21 @@
 
 A caller that finds the append lock free leads: it commits its own events and every complete request
 waiting in the spool (:mod:`.spool`) in one transaction, and answers each request only after the commit
-is durable. A caller that finds the lock taken leaves its events in a spool file of its own, waits for
-the lock, and takes its answer (the seqs its events were committed as), or leads itself when no holder
-took them. :func:`insert_docs` writes the rows: each event's canonical JSON deflated
+is durable; it takes the spool after inserting its own events, so callers that came meanwhile are in.
+A caller that finds the lock taken leaves its events in a spool file of its own, sleeps until the
+leader's commit is done (on the gate, with every other waiting caller), and takes its answer (the seqs
+its events were committed as), or leads itself when no holder took them. :func:`insert_docs` writes the rows: each event's canonical JSON deflated
 (:mod:`.codec`), its leaf hash's tag, and the tree nodes every fourth level.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from .. import __version__
 from ..clock import rfc3339
@@ -28,14 +31,21 @@ if TYPE_CHECKING:
 
 __all__ = ["Group", "insert_docs", "doc", "encoded"]
 
+#: How often a waiting caller finds its request unanswered and the lock taken by a holder that does not
+#: hold the gate (one between taking the lock and the gate) before it queues on the lock itself.
+SPINS = 64
+
 
 class Group:
-    """The spool files of one open log, one for each caller waiting at once (made once, reused)."""
+    """The spool files of one open log, one for each caller waiting at once (made once, reused), and
+    the gate: a lock its leader holds exclusively while it commits, on which waiting callers sleep
+    (shared) so that one commit wakes them all at once."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.files: list[_spool.SpoolFile] = []  # made by this log, for waiting callers
         self.free: list[_spool.SpoolFile] = []
+        self.gates: list[int] = []  # open descriptors of the gate, one for each caller leading at once
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -43,22 +53,43 @@ class Group:
             f.close()
         self.files.clear()
         self.free.clear()
+        for fd in self.gates:
+            os.close(fd)
+        self.gates.clear()
 
     def wait_or_lead(self, log: AuditLog, fd: int, docs: list[dict]) -> list[int]:
-        """The lock is taken: leave the events in a spool file, wait for the lock, and return the seqs
-        its holder committed them as, or else commit them (and whatever else waits) ourselves."""
+        """The append lock (``fd``'s) is taken: leave the events in a spool file, sleep until the
+        holder's commit is done, and return the seqs it committed them as; or, when no holder took
+        them, commit them (and whatever else waits) ourselves."""
         payload = b"".join(encoded(d) + b"\n" for d in docs)
         spooled = self.file()
         answered = False
         try:
             spooled.request(payload)
-            _spool.fcntl.flock(fd, _spool.fcntl.LOCK_EX)
-            result = spooled.answer()
-            if result is None:
-                self.lead(log, [], spooled.name)
+            gate, flock = spooled.gate, _spool.fcntl.flock
+            spins = 0
+            while True:
+                flock(gate, _spool.fcntl.LOCK_SH)  # sleeps while a leader commits (it holds the gate)
+                flock(gate, _spool.fcntl.LOCK_UN)
+                result = spooled.answer()
+                if result is not None:
+                    break
+                try:  # not taken: lead, unless another caller leads now (then its commit takes ours)
+                    flock(fd, _spool.fcntl.LOCK_EX | _spool.fcntl.LOCK_NB)
+                except BlockingIOError:
+                    spins += 1
+                    if spins < SPINS:
+                        continue
+                    flock(fd, _spool.fcntl.LOCK_EX)  # a holder that does not take the spool: queue on the lock
                 result = spooled.answer()
                 if result is None:
-                    raise OperationalError(f"audit append failed ({log.path}): the group commit left these events out")
+                    self.lead(log, [], spooled.name, fd)
+                    result = spooled.answer()
+                    if result is None:
+                        raise OperationalError(f"audit append failed ({log.path}): the group commit left these events out")
+                else:
+                    flock(fd, _spool.fcntl.LOCK_UN)
+                break
             answered = True
         finally:
             if not answered:
@@ -77,25 +108,57 @@ class Group:
         self.files.append(made)
         return made
 
-    def lead(self, log: AuditLog, own: list[dict], keep: str | None) -> list[int]:
-        """Under the append lock: one transaction of ``own`` events and every waiting request's;
-        commit, then answer each request. Returns the seqs of ``own``."""
+    @contextlib.contextmanager
+    def gate(self) -> Iterator[None]:
+        """Hold the gate exclusively (under the append lock): waiting callers sleep until it opens."""
+        with self._lock:
+            fd = self.gates.pop() if self.gates else None
+        if fd is None:
+            try:
+                fd = os.open(self.directory / _spool.GATE, os.O_RDWR | os.O_CREAT, 0o600)
+            except FileNotFoundError:  # no spool yet, so no caller waits (one that comes now finds the lock)
+                yield
+                return
+        try:
+            _spool.fcntl.flock(fd, _spool.fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                _spool.fcntl.flock(fd, _spool.fcntl.LOCK_UN)
+        finally:
+            with self._lock:
+                self.gates.append(fd)
+
+    def lead(self, log: AuditLog, own: list[dict], keep: str | None, fd: int) -> list[int]:
+        """Holding the append lock (``fd``'s): one transaction of ``own`` events and every waiting
+        request's; commit, then answer each request; then release the lock, and then the gate (so
+        callers it wakes unanswered find the lock free). Returns the seqs of ``own``."""
         directory = self.directory
         taken: list[_spool.Taken] = []
         try:
-            with log._transaction():
-                taken = _spool.take(directory, _spool.parse_record(log.meta("group")), keep)
-                results = log._insert_docs([own, *[[json.loads(line) for line in t.docs] for t in taken]], own=True)
-                if taken:
-                    log.conn.execute("INSERT OR REPLACE INTO meta VALUES ('group', ?)", (_spool.record_text(
-                        [(t.name, t.reqno, r[0], len(r)) for t, r in zip(taken, results[1:]) if isinstance(r, list) and r]),))
-        except BaseException:
-            for t in taken:
-                t.release()  # unanswered: their writers lead in turn
-            raise
-        for t, r in zip(taken, results[1:]):
-            t.finish(f"!{r}" if isinstance(r, str) else f"={r[0] if r else 0} {len(r)}")
-        return results[0]
+            with self.gate():
+                try:
+                    with log._transaction():
+                        ins = Inserter(log)
+                        mine = ins.add(own, True) if own else []
+                        # taken only now: the callers this commit answers may have spooled meanwhile
+                        taken = _spool.take(directory, lambda: _spool.parse_record(log.meta("group")), keep)
+                        results = [mine, *[ins.add([json.loads(line) for line in t.docs], False) for t in taken]]
+                        ins.finish()
+                        if taken:
+                            log.conn.execute("INSERT OR REPLACE INTO meta VALUES ('group', ?)", (_spool.record_text(
+                                [(t.name, t.reqno, r[0], len(r)) for t, r in zip(taken, results[1:]) if isinstance(r, list) and r]),))
+                except BaseException:
+                    for t in taken:
+                        t.release()  # unanswered: their writers lead in turn
+                    raise
+                for t, r in zip(taken, results[1:]):
+                    t.finish(f"!{r}" if isinstance(r, str) else f"={r[0] if r else 0} {len(r)}")
+                _spool.fcntl.flock(fd, _spool.fcntl.LOCK_UN)
+        finally:
+            _spool.fcntl.flock(fd, _spool.fcntl.LOCK_UN)  # (again, when it raised)
+        assert isinstance(mine, list)  # own events that cannot be encoded raised
+        return mine
 
 
 def insert_docs(log: AuditLog, groups: list[list[dict]], own: bool) -> list:
@@ -103,35 +166,50 @@ def insert_docs(log: AuditLog, groups: list[list[dict]], own: bool) -> list:
     locked transaction: per group, its seqs, or (for a group after the first, which came from the
     spool) a message when it cannot be encoded (then it is left out, and nothing of it is stored).
     The first group's encoding failure raises."""
-    cr = log._frontier()
-    packer = codec.of(log.conn)
-    packer.load()  # the newest dictionary, also when another process trained it
-    out: list = []
-    for i, docs in enumerate(groups):
+    ins = Inserter(log)
+    out = [ins.add(docs, i == 0 and own) for i, docs in enumerate(groups)]
+    ins.finish()
+    return out
+
+
+class Inserter:
+    """The inserts of one transaction (under the append lock): the frontier read once, extended by
+    each group of events added, and stored by :meth:`finish`."""
+
+    def __init__(self, log: AuditLog) -> None:
+        self.log = log
+        self.cr = log._frontier()
+        self.packer = codec.of(log.conn)
+        self.packer.load()  # the newest dictionary, also when another process trained it
+
+    def add(self, docs: list[dict], own: bool) -> "list[int] | str":
+        """Insert prepared events; their seqs. When one cannot be encoded: raises for ``own`` events,
+        else returns a message and stores none of them."""
+        cr, packer, execute = self.cr, self.packer, self.log.conn.execute
         first = cr.size + 1
         full = [{**doc, "seq": first + k} for k, doc in enumerate(docs)]
         try:
             leaves = [canonical_json(doc) for doc in full]
         except (ValueError, TypeError) as e:  # EncodingError: a value JSON cannot carry (a lone surrogate, NaN)
-            if i == 0 and own:
+            if own:
                 bad = next((d for d in docs if not encodable(d)), docs[0])
                 raise OperationalError(f"audit append failed: event {bad.get('event')!r} cannot be encoded: {e}") from None
-            out.append(f"event cannot be encoded: {e}")
-            continue
+            return f"event cannot be encoded: {e}"
         seqs = []
         for k, leaf in enumerate(leaves):
             seq = first + k
             created = cr.append(tree.leaf_hash(leaf))
             body = packer.pack(leaf)
             packer.remember(body, full[k])
-            log.conn.execute("INSERT INTO entries (seq, body, tag) VALUES (?, ?, ?)", (seq, body, created[0][2][:4]))
+            execute("INSERT INTO entries (seq, body, tag) VALUES (?, ?, ?)", (seq, body, created[0][2][:4]))
             packer.maybe_train(seq)  # a dictionary of this log's own events, for the next ones
             if len(created) > 4:  # every fourth level is stored (schema.STORED_LEVEL_STEP)
-                log.conn.executemany("INSERT INTO nodes VALUES (?, ?, ?)", created[4::4])
+                self.log.conn.executemany("INSERT INTO nodes VALUES (?, ?, ?)", created[4::4])
             seqs.append(seq)
-        out.append(seqs)
-    log.conn.execute("INSERT OR REPLACE INTO meta VALUES ('frontier', ?)", (cr.to_bytes().hex(),))
-    return out
+        return seqs
+
+    def finish(self) -> None:
+        self.log.conn.execute("INSERT OR REPLACE INTO meta VALUES ('frontier', ?)", (self.cr.to_bytes().hex(),))
 
 
 def doc(ev: Event, clock, host: str) -> dict:

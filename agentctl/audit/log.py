@@ -157,9 +157,12 @@ class AuditLog:
         """The cross-process append lock, then an immediate transaction."""
         fd = self._lock_fd()
         try:
-            if _spool.fcntl is not None:
-                _spool.fcntl.flock(fd, _spool.fcntl.LOCK_EX)
-            with self._transaction():
+            if _spool.fcntl is None:
+                with self._transaction():
+                    yield
+                return
+            _spool.fcntl.flock(fd, _spool.fcntl.LOCK_EX)
+            with self._group.gate(), self._transaction():  # appends that wait meanwhile sleep on the gate
                 yield
         finally:
             os.close(fd)  # closing releases the lock
@@ -238,7 +241,7 @@ class AuditLog:
                     _spool.fcntl.flock(fd, _spool.fcntl.LOCK_EX | _spool.fcntl.LOCK_NB)
                 except BlockingIOError:
                     return self._group.wait_or_lead(self, fd, [group.doc(ev, clock, host) for ev in events])
-                return self._group.lead(self, [group.doc(ev, clock, host) for ev in events], None)
+                return self._group.lead(self, [group.doc(ev, clock, host) for ev in events], None, fd)
             finally:
                 os.close(fd)  # closing releases the lock
         except sqlite3.DatabaseError as e:

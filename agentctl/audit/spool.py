@@ -12,9 +12,13 @@ Whoever holds the append lock (the *leader*) reads every spool file whose writer
 is held) and whose request is complete (its CRC matches) and unanswered; inserts their events after
 its own in one transaction; records in that transaction which requests it committed (the ``group``
 key of the ``meta`` table); commits; and only then writes each request's answer (``=N first count``,
-or ``!N message`` for one it refused) right after the request. A waiting caller that gets the append
-lock reads its answer from its own file: when it is there its events are durable and it returns;
-when it is not, it leads itself.
+or ``!N message`` for one it refused) right after the request. The leader holds the *gate*
+(``audit.spool/gate``) exclusively from before its transaction until it has answered; a waiting
+caller sleeps on the gate (shared), so one commit wakes all its callers at once (not one by one, as
+when each had to take the append lock to read its answer). A woken caller reads its answer from its
+own file: when it is there its events are durable and it returns; when it is not (it came after the
+leader took the spool), it leads itself, or, when another caller leads already, sleeps on the gate
+again (that leader's commit takes it).
 
 Crashes:
 
@@ -39,8 +43,9 @@ import threading
 import time
 import zlib
 from pathlib import Path
+from typing import Callable
 
-__all__ = ["SPOOL_DIR", "MAX_GROUP", "SpoolFile", "Taken", "take", "record_text", "parse_record", "fcntl"]
+__all__ = ["SPOOL_DIR", "GATE", "MAX_GROUP", "SpoolFile", "Taken", "take", "open_gate", "record_text", "parse_record", "fcntl"]
 
 try:
     import fcntl
@@ -48,6 +53,9 @@ except ImportError:  # not POSIX: no group commit; appends are serialized by SQL
     fcntl = None  # type: ignore[assignment]
 
 SPOOL_DIR = "audit.spool"
+#: The gate, in the spool directory: the leader holds it exclusively from before it takes the spool
+#: until it has answered every request it took; waiting callers sleep on it (shared).
+GATE = "gate"
 #: The most requests one transaction takes; the rest wait for the next leader.
 MAX_GROUP = 512
 #: A spool file nobody holds whose request is incomplete is a writer that died while making it; it is
@@ -75,8 +83,10 @@ class SpoolFile:
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         self.reqno = 0
         self.end = 0  # where the current request's answer goes
+        self.gate = -1
         try:
             fcntl.flock(self.fd, fcntl.LOCK_SH)  # alive, as long as this is held
+            self.gate = open_gate(directory)  # its caller's own descriptor of the gate, to sleep on
         except BaseException:
             self.close()
             raise
@@ -105,6 +115,20 @@ class SpoolFile:
             os.unlink(self.path)
         with contextlib.suppress(OSError):
             os.close(self.fd)
+        if self.gate >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.gate)
+
+
+def open_gate(directory: Path) -> int:
+    """A new descriptor of the gate (:data:`GATE`), made when missing (and its directory)."""
+    path = directory / GATE
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except FileNotFoundError:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(directory, 0o700)
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
 
 
 def parse_answer(tail: bytes, reqno: int) -> "list[int] | str | None":
@@ -141,16 +165,17 @@ class Taken:
         os.close(self.fd)
 
 
-def take(directory: Path, done: dict[tuple[str, int], tuple[int, int]], keep: str | None = None) -> list[Taken]:
+def take(directory: Path, done: "Callable[[], dict[tuple[str, int], tuple[int, int]]]", keep: str | None = None) -> list[Taken]:
     """The complete, unanswered requests of living writers, oldest file first, at most
     :data:`MAX_GROUP` (and the one in the file named ``keep`` in any case). Files of writers that are
-    gone are removed; requests in ``done`` (the last group record: committed already) get their answer;
-    incomplete ones are left to their writers."""
+    gone are removed; requests in ``done()`` (the last group record: committed already; read only when
+    there is a request) get their answer; incomplete ones are left to their writers."""
     try:
         names = sorted(e.name for e in os.scandir(directory) if e.name.endswith(_SUFFIX))
     except FileNotFoundError:
         return []
     taken: list[Taken] = []
+    record: "dict[tuple[str, int], tuple[int, int]] | None" = None
     for name in names:
         if len(taken) >= MAX_GROUP and name != keep:
             continue
@@ -173,8 +198,10 @@ def take(directory: Path, done: dict[tuple[str, int], tuple[int, int]], keep: st
             if request is None:
                 continue
             reqno, end, lines = request
-            if (name, reqno) in done:
-                first, count = done[(name, reqno)]
+            if record is None:
+                record = done()
+            if (name, reqno) in record:
+                first, count = record[(name, reqno)]
                 Taken(name, path, fd, reqno, end, []).finish(f"={first} {count}")
                 keep_fd = True  # finish closed it
                 continue
