@@ -254,23 +254,108 @@ def part_batch(root: Path, n: int, processes: int, repeat: int, want_profile: bo
           f"{b / bc:.2f} of bare  [target >= {BATCH_TARGET}: {verdict(b / bc, BATCH_TARGET)}]")
     print(f"   agentctl verify --batch, audit = false       {qc:8.2f} s ({qw:6.2f}) {rate(n, qc)}   {b / qc:.2f} of bare")
     bw0 = min(bare_w)
-    print(f"   wall clock: bare single-core {bw0:.2f} s; --batch (audit on, {batch_workers()} verifying threads, each chunk's "
-          f"verdicts printed after its fsync) {bw:.2f} s = {bw0 / bw:.2f} of bare  [aim >= {BATCH_WALL_AIM}: "
+    print(f"   wall clock: bare single-core {bw0:.2f} s; --batch (audit on, {batch_workers()} verifying thread, each chunk "
+          f"recorded on a thread while the next is checked, its verdicts printed after its fsync) {bw:.2f} s = {bw0 / bw:.2f} of bare  [aim >= {BATCH_WALL_AIM}: "
           f"{verdict(bw0 / bw, BATCH_WALL_AIM)}]; audit = false {qw:.2f} s = {bw0 / qw:.2f} of bare")
     print(f"   library verify_action + verdict(), in-process {lib:7.2f} s            {rate(n, lib)}   {b / lib:.2f} of bare")
     print(f"   agentctl verify, one process per action      {pc:8.0f} s ({pw:6.0f}) {rate(n, pc)}   "
           f"(mean of {processes} processes, x {n:,}); --batch is {pc / bc:.0f}x less CPU")
     if want_profile or b / bc < BATCH_TARGET:
         profile(library, "verify_action + verdict() of the batch, in-process")
-        importtime_of_batch = [sys.executable, "-c", "import cProfile, io, pstats, sys; "
-                               "from agentctl._cli.entry import main; sys.argv[1:] = ['verify', '--batch']; "
-                               "p = cProfile.Profile(); p.enable(); main(sys.argv[1:]); p.disable(); s = io.StringIO(); "
-                               "pstats.Stats(p, stream=s).sort_stats('tottime').print_stats(12); sys.stderr.write(s.getvalue())"]
-        r = subprocess.run(importtime_of_batch, input=stdin, env=env_for(home), capture_output=True)
+        profile_of_batch = [sys.executable, "-c", "import cProfile, io, pstats, sys, time; "
+                             "from agentctl._cli.entry import main; sys.argv[1:] = ['verify', '--batch']; "
+                             "p = cProfile.Profile(time.process_time); p.enable(); main(sys.argv[1:]); p.disable(); "
+                             "s = io.StringIO(); pstats.Stats(p, stream=s).sort_stats('tottime').print_stats(16); "
+                             "sys.stderr.write(s.getvalue())"]
+        r = subprocess.run(profile_of_batch, input=stdin, env=env_for(home), capture_output=True)
         text = r.stderr.decode(errors="replace")
-        print("\n  profile, the whole agentctl verify --batch process, audit on (by own time):")
+        print("\n  profile, the whole agentctl verify --batch process, audit on (CPU, by own time; the audit commit's "
+              "thread is not profiled: see the stages):")
         for line in text[text.find("ncalls"):].rstrip().splitlines():
             print("    " + line.replace(str(Path(crypto.__file__).parent.parent) + os.sep, ""))
+        batch_stages(home, quiet, stdin, n)
+
+
+def batch_stages(home: Path, quiet: Path, stdin: bytes, n: int) -> None:
+    """Where a --batch line's CPU goes, stage by stage: the CLI run in this process (audit commits on
+    the caller's thread, so each stage is timed where it runs), each stage wrapped in a
+    ``time.process_time`` timer (about half a µs each). Nested stages are indented under their stage."""
+    import contextlib
+
+    from agentctl._cli import batch_cmds
+    from agentctl._cli.entry import main as cli_main
+    from agentctl.audit import group, log as audit_log
+    from agentctl.verify import results, verifier
+
+    acc: dict[str, float] = {}
+    stages = [  # (owner, attribute, label)
+        (batch_cmds, "_batch_line", "read a line: decode, split a JSON object"),
+        (verifier.Verifier, "verify", "Verifier.verify (the library, recording the event)"),
+        (verifier.Verifier, "_fresh", "  live trust: has the home changed? (stats)"),
+        (verifier, "verdict_event", "  the audit Event of the verdict"),
+        (results.VerifiedAction, "verdict", "verdict document"),
+        (batch_cmds._Committer, "submit", "a chunk's audit commit and print"),
+        (audit_log.AuditLog, "open", "  open the log (a chunk)"),
+        (group, "doc", "  the event as a leaf document"),
+        (group, "insert_docs", "  insert the rows (one transaction)"),
+        (group, "canonical_json", "    canonical JSON"),
+        (group.tree, "leaf_hash", "    leaf hash"),
+        (group.tree.CompactRange, "append", "    tree frontier"),
+        (group.codec.Codec, "pack", "    deflate (trained dictionary)"),
+    ]
+
+    def timed_stage(fn, label):
+        def wrapped(*a, **k):
+            t0 = time.process_time()
+            try:
+                return fn(*a, **k)
+            finally:
+                acc[label] = acc.get(label, 0.0) + time.process_time() - t0
+        return wrapped
+
+    class Stdin:
+        def __init__(self) -> None:
+            self.buffer = io.BytesIO(stdin)
+
+        def isatty(self) -> bool:
+            return False
+
+    def run_in_process(where: Path) -> float:
+        old_env, old_in = os.environ.get("AGENTCTL_HOME"), sys.stdin
+        os.environ.update(env_for(where))
+        sys.stdin = Stdin()  # type: ignore[assignment]
+        try:
+            with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+                t0 = time.process_time()
+                cli_main(["verify", "--batch"])
+                return time.process_time() - t0
+        finally:
+            sys.stdin = old_in
+            if old_env is None:
+                os.environ.pop("AGENTCTL_HOME", None)
+            else:
+                os.environ["AGENTCTL_HOME"] = old_env
+
+    saved = [(owner, attr, getattr(owner, attr)) for owner, attr, _ in stages]
+    behind, batch_cmds.COMMIT_BEHIND = batch_cmds.COMMIT_BEHIND, False
+    try:
+        run_in_process(home)  # warm: imports, the first compiles
+        plain = {"on": min(run_in_process(home) for _ in range(2)), "off": min(run_in_process(quiet) for _ in range(2))}
+        for owner, attr, label in stages:
+            setattr(owner, attr, timed_stage(getattr(owner, attr), label))
+        total = run_in_process(home)
+    finally:
+        for owner, attr, fn in saved:
+            setattr(owner, attr, fn)
+        batch_cmds.COMMIT_BEHIND = behind
+    print(f"\n  stages of a --batch line, CPU µs a line (in-process, audit on {plain['on'] / n * 1e6:.1f} µs, "
+          f"audit = false {plain['off'] / n * 1e6:.1f} µs; timed: {total / n * 1e6:.1f} µs):")
+    for _, _, label in stages:
+        if label in acc:
+            print(f"    {label:<52} {acc[label] / n * 1e6:7.1f}")
+    inner = sum(acc.get(label, 0.0) for _, _, label in stages[-4:])
+    print(f"    {'    the rest: INSERT (5 expression indexes), commit':<52} "
+          f"{(acc.get(stages[-5][2], 0.0) - inner) / n * 1e6:7.1f}")
 
 
 def part_grants(n: int, repeat: int, want_profile: bool) -> None:

@@ -1,5 +1,6 @@
-"""`verify --batch` checks lines on a small thread pool: verdicts, their order, the audit events'
-order and `--once` replay within one batch are exactly those of checking the lines one by one."""
+"""`verify --batch` records each chunk's events on a thread while the next chunk is checked: verdicts,
+their order, the audit events' order and `--once` replay within one batch are exactly those of checking
+the lines one by one, and no verdict is printed before the append (its fsync) covering its event."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ import json
 import random
 import time
 
+import pytest
+
+import agentctl.recording
+from agentctl._cli import batch_cmds
 from agentctl.audit import AuditLog
+from agentctl.errors import OperationalError
 from agentctl.encoding import b64u_encode
 
 from test_batch import trusting_alice, verdicts
@@ -47,3 +53,66 @@ def test_once_refuses_the_second_of_two_lines_with_one_jti_however_the_threads_r
     # the log holds the verdicts in input order
     assert [(e["outcome"], e["reason"]) for e in verified] == [("allow" if x is None else "deny", x) for x in expected]
     assert [e["resource"] for e in verified] == [v["resource"] for v in out]
+
+
+def _batch_home(cli, tmp_path, n: int):
+    now = int(time.time())
+    alice, deployer = Agent.new("user:alice"), Agent.new("agent:deployer")
+    grant = make_grant(alice, deployer, "deploy.staging:api/*", now=now)
+    actions = [make_action(deployer, "deploy.staging", f"api/web-{i}", grant=grant, now=now) for i in range(n)]
+    home = tmp_path / "tool"
+    trusting_alice(home)
+    assert cli("--home", str(home), "import", "user:alice", b64u_encode(alice.public), "--role", "deploy-lead").code == 0
+    return home, actions
+
+
+@pytest.mark.parametrize("behind", [True, False])
+def test_no_verdict_is_printed_before_the_append_that_records_it(cli, tmp_path, monkeypatch, behind):
+    import sys
+
+    home, actions = _batch_home(cli, tmp_path, 10)
+    monkeypatch.setattr(batch_cmds, "CHUNK", 3)
+    monkeypatch.setattr(batch_cmds, "COMMIT_BEHIND", behind)
+    real = agentctl.recording.HomeRecorder.record
+    seen = []  # per append: (the resources it records, the verdict lines printed when it returned)
+
+    def record(self, *events):
+        real(self, *events)  # durable when it returns
+        seen.append(([e.resource for e in events], sys.stdout.getvalue().count("\n")))
+
+    monkeypatch.setattr(agentctl.recording.HomeRecorder, "record", record)
+    r = cli("--home", str(home), "verify", "--batch", input="\n".join(actions) + "\n")
+    assert r.code == 0, r.stderr
+    out = verdicts(r)
+    assert [v["resource"] for v in out] == [f"api/web-{i}" for i in range(10)]
+    assert [res for res, _ in seen] == [[f"api/web-{i}" for i in range(k, min(k + 3, 10))] for k in range(0, 10, 3)]
+    for k, (_, printed) in enumerate(seen):
+        assert printed <= 3 * k  # none of this chunk's verdicts was out before its append returned
+
+
+@pytest.mark.parametrize("behind", [True, False])
+def test_a_failed_append_prints_no_verdict_of_its_chunk_nor_a_later_one(cli, tmp_path, monkeypatch, behind):
+    home, actions = _batch_home(cli, tmp_path, 10)
+    monkeypatch.setattr(batch_cmds, "CHUNK", 3)
+    monkeypatch.setattr(batch_cmds, "COMMIT_BEHIND", behind)
+    real = agentctl.recording.HomeRecorder.record
+    calls = []
+
+    def record(self, *events):
+        calls.append(len(events))
+        if len(calls) == 2:
+            raise OperationalError("audit append failed (test): disk full")
+        real(self, *events)
+
+    monkeypatch.setattr(agentctl.recording.HomeRecorder, "record", record)
+    r = cli("--home", str(home), "verify", "--batch", input="\n".join(actions) + "\n")
+    assert r.code == 3
+    assert [v["line"] for v in verdicts(r)] == [1, 2, 3]  # only the chunk that was recorded
+    assert r.stderr.startswith("agentctl: error: audit append failed (test): disk full")
+    assert "Traceback" not in r.stderr
+    log = AuditLog.open_existing(home / "audit.db")
+    try:
+        verified = [json.loads(leaf)["resource"] for leaf in log.export() if json.loads(leaf)["event"] == "verify"]
+    finally:
+        log.close()
+    assert verified == ["api/web-0", "api/web-1", "api/web-2"]

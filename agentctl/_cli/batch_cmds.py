@@ -3,12 +3,9 @@ stdout, in order; a bad line is its own verdict and the batch goes on."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 import threading
-from collections import deque
-from typing import Any
 
 from ..errors import UsageError, VerificationError
 from .action_cmds import _list_refused, _VerifyRun
@@ -17,10 +14,14 @@ from .output import Output
 from .params import flag_check
 
 
-#: Verdicts recorded (one audit transaction) and then printed together; lines checked at once, at most.
+#: Verdicts recorded (one audit transaction) and then printed together.
 CHUNK = 1000
-WORKERS = 2
-_WINDOW = 256
+#: Threads checking lines: one. Measured (bench/verify.py --batch-profile): a line holds the GIL for
+#: ~120 µs of Python against ~45 µs of signature, so a second checking thread lost CPU and wall time.
+WORKERS = 1
+#: Record a chunk's events on a thread while the next chunk is checked (its fsync, and SQLite's own
+#: work, overlap the next lines' signatures); its verdicts are still printed only after that fsync.
+COMMIT_BEHIND = True
 
 #: The longest --batch line read (a presentation of 64 KiB with an inline payload fits many times over).
 MAX_BATCH_LINE = 8 * 1024 * 1024
@@ -123,63 +124,58 @@ def do_batch(state: State, out: Output, source, action, resource, audience, data
         except VerificationError as e:
             _list_refused(state, out, e, action, resource)
             return 1
+        from ..verify import VerifiedGrant
+
         all_ok, count = True, 0
         buffer = run.buffer
-        write = out.stdout.write
+        events = buffer.events  # the verifier records each line's event here (run.buffer is its recorder)
         pending: list[str] = []
-        lines_in = _LineEvents(run)
-
-        def flush() -> None:  # record a chunk of verdicts (one transaction, its fsync) before any of them is printed
-            buffer.flush()
-            write("".join(pending))
-            pending.clear()
-
-        def checked(lineno: int, token, a, r, payload, line_context):
-            """One line's (doc, ok, events), on a worker thread."""
-            with lines_in.line(lineno) as events:
-                try:
-                    return run.check(token, a, r, payload, line_context), True, events
-                except VerificationError as e:
-                    return e.verdict, False, events  # type: ignore[attr-defined]
-                except UsageError as e:  # a line's own action or resource is bad: that line is malformed
-                    doc = denial_doc(VerificationError("malformed", e.message), None, action=a, resource=r)
-                    events.append(verdict_event(doc, token))
-                    return doc, False, events
-
-        def emit(lineno: int, doc: dict, ok: bool, events: list) -> None:
-            nonlocal all_ok
-            all_ok = all_ok and ok
-            buffer.events.extend(events)
-            doc["line"] = lineno
-            pending.append(json.dumps(doc, separators=(",", ":")) + "\n")
-            if len(pending) >= CHUNK:
-                flush()
+        encode = _encoder()
+        verify = run.verifier.verify
+        expect_, audience_, at_, context_ = run.expect, run.audience, run.at, run.context
+        has_context = context is not None
+        committer = _Committer(buffer.recorder, out.stdout.write, COMMIT_BEHIND)
 
         stdin = getattr(sys.stdin, "buffer", None)  # bytes: a line that is not UTF-8 is that line's verdict
         lines = _bounded_lines(stdin) if stdin is not None else (x.encode("utf-8", "surrogateescape") for x in sys.stdin)
-        # policy engines are not known to be safe on several threads: with policies, lines are checked one by one
-        with _Workers(WORKERS if not run.verifier.policies else 1) as workers:
+        try:
             for lineno, raw in enumerate(lines, 1):
                 if raw is not None and not raw.strip():
-                    lines_in.skip(lineno)
                     continue
                 count += 1
                 a, r = action, resource
                 try:
                     if raw is None:  # read no further than the limit: the rest of the line is skipped unread
                         raise VerificationError("malformed", f"line {lineno}: longer than {MAX_BATCH_LINE // (1024 * 1024)} MiB")
-                    token, a, r, payload, line_context = _batch_line(raw, lineno, action, resource, context is not None)
+                    token, a, r, payload, line_context = _batch_line(raw, lineno, action, resource, has_context)
                 except VerificationError as e:  # a line the verifier never saw: recorded here
-                    lines_in.skip(lineno)
                     doc = denial_doc(e, None, action=a, resource=r)
-                    workers.done(lineno, (doc, False, [verdict_event(doc)]))
+                    if buffer.enabled:
+                        events.append(verdict_event(doc))
+                    all_ok = False
                 else:
-                    workers.submit(lineno, checked, lineno, token, a, r, payload, line_context)
-                for item in workers.ready():
-                    emit(*item)
-            for item in workers.drain():
-                emit(*item)
-        flush()
+                    try:
+                        result = verify(token, expect=expect_, action=a, resource=r, data=payload, audience=audience_,
+                                        at=at_, context=context_ if line_context is None else line_context)
+                        doc = result.verdict(a, r) if type(result) is VerifiedGrant else result.verdict()
+                    except VerificationError as e:
+                        doc = e.verdict  # type: ignore[attr-defined]
+                        all_ok = False
+                    except UsageError as e:  # a line's own action or resource is bad: that line is malformed
+                        doc = denial_doc(VerificationError("malformed", e.message), None, action=a, resource=r)
+                        if buffer.enabled:
+                            events.append(verdict_event(doc, token))
+                        all_ok = False
+                doc["line"] = lineno
+                pending.append(encode(doc))
+                if len(pending) >= CHUNK:  # record the chunk (one transaction, its fsync), then print it
+                    committer.submit(events, pending)
+                    events = buffer.events = []
+                    pending = []
+            committer.submit(events, pending)
+            buffer.events = []
+        finally:
+            committer.wait()  # a chunk's verdicts are printed only once its events are durable
         out.stdout.flush()
         if count == 0:
             out.note("no tokens on stdin")
@@ -191,112 +187,55 @@ def do_batch(state: State, out: Output, source, action, resource, audience, data
     return guarded(out, body)
 
 
-class _LineEvents:
-    """The audit events of each line, kept apart while lines are checked on several threads (so the
-    log gets them in input order), and the seen-store (``--once``, approvals) asked in input order: a
-    line's ``remember`` waits until every earlier line is finished, so the second of two lines with
-    one ``jti`` is the one refused as replayed, however the threads run."""
+def _encoder():
+    """A verdict as one compact JSON line (what ``json.dumps(doc, separators=(",", ":")) + "\\n"``
+    gives), without building an encoder for every line."""
+    encode = json.JSONEncoder(separators=(",", ":")).encode
+    return lambda doc: encode(doc) + "\n"
 
-    def __init__(self, run) -> None:
-        self._local = threading.local()
-        self._cond = threading.Condition()
-        self._finished: set[int] = set()
-        self._low = 1  # every line below this one is finished
-        verifier = run.verifier
-        self.recorder = run.buffer
-        verifier.recorder = self
-        self.enabled = getattr(run.buffer, "enabled", True)
-        if verifier.seen is not None:
-            verifier.seen = _InOrder(verifier.seen, self)
 
-    def record(self, *events) -> None:
-        self._local.events.extend(events)
+class _Committer:
+    """Records a chunk's events, then prints the chunk's verdicts. With ``behind``, the recording (its
+    SQLite work and fsync) runs on a thread while the next chunk is checked; the verdicts are printed
+    by the caller's thread once that commit has returned, so a verdict is never shown before the fsync
+    covering its event. At most one chunk is in flight; a failed append raises at the next
+    :meth:`submit` or :meth:`wait`, and no verdict of that chunk or a later one is printed."""
 
-    @contextlib.contextmanager
-    def line(self, lineno: int):
-        """While line ``lineno`` is checked on this thread: its events go to the list yielded."""
-        events: list = []
-        self._local.events, self._local.lineno = events, lineno
+    def __init__(self, recorder, write, behind: bool) -> None:
+        self.recorder = recorder
+        self.write = write
+        self.behind = behind
+        self.thread: threading.Thread | None = None
+        self.text = ""
+        self.error: BaseException | None = None
+
+    def submit(self, events: list, pending: list[str]) -> None:
+        self.wait()
+        text = "".join(pending)
+        if not events:
+            self.write(text)
+        elif not self.behind:
+            self.recorder.record(*events)
+            self.write(text)
+        else:
+            self.text = text
+            self.thread = threading.Thread(target=self._record, args=(events,), name="agentctl-batch-audit")
+            self.thread.start()
+
+    def _record(self, events: list) -> None:
         try:
-            yield events
-        finally:
-            self._local.events = self._local.lineno = None
-            self.skip(lineno)
+            self.recorder.record(*events)
+        except BaseException as e:  # handed to the caller's thread
+            self.error = e
 
-    def skip(self, lineno: int) -> None:
-        """Line ``lineno`` is finished (or was never checked)."""
-        with self._cond:
-            self._finished.add(lineno)
-            while self._low in self._finished:
-                self._finished.discard(self._low)
-                self._low += 1
-            self._cond.notify_all()
-
-    def wait_turn(self) -> None:
-        lineno = getattr(self._local, "lineno", None)
-        if lineno is None:
+    def wait(self) -> None:
+        """The chunk in flight: durable, then printed (or its failure raised)."""
+        if self.thread is None:
             return
-        with self._cond:
-            self._cond.wait_for(lambda: self._low >= lineno)
-
-
-class _InOrder:
-    """A seen-store whose ``remember`` runs in input order (see :class:`_LineEvents`)."""
-
-    def __init__(self, inner, lines: _LineEvents) -> None:
-        self._inner = inner
-        self._lines = lines
-
-    def remember(self, issuer: str, jti: str, exp: float, now: float) -> None:
-        self._lines.wait_turn()
-        self._inner.remember(issuer, jti, exp, now)
-
-    def __getattr__(self, name: str):
-        return getattr(self._inner, name)
-
-
-class _Workers:
-    """Lines checked on a small thread pool (PyNaCl releases the GIL while it checks a signature, so
-    one line's signature is checked while the next lines parse), their results handed back in input
-    order. The first line is checked alone, so what a batch's lines share (a grant) is checked once."""
-
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
-        self.pool: Any = None  # a ThreadPoolExecutor, made at the second line
-        self.queue: deque = deque()  # (lineno, future or result), in input order
-        self.first = True
-
-    def __enter__(self) -> "_Workers":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-
-    def submit(self, lineno: int, fn, *args) -> None:
-        if self.first or self.workers < 2:  # the first line alone: the grant it shares with the rest is checked once
-            self.first = False
-            self.queue.append((lineno, fn(*args)))
-            return
-        if self.pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="agentctl-batch")
-        self.queue.append((lineno, self.pool.submit(fn, *args)))
-
-    def done(self, lineno: int, result) -> None:
-        self.queue.append((lineno, result))
-
-    def ready(self):
-        """The results at the head of the queue that are finished (all of them once the window is full)."""
-        while self.queue:
-            lineno, item = self.queue[0]
-            if hasattr(item, "result") and not item.done() and len(self.queue) < _WINDOW:
-                return
-            self.queue.popleft()
-            yield (lineno, *(item.result() if hasattr(item, "result") else item))
-
-    def drain(self):
-        while self.queue:
-            lineno, item = self.queue.popleft()
-            yield (lineno, *(item.result() if hasattr(item, "result") else item))
+        self.thread.join()
+        self.thread = None
+        error, self.error = self.error, None
+        if error is not None:
+            raise error
+        self.write(self.text)
+        self.text = ""
