@@ -28,10 +28,10 @@ from .schema import schema_problems
 
 __all__ = ["sweep"]
 
-_RANGE_LEVEL = 12  # ranges of 4,096 events: fine enough to balance two processes
-_SEGMENT = 1 << 18  # events swept per fork (bounds the bodies held in memory at once)
+_RANGE_LEVEL = 11  # ranges of 2,048 events: fine enough to balance two processes
+_SEGMENT = 1 << 15  # events a fork: the parent reads the next segment's share while the child hashes
 _FORK_AT = 1 << 16  # smaller logs are swept in one process (a fork costs ~2 ms)
-_CHILD_SHARE = 0.53  # the child only hashes; the parent also reads its share and the child's
+_CHILD_SHARE = 0.56  # the child only hashes; the parent also reads its share and the child's
 
 
 def sweep(log, versions: tuple[int, ...]) -> tuple[int, int] | None:
@@ -61,22 +61,34 @@ def _sweep(log, versions) -> tuple[int, int] | None:
     parts: dict[int, list[bytes]] = {lv: [] for lv in levels}  # every stored node below the ranges' tops, in order
     tops: list[bytes] = []
     fork = size >= _FORK_AT and _can_fork()
-    for start in range(1, size + 1, _SEGMENT):
-        ranges = [(a, min(a + width, size + 1)) for a in range(start, min(start + _SEGMENT, size + 1), width)]
-        full = sum(1 for a, b in ranges if b - a == width)
-        k = min(full, round(len(ranges) * _CHILD_SHARE)) if fork and len(ranges) > 1 else 0
-        child = _spawn([_inputs(conn, a, b, pruned) for a, b in ranges[:k]], zds, levels) if k else None
-        mine = [_hash_range(*_inputs(conn, a, b, pruned), zds) for a, b in ranges[k:]]
+    pending = None  # the previous segment's child and own ranges: its child hashes while the next is read
+
+    def finish(seg) -> bool:
+        child, k, mine = seg
         if child is not None:
             got = _collect(child, k, levels)
             if got is None:
-                return None
+                return False
             mine = got + mine
         for ups, top, n in mine:
             for lv, joined in ups:
                 parts[lv].append(joined)
             if n == width:
                 tops.append(top)
+        return True
+
+    for start in range(1, size + 1, _SEGMENT):
+        ranges = [(a, min(a + width, size + 1)) for a in range(start, min(start + _SEGMENT, size + 1), width)]
+        full = sum(1 for a, b in ranges if b - a == width)
+        k = min(full, round(len(ranges) * _CHILD_SHARE)) if fork and len(ranges) > 1 else 0
+        theirs = [_inputs(conn, a, b, pruned) for a, b in ranges[:k]]
+        if pending is not None and not finish(pending):
+            return None
+        child = _spawn(theirs, zds, levels) if k else None
+        del theirs
+        pending = (child, k, [_hash_range(*_inputs(conn, a, b, pruned), zds) for a, b in ranges[k:]])
+    if pending is not None and not finish(pending):
+        return None
     for lv in levels:
         if not _same(conn, lv, b"".join(parts[lv])):
             return None
