@@ -52,7 +52,7 @@ def home(template, tmp_path) -> Path:
 
 @pytest.fixture
 def small(monkeypatch):
-    """Ranges of 4 events, segments of 32, a child for every segment, even here (tests may run threads)."""
+    """Ranges of 4 events, segments of 16 then 32, a child for every segment, even here (tests may run threads)."""
     forks = []
     spawn = sweep._spawn
 
@@ -62,6 +62,7 @@ def small(monkeypatch):
 
     monkeypatch.setattr(sweep, "_RANGE_LEVEL", 2)
     monkeypatch.setattr(sweep, "_SEGMENT", 32)
+    monkeypatch.setattr(sweep, "_FIRST_SEGMENT", 16)
     monkeypatch.setattr(sweep, "_FORK_AT", 0)
     monkeypatch.setattr(sweep, "_can_fork", lambda: True)
     monkeypatch.setattr(sweep, "_spawn", counting)
@@ -178,3 +179,33 @@ def test_an_altered_schema_is_left_to_the_exact_walk(home, small, monkeypatch):
     conn.close()
     fast, exact, said = reports(home, monkeypatch)
     assert said is None and fast == exact and not fast["ok"] and "entries_no_update" in fast["problem"]
+
+
+def test_a_parent_that_fails_midway_reaps_its_child_and_steps_aside(home, small, monkeypatch):
+    import os
+
+    pids = []
+    spawn, inputs, calls = sweep._spawn, sweep._inputs, []
+
+    def keeping(*a):
+        child = spawn(*a)
+        pids.append(child[0])
+        return child
+
+    def failing(*a):
+        calls.append(1)
+        if len(calls) == 12:  # the second segment's own ranges, its child forked
+            raise sqlite3.OperationalError("disk I/O error")
+        return inputs(*a)
+
+    monkeypatch.setattr(sweep, "_spawn", keeping)
+    monkeypatch.setattr(sweep, "_inputs", failing)
+    log = AuditLog.open_existing(home / "audit.db")
+    try:
+        assert sweep.sweep(log, log.versions()) is None
+    finally:
+        log.close()
+    assert pids
+    for pid in pids:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reaped already: no zombie left behind

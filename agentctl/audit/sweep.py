@@ -29,7 +29,8 @@ from .schema import schema_problems
 __all__ = ["sweep"]
 
 _RANGE_LEVEL = 11  # ranges of 2,048 events: fine enough to balance two processes
-_SEGMENT = 1 << 15  # events a fork: the parent reads the next segment's share while the child hashes
+_SEGMENT = 1 << 17  # events a fork: the parent reads the next segment's share while the child hashes
+_FIRST_SEGMENT = 1 << 15  # smaller: its child's share is read before anything overlaps it
 _FORK_AT = 1 << 16  # smaller logs are swept in one process (a fork costs ~2 ms)
 _CHILD_SHARE = 0.56  # the child only hashes; the parent also reads its share and the child's
 
@@ -54,49 +55,64 @@ def _sweep(log, versions) -> tuple[int, int] | None:
     pruned = pmax or 0
     if emin is None or pcount != pruned or (pcount and pmin != 1) or emin != pruned + 1:
         return None
-    size = emax
-    zds = codec.of(conn).load()
-    width = 1 << _RANGE_LEVEL
-    levels = [lv for lv in range(1, _RANGE_LEVEL + 1) if store.stored(lv)]
-    parts: dict[int, list[bytes]] = {lv: [] for lv in levels}  # every stored node below the ranges' tops, in order
-    tops: list[bytes] = []
-    fork = size >= _FORK_AT and _can_fork()
-    pending = None  # the previous segment's child and own ranges: its child hashes while the next is read
+    state = _State(conn, emax, pruned)
+    try:
+        return (emax, pruned) if state.run() else None
+    finally:
+        for pid, r in state.children:  # forked and not collected: the parent failed meanwhile
+            os.close(r)  # the child's next write fails: it exits
+            os.waitpid(pid, 0)
 
-    def finish(seg) -> bool:
-        child, k, mine = seg
+
+class _State:
+    def __init__(self, conn, size: int, pruned: int) -> None:
+        self.conn, self.size, self.pruned = conn, size, pruned
+        self.zds = codec.of(conn).load()
+        self.levels = [lv for lv in range(1, _RANGE_LEVEL + 1) if store.stored(lv)]
+        self.parts: dict[int, list[bytes]] = {lv: [] for lv in self.levels}  # every stored node below the ranges' tops
+        self.tops: list[bytes] = []  # the full ranges' tops
+        self.children: list[tuple[int, int]] = []
+
+    def run(self) -> bool:
+        conn, size, pruned, zds = self.conn, self.size, self.pruned, self.zds
+        width = 1 << _RANGE_LEVEL
+        fork = size >= _FORK_AT and _can_fork()
+        pending = None  # the previous segment: its child hashes while the next segment's share is read
+        start, seg = 1, _FIRST_SEGMENT
+        while start <= size:
+            ranges = [(a, min(a + width, size + 1)) for a in range(start, min(start + seg, size + 1), width)]
+            start, seg = start + seg, _SEGMENT
+            full = sum(1 for a, b in ranges if b - a == width)
+            k = min(full, round(len(ranges) * _CHILD_SHARE)) if fork and len(ranges) > 1 else 0
+            theirs = [_inputs(conn, a, b, pruned) for a, b in ranges[:k]]
+            if pending is not None and not self.finish(*pending):
+                return False
+            child = _spawn(theirs, zds, self.levels) if k else None
+            if child is not None:
+                self.children.append(child)
+            del theirs
+            pending = (child, k, [_hash_range(*_inputs(conn, a, b, pruned), zds) for a, b in ranges[k:]])
+        if pending is not None and not self.finish(*pending):
+            return False
+        if not all(_same(conn, lv, b"".join(self.parts[lv])) for lv in self.levels):
+            return False
+        ups, _ = _up(self.tops, _RANGE_LEVEL)
+        return all(_same(conn, lv, joined) for lv, joined in ups)
+
+    def finish(self, child, k: int, mine: list) -> bool:
+        """Add a segment's ranges, the child's first, to the nodes to compare."""
         if child is not None:
-            got = _collect(child, k, levels)
+            self.children.remove(child)
+            got = _collect(child, k, self.levels)
             if got is None:
                 return False
             mine = got + mine
         for ups, top, n in mine:
             for lv, joined in ups:
-                parts[lv].append(joined)
-            if n == width:
-                tops.append(top)
+                self.parts[lv].append(joined)
+            if n == 1 << _RANGE_LEVEL:
+                self.tops.append(top)
         return True
-
-    for start in range(1, size + 1, _SEGMENT):
-        ranges = [(a, min(a + width, size + 1)) for a in range(start, min(start + _SEGMENT, size + 1), width)]
-        full = sum(1 for a, b in ranges if b - a == width)
-        k = min(full, round(len(ranges) * _CHILD_SHARE)) if fork and len(ranges) > 1 else 0
-        theirs = [_inputs(conn, a, b, pruned) for a, b in ranges[:k]]
-        if pending is not None and not finish(pending):
-            return None
-        child = _spawn(theirs, zds, levels) if k else None
-        del theirs
-        pending = (child, k, [_hash_range(*_inputs(conn, a, b, pruned), zds) for a, b in ranges[k:]])
-    if pending is not None and not finish(pending):
-        return None
-    for lv in levels:
-        if not _same(conn, lv, b"".join(parts[lv])):
-            return None
-    ups, _ = _up(tops, _RANGE_LEVEL)
-    for lv, joined in ups:
-        if not _same(conn, lv, joined):
-            return None
-    return size, pruned
 
 
 def _inputs(conn, a: int, b: int, pruned: int) -> tuple[list, list]:
