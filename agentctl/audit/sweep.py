@@ -29,7 +29,7 @@ from .schema import schema_problems
 __all__ = ["sweep"]
 
 _RANGE_LEVEL = 11  # ranges of 2,048 events: fine enough to balance two processes
-_SEGMENT = 1 << 17  # events a fork: the parent reads the next segment's share while the child hashes
+_SEGMENT = 1 << 18  # events a fork: the parent reads the next segment's share while the child hashes
 _FIRST_SEGMENT = 1 << 15  # smaller: its child's share is read before anything overlaps it
 _FORK_AT = 1 << 16  # smaller logs are swept in one process (a fork costs ~2 ms)
 _CHILD_SHARE = 0.56  # the child only hashes; the parent also reads its share and the child's
