@@ -37,7 +37,7 @@ _CHILD_SHARE = 0.56  # the child only hashes; the parent also reads its share an
 
 def sweep(log, versions: tuple[int, ...]) -> tuple[int, int] | None:
     """``(size, pruned_through)`` when every event is present once, in order, and every stored
-    node below the top equals the one recomputed from the leaves; None when the log needs the
+    node (of a complete subtree) equals the one recomputed from the leaves; None when the log needs the
     exact walk (something is off, or it is not the shape counting can vouch for)."""
     try:
         return _sweep(log, versions)
