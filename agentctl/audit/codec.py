@@ -106,6 +106,8 @@ class Codec:
 
     def unpack(self, body: bytes) -> bytes:
         """The leaf (canonical JSON) a body holds; ``ValueError`` for a body that is not one."""
+        if not isinstance(body, (bytes, bytearray, memoryview)):
+            raise ValueError("damaged event body: not a blob")
         body = bytes(body)
         if not body:
             raise ValueError("damaged event body: empty")
