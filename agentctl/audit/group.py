@@ -178,9 +178,17 @@ class Inserter:
 
     def __init__(self, log: AuditLog) -> None:
         self.log = log
-        self.cr = log._frontier()
         self.packer = codec.of(log.conn)
-        self.packer.load()  # the newest dictionary, also when another process trained it
+        kept = log._kept
+        # SQLite changes data_version when another connection (or process) commits: until then the
+        # frontier and the dictionaries this connection's last append left are the log's own
+        self.version = log.conn.execute("PRAGMA data_version").fetchone()[0]
+        if kept is not None and kept[0] == self.version:
+            self.cr = kept[1]
+        else:
+            self.cr = log._frontier()
+            self.packer.load()  # the newest dictionary, also when another process trained it
+        log._kept = None  # extended in place from here: kept again only when this transaction commits
 
     def add(self, docs: list[dict], own: bool) -> "list[int] | str":
         """Insert prepared events; their seqs. When one cannot be encoded: raises for ``own`` events,
@@ -210,6 +218,7 @@ class Inserter:
 
     def finish(self) -> None:
         self.log.conn.execute("INSERT OR REPLACE INTO meta VALUES ('frontier', ?)", (self.cr.to_bytes().hex(),))
+        self.log._pending = (self.version, self.cr)  # AuditLog._transaction keeps it once committed
 
 
 def doc(ev: Event, clock, host: str) -> dict:

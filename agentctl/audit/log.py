@@ -70,6 +70,11 @@ class AuditLog:
         self.path = path
         self.conn = conn
         self._lock_path: str | None = None
+        #: (``PRAGMA data_version``, frontier) as this connection's last committed append left them:
+        #: reused while no other connection commits (:class:`.group.Inserter`); ``_pending`` is the
+        #: open transaction's, kept only once it commits.
+        self._kept: "tuple[int, tree.CompactRange] | None" = None
+        self._pending: "tuple[int, tree.CompactRange] | None" = None
         self._group = group.Group(path.with_name(_spool.SPOOL_DIR))  # concurrent appends' group commits
 
     # --- opening ----------------------------------------------------------------------------------
@@ -181,10 +186,13 @@ class AuditLog:
             yield
             self.conn.execute("COMMIT")
         except BaseException:
+            self._pending = None
+            codec.of(self.conn).forget()  # a dictionary trained in it is gone with it
             if self.conn.in_transaction:  # also when COMMIT itself failed: never leave it open
                 with contextlib.suppress(sqlite3.Error):
                     self.conn.execute("ROLLBACK")
             raise
+        self._kept, self._pending = self._pending, None
 
     def _migrate(self) -> None:
         if set(self.versions()) == {v for v, _, _ in _schema.MIGRATIONS}:
