@@ -46,6 +46,7 @@ class Group:
         self.files: list[_spool.SpoolFile] = []  # made by this log, for waiting callers
         self.free: list[_spool.SpoolFile] = []
         self.gates: list[int] = []  # open descriptors of the gate, one for each caller leading at once
+        self.gate_path = str(directory / _spool.GATE)
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -115,7 +116,7 @@ class Group:
             fd = self.gates.pop() if self.gates else None
         if fd is None:
             try:
-                fd = os.open(self.directory / _spool.GATE, os.O_RDWR | os.O_CREAT, 0o600)
+                fd = os.open(self.gate_path, os.O_RDWR | os.O_CREAT, 0o600)
             except FileNotFoundError:  # no spool yet, so no caller waits (one that comes now finds the lock)
                 yield
                 return

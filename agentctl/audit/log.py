@@ -40,6 +40,9 @@ FIELDS = ("seq", "time", "event", "principal", "on_behalf_of", "chain", "action"
 _HINT = "check the file; agentctl never replaces a damaged audit log"
 
 
+_host: list = [None, ""]  # the last node name seen, and its segment (every append asks)
+
+
 def host_name() -> str:
     """This machine's name as a principal name segment."""
     try:
@@ -48,8 +51,12 @@ def host_name() -> str:
         import socket
 
         raw = socket.gethostname()
+    if raw == _host[0]:
+        return _host[1]
+    node = raw
     raw = raw.lower().split(".")[0]
     seg = "".join(c if c.isascii() and (c.isalnum() or c in "_-") else "-" for c in raw).strip("-_") or "localhost"
+    _host[:] = (node, seg[:60])
     return seg[:60]
 
 
