@@ -47,16 +47,18 @@ class Timed(codec.Connection):
         try:
             return super().execute(sql, *args)
         finally:
+            t1 = cpu()
             k = kind(sql)
-            spent[k] = spent.get(k, 0) + cpu() - t0
+            spent[k] = spent.get(k, 0) + t1 - t0
 
     def executemany(self, sql, *args):
         t0 = cpu()
         try:
             return super().executemany(sql, *args)
         finally:
+            t1 = cpu()
             k = kind(sql)
-            spent[k] = spent.get(k, 0) + cpu() - t0
+            spent[k] = spent.get(k, 0) + t1 - t0
 
 codec.Connection = Timed
 log = AuditLog.open(Home(sys.argv[1]))
@@ -74,7 +76,7 @@ print(json.dumps({"total": total / n / 1000, "rate": n / wall, "spent": {k: v / 
 
 
 def run(code: Path, n: int) -> dict:
-    with tempfile.TemporaryDirectory(dir=ROOT / "bench") as d:
+    with tempfile.TemporaryDirectory() as d:
         out = subprocess.run([sys.executable, "-c", WORKER, d, str(n), str(code)], capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
 

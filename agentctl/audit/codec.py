@@ -206,6 +206,7 @@ def of(conn: sqlite3.Connection) -> Codec:
 _zero = Codec.__new__(Codec)
 _zero.conn, _zero.zdicts, _zero.current, _zero._loaded = None, {0: ZDICT}, 0, True  # type: ignore[assignment]
 _zero._primed, _zero._cache, _zero._times = {}, {}, {}
+_zero.hot = [None, {}, None, None]
 
 
 def pack(leaf: bytes) -> bytes:
