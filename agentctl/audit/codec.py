@@ -72,12 +72,10 @@ class Codec:
         self.current = 0
         self._loaded = False
         self._primed: dict[int, "zlib._Compress"] = {}
-        self._cache: dict[bytes, dict] = {}
-        self._times: dict[bytes, "int | None"] = {}
         #: The body being inserted and what every index asks of it, worked out once (:meth:`remember`):
-        #: [body, {indexed name: key}, time in µs, event]. A function call of the index that gets
+        #: [body, {indexed name: key}, time in µs, event, doc]. A function call of the index that gets
         #: these very bytes answers from it (the functions are deterministic: same bytes, same answer).
-        self.hot: list = [None, {}, None, None]
+        self.hot: list = [None, {}, None, None, None]
 
     def load(self) -> dict[int, bytes]:
         try:
@@ -161,19 +159,16 @@ class Codec:
     # --- for the index functions ---
     def remember(self, body: bytes, doc: dict) -> None:
         """Let the index functions read ``doc`` instead of inflating ``body`` again (an append knows it)."""
-        if len(self._cache) > 256:
-            self._cache.clear()
-            self._times.clear()
-        self._cache[body] = doc
-        str_ = str
+        s = str
         p, a, o, t, e = doc.get("principal"), doc.get("action"), doc.get("outcome"), doc.get("time"), doc.get("event")
-        self.hot[:] = (body, {"principal": key(p) if type(p) is str_ else None, "action": key(a) if type(a) is str_ else None,
-                              "outcome": key(o) if type(o) is str_ else None},
-                       parse_time_us(t) if type(t) is str_ else None, e if type(e) is str_ else None)
+        self.hot[:] = (body, {"principal": key(p) if isinstance(p, s) else None, "action": key(a) if isinstance(a, s) else None,
+                              "outcome": key(o) if isinstance(o, s) else None},
+                       parse_time_us(t) if isinstance(t, s) else None, e if isinstance(e, s) else None, doc)
 
     def doc(self, body: bytes) -> dict:
         body = bytes(body)
-        doc = self._cache.get(body)
+        hot = self.hot
+        doc = hot[4] if body == hot[0] else None
         if doc is None:
             doc = json.loads(self.unpack(body))
             if not isinstance(doc, dict):
@@ -188,13 +183,7 @@ class Codec:
         return key(self.field(body, name))
 
     def time_us(self, body: bytes) -> int | None:
-        body = bytes(body)
-        if body in self._times:
-            return self._times[body]
-        t = parse_time_us(self.field(body, "time"))
-        if body in self._cache:  # four indexes ask for it as the row is inserted
-            self._times[body] = t
-        return t
+        return parse_time_us(self.field(body, "time"))
 
 
 def of(conn: sqlite3.Connection) -> Codec:
@@ -205,8 +194,8 @@ def of(conn: sqlite3.Connection) -> Codec:
 
 _zero = Codec.__new__(Codec)
 _zero.conn, _zero.zdicts, _zero.current, _zero._loaded = None, {0: ZDICT}, 0, True  # type: ignore[assignment]
-_zero._primed, _zero._cache, _zero._times = {}, {}, {}
-_zero.hot = [None, {}, None, None]
+_zero._primed = {}
+_zero.hot = [None, {}, None, None, None]
 
 
 def pack(leaf: bytes) -> bytes:
