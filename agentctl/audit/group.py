@@ -46,6 +46,7 @@ class Group:
         self.files: list[_spool.SpoolFile] = []  # made by this log, for waiting callers
         self.free: list[_spool.SpoolFile] = []
         self.gates: list[int] = []  # open descriptors of the gate, one for each caller leading at once
+        self.gate_path = str(directory / _spool.GATE)
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -115,7 +116,7 @@ class Group:
             fd = self.gates.pop() if self.gates else None
         if fd is None:
             try:
-                fd = os.open(self.directory / _spool.GATE, os.O_RDWR | os.O_CREAT, 0o600)
+                fd = os.open(self.gate_path, os.O_RDWR | os.O_CREAT, 0o600)
             except FileNotFoundError:  # no spool yet, so no caller waits (one that comes now finds the lock)
                 yield
                 return
@@ -178,9 +179,17 @@ class Inserter:
 
     def __init__(self, log: AuditLog) -> None:
         self.log = log
-        self.cr = log._frontier()
         self.packer = codec.of(log.conn)
-        self.packer.load()  # the newest dictionary, also when another process trained it
+        kept = log._kept
+        # SQLite changes data_version when another connection (or process) commits: until then the
+        # frontier and the dictionaries this connection's last append left are the log's own
+        self.version = log.conn.execute("PRAGMA data_version").fetchone()[0]
+        if kept is not None and kept[0] == self.version:
+            self.cr = kept[1]
+        else:
+            self.cr = log._frontier()
+            self.packer.load()  # the newest dictionary, also when another process trained it
+        log._kept = None  # extended in place from here: kept again only when this transaction commits
 
     def add(self, docs: list[dict], own: bool) -> "list[int] | str":
         """Insert prepared events; their seqs. When one cannot be encoded: raises for ``own`` events,
@@ -210,6 +219,7 @@ class Inserter:
 
     def finish(self) -> None:
         self.log.conn.execute("INSERT OR REPLACE INTO meta VALUES ('frontier', ?)", (self.cr.to_bytes().hex(),))
+        self.log._pending = (self.version, self.cr)  # AuditLog._transaction keeps it once committed
 
 
 def doc(ev: Event, clock, host: str) -> dict:

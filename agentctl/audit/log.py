@@ -40,6 +40,9 @@ FIELDS = ("seq", "time", "event", "principal", "on_behalf_of", "chain", "action"
 _HINT = "check the file; agentctl never replaces a damaged audit log"
 
 
+_host: list = [None, ""]  # the last node name seen, and its segment (every append asks)
+
+
 def host_name() -> str:
     """This machine's name as a principal name segment."""
     try:
@@ -48,8 +51,12 @@ def host_name() -> str:
         import socket
 
         raw = socket.gethostname()
+    if raw == _host[0]:
+        return _host[1]
+    node = raw
     raw = raw.lower().split(".")[0]
     seg = "".join(c if c.isascii() and (c.isalnum() or c in "_-") else "-" for c in raw).strip("-_") or "localhost"
+    _host[:] = (node, seg[:60])
     return seg[:60]
 
 
@@ -70,6 +77,11 @@ class AuditLog:
         self.path = path
         self.conn = conn
         self._lock_path: str | None = None
+        #: (``PRAGMA data_version``, frontier) as this connection's last committed append left them:
+        #: reused while no other connection commits (:class:`.group.Inserter`); ``_pending`` is the
+        #: open transaction's, kept only once it commits.
+        self._kept: "tuple[int, tree.CompactRange] | None" = None
+        self._pending: "tuple[int, tree.CompactRange] | None" = None
         self._group = group.Group(path.with_name(_spool.SPOOL_DIR))  # concurrent appends' group commits
 
     # --- opening ----------------------------------------------------------------------------------
@@ -181,10 +193,13 @@ class AuditLog:
             yield
             self.conn.execute("COMMIT")
         except BaseException:
+            self._pending = None
+            codec.of(self.conn).forget()  # a dictionary trained in it is gone with it
             if self.conn.in_transaction:  # also when COMMIT itself failed: never leave it open
                 with contextlib.suppress(sqlite3.Error):
                     self.conn.execute("ROLLBACK")
             raise
+        self._kept, self._pending = self._pending, None
 
     def _migrate(self) -> None:
         if set(self.versions()) == {v for v, _, _ in _schema.MIGRATIONS}:
