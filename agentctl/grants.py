@@ -128,7 +128,16 @@ class Hop:
     aud: tuple[str, ...] | None
     max_depth: int
     prf: str | None = field(repr=False)  # the parent's digest
-    digest: str = field(default="", repr=False)  # this token's digest, as its child's prf names it
+
+    @property
+    def digest(self) -> str:
+        """This token's digest, as its child's ``prf`` (or an action's ``grant``) names it: computed on
+        first use (a chain's leaf, verified alone, never needs it)."""
+        d = self.__dict__.get("_digest")
+        if d is None:
+            d = digest(self.token.token)
+            object.__setattr__(self, "_digest", d)
+        return d
 
     @property
     def kid(self) -> str:
@@ -179,8 +188,9 @@ def hop_from(t: jws.Jws, text: str | None = None, position: int = 1) -> Hop:
         aud=audience_claim(c),
         max_depth=max_depth,
         prf=prf,
-        digest=digest(text if text is not None else t.token),
     )
+    if text is not None and text is not t.token and text != t.token:
+        hop.__dict__["_digest"] = digest(text)
     return hop
 
 

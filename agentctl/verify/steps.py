@@ -199,6 +199,8 @@ class Revocation(Step):
         if stale is not None:
             raise _fail(stale.reason, stale.detail)
         chain, act = c.chain, c.act
+        if v._nothing_revoked():  # every source asked, and none holds an entry: no ids to look up
+            return
         ids: tuple = _chain_ids(chain, c.memo) if chain is not None else ()
         if act is not None:  # a grant's chain covers the action's signer
             ids += ((("principal", act.iss), ("key", act.kid), ("grant", act.jti)) if chain is None else (("grant", act.jti),))
@@ -222,9 +224,14 @@ def _chain_ids(chain, memo: Memo | None) -> tuple:
     (kept in the chain's memo: a chain is fixed)."""
     ids = memo.extra.get("revocation_ids") if memo is not None else None
     if ids is None:
-        ids = (*(("principal", n) for n in dict.fromkeys(chain.principals)),
-               *(("key", k) for k in dict.fromkeys([chain.root.kid] + [h.cnf_kid for h in chain.hops])),
-               *(("grant", h.jti) for h in chain.hops))
+        hops = chain.hops
+        root = hops[0]
+        principals = [("principal", root.iss)]
+        keys = [("key", root.token.kid)]
+        for h in hops:
+            principals.append(("principal", h.delegate))
+            keys.append(("key", h.cnf_kid))
+        ids = (*dict.fromkeys(principals), *dict.fromkeys(keys), *[("grant", h.jti) for h in hops])
         if memo is not None:
             memo.extra["revocation_ids"] = ids
     return ids

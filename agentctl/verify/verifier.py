@@ -308,6 +308,14 @@ class Verifier:
                 hits.update(p for p in pairs if revs.find(*p) is not None)
         return hits
 
+    def _nothing_revoked(self) -> bool:
+        """Whether every revocation source is an in-memory list without an entry (a trust given in code
+        with none): then no id can be revoked. Asked at every check; an indexed store always answers no."""
+        for revs in (self.trust.revocations(), *self.extra_revocations):
+            if type(revs) is not Revocations or revs.entries:
+                return False
+        return True
+
     def _revoked(self, kind: str, ident: str):
         for revs in (self.trust.revocations(), *self.extra_revocations):
             r = revs.find(kind, ident)
