@@ -85,7 +85,9 @@ def _split(text: str) -> list[str]:
     parts = text.split(SEP)
     if "" in parts:
         raise _malformed(f"an empty token in the presentation (token {parts.index('') + 1} of {len(parts)})")
-    if len(parts) > 1 and len(set(parts)) != len(parts):
+    n = len(parts)
+    if n > 1 and (any(parts[i] == parts[j] for i in range(1, n) for j in range(i)) if n <= 4
+                  else len(set(parts)) != n):  # a few tokens: compared, not hashed
         seen: set = set()
         for i, p in enumerate(parts):
             if p in seen:

@@ -35,6 +35,7 @@ class WellFormed(Step):
         def chains(text: str, parts: list[str]):  # a grant prefix met before is not parsed again
             memo = v._memo(text) if not c.root_optional else Memo()
             c.memo = memo if not c.root_optional else None
+            c.grant_token = text
             if memo.chain is None:
                 error = memo.outcomes.get(self.name)
                 if error is not None:
@@ -53,7 +54,6 @@ class WellFormed(Step):
 
             c.approval = approval_from(p.approval)
         c.act, c.chain = p.action, p.chain
-        c.grant_token = p.grants_text
 
 
 class Keys(Step):
@@ -171,12 +171,10 @@ class ChainShape(Step):
                 raise _fail("chain_broken", f"hop {i + 1} allows {hop.max_depth} further delegation(s), the chain has {below} below it")
             if i and hop.sub != chain.hops[i - 1].sub:
                 raise _fail("chain_broken", f"hop {i + 1} acts on behalf of {hop.sub}, its parent on behalf of {chain.hops[i - 1].sub}")
-        if n > 1:  # a cold 1-hop verify never loads it
-            from ..scope_cover import uncovered
         for i in range(1, n):
             parent, hop = chain.hops[i - 1], chain.hops[i]
             try:  # one decision per hop, under one work allowance
-                wider = uncovered(hop.scopes, parent.scopes)
+                wider = _uncovered(hop.scopes, parent.scopes)
             except UsageError as e:  # undecidable within the allowance: fail closed
                 raise _fail("scope_escalation", f"hop {i + 1}: {e.message}") from None
             if wider is not None:
@@ -184,6 +182,25 @@ class ChainShape(Step):
                 raise _fail("scope_escalation", f"hop {i + 1} widens scope {s}: it allows {action} on {resource}, which its parent does not")
             if parent.aud is not None and (hop.aud is None or not set(hop.aud) <= set(parent.aud)):
                 raise _fail("scope_escalation", f"hop {i + 1} widens the audience of its parent")
+
+
+def _uncovered(child: tuple, parent: tuple):
+    """:func:`agentctl.scope_cover.uncovered` of two parsed scope claims, remembered by the claims
+    themselves (parse_scopes gives the same tuple for the same text): the entry holds both, so their
+    ids cannot be reused while it is kept."""
+    known = _COVER.get((id(child), id(parent)))
+    if known is not None and known[0] is child and known[1] is parent:
+        return known[2]
+    from ..scope_cover import uncovered  # on a miss only: a cold 1-hop verify never loads it
+
+    wider = uncovered(child, parent)  # raises UsageError (undecidable): not remembered
+    if len(_COVER) >= 4096:
+        _COVER.clear()
+    _COVER[(id(child), id(parent))] = (child, parent, wider)
+    return wider
+
+
+_COVER: dict = {}
 
 
 class Revocation(Step):
