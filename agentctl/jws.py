@@ -204,3 +204,27 @@ def decode(token: object, typ: str | tuple[str, ...], *, limit: int = MAX_TOKEN_
 
 def _new_jws() -> Jws:
     return object.__new__(Jws)
+
+
+def quick_decode(token: str, typ: str) -> Jws | None:
+    """:func:`decode` of a clean token (see ``clean``) of type ``typ`` whose header was met before, in
+    one call; None when that is not so or when anything in it is wrong, and then :func:`decode` decides
+    (and names the fault). It never returns what decode would refuse."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    h, p, s = parts
+    known = _HEADERS.get(h)
+    if known is None or known[1] != typ:
+        return None
+    try:
+        claims = loads_strict(b64u_decode(p))
+        signature = b64u_decode(s)
+    except EncodingError:
+        return None
+    if type(claims) is not dict or len(signature) != crypto.SIGNATURE_BYTES:
+        return None
+    t = _new_jws()
+    t.__dict__.update(header=known[0], claims=claims, signing_input=f"{h}.{p}".encode("ascii"), signature=signature,
+                      token=token)
+    return t

@@ -112,19 +112,24 @@ def parse_grants(parts: list[str], last: jws.Jws | None = None):
     global _grants
     if _grants is None:
         from . import grants as _grants
-    Chain, hop_from = _grants.Chain, _grants.hop_from
+    Chain, hop_from, quick_hop = _grants.Chain, _grants.hop_from, _grants.quick_hop
     if len(parts) > MAX_GRANTS:
         raise VerificationError("chain_broken", f"the presentation holds {len(parts)} grants; at most {MAX_GRANTS}")
     hops: list = []
     n = len(parts)
-    if last is None:
+    # A usual grant is read in one pass (quick_hop); any other is decoded and checked step by step,
+    # which names its fault, in the same order as ever: the last token's decoding first.
+    quick_last = quick_hop(parts[-1]) if last is None else None
+    if last is None and quick_last is None:
         last = jws.decode(parts[-1], _POSITIONS, clean=True)
     for i, part in enumerate(parts):
-        t = last if i == n - 1 else jws.decode(part, _POSITIONS, clean=True)  # each token decoded once
-        if t.typ != jws.GRANT:
-            raise _malformed(f"token {i + 1} of the presentation is an {t.typ.split('-')[1].split('+')[0]} where a grant "
-                             f"must stand: {_ORDER}")
-        hop = hop_from(t, part, i + 1)
+        hop = quick_last if i == n - 1 else quick_hop(part)
+        if hop is None:
+            t = last if i == n - 1 else jws.decode(part, _POSITIONS, clean=True)  # each token decoded once
+            if t.typ != jws.GRANT:
+                raise _malformed(f"token {i + 1} of the presentation is an {t.typ.split('-')[1].split('+')[0]} where a "
+                                 f"grant must stand: {_ORDER}")
+            hop = hop_from(t, part, i + 1)
         if i == 0:
             if hop.prf is not None:
                 raise _misplaced("the first grant's 'prf'", hop.prf, parts)
