@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 from . import crypto
+from . import encoding as _encoding
 from .encoding import EncodingError, b64u_decode, b64u_encode, loads_strict, thumbprint
 from .errors import VerificationError
 from .frozen import dataclass, field
@@ -206,6 +207,9 @@ def _new_jws() -> Jws:
     return object.__new__(Jws)
 
 
+_STRICT_SCAN = _encoding._STRICT_SCAN
+
+
 def quick_decode(token: str, typ: str) -> Jws | None:
     """:func:`decode` of a clean token (see ``clean``) of type ``typ`` whose header was met before, in
     one call; None when that is not so or when anything in it is wrong, and then :func:`decode` decides
@@ -218,11 +222,14 @@ def quick_decode(token: str, typ: str) -> Jws | None:
     if known is None or known[1] != typ:
         return None
     try:
-        claims = loads_strict(b64u_decode(p))
+        text = b64u_decode(p).decode("utf-8")
         signature = b64u_decode(s)
-    except EncodingError:
+        if text[:1] != "{" or "\\" in text:  # not the usual object without escapes: loads_strict decides
+            return None
+        claims, end = _STRICT_SCAN(text, 0)  # loads_strict's own scanner and checks, without its wrapping
+    except (EncodingError, UnicodeDecodeError, StopIteration, ValueError, RecursionError):
         return None
-    if type(claims) is not dict or len(signature) != crypto.SIGNATURE_BYTES:
+    if end != len(text) or type(claims) is not dict or len(signature) != crypto.SIGNATURE_BYTES:
         return None
     t = _new_jws()
     t.__dict__.update(header=known[0], claims=claims, signing_input=f"{h}.{p}".encode("ascii"), signature=signature,

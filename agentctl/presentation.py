@@ -125,7 +125,7 @@ def parse_grants(parts: list[str], last: jws.Jws | None = None):
     for i, part in enumerate(parts):
         hop = quick_last if i == n - 1 else quick_hop(part)
         if hop is None:
-            t = last if i == n - 1 else jws.decode(part, _POSITIONS, clean=True)  # each token decoded once
+            t = last if i == n - 1 and last is not None else jws.decode(part, _POSITIONS, clean=True)  # each decoded once
             if t.typ != jws.GRANT:
                 raise _malformed(f"token {i + 1} of the presentation is an {t.typ.split('-')[1].split('+')[0]} where a "
                                  f"grant must stand: {_ORDER}")
@@ -159,6 +159,12 @@ class Presentation:
         return self.chain.text if self.chain is not None else None  # type: ignore[attr-defined]
 
 
+def _presentation(text: str, chain: object, approval: jws.Jws | None, action: object) -> Presentation:
+    p = object.__new__(Presentation)  # every field set, as Presentation(...) would (a frozen dataclass, built without its __init__)
+    p.__dict__.update(text=text, chain=chain, approval=approval, action=action)
+    return p
+
+
 _grants: Any = None  # agentctl.grants, imported on first use (it imports this module)
 _action_from: Any = None
 
@@ -179,7 +185,7 @@ def parse(token: object, *, expect: str | None = None, chains: Callable[..., obj
     if typ == jws.GRANT:
         if len(parts) > MAX_GRANTS:  # refused before any hop is parsed
             raise VerificationError("chain_broken", f"the presentation holds {len(parts)} grants; at most {MAX_GRANTS}")
-        return Presentation(text, chains(text, parts) if chains is not None else parse_grants(parts), None, None)
+        return _presentation(text, chains(text, parts) if chains is not None else parse_grants(parts), None, None)
     if _action_from is None:
         from .actions import action_from as _action_from
     act = _action_from(jws.decode(parts[-1], jws.ACTION, clean=True))
