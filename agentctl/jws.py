@@ -174,7 +174,10 @@ def peek(token: object, typ: str | tuple[str, ...], *, clean: bool = False) -> t
     """The checked header of a token of type ``typ`` (or one of a tuple) and its short type, without
     reading the payload; raises as :func:`decode` does for the same token up to its header.
     ``clean``: see :func:`decode`."""
-    h, _p, _s = _split3(token) if clean else _segments(token)  # type: ignore[arg-type]
+    if clean and token.count(".") == 2:  # type: ignore[attr-defined]
+        h = token.partition(".")[0]  # type: ignore[attr-defined]  # the header alone: the rest is not copied
+    else:
+        h = (_split3(token) if clean else _segments(token))[0]  # type: ignore[arg-type]
     header, short = _checked_header(h)
     if short not in ((typ,) if isinstance(typ, str) else typ):
         raise _malformed(f"expected a {typ if isinstance(typ, str) else ' or '.join(typ)} token, got {header['typ']!r}")
