@@ -138,7 +138,9 @@ def parse_grants(parts: list[str], last: jws.Jws | None = None):
         elif hop.prf != hops[-1].digest:
             raise _misplaced(f"grant {i + 1}'s 'prf'", hop.prf, parts)
         hops.append(hop)
-    return Chain(tuple(hops))
+    chain = object.__new__(Chain)  # as Chain(...) would (a frozen dataclass, built without its __init__)
+    chain.__dict__["hops"] = tuple(hops)
+    return chain
 
 
 @dataclass(frozen=True)

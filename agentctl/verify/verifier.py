@@ -106,7 +106,7 @@ class Verifier:
         """Verify a grant or an action, whichever ``token`` is, and record the decision. A denial
         raises :class:`VerificationError` with its verdict document in ``.verdict``. ``context`` (a
         JSON object, ``--context``) goes into the policy input beside the verified fields."""
-        if action is not None or resource is not None or audience is not None or expect is not None:
+        if action is not None or resource is not None or audience is not None or (expect is not None and expect not in EXPECT):
             _check_request(action, resource, audience, expect)
         if context is not None:
             from ..policy.input import check_context
@@ -208,7 +208,10 @@ class Verifier:
     def _grant(self, token, audience, at, action, resource, context=None) -> VerifiedGrant:
         c = Check(token, self.clock() if at is None else at, "grant", action, resource, audience=audience, context=context)
         GRANT_STEPS.run(self, c)
-        return VerifiedGrant(c.chain, c.now, self._known(c.chain.leaf.delegate), c.scope, audience, c.policy)
+        result = object.__new__(VerifiedGrant)  # every field set, as VerifiedGrant(...) would (frozen, built without its __init__)
+        result.__dict__.update(chain=c.chain, at=c.now, agent_known=self._known(c.chain.leaf.delegate), scope=c.scope,
+                               audience=audience, policy=c.policy)
+        return result
 
     def _action(self, token, action, resource, data, audience, at, once, context=None) -> VerifiedAction:
         if once and self.seen is None:
