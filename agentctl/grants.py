@@ -249,7 +249,8 @@ def quick_hop(part: str) -> Hop | None:
     iss, sub = c.get("iss"), c.get("sub")
     if type(iss) is not str or iss not in _NAMES or type(sub) is not str or sub not in _NAMES:
         return None
-    scopes = _SCOPE_CLAIMS.get(c.get("scope"))
+    scope = c.get("scope")
+    scopes = _SCOPE_CLAIMS.get(scope) if type(scope) is str else None
     if scopes is None:
         return None
     aud = None

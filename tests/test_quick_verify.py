@@ -97,6 +97,7 @@ def variants() -> dict[str, bytes]:
         "exp before nbf": g.replace(f'"exp":{NOW + 3600}', f'"exp":{NOW}').encode(),
         "jti too short": g.replace('"jti":"', '"jti":"x', 1).replace('"jti":"x', '"jti":"AAAA"', 1).encode(),
         "scope empty": g.replace('"scope":"deploy.*:api/**"', '"scope":" "').encode(),
+        "scope a list": g.replace('"scope":"deploy.*:api/**"', '"scope":["deploy.*:api/**"]').encode(),
         "prf a token": ("{" + body + ',"prf":"a.b.c"}').encode(),
         "audience list": ("{" + body + ',"aud":["svc:a","svc:b"]}').encode(),
         "bad audience": ("{" + body + ',"aud":[]}').encode(),
@@ -225,3 +226,47 @@ def test_revocations_given_beside_the_trust_are_looked_up_too():
         with pytest.raises(VerificationError) as e:
             v.verify_grant(token)
         assert e.value.reason == "revoked" and "hop 1" in e.value.detail
+
+
+# --- the one-pass grant pipeline against the declared one, over the catalogue of attacks ----------------
+
+
+def _verdicts(world, tokens, monkeypatch, quick: bool, **kw) -> list:
+    from agentctl.verify import verifier as verifier_module
+
+    if not quick:
+        monkeypatch.setattr(verifier_module, "quick_grant", lambda *a, **k: None)
+    v = world.verifier()
+    out = []
+    for token in tokens:
+        for _ in range(2):  # judged, then judged again from the memo
+            try:
+                out.append(v.verify_grant(token, **kw).verdict(kw.get("action"), kw.get("resource")))
+            except VerificationError as e:
+                out.append((e.reason, e.detail))
+    monkeypatch.undo()
+    return out
+
+
+def _attacks():
+    from helpers_tokens import ATTACKS
+
+    return ATTACKS
+
+
+_REQUESTS = ({}, {"action": "deploy.staging", "resource": "api/web"}, {"action": "admin.delete", "resource": "api/web"},
+             {"audience": "svc:x"})
+
+
+@pytest.mark.parametrize("attack", [None, *_attacks()], ids=lambda a: a.name if a else "honest chains")
+def test_the_one_pass_path_gives_every_verdict_the_declared_pipeline_gives(home, monkeypatch, attack):
+    from helpers_tokens import make_world
+
+    world = make_world(home)
+    tokens = [*world.chain(3), *world.chain(1)] if attack is None else [attack.build(world)]
+    for request_kw in _REQUESTS:
+        declared = _verdicts(world, tokens, monkeypatch, quick=False, **request_kw)
+        quick = _verdicts(world, tokens, monkeypatch, quick=True, **request_kw)
+        assert quick == declared, request_kw
+        if attack is not None and not request_kw:
+            assert declared[0][0] == attack.reason

@@ -378,6 +378,8 @@ _BY_NAME = {s.name: s for s in STEPS}
 
 #: A grant, alone: every step but once (a grant is not used up).
 GRANT_STEPS = Pipeline("grant", [s for s in STEPS if s.name != "once"])
+#: The timeless steps of a grant, in order (what :mod:`.quick` runs as the steps themselves).
+TIMELESS_GRANT_STEPS = tuple(s for s in GRANT_STEPS.steps if s.timeless)
 #: An action, with the grant chain it carries: all twelve.
 ACTION_STEPS = Pipeline("action", STEPS)
 #: What ``policy input`` runs before it builds the input document: every step before the policy.
