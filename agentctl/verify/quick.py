@@ -41,8 +41,10 @@ def quick_grant(v, token: object, now: float, audience: str | None, action: str 
         return None
     parts = text.split("~")
     n = len(parts)
-    if n > MAX_GRANTS or "" in parts or (n > 1 and len(set(parts)) != n):
+    if n > MAX_GRANTS or "" in parts:
         return None
+    if n > 1 and (any(parts[i] == parts[j] for i in range(1, n) for j in range(i)) if n <= 4 else len(set(parts)) != n):
+        return None  # a repeated token
     known = jws._HEADERS.get(parts[-1].partition(".")[0])
     if known is None or known[1] != jws.GRANT:
         return None
