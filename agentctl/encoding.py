@@ -4,7 +4,6 @@ canonical JSON. Pure functions, no I/O, no nacl.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import json
@@ -35,7 +34,7 @@ _B64U = re.compile(r"[A-Za-z0-9_-]*")
 
 
 def b64u_encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode("ascii")
 
 
 _B64U_VALUE = {c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")}
@@ -60,6 +59,7 @@ def b64u_decode(text: str) -> bytes:
 
 
 _TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 _B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"

@@ -20,7 +20,7 @@ from .presentation import check_reference, digest
 from .scopes import parse_scopes
 from .values import check_int
 
-__all__ = ["MAX_CHAIN", "Hop", "Chain", "parse_chain", "hop_from", "parse_scope_claim", "act_chain", "grant_claims"]
+__all__ = ["MAX_CHAIN", "Hop", "Chain", "parse_chain", "hop_from", "quick_hop", "parse_scope_claim", "act_chain", "grant_claims"]
 
 MAX_CHAIN = 8  # hops in a chain, root included
 MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z: any later time cannot even be printed
@@ -56,9 +56,17 @@ def parse_scope_claim(value: object):
     if not isinstance(value, str) or not value.strip():
         raise _bad("claim 'scope' must be a non-empty space-separated string")
     try:
-        return parse_scopes(value)
+        scopes = parse_scopes(value)
     except UsageError as e:
         raise _bad(f"claim 'scope': {e.message}") from None
+    if type(value) is str:  # a claim that passed: quick_hop takes it from here
+        if len(_SCOPE_CLAIMS) >= 4096:
+            _SCOPE_CLAIMS.clear()
+        _SCOPE_CLAIMS[value] = scopes
+    return scopes
+
+
+_SCOPE_CLAIMS: dict = {}
 
 
 def audience_claim(claims: dict) -> tuple[str, ...] | None:
@@ -128,7 +136,16 @@ class Hop:
     aud: tuple[str, ...] | None
     max_depth: int
     prf: str | None = field(repr=False)  # the parent's digest
-    digest: str = field(default="", repr=False)  # this token's digest, as its child's prf names it
+
+    @property
+    def digest(self) -> str:
+        """This token's digest, as its child's ``prf`` (or an action's ``grant``) names it: computed on
+        first use (a chain's leaf, verified alone, never needs it)."""
+        d = self.__dict__.get("_digest")
+        if d is None:
+            d = digest(self.token.token)
+            object.__setattr__(self, "_digest", d)
+        return d
 
     @property
     def kid(self) -> str:
@@ -179,9 +196,76 @@ def hop_from(t: jws.Jws, text: str | None = None, position: int = 1) -> Hop:
         aud=audience_claim(c),
         max_depth=max_depth,
         prf=prf,
-        digest=digest(text if text is not None else t.token),
     )
+    if text is not None and text is not t.token and text != t.token:
+        hop.__dict__["_digest"] = digest(text)
     return hop
+
+
+def quick_hop(part: str) -> Hop | None:
+    """:func:`hop_from` of a clean grant token (a token of a checked presentation) in one pass, for the
+    usual grant: its header, principal names, holder key and scope met before (each remembered only
+    once it passed the full checks). None when it cannot tell so quickly, or when anything is wrong:
+    then the full parse decides and names the fault. It never returns a hop the full parse refuses."""
+    t = jws.quick_decode(part, jws.GRANT)
+    if t is None:
+        return None
+    c = t.claims
+    cnf = c.get("cnf")
+    if type(cnf) is not dict or len(cnf) != 1:
+        return None
+    doc = cnf.get("jwk")
+    x = doc.get("x") if type(doc) is dict and len(doc) == 3 else None
+    key = _CNF_KEYS.get(x) if type(x) is str else None
+    if key is None or doc.get("kty") != "OKP" or doc.get("crv") != "Ed25519":  # type: ignore[union-attr]
+        return None
+    jti = c.get("jti")
+    if type(jti) is not str or _JTI.fullmatch(jti) is None:
+        return None
+    rest = len(jti) % 4
+    if rest == 1 or (rest and _B64U_VALUE[jti[-1]] & _TAIL_BITS[rest]):
+        return None
+    actors = []
+    act = c.get("act")
+    while act is not None:
+        if type(act) is not dict or not act.keys() <= _ACT_KEYS:
+            return None
+        name = act.get("sub")
+        if type(name) is not str or name not in _NAMES:
+            return None
+        actors.append(name)
+        act = act.get("act")
+        if len(actors) > MAX_CHAIN:
+            return None
+    if not actors:
+        return None
+    prf = c.get("prf")
+    if prf is not None and (type(prf) is not str or _REFERENCE.fullmatch(prf) is None):
+        return None
+    max_depth, iat, nbf, exp = c.get("max_depth"), c.get("iat"), c.get("nbf"), c.get("exp")
+    if not (type(max_depth) is int and type(iat) is int and type(nbf) is int and type(exp) is int
+            and 0 <= max_depth <= MAX_TIME and 0 <= iat <= MAX_TIME and 0 <= nbf < exp <= MAX_TIME):
+        return None
+    iss, sub = c.get("iss"), c.get("sub")
+    if type(iss) is not str or iss not in _NAMES or type(sub) is not str or sub not in _NAMES:
+        return None
+    scope = c.get("scope")
+    scopes = _SCOPE_CLAIMS.get(scope) if type(scope) is str else None
+    if scopes is None:
+        return None
+    aud = None
+    if "aud" in c:
+        try:
+            aud = audience_claim(c)
+        except VerificationError:
+            return None
+    hop = _new_hop()
+    hop.__dict__.update(token=t, iss=iss, sub=sub, delegate=actors[0], actors=tuple(actors), cnf=key, scopes=scopes,
+                        iat=iat, nbf=nbf, exp=exp, jti=jti, aud=aud, max_depth=max_depth, prf=prf)
+    return hop
+
+
+_REFERENCE = re.compile(r"[A-Za-z0-9_-]{43}")  # a digest, as presentation.check_reference takes it
 
 
 def _cnf_key(doc: Any) -> bytes:

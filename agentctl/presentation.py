@@ -85,7 +85,9 @@ def _split(text: str) -> list[str]:
     parts = text.split(SEP)
     if "" in parts:
         raise _malformed(f"an empty token in the presentation (token {parts.index('') + 1} of {len(parts)})")
-    if len(parts) > 1 and len(set(parts)) != len(parts):
+    n = len(parts)
+    if n > 1 and (any(parts[i] == parts[j] for i in range(1, n) for j in range(i)) if n <= 4
+                  else len(set(parts)) != n):  # a few tokens: compared, not hashed
         seen: set = set()
         for i, p in enumerate(parts):
             if p in seen:
@@ -110,19 +112,24 @@ def parse_grants(parts: list[str], last: jws.Jws | None = None):
     global _grants
     if _grants is None:
         from . import grants as _grants
-    Chain, hop_from = _grants.Chain, _grants.hop_from
+    Chain, hop_from, quick_hop = _grants.Chain, _grants.hop_from, _grants.quick_hop
     if len(parts) > MAX_GRANTS:
         raise VerificationError("chain_broken", f"the presentation holds {len(parts)} grants; at most {MAX_GRANTS}")
     hops: list = []
     n = len(parts)
-    if last is None:
+    # A usual grant is read in one pass (quick_hop); any other is decoded and checked step by step,
+    # which names its fault, in the same order as ever: the last token's decoding first.
+    quick_last = quick_hop(parts[-1]) if last is None else None
+    if last is None and quick_last is None:
         last = jws.decode(parts[-1], _POSITIONS, clean=True)
     for i, part in enumerate(parts):
-        t = last if i == n - 1 else jws.decode(part, _POSITIONS, clean=True)  # each token decoded once
-        if t.typ != jws.GRANT:
-            raise _malformed(f"token {i + 1} of the presentation is an {t.typ.split('-')[1].split('+')[0]} where a grant "
-                             f"must stand: {_ORDER}")
-        hop = hop_from(t, part, i + 1)
+        hop = quick_last if i == n - 1 else quick_hop(part)
+        if hop is None:
+            t = last if i == n - 1 and last is not None else jws.decode(part, _POSITIONS, clean=True)  # each decoded once
+            if t.typ != jws.GRANT:
+                raise _malformed(f"token {i + 1} of the presentation is an {t.typ.split('-')[1].split('+')[0]} where a "
+                                 f"grant must stand: {_ORDER}")
+            hop = hop_from(t, part, i + 1)
         if i == 0:
             if hop.prf is not None:
                 raise _misplaced("the first grant's 'prf'", hop.prf, parts)
@@ -131,7 +138,9 @@ def parse_grants(parts: list[str], last: jws.Jws | None = None):
         elif hop.prf != hops[-1].digest:
             raise _misplaced(f"grant {i + 1}'s 'prf'", hop.prf, parts)
         hops.append(hop)
-    return Chain(tuple(hops))
+    chain = object.__new__(Chain)  # as Chain(...) would (a frozen dataclass, built without its __init__)
+    chain.__dict__["hops"] = tuple(hops)
+    return chain
 
 
 @dataclass(frozen=True)
@@ -150,6 +159,12 @@ class Presentation:
     @property
     def grants_text(self) -> str | None:
         return self.chain.text if self.chain is not None else None  # type: ignore[attr-defined]
+
+
+def _presentation(text: str, chain: object, approval: jws.Jws | None, action: object) -> Presentation:
+    p = object.__new__(Presentation)  # every field set, as Presentation(...) would (a frozen dataclass, built without its __init__)
+    p.__dict__.update(text=text, chain=chain, approval=approval, action=action)
+    return p
 
 
 _grants: Any = None  # agentctl.grants, imported on first use (it imports this module)
@@ -172,7 +187,7 @@ def parse(token: object, *, expect: str | None = None, chains: Callable[..., obj
     if typ == jws.GRANT:
         if len(parts) > MAX_GRANTS:  # refused before any hop is parsed
             raise VerificationError("chain_broken", f"the presentation holds {len(parts)} grants; at most {MAX_GRANTS}")
-        return Presentation(text, chains(text, parts) if chains is not None else parse_grants(parts), None, None)
+        return _presentation(text, chains(text, parts) if chains is not None else parse_grants(parts), None, None)
     if _action_from is None:
         from .actions import action_from as _action_from
     act = _action_from(jws.decode(parts[-1], jws.ACTION, clean=True))

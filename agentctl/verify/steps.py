@@ -35,6 +35,7 @@ class WellFormed(Step):
         def chains(text: str, parts: list[str]):  # a grant prefix met before is not parsed again
             memo = v._memo(text) if not c.root_optional else Memo()
             c.memo = memo if not c.root_optional else None
+            c.grant_token = text
             if memo.chain is None:
                 error = memo.outcomes.get(self.name)
                 if error is not None:
@@ -53,7 +54,6 @@ class WellFormed(Step):
 
             c.approval = approval_from(p.approval)
         c.act, c.chain = p.action, p.chain
-        c.grant_token = p.grants_text
 
 
 class Keys(Step):
@@ -171,12 +171,10 @@ class ChainShape(Step):
                 raise _fail("chain_broken", f"hop {i + 1} allows {hop.max_depth} further delegation(s), the chain has {below} below it")
             if i and hop.sub != chain.hops[i - 1].sub:
                 raise _fail("chain_broken", f"hop {i + 1} acts on behalf of {hop.sub}, its parent on behalf of {chain.hops[i - 1].sub}")
-        if n > 1:  # a cold 1-hop verify never loads it
-            from ..scope_cover import uncovered
         for i in range(1, n):
             parent, hop = chain.hops[i - 1], chain.hops[i]
             try:  # one decision per hop, under one work allowance
-                wider = uncovered(hop.scopes, parent.scopes)
+                wider = _uncovered(hop.scopes, parent.scopes)
             except UsageError as e:  # undecidable within the allowance: fail closed
                 raise _fail("scope_escalation", f"hop {i + 1}: {e.message}") from None
             if wider is not None:
@@ -184,6 +182,25 @@ class ChainShape(Step):
                 raise _fail("scope_escalation", f"hop {i + 1} widens scope {s}: it allows {action} on {resource}, which its parent does not")
             if parent.aud is not None and (hop.aud is None or not set(hop.aud) <= set(parent.aud)):
                 raise _fail("scope_escalation", f"hop {i + 1} widens the audience of its parent")
+
+
+def _uncovered(child: tuple, parent: tuple):
+    """:func:`agentctl.scope_cover.uncovered` of two parsed scope claims, remembered by the claims
+    themselves (parse_scopes gives the same tuple for the same text): the entry holds both, so their
+    ids cannot be reused while it is kept."""
+    known = _COVER.get((id(child), id(parent)))
+    if known is not None and known[0] is child and known[1] is parent:
+        return known[2]
+    from ..scope_cover import uncovered  # on a miss only: a cold 1-hop verify never loads it
+
+    wider = uncovered(child, parent)  # raises UsageError (undecidable): not remembered
+    if len(_COVER) >= 4096:
+        _COVER.clear()
+    _COVER[(id(child), id(parent))] = (child, parent, wider)
+    return wider
+
+
+_COVER: dict = {}
 
 
 class Revocation(Step):
@@ -199,6 +216,8 @@ class Revocation(Step):
         if stale is not None:
             raise _fail(stale.reason, stale.detail)
         chain, act = c.chain, c.act
+        if v._nothing_revoked():  # every source asked, and none holds an entry: no ids to look up
+            return
         ids: tuple = _chain_ids(chain, c.memo) if chain is not None else ()
         if act is not None:  # a grant's chain covers the action's signer
             ids += ((("principal", act.iss), ("key", act.kid), ("grant", act.jti)) if chain is None else (("grant", act.jti),))
@@ -222,9 +241,14 @@ def _chain_ids(chain, memo: Memo | None) -> tuple:
     (kept in the chain's memo: a chain is fixed)."""
     ids = memo.extra.get("revocation_ids") if memo is not None else None
     if ids is None:
-        ids = (*(("principal", n) for n in dict.fromkeys(chain.principals)),
-               *(("key", k) for k in dict.fromkeys([chain.root.kid] + [h.cnf_kid for h in chain.hops])),
-               *(("grant", h.jti) for h in chain.hops))
+        hops = chain.hops
+        root = hops[0]
+        principals = [("principal", root.iss)]
+        keys = [("key", root.token.kid)]
+        for h in hops:
+            principals.append(("principal", h.delegate))
+            keys.append(("key", h.cnf_kid))
+        ids = (*dict.fromkeys(principals), *dict.fromkeys(keys), *[("grant", h.jti) for h in hops])
         if memo is not None:
             memo.extra["revocation_ids"] = ids
     return ids
@@ -354,6 +378,8 @@ _BY_NAME = {s.name: s for s in STEPS}
 
 #: A grant, alone: every step but once (a grant is not used up).
 GRANT_STEPS = Pipeline("grant", [s for s in STEPS if s.name != "once"])
+#: The timeless steps of a grant, in order (what :mod:`.quick` runs as the steps themselves).
+TIMELESS_GRANT_STEPS = tuple(s for s in GRANT_STEPS.steps if s.timeless)
 #: An action, with the grant chain it carries: all twelve.
 ACTION_STEPS = Pipeline("action", STEPS)
 #: What ``policy input`` runs before it builds the input document: every step before the policy.
