@@ -204,7 +204,7 @@ def audit_key(ctx: Context) -> str:
     return verifier_key(name, Store(ctx.home).require(name).current.public)
 
 
-def verify_home(ctx: Context, external: str | None = None):
+def verify_home(ctx: Context, external: str | None = None, progress=None):
     """The tamper check of the home's audit log: a :class:`~agentctl.audit.tamper.VerifyReport`.
     It never creates the log or writes to it.
 
@@ -238,7 +238,7 @@ def verify_home(ctx: Context, external: str | None = None):
         raise OperationalError(f"there is no audit log in {ctx.home.path} yet: nothing has been recorded here",
                                hint="every command that changes or decides something records it") from None
     try:
-        return log.verify(host_keys(ctx, log), external)
+        return log.verify(host_keys(ctx, log), external, progress)
     finally:
         log.close()
 

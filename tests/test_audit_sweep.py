@@ -76,7 +76,7 @@ def reports(home: Path, monkeypatch) -> tuple[dict, dict, tuple | None]:
         said = sweep.sweep(log, log.versions())
         fast = log.verify(KEYS).doc()
         with monkeypatch.context() as m:
-            m.setattr("agentctl.audit.tamper.sweep", lambda log, versions: None)
+            m.setattr("agentctl.audit.tamper.sweep", lambda log, versions, progress=None: None)
             exact = log.verify(KEYS).doc()
     finally:
         log.close()
@@ -103,6 +103,17 @@ def test_an_untouched_log_is_swept_in_two_processes(home, small, monkeypatch):
     size = N
     assert said == (size, 0) and fast == exact and fast["ok"] and fast["size"] == size
     assert len(small) >= size // 32  # a child per segment
+
+
+def test_the_sweep_reports_its_progress_segment_by_segment(home, small):
+    seen: list[tuple[int, int]] = []
+    log = AuditLog.open_existing(home / "audit.db")
+    try:
+        assert sweep.sweep(log, log.versions(), lambda done, total: seen.append((done, total))) == (N, 0)
+    finally:
+        log.close()
+    # after the first segment (16 events), then every 32, and the whole log at the end
+    assert seen == [(k, N) for k in range(16, N, 32)] + [(N, N)]
 
 
 def test_the_default_sizes_sweep_in_one_process(home, monkeypatch):

@@ -162,7 +162,11 @@ def do_audit_verify(state: State, out: Output, checkpoint) -> int:
     from ..recording import verify_home
 
     external = read_file(checkpoint, "checkpoint") if checkpoint is not None else None
-    report = verify_home(make_context(state, out), external)
+    show, end = out.progress("verified")
+    try:
+        report = verify_home(make_context(state, out), external, show)
+    finally:
+        end()
     if not report.ok:
         return _tampered(out, report)
     doc = report.doc()

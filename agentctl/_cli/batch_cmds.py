@@ -135,6 +135,7 @@ def do_batch(state: State, out: Output, source, action, resource, audience, data
         expect_, audience_, at_, context_ = run.expect, run.audience, run.at, run.context
         has_context = context is not None
         committer = _Committer(buffer.recorder, out.stdout.write, COMMIT_BEHIND)
+        show, end = out.progress("checked", stdout_terminal=False, unit="lines")  # verdicts into a file or pipe
 
         stdin = getattr(sys.stdin, "buffer", None)  # bytes: a line that is not UTF-8 is that line's verdict
         lines = _bounded_lines(stdin) if stdin is not None else (x.encode("utf-8", "surrogateescape") for x in sys.stdin)
@@ -172,10 +173,14 @@ def do_batch(state: State, out: Output, source, action, resource, audience, data
                     committer.submit(events, pending)
                     events = buffer.events = []
                     pending = []
+                    show(count)
             committer.submit(events, pending)
             buffer.events = []
         finally:
-            committer.wait()  # a chunk's verdicts are printed only once its events are durable
+            try:
+                committer.wait()  # a chunk's verdicts are printed only once its events are durable
+            finally:
+                end()
         out.stdout.flush()
         if count == 0:
             out.note("no tokens on stdin")

@@ -104,6 +104,33 @@ class Output:
         """Human prose on stderr (JSON mode keeps stdout for the document)."""
         self.stderr.write(text + "\n")
 
+    def progress(self, what: str, stdout_terminal: bool = True, unit: str = "events"):
+        """``(show, end)`` for a progress line on stderr, ``show(done, total)`` rewriting it in place
+        (``total`` None: a count alone): only when stderr is a terminal, and stdout is one too (or,
+        with ``stdout_terminal=False``, is not: a stream of results on a terminal is its own
+        progress); never under --json or into a pipe. Otherwise both do nothing."""
+        try:
+            tty = (not self.json_mode and self.stderr.isatty()
+                   and self.stdout.isatty() == stdout_terminal)
+        except (AttributeError, ValueError):
+            tty = False
+        if not tty:
+            return (lambda done, total=None: None), (lambda: None)
+        shown = [False]
+        err = self.stderr
+
+        def show(done: int, total: int | None = None) -> None:
+            err.write(f"\ragentctl: {what} {done}" + (f"/{total}" if total is not None else "") + f" {unit}")
+            err.flush()
+            shown[0] = True
+
+        def end() -> None:
+            if shown[0]:
+                err.write("\n")
+                err.flush()
+
+        return show, end
+
     @property
     def is_terminal(self) -> bool:
         try:

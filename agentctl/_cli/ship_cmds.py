@@ -10,25 +10,6 @@ from .common import State, command, make_context
 from .output import Output
 
 
-def _progress(out: Output):
-    """A progress line on a terminal only (never in pipes or under --json)."""
-    try:
-        tty = not out.json_mode and out.stderr.isatty() and out.stdout.isatty()
-    except (AttributeError, ValueError):
-        tty = False
-    if not tty:
-        return None, lambda: None
-
-    def show(done: int, total: int) -> None:
-        out.stderr.write(f"\ragentctl: shipped {done}/{total} events")
-        out.stderr.flush()
-
-    def end() -> None:
-        out.stderr.write("\n")
-
-    return show, end
-
-
 @command
 def do_audit_ship(state: State, out: Output, init: str | None, to: str | None) -> int | None:
     from ..audit.pg import describe, resolve_url
@@ -48,7 +29,7 @@ def do_audit_ship(state: State, out: Output, init: str | None, to: str | None) -
     from ..audit.ship import ship
 
     url = resolve_url(to, "--to", ctx.env)
-    show, end = _progress(out)
+    show, end = out.progress("shipped")
     try:
         result = ship(ctx, url, progress=show)
     finally:

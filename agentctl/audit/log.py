@@ -337,11 +337,11 @@ class AuditLog:
             raise OperationalError(f"audit checkpoint failed ({self.path}): {e.strerror or e}") from None
         return size, root, note
 
-    def verify(self, host_keys: dict[str, list[bytes]], external: str | None = None):
+    def verify(self, host_keys: dict[str, list[bytes]], external: str | None = None, progress=None):
         """Check the whole log: see :func:`agentctl.audit.tamper.verify`."""
         from .tamper import verify
 
-        return verify(self, host_keys, external)
+        return verify(self, host_keys, external, progress)
 
     # --- proofs -----------------------------------------------------------------------------------
     def prove(self, seq: int, checkpoint: str | None = None) -> dict:

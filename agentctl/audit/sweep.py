@@ -35,17 +35,18 @@ _FORK_AT = 1 << 16  # smaller logs are swept in one process (a fork costs ~2 ms)
 _CHILD_SHARE = 0.56  # the child only hashes; the parent also reads its share and the child's
 
 
-def sweep(log, versions: tuple[int, ...]) -> tuple[int, int] | None:
+def sweep(log, versions: tuple[int, ...], progress=None) -> tuple[int, int] | None:
     """``(size, pruned_through)`` when every event is present once, in order, and every stored
     node (of a complete subtree) equals the one recomputed from the leaves; None when the log needs the
-    exact walk (something is off, or it is not the shape counting can vouch for)."""
+    exact walk (something is off, or it is not the shape counting can vouch for). ``progress(done,
+    total)``, when given, is told the events swept so far."""
     try:
-        return _sweep(log, versions)
+        return _sweep(log, versions, progress)
     except (sqlite3.Error, ValueError, TypeError, KeyError, IndexError, AttributeError, zlib.error, OSError):
         return None
 
 
-def _sweep(log, versions) -> tuple[int, int] | None:
+def _sweep(log, versions, progress=None) -> tuple[int, int] | None:
     conn = log.conn
     if versions != tuple(range(1, len(versions) + 1)) or schema_problems(conn, versions):
         return None
@@ -55,7 +56,7 @@ def _sweep(log, versions) -> tuple[int, int] | None:
     pruned = pmax or 0
     if emin is None or pcount != pruned or (pcount and pmin != 1) or emin != pruned + 1:
         return None
-    state = _State(conn, emax, pruned)
+    state = _State(conn, emax, pruned, progress)
     try:
         return (emax, pruned) if state.run() else None
     finally:
@@ -65,8 +66,8 @@ def _sweep(log, versions) -> tuple[int, int] | None:
 
 
 class _State:
-    def __init__(self, conn, size: int, pruned: int) -> None:
-        self.conn, self.size, self.pruned = conn, size, pruned
+    def __init__(self, conn, size: int, pruned: int, progress=None) -> None:
+        self.conn, self.size, self.pruned, self.progress = conn, size, pruned, progress
         self.zds = codec.of(conn).load()
         self.levels = [lv for lv in range(1, _RANGE_LEVEL + 1) if store.stored(lv)]
         self.parts: dict[int, list[bytes]] = {lv: [] for lv in self.levels}  # every stored node below the ranges' tops
@@ -81,12 +82,15 @@ class _State:
         start, seg = 1, _FIRST_SEGMENT
         while start <= size:
             ranges = [(a, min(a + width, size + 1)) for a in range(start, min(start + seg, size + 1), width)]
+            before = start - 1  # the events of the segments before this one
             start, seg = start + seg, _SEGMENT
             full = sum(1 for a, b in ranges if b - a == width)
             k = min(full, round(len(ranges) * _CHILD_SHARE)) if fork and len(ranges) > 1 else 0
             theirs = [_inputs(conn, a, b, pruned) for a, b in ranges[:k]]
             if pending is not None and not self.finish(*pending):
                 return False
+            if self.progress is not None and pending is not None:
+                self.progress(before, size)
             child = _spawn(theirs, zds, self.levels) if k else None
             if child is not None:
                 self.children.append(child)
@@ -94,6 +98,8 @@ class _State:
             pending = (child, k, [_hash_range(*_inputs(conn, a, b, pruned), zds) for a, b in ranges[k:]])
         if pending is not None and not self.finish(*pending):
             return False
+        if self.progress is not None:
+            self.progress(size, size)
         if not all(_same(conn, lv, b"".join(self.parts[lv])) for lv in self.levels):
             return False
         ups, _ = _up(self.tops, _RANGE_LEVEL)

@@ -13,6 +13,7 @@ import operator
 import sqlite3
 import zlib
 from dataclasses import dataclass
+from typing import Callable
 
 from ..errors import OperationalError
 from . import codec, store, tree
@@ -54,7 +55,8 @@ class VerifyReport:
                 "pruned_through": self.pruned}
 
 
-def verify(log: AuditLog, host_keys: dict[str, list[bytes]], external: str | None = None) -> VerifyReport:
+def verify(log: AuditLog, host_keys: dict[str, list[bytes]], external: str | None = None,
+           progress: Callable[[int, int], None] | None = None) -> VerifyReport:
     """Check the whole log, in this order, and report the first problem:
 
     1. its tables are all there;
@@ -71,12 +73,15 @@ def verify(log: AuditLog, host_keys: dict[str, list[bytes]], external: str | Non
        recorded migrations make (SQL compared, not names), so a column redefined to hide events or
        a trigger replaced by one that does nothing is found; a missing trigger is named as such.
 
+    ``progress(done, total)``, when given, is told how many events have been read and hashed so far
+    (for a progress line: the checks after the tree are quick).
+
     Returns a report; raises :class:`UsageError` when ``external`` is not a checkpoint at all and
     :class:`OperationalError` when SQLite cannot read the database."""
     ext = parse_kept_checkpoint(external) if external is not None else None
     state = {"size": 0, "checked": 0, "pruned": 0}
     try:
-        _verify(log, host_keys, ext, state)
+        _verify(log, host_keys, ext, state, progress)
     except _Tampered as t:
         return VerifyReport(False, state["size"], state["checked"], t.problem, t.first,
                             _ext_doc(ext), t.last, state["pruned"])
@@ -84,17 +89,17 @@ def verify(log: AuditLog, host_keys: dict[str, list[bytes]], external: str | Non
         raise OperationalError(f"cannot read the audit log {log.path}: {e}") from None
     return VerifyReport(True, state["size"], state["checked"], external=_ext_doc(ext), pruned=state["pruned"])
 
-def _verify(log, host_keys, ext, state: dict) -> None:
+def _verify(log, host_keys, ext, state: dict, progress=None) -> None:
     names = {r[0]: r[1] for r in log.conn.execute("SELECT name, type FROM sqlite_master WHERE type IN ('table', 'trigger')")}
     missing = [t for t in TABLES if names.get(t) != "table"]
     if missing:
         raise _Tampered(f"the audit log's {', '.join(missing)} table{'s were' if len(missing) > 1 else ' was'} removed")
 
-    swept = sweep(log, log.versions())  # the fast sweep; the exact walk when it finds anything amiss, to name it
+    swept = sweep(log, log.versions(), progress)  # the fast sweep; the exact walk when it finds anything amiss, to name it
     if swept is not None:
         size, state["pruned"] = swept
     else:
-        size = _verify_tree(log, state)
+        size = _verify_tree(log, state, progress)
     state["size"] = size
     _verify_pruned(log, state["pruned"])
     _verify_frontier(log, size)
@@ -203,12 +208,13 @@ def _chunks(log, chunk: int, state: dict):
         yield hashes
 
 
-def _verify_tree(log, state: dict) -> int:
+def _verify_tree(log, state: dict, progress=None) -> int:
     """Read every event in order, in chunks: no gap, and every stored node equal to the one
     recomputed from the leaves (pruned events by their kept leaf hashes). Returns the number of events."""
     chunk = 1 << _CHUNK_LEVEL
     base = 0
     tops: list[bytes] = []  # roots of the full chunks, level _CHUNK_LEVEL
+    total = log.size if progress is not None else 0
     for hashes in _chunks(log, chunk, state):
         try:
             top = _verify_levels(log, hashes, base, 0)
@@ -219,6 +225,8 @@ def _verify_tree(log, state: dict) -> int:
             assert top is not None  # a full chunk is one perfect subtree
             tops.append(top)
         base += len(hashes)
+        if progress is not None:
+            progress(base, max(total, base))
     if tops:
         _verify_levels(log, tops, 0, _CHUNK_LEVEL)
     return base
