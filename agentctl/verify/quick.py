@@ -24,6 +24,7 @@ from ..errors import VerificationError
 from ..grants import Chain, quick_hop
 from ..presentation import MAX_GRANTS, MAX_PRESENTATION_BYTES
 from .check import Check
+from .revocation_step import chain_ids
 from .results import VerifiedGrant
 
 __all__ = ["quick_grant"]
@@ -90,7 +91,7 @@ def quick_grant(v, token: object, now: float, audience: str | None, action: str 
     trust = v.trust
     if trust.stale(now) is not None:  # step 6, asked every time
         return None
-    if not v._nothing_revoked() and v._revoked_among(_steps._chain_ids(chain, memo)):
+    if not v._nothing_revoked() and v._revoked_among(chain_ids(chain, memo)):
         return None
     for hop in hops_:  # step 7
         if hop.aud is not None and (audience is None or audience not in hop.aud):

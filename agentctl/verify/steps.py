@@ -18,6 +18,7 @@ from .approval_step import check_approval
 from .check import Check
 from .key_rules import known_key, not_retired
 from .pipeline import Memo, Pipeline, Step
+from .revocation_step import Revocation
 from .trust import key_for
 
 __all__ = ["Check", "GRANT_STEPS", "ACTION_STEPS", "PREFLIGHT_STEPS", "INPUT_STEPS", "STEPS"]
@@ -201,57 +202,6 @@ def _uncovered(child: tuple, parent: tuple):
 
 
 _COVER: dict = {}
-
-
-class Revocation(Step):
-    """Every principal, key id and jti the presentation names (its chain's and its action's), looked up
-    in one query a source. Not memoized: a revocation made while a verifier runs is seen at its next
-    check."""
-
-    number, name, title = 6, "revocation", "Revocation"
-    reasons = ("revoked", "stale_revocations", "stale_trust")
-
-    def run(self, v, c: Check) -> None:
-        stale = v.trust.stale(c.real_now or c.now)  # freshness changes with time: never memoized
-        if stale is not None:
-            raise _fail(stale.reason, stale.detail)
-        chain, act = c.chain, c.act
-        if v._nothing_revoked():  # every source asked, and none holds an entry: no ids to look up
-            return
-        ids: tuple = _chain_ids(chain, c.memo) if chain is not None else ()
-        if act is not None:  # a grant's chain covers the action's signer
-            ids += ((("principal", act.iss), ("key", act.kid), ("grant", act.jti)) if chain is None else (("grant", act.jti),))
-        hits = v._revoked_among(ids)
-        if not hits:
-            return
-        in_chain = len(ids) - (0 if act is None else 1 if chain is not None else 3)
-        for n, (kind, ident) in enumerate(ids):  # the chain's first, in order, then the action's
-            if (kind, ident) not in hits:
-                continue
-            if kind != "grant":
-                raise _fail("revoked", f"{kind} {ident} is revoked")
-            if n >= in_chain:
-                raise _fail("revoked", f"action {ident} is revoked")
-            i = next(i for i, h in enumerate(chain.hops) if h.jti == ident)
-            raise _fail("revoked", f"grant {ident} (hop {i + 1}) is revoked")
-
-
-def _chain_ids(chain, memo: Memo | None) -> tuple:
-    """What a chain names that can be revoked, in the order it is checked: principals, key ids, jtis
-    (kept in the chain's memo: a chain is fixed)."""
-    ids = memo.extra.get("revocation_ids") if memo is not None else None
-    if ids is None:
-        hops = chain.hops
-        root = hops[0]
-        principals = [("principal", root.iss)]
-        keys = [("key", root.token.kid)]
-        for h in hops:
-            principals.append(("principal", h.delegate))
-            keys.append(("key", h.cnf_kid))
-        ids = (*dict.fromkeys(principals), *dict.fromkeys(keys), *[("grant", h.jti) for h in hops])
-        if memo is not None:
-            memo.extra["revocation_ids"] = ids
-    return ids
 
 
 class Audience(Step):

@@ -16,6 +16,7 @@ from ..recording import NO_AUDIT
 from ..seen import MAX_LEEWAY, SeenStore
 from .pipeline import Memo
 from .quick import quick_grant
+from .revocation_step import nothing_revoked, revoked, revoked_among
 from .results import VerifiedAction, VerifiedGrant, denial_doc, verdict_event
 from .steps import ACTION_STEPS, GRANT_STEPS, INPUT_STEPS, PREFLIGHT_STEPS, Check
 from .trust import StoreTrust, Trust
@@ -304,34 +305,9 @@ class Verifier:
             raise VerificationError("scope_denied", f"{leaf.delegate} may not {action} on {resource} (scope: {leaf.scope_text})")
         return scope
 
-    def _revoked_among(self, pairs: tuple[tuple[str, str], ...]) -> set:
-        """Which of the (kind, id) ``pairs`` any source holds revoked: one query a source (a source
-        with ``found``, as :class:`~agentctl.revocation_store.StoredRevocations`), none for an empty one."""
-        hits: set = set()
-        for revs in (self.trust.revocations(), *self.extra_revocations):
-            found = getattr(revs, "found", None)
-            if found is not None:
-                hits |= found(pairs)
-            elif type(revs) is Revocations and not revs.entries:
-                continue
-            else:
-                hits.update(p for p in pairs if revs.find(*p) is not None)
-        return hits
-
-    def _nothing_revoked(self) -> bool:
-        """Whether every revocation source is an in-memory list without an entry (a trust given in code
-        with none): then no id can be revoked. Asked at every check; an indexed store always answers no."""
-        for revs in (self.trust.revocations(), *self.extra_revocations):
-            if type(revs) is not Revocations or revs.entries:
-                return False
-        return True
-
-    def _revoked(self, kind: str, ident: str):
-        for revs in (self.trust.revocations(), *self.extra_revocations):
-            r = revs.find(kind, ident)
-            if r is not None:
-                return r
-        return None
+    _revoked_among = revoked_among
+    _nothing_revoked = nothing_revoked
+    _revoked = revoked
 
 
 def _check_request(action, resource, audience, expect) -> None:
