@@ -66,14 +66,19 @@ def _batch_home(cli, tmp_path, n: int):
     return home, actions
 
 
+def _chunked(cli, tmp_path, monkeypatch, behind: bool):
+    """A home, 10 actions, chunks of 3 recorded behind or in line, and the real HomeRecorder.record."""
+    home, actions = _batch_home(cli, tmp_path, 10)
+    monkeypatch.setattr(batch_cmds, "CHUNK", 3)
+    monkeypatch.setattr(batch_cmds, "COMMIT_BEHIND", behind)
+    return home, actions, agentctl.recording.HomeRecorder.record
+
+
 @pytest.mark.parametrize("behind", [True, False])
 def test_no_verdict_is_printed_before_the_append_that_records_it(cli, tmp_path, monkeypatch, behind):
     import sys
 
-    home, actions = _batch_home(cli, tmp_path, 10)
-    monkeypatch.setattr(batch_cmds, "CHUNK", 3)
-    monkeypatch.setattr(batch_cmds, "COMMIT_BEHIND", behind)
-    real = agentctl.recording.HomeRecorder.record
+    home, actions, real = _chunked(cli, tmp_path, monkeypatch, behind)
     seen = []  # per append: (the resources it records, the verdict lines printed when it returned)
 
     def record(self, *events):
@@ -92,10 +97,7 @@ def test_no_verdict_is_printed_before_the_append_that_records_it(cli, tmp_path, 
 
 @pytest.mark.parametrize("behind", [True, False])
 def test_a_failed_append_prints_no_verdict_of_its_chunk_nor_a_later_one(cli, tmp_path, monkeypatch, behind):
-    home, actions = _batch_home(cli, tmp_path, 10)
-    monkeypatch.setattr(batch_cmds, "CHUNK", 3)
-    monkeypatch.setattr(batch_cmds, "COMMIT_BEHIND", behind)
-    real = agentctl.recording.HomeRecorder.record
+    home, actions, real = _chunked(cli, tmp_path, monkeypatch, behind)
     calls = []
 
     def record(self, *events):
