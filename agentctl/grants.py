@@ -206,11 +206,18 @@ def quick_hop(part: str) -> Hop | None:
     """:func:`hop_from` of a clean grant token (a token of a checked presentation) in one pass, for the
     usual grant: its header, principal names, holder key and scope met before (each remembered only
     once it passed the full checks). None when it cannot tell so quickly, or when anything is wrong:
-    then the full parse decides and names the fault. It never returns a hop the full parse refuses."""
-    t = jws.quick_decode(part, jws.GRANT)
-    if t is None:
+    then the full parse decides and names the fault. It never returns a hop the full parse refuses.
+
+    The payload comes from the plain JSON scanner (:func:`agentctl.jws.quick_decode`): only the claims
+    of :data:`_QUICK_CLAIMS` are taken, each value is checked for its type and content here, and the
+    members of the objects read must be as many as the text holds (no key came twice)."""
+    read = jws.quick_decode(part, jws.GRANT)
+    if read is None:
         return None
+    t, members = read
     c = t.claims
+    if not c.keys() <= _QUICK_CLAIMS:  # any other claim: the full parse reads it
+        return None
     cnf = c.get("cnf")
     if type(cnf) is not dict or len(cnf) != 1:
         return None
@@ -225,6 +232,7 @@ def quick_hop(part: str) -> Hop | None:
     rest = len(jti) % 4
     if rest == 1 or (rest and _B64U_VALUE[jti[-1]] & _TAIL_BITS[rest]):
         return None
+    members -= len(c) + 4  # the claims, cnf's one and the JWK's three
     actors = []
     act = c.get("act")
     while act is not None:
@@ -234,10 +242,11 @@ def quick_hop(part: str) -> Hop | None:
         if type(name) is not str or name not in _NAMES:
             return None
         actors.append(name)
+        members -= len(act)
         act = act.get("act")
         if len(actors) > MAX_CHAIN:
             return None
-    if not actors:
+    if not actors or members:  # members left over: a key came twice
         return None
     prf = c.get("prf")
     if prf is not None and (type(prf) is not str or _REFERENCE.fullmatch(prf) is None):
@@ -265,6 +274,9 @@ def quick_hop(part: str) -> Hop | None:
     return hop
 
 
+#: The claims :func:`quick_hop` reads (every one whose value it checks); a grant with another claim is
+#: read by the full parse.
+_QUICK_CLAIMS = frozenset(("iss", "sub", "act", "cnf", "scope", "iat", "nbf", "exp", "jti", "max_depth", "prf", "aud"))
 _REFERENCE = re.compile(r"[A-Za-z0-9_-]{43}")  # a digest, as presentation.check_reference takes it
 
 

@@ -168,6 +168,15 @@ def _stat(path: str) -> tuple:
     return (st.st_ctime_ns, st.st_mtime_ns, st.st_size, st.st_ino)
 
 
+def _exists(path: str) -> bool:
+    """Whether ``path`` exists: one ``os.stat`` of a str made once (no pathlib on the way)."""
+    try:
+        os.stat(path)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def _racy(stamp: tuple, now_ns: int) -> bool:
     """Whether a write after ``stamp`` was taken could leave it unchanged: a timestamp within a clock
     tick of now (or in the future). Such a stamp is not trusted; the next check reads again."""
@@ -191,6 +200,7 @@ class StoreTrust(Trust):
         self._given_config = config is not None
         home = store.home
         self._watched = (os.fspath(home.principals_dir), os.fspath(home.config_file))
+        self._revocation_file = os.path.join(os.fspath(home.path), _REVOCATION_FILE)  # made once: stat'ed per check
         self._stamp: tuple | None = None  # the trust state last read; None: read again at the next check
         self._reread = False  # the config as on disk now, not as the home loaded it before
         self._principals: dict[str, Principal | None] = {}
@@ -254,7 +264,7 @@ class StoreTrust(Trust):
     def revocations(self) -> Revocations:
         """The home's indexed store: each check looks up the ids it names (never iterate ``entries``)."""
         revs = self._revocations
-        if revs is None or (type(revs) is Revocations and self.store.home.path.joinpath(_REVOCATION_FILE).exists()):
+        if revs is None or (type(revs) is Revocations and _exists(self._revocation_file)):
             # none held yet: a store created since (the first revoke) is seen at the next check
             revs = self._revocations = self.store.revocations()
         return revs
