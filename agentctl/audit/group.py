@@ -47,6 +47,7 @@ class Group:
         self.free: list[_spool.SpoolFile] = []
         self.gates: list[int] = []  # open descriptors of the gate, one for each caller leading at once
         self.gate_path = str(directory / _spool.GATE)
+        self.watch = _spool.Watch(directory)  # the spool as this log's leaders see it
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -57,6 +58,7 @@ class Group:
         for fd in self.gates:
             os.close(fd)
         self.gates.clear()
+        self.watch.close()
 
     def wait_or_lead(self, log: AuditLog, fd: int, docs: list[dict]) -> list[int]:
         """The append lock (``fd``'s) is taken: leave the events in a spool file, sleep until the
@@ -134,7 +136,6 @@ class Group:
         """Holding the append lock (``fd``'s): one transaction of ``own`` events and every waiting
         request's; commit, then answer each request; then release the lock, and then the gate (so
         callers it wakes unanswered find the lock free). Returns the seqs of ``own``."""
-        directory = self.directory
         taken: list[_spool.Taken] = []
         try:
             with self.gate():
@@ -143,7 +144,7 @@ class Group:
                         ins = Inserter(log)
                         mine = ins.add(own, True) if own else []
                         # taken only now: the callers this commit answers may have spooled meanwhile
-                        taken = _spool.take(directory, lambda: _spool.parse_record(log.meta("group")), keep)
+                        taken = self.watch.take(lambda: _spool.parse_record(log.meta("group")), keep)
                         results = [mine, *[ins.add([json.loads(line) for line in t.docs], False) for t in taken]]
                         ins.finish()
                         if taken:
