@@ -150,17 +150,21 @@ class Taken:
     """A request a leader took: its file, its number, its prepared events, and where its answer goes.
     The descriptor is the :class:`Watch`'s (kept open from one lead to the next)."""
 
-    __slots__ = ("name", "fd", "reqno", "end", "docs")
+    __slots__ = ("name", "fd", "reqno", "end", "docs", "head", "watch")
 
-    def __init__(self, name: str, fd: int, reqno: int, end: int, docs: list[bytes]) -> None:
+    def __init__(self, name: str, fd: int, reqno: int, end: int, docs: list[bytes], head: bytes = b"",
+                 watch: "Watch | None" = None) -> None:
         self.name, self.fd, self.reqno, self.end, self.docs = name, fd, reqno, end, docs
+        self.head, self.watch = head, watch
 
     def finish(self, answer: str) -> None:
         """Write the answer (``=first count`` or ``!message``)."""
         try:
             os.pwrite(self.fd, f"{answer[0]}{self.reqno} {answer[1:]}\n".encode("utf-8"), self.end)
         except OSError:
-            pass  # its writer leads itself and finds it in the group record
+            return  # its writer leads itself and finds it in the group record
+        if self.watch is not None:
+            self.watch.answered[self.name] = self.head  # not read again until its writer makes a new request
 
     def release(self) -> None:
         """Leave it unanswered (its writer leads in turn)."""
@@ -175,6 +179,9 @@ class Watch:
     def __init__(self, directory: Path) -> None:
         self.directory = str(directory)
         self.fds: dict[str, int] = {}
+        #: the header line of each file's request this leader answered last (a file that still starts
+        #: with it has no new request)
+        self.answered: dict[str, bytes] = {}
         self.takes = 0
 
     def close(self) -> None:
@@ -185,6 +192,7 @@ class Watch:
 
     def _drop(self, name: str, unlink: bool) -> None:
         fd = self.fds.pop(name, -1)
+        self.answered.pop(name, None)
         if unlink:
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(self.directory, name))
@@ -218,7 +226,11 @@ class Watch:
             try:
                 if fd < 0:
                     fd = fds[name] = os.open(os.path.join(self.directory, name), os.O_RDWR)
-                request = _request(fd, pread(fd, 4096, 0))
+                head = pread(fd, 4096, 0)
+                seen = self.answered.get(name)
+                if seen is not None and not sweep and head.startswith(seen):
+                    continue  # the request this leader answered last, still
+                request = _request(fd, head)
                 if request is None and not sweep:
                     continue
                 try:
@@ -241,7 +253,7 @@ class Watch:
                     first, count = record[(name, reqno)]
                     Taken(name, fd, reqno, end, []).finish(f"={first} {count}")
                     continue
-                taken.append(Taken(name, fd, reqno, end, lines))
+                taken.append(Taken(name, fd, reqno, end, lines, head[:head.find(b"\n") + 1], self))
             except OSError:
                 self._drop(name, False)  # gone meanwhile
         return taken
