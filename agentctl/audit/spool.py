@@ -9,8 +9,11 @@ file keeps the file system's metadata out of every append (making and removing a
 costs journal work that competes with the commit's own fsync).
 
 Whoever holds the append lock (the *leader*) reads every spool file whose writer is alive (its lock
-is held) and whose request is complete (its CRC matches) and unanswered; inserts their events after
-its own in one transaction; records in that transaction which requests it committed (the ``group``
+is held) and whose request is complete (its CRC matches) and unanswered (a :class:`Watch` keeps the
+files open from one lead to the next, and asks a writer's lock of each file with a waiting request, and
+of every file when the directory changed or every :data:`SWEEP_EVERY` leads); inserts their events
+after its own in one transaction (each line as written, with its sequence number put in: the writer
+encoded it canonically; the spool is as private as the log, in the same 0700 home); records in that transaction which requests it committed (the ``group``
 key of the ``meta`` table); commits; and only then writes each request's answer (``=N first count``,
 or ``!N message`` for one it refused) right after the request. The leader holds the *gate*
 (``audit.spool/gate``) exclusively from before its transaction until it has answered; a waiting
@@ -28,7 +31,7 @@ Crashes:
   unanswered, finds them in the ``group`` record of the last group commit, and answers them from it
   (nothing is committed twice) before it commits anything;
 - a waiting caller killed (or the machine restarting): its file is no longer locked, and a leader
-  removes it unread. Its caller never returned, so its command never completed: nothing it did takes
+  removes it unread (the next leader, when its request was waiting; a sweep, when it was answered). Its caller never returned, so its command never completed: nothing it did takes
   effect unrecorded. That is also why a restart cannot make a committed request count twice: requests
   that outlive their writers are never committed.
 
