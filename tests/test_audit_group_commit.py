@@ -304,3 +304,16 @@ def test_the_kept_lock_descriptor_is_unlocked_after_every_append_and_closed_afte
             log.append([ev("agent:b")], CLOCK)
     assert free() and log._lock_fds == []  # the failed append's descriptor was closed, not kept
     assert log.append([ev("agent:c")], CLOCK) == [3]
+
+
+def test_a_dead_writers_answered_file_is_removed_by_a_sweep_and_a_live_ones_kept(log):
+    dead, alive = waiting(log, ev("agent:dead")), waiting(log, ev("agent:alive"))
+    assert log.append([ev("agent:leader")], CLOCK) == [1]
+    assert dead.answer() == [2] and alive.answer() == [3]
+    os.close(dead.fd)  # its process is gone after its answer
+    log._group.files.remove(dead)
+    for _ in range(spool.SWEEP_EVERY):
+        log.append([ev("agent:leader")], CLOCK)
+    assert not dead.path.exists() and alive.path.exists()
+    assert log.size == 3 + spool.SWEEP_EVERY
+    intact(log)
