@@ -182,8 +182,8 @@ class Watch:
     def __init__(self, directory: Path) -> None:
         self.directory = str(directory)
         self.fds: dict[str, int] = {}
-        #: the header line of each file's request this leader answered last (a file that still starts
-        #: with it has no new request)
+        #: the header line of each file's request last found answered (by this leader or another): a
+        #: file that still starts with it has no new request
         self.answered: dict[str, bytes] = {}
         self.takes = 0
 
@@ -233,7 +233,7 @@ class Watch:
                 seen = self.answered.get(name)
                 if seen is not None and not sweep and head.startswith(seen):
                     continue  # the request this leader answered last, still
-                request = _request(fd, head)
+                request = _request(fd, head, self.answered, name)
                 if request is None and not sweep:
                     continue
                 try:
@@ -262,9 +262,11 @@ class Watch:
         return taken
 
 
-def _request(fd: int, head: bytes | None = None) -> "tuple[int, int, list[bytes]] | None":
+def _request(fd: int, head: bytes | None = None, answered: "dict[str, bytes] | None" = None,
+             name: str = "") -> "tuple[int, int, list[bytes]] | None":
     """(number, end, lines) of the file's complete, unanswered request; None when there is none.
-    ``head``: the file's first bytes, when read already."""
+    ``head``: the file's first bytes, when read already; ``answered``: where the header line of a
+    complete request found answered is noted (under ``name``), so it is not read again."""
     if head is None:
         head = os.pread(fd, 4096, 0)
     line, nl, rest = head.partition(b"\n")
@@ -284,6 +286,8 @@ def _request(fd: int, head: bytes | None = None) -> "tuple[int, int, list[bytes]
     if len(payload) != length or zlib.crc32(payload) != crc or not payload.endswith(b"\n"):
         return None  # being written: its writer leads itself if no one takes it
     if parse_answer(tail, reqno) is not None:
+        if answered is not None:
+            answered[name] = head[:start]
         return None  # answered already
     return reqno, end, payload.split(b"\n")[:-1]
 
