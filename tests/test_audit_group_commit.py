@@ -253,3 +253,67 @@ def test_the_leader_holds_the_gate_until_it_has_answered_and_frees_it_after(log,
     assert seen == ["held"] and a.answer() == [2]
     fcntl.flock(gate, fcntl.LOCK_SH | fcntl.LOCK_NB)  # open again once it returned
     os.close(gate)
+
+
+# --- the spooled leaf, not encoded twice ------------------------------------------------------------
+
+SPLICE_CASES = [
+    {},
+    {"time": "2020-01-01T00:00:00Z", "x": ',"time":"', "y": {"time": "nested", "z": 1}},
+    {"a": [{"time": "t"}, ',"time":"x'], "quote": '"\\,"time":"', "ctl": "\x01\n", "uni": "é☃𝄞"},
+]
+
+
+@pytest.mark.parametrize("metadata", SPLICE_CASES)
+def test_a_spooled_line_spliced_with_its_seq_is_the_canonical_json_of_the_event(metadata):
+    d = group.doc(Event("verify", "allow", principal="agent:a", action="deploy.x", resource=',"time":"r',
+                        reason='"time":"', metadata=metadata), CLOCK, "host")
+    line = group.encoded(d)
+    full = {**json.loads(line), "seq": 12345}
+    assert group.spliced(line, full) == group.canonical_json(full)
+
+
+def test_a_spooled_line_that_is_not_a_prepared_event_is_encoded_afresh(log):
+    odd = log._group.file()
+    odd.request(b'{"event":"verify","extra":1,"time":"2020-01-01T00:00:00Z"}\n')  # not a prepared event's keys
+    assert group.spliced(b'{"event":"verify","extra":1,"time":"x"}', {"event": "verify", "extra": 1, "time": "x", "seq": 1}) is None
+    assert log.append([ev("agent:leader")], CLOCK) == [1]
+    assert odd.answer() == [2]
+    assert log.event(2)[0] == group.canonical_json({"event": "verify", "extra": 1, "seq": 2, "time": "2020-01-01T00:00:00Z"}).decode()
+    intact(log)
+
+
+def test_the_kept_lock_descriptor_is_unlocked_after_every_append_and_closed_after_a_failure(log, home, monkeypatch):
+    def free() -> bool:
+        fd = os.open(home / "audit.lock", os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)
+
+    assert log.append([ev("agent:a")], CLOCK) == [1]
+    kept = list(log._lock_fds)
+    assert len(kept) == 1 and free()
+    assert log.append([ev("agent:a")], CLOCK) == [2] and log._lock_fds == kept  # the same one, reused
+    with monkeypatch.context() as m:
+        m.setattr(group.Inserter, "finish", lambda self: (_ for _ in ()).throw(OSError(5, "Input/output error")))
+        with pytest.raises(OperationalError):
+            log.append([ev("agent:b")], CLOCK)
+    assert free() and log._lock_fds == []  # the failed append's descriptor was closed, not kept
+    assert log.append([ev("agent:c")], CLOCK) == [3]
+
+
+def test_a_dead_writers_answered_file_is_removed_by_a_sweep_and_a_live_ones_kept(log):
+    dead, alive = waiting(log, ev("agent:dead")), waiting(log, ev("agent:alive"))
+    assert log.append([ev("agent:leader")], CLOCK) == [1]
+    assert dead.answer() == [2] and alive.answer() == [3]
+    os.close(dead.fd)  # its process is gone after its answer
+    log._group.files.remove(dead)
+    for _ in range(spool.SWEEP_EVERY):
+        log.append([ev("agent:leader")], CLOCK)
+    assert not dead.path.exists() and alive.path.exists()
+    assert log.size == 3 + spool.SWEEP_EVERY
+    intact(log)

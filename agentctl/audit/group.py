@@ -47,6 +47,7 @@ class Group:
         self.free: list[_spool.SpoolFile] = []
         self.gates: list[int] = []  # open descriptors of the gate, one for each caller leading at once
         self.gate_path = str(directory / _spool.GATE)
+        self.watch = _spool.Watch(directory)  # the spool as this log's leaders see it
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -57,6 +58,7 @@ class Group:
         for fd in self.gates:
             os.close(fd)
         self.gates.clear()
+        self.watch.close()
 
     def wait_or_lead(self, log: AuditLog, fd: int, docs: list[dict]) -> list[int]:
         """The append lock (``fd``'s) is taken: leave the events in a spool file, sleep until the
@@ -134,7 +136,6 @@ class Group:
         """Holding the append lock (``fd``'s): one transaction of ``own`` events and every waiting
         request's; commit, then answer each request; then release the lock, and then the gate (so
         callers it wakes unanswered find the lock free). Returns the seqs of ``own``."""
-        directory = self.directory
         taken: list[_spool.Taken] = []
         try:
             with self.gate():
@@ -143,8 +144,8 @@ class Group:
                         ins = Inserter(log)
                         mine = ins.add(own, True) if own else []
                         # taken only now: the callers this commit answers may have spooled meanwhile
-                        taken = _spool.take(directory, lambda: _spool.parse_record(log.meta("group")), keep)
-                        results = [mine, *[ins.add([json.loads(line) for line in t.docs], False) for t in taken]]
+                        taken = self.watch.take(lambda: _spool.parse_record(log.meta("group")), keep)
+                        results = [mine, *[ins.add_spooled(t.docs) for t in taken]]
                         ins.finish()
                         if taken:
                             log.conn.execute("INSERT OR REPLACE INTO meta VALUES ('group', ?)", (_spool.record_text(
@@ -156,8 +157,9 @@ class Group:
                 for t, r in zip(taken, results[1:]):
                     t.finish(f"!{r}" if isinstance(r, str) else f"={r[0] if r else 0} {len(r)}")
                 _spool.fcntl.flock(fd, _spool.fcntl.LOCK_UN)
-        finally:
+        except BaseException:
             _spool.fcntl.flock(fd, _spool.fcntl.LOCK_UN)  # (again, when it raised)
+            raise
         assert isinstance(mine, list)  # own events that cannot be encoded raised
         return mine
 
@@ -194,8 +196,7 @@ class Inserter:
     def add(self, docs: list[dict], own: bool) -> "list[int] | str":
         """Insert prepared events; their seqs. When one cannot be encoded: raises for ``own`` events,
         else returns a message and stores none of them."""
-        cr, packer, execute = self.cr, self.packer, self.log.conn.execute
-        first = cr.size + 1
+        first = self.cr.size + 1
         full = [{**doc, "seq": first + k} for k, doc in enumerate(docs)]
         try:
             leaves = [canonical_json(doc) for doc in full]
@@ -204,6 +205,31 @@ class Inserter:
                 bad = next((d for d in docs if not encodable(d)), docs[0])
                 raise OperationalError(f"audit append failed: event {bad.get('event')!r} cannot be encoded: {e}") from None
             return f"event cannot be encoded: {e}"
+        return self._insert(full, leaves)
+
+    def add_spooled(self, lines: list[bytes]) -> "list[int] | str":
+        """Insert a spooled request's events (each line the canonical JSON of a prepared event); their
+        seqs, or a message when one cannot be stored (then none is). A line :func:`encoded` wrote is
+        not encoded again: its leaf is the line with ``"seq":N,`` put before its ``"time"`` key (the
+        key after ``seq`` in canonical order; the last top-level key but ``version``); any other line
+        is parsed and encoded afresh."""
+        first = self.cr.size + 1
+        full, leaves = [], []
+        try:
+            for k, line in enumerate(lines):
+                doc = json.loads(line)
+                if type(doc) is not dict:
+                    return "event is not a JSON object"
+                doc["seq"] = first + k
+                full.append(doc)
+                leaves.append(spliced(line, doc) or canonical_json(doc))
+        except (ValueError, TypeError) as e:  # not JSON, or a value JSON cannot carry (a lone surrogate)
+            return f"event cannot be encoded: {e}"
+        return self._insert(full, leaves)
+
+    def _insert(self, full: list[dict], leaves: list[bytes]) -> list[int]:
+        cr, packer, execute = self.cr, self.packer, self.log.conn.execute
+        first = cr.size + 1
         seqs = []
         for k, leaf in enumerate(leaves):
             seq = first + k
@@ -238,6 +264,25 @@ def encoded(doc: dict) -> bytes:
         return canonical_json(doc)
     except ValueError as e:  # EncodingError: a value JSON cannot carry (a lone surrogate, NaN)
         raise OperationalError(f"audit append failed: event {doc.get('event')!r} cannot be encoded: {e}") from None
+
+
+#: The keys of a prepared event (:func:`doc`) with its ``seq``.
+DOC_KEYS = frozenset(("time", "event", "principal", "on_behalf_of", "chain", "action", "resource", "outcome", "reason",
+                      "jtis", "host", "version", "metadata", "seq"))
+
+
+def spliced(line: bytes, doc: dict) -> bytes | None:
+    """The canonical JSON of ``doc`` (a prepared event, ``seq`` added) made from ``line``, the
+    canonical JSON :func:`encoded` wrote of it without ``seq``; None when ``line`` is not one of those
+    (then it is encoded afresh). ``"seq"`` sorts right before ``"time"``, which only ``"version"``
+    follows at the top level; a nested ``"time"`` key comes earlier (inside ``metadata`` or before),
+    so the last ``,"time":"`` is the top-level key (a quote inside a string is escaped)."""
+    if doc.keys() != DOC_KEYS or type(doc["time"]) is not str or type(doc["version"]) is not str or b"\\ud" in line:
+        return None  # (a surrogate escape: encoded afresh, and refused)
+    i = line.rfind(b',"time":"')
+    if i < 0:
+        return None
+    return b"%s,\"seq\":%d%s" % (line[:i], doc["seq"], line[i:])
 
 
 def encodable(doc: dict) -> bool:

@@ -77,6 +77,7 @@ class AuditLog:
         self.path = path
         self.conn = conn
         self._lock_path: str | None = None
+        self._lock_fds: list[int] = []  # descriptors of the append lock, unlocked, for the next appends
         #: (``PRAGMA data_version``, frontier) as this connection's last committed append left them:
         #: reused while no other connection commits (:class:`.group.Inserter`); ``_pending`` is the
         #: open transaction's, kept only once it commits.
@@ -151,6 +152,8 @@ class AuditLog:
 
     def close(self) -> None:
         self._group.close()
+        while self._lock_fds:
+            os.close(self._lock_fds.pop())
         self.conn.close()
 
     def versions(self) -> tuple[int, ...]:
@@ -247,18 +250,26 @@ class AuditLog:
         Raises :class:`OperationalError` on any failure: then nothing was appended."""
         try:
             host = host_name()
-            fd = self._lock_fd()
+            try:  # a descriptor of the lock of its own (each concurrent caller, threads too, needs one)
+                fd = self._lock_fds.pop()
+            except IndexError:
+                fd = self._lock_fd()
             try:
                 if _spool.fcntl is None:  # no flock: SQLite alone serializes, one caller a transaction
                     with self._transaction():
-                        return self._insert(events, clock)
-                try:
-                    _spool.fcntl.flock(fd, _spool.fcntl.LOCK_EX | _spool.fcntl.LOCK_NB)
-                except BlockingIOError:
-                    return self._group.wait_or_lead(self, fd, [group.doc(ev, clock, host) for ev in events])
-                return self._group.lead(self, [group.doc(ev, clock, host) for ev in events], None, fd)
-            finally:
-                os.close(fd)  # closing releases the lock
+                        seqs = self._insert(events, clock)
+                else:
+                    try:
+                        _spool.fcntl.flock(fd, _spool.fcntl.LOCK_EX | _spool.fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        seqs = self._group.wait_or_lead(self, fd, [group.doc(ev, clock, host) for ev in events])
+                    else:
+                        seqs = self._group.lead(self, [group.doc(ev, clock, host) for ev in events], None, fd)
+            except BaseException:
+                os.close(fd)  # closing releases the lock, whatever path raised
+                raise
+            self._lock_fds.append(fd)  # every path that returns has unlocked it: kept for the next append
+            return seqs
         except sqlite3.DatabaseError as e:
             raise OperationalError(f"audit append failed ({self.path}): {e}", hint="no decision goes unrecorded: the command did not complete") from None
         except OSError as e:

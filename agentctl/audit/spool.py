@@ -9,8 +9,11 @@ file keeps the file system's metadata out of every append (making and removing a
 costs journal work that competes with the commit's own fsync).
 
 Whoever holds the append lock (the *leader*) reads every spool file whose writer is alive (its lock
-is held) and whose request is complete (its CRC matches) and unanswered; inserts their events after
-its own in one transaction; records in that transaction which requests it committed (the ``group``
+is held) and whose request is complete (its CRC matches) and unanswered (a :class:`Watch` keeps the
+files open from one lead to the next, and asks a writer's lock of each file with a waiting request, and
+of every file when the directory changed or every :data:`SWEEP_EVERY` leads); inserts their events
+after its own in one transaction (each line as written, with its sequence number put in: the writer
+encoded it canonically; the spool is as private as the log, in the same 0700 home); records in that transaction which requests it committed (the ``group``
 key of the ``meta`` table); commits; and only then writes each request's answer (``=N first count``,
 or ``!N message`` for one it refused) right after the request. The leader holds the *gate*
 (``audit.spool/gate``) exclusively from before its transaction until it has answered; a waiting
@@ -28,7 +31,7 @@ Crashes:
   unanswered, finds them in the ``group`` record of the last group commit, and answers them from it
   (nothing is committed twice) before it commits anything;
 - a waiting caller killed (or the machine restarting): its file is no longer locked, and a leader
-  removes it unread. Its caller never returned, so its command never completed: nothing it did takes
+  removes it unread (the next leader, when its request was waiting; a sweep, when it was answered). Its caller never returned, so its command never completed: nothing it did takes
   effect unrecorded. That is also why a restart cannot make a committed request count twice: requests
   that outlive their writers are never committed.
 
@@ -45,7 +48,7 @@ import zlib
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["SPOOL_DIR", "GATE", "MAX_GROUP", "SpoolFile", "Taken", "take", "open_gate", "record_text", "parse_record", "fcntl"]
+__all__ = ["SPOOL_DIR", "GATE", "MAX_GROUP", "SpoolFile", "Taken", "Watch", "open_gate", "record_text", "parse_record", "fcntl"]
 
 try:
     import fcntl
@@ -61,6 +64,8 @@ MAX_GROUP = 512
 #: A spool file nobody holds whose request is incomplete is a writer that died while making it; it is
 #: removed after this many seconds (a younger one may be a writer between creating and locking it).
 STALE_SECONDS = 60.0
+#: A leader asks the writer of every spool file whether it is alive at least this often (in takes).
+SWEEP_EVERY = 64
 _SUFFIX = ".ev"
 _counter = iter(range(1, 2**62))
 _counter_lock = threading.Lock()
@@ -145,79 +150,125 @@ def parse_answer(tail: bytes, reqno: int) -> "list[int] | str | None":
 
 
 class Taken:
-    """A request a leader took: its file, its number, its prepared events, and where its answer goes."""
+    """A request a leader took: its file, its number, its prepared events, and where its answer goes.
+    The descriptor is the :class:`Watch`'s (kept open from one lead to the next)."""
 
-    __slots__ = ("name", "path", "fd", "reqno", "end", "docs")
+    __slots__ = ("name", "fd", "reqno", "end", "docs", "head", "watch")
 
-    def __init__(self, name: str, path: Path, fd: int, reqno: int, end: int, docs: list[bytes]) -> None:
-        self.name, self.path, self.fd, self.reqno, self.end, self.docs = name, path, fd, reqno, end, docs
+    def __init__(self, name: str, fd: int, reqno: int, end: int, docs: list[bytes], head: bytes = b"",
+                 watch: "Watch | None" = None) -> None:
+        self.name, self.fd, self.reqno, self.end, self.docs = name, fd, reqno, end, docs
+        self.head, self.watch = head, watch
 
     def finish(self, answer: str) -> None:
-        """Write the answer (``=first count`` or ``!message``) and close."""
+        """Write the answer (``=first count`` or ``!message``)."""
         try:
             os.pwrite(self.fd, f"{answer[0]}{self.reqno} {answer[1:]}\n".encode("utf-8"), self.end)
         except OSError:
-            pass  # its writer leads itself and finds it in the group record
-        finally:
-            os.close(self.fd)
+            return  # its writer leads itself and finds it in the group record
+        if self.watch is not None:
+            self.watch.answered[self.name] = self.head  # not read again until its writer makes a new request
 
     def release(self) -> None:
-        os.close(self.fd)
+        """Leave it unanswered (its writer leads in turn)."""
 
 
-def take(directory: Path, done: "Callable[[], dict[tuple[str, int], tuple[int, int]]]", keep: str | None = None) -> list[Taken]:
-    """The complete, unanswered requests of living writers, oldest file first, at most
-    :data:`MAX_GROUP` (and the one in the file named ``keep`` in any case). Files of writers that are
-    gone are removed; requests in ``done()`` (the last group record: committed already; read only when
-    there is a request) get their answer; incomplete ones are left to their writers."""
-    try:
-        names = sorted(e.name for e in os.scandir(directory) if e.name.endswith(_SUFFIX))
-    except FileNotFoundError:
-        return []
-    taken: list[Taken] = []
-    record: "dict[tuple[str, int], tuple[int, int]] | None" = None
-    for name in names:
-        if len(taken) >= MAX_GROUP and name != keep:
-            continue
-        path = directory / name
-        try:
-            fd = os.open(path, os.O_RDWR)
-        except OSError:
-            continue  # gone meanwhile
-        keep_fd = False
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                pass  # its writer is alive
-            else:  # its writer is gone (or has just made it and not locked it yet: then it is empty)
-                if os.fstat(fd).st_size or time.time() - os.fstat(fd).st_mtime > STALE_SECONDS:
-                    os.unlink(path)
-                continue
-            request = _request(fd)
-            if request is None:
-                continue
-            reqno, end, lines = request
-            if record is None:
-                record = done()
-            if (name, reqno) in record:
-                first, count = record[(name, reqno)]
-                Taken(name, path, fd, reqno, end, []).finish(f"={first} {count}")
-                keep_fd = True  # finish closed it
-                continue
-            taken.append(Taken(name, path, fd, reqno, end, lines))
-            keep_fd = True
-        except OSError:
-            pass
-        finally:
-            if not keep_fd:
+class Watch:
+    """A leader's view of the spool: the files it has opened, kept open from one lead to the next (so
+    a lead opens only the files that are new since the last). A writer's liveness (its lock) is asked
+    of every file whose request is waiting; of the others when the directory changed, and every
+    :data:`SWEEP_EVERY` takes (so the files of writers that are gone are removed)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = str(directory)
+        self.fds: dict[str, int] = {}
+        #: the header line of each file's request last found answered (by this leader or another): a
+        #: file that still starts with it has no new request
+        self.answered: dict[str, bytes] = {}
+        self.takes = 0
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            with contextlib.suppress(OSError):
                 os.close(fd)
-    return taken
+        self.fds.clear()
+
+    def _drop(self, name: str, unlink: bool) -> None:
+        fd = self.fds.pop(name, -1)
+        self.answered.pop(name, None)
+        if unlink:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self.directory, name))
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def take(self, done: "Callable[[], dict[tuple[str, int], tuple[int, int]]]", keep: str | None = None) -> list[Taken]:
+        """The complete, unanswered requests of living writers, oldest file first, at most
+        :data:`MAX_GROUP` (and the one in the file named ``keep`` in any case). Files of writers that
+        are gone are removed; requests in ``done()`` (the last group record: committed already; read
+        only when there is a request) get their answer; incomplete ones are left to their writers."""
+        try:
+            names = sorted(e.name for e in os.scandir(self.directory) if e.name.endswith(_SUFFIX))
+        except FileNotFoundError:
+            self.close()
+            return []
+        fds = self.fds
+        self.takes += 1
+        sweep = self.takes % SWEEP_EVERY == 0 or len(names) != len(fds)
+        if sweep:
+            for gone in set(fds).difference(names):
+                self._drop(gone, False)
+        taken: list[Taken] = []
+        record: "dict[tuple[str, int], tuple[int, int]] | None" = None
+        flock, pread = fcntl.flock, os.pread
+        for name in names:
+            if len(taken) >= MAX_GROUP and name != keep:
+                continue
+            fd = fds.get(name, -1)
+            try:
+                if fd < 0:
+                    fd = fds[name] = os.open(os.path.join(self.directory, name), os.O_RDWR)
+                head = pread(fd, 4096, 0)
+                seen = self.answered.get(name)
+                if seen is not None and not sweep and head.startswith(seen):
+                    continue  # the request this leader answered last, still
+                request = _request(fd, head, self.answered, name)
+                if request is None and not sweep:
+                    continue
+                try:
+                    flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    pass  # its writer is alive
+                else:  # its writer is gone (or has just made it and not locked it yet: then it is empty)
+                    st = os.fstat(fd)
+                    if st.st_size or time.time() - st.st_mtime > STALE_SECONDS:
+                        self._drop(name, True)
+                    else:
+                        flock(fd, fcntl.LOCK_UN)
+                    continue
+                if request is None:
+                    continue
+                reqno, end, lines = request
+                if record is None:
+                    record = done()
+                if (name, reqno) in record:
+                    first, count = record[(name, reqno)]
+                    Taken(name, fd, reqno, end, []).finish(f"={first} {count}")
+                    continue
+                taken.append(Taken(name, fd, reqno, end, lines, head[:head.find(b"\n") + 1], self))
+            except OSError:
+                self._drop(name, False)  # gone meanwhile
+        return taken
 
 
-def _request(fd: int) -> "tuple[int, int, list[bytes]] | None":
-    """(number, end, lines) of the file's complete, unanswered request; None when there is none."""
-    head = os.pread(fd, 65536, 0)
+def _request(fd: int, head: bytes | None = None, answered: "dict[str, bytes] | None" = None,
+             name: str = "") -> "tuple[int, int, list[bytes]] | None":
+    """(number, end, lines) of the file's complete, unanswered request; None when there is none.
+    ``head``: the file's first bytes, when read already; ``answered``: where the header line of a
+    complete request found answered is noted (under ``name``), so it is not read again."""
+    if head is None:
+        head = os.pread(fd, 4096, 0)
     line, nl, rest = head.partition(b"\n")
     bits = line.split(b" ")
     if not nl or len(bits) != 4 or bits[0] != b"R":
@@ -229,12 +280,14 @@ def _request(fd: int) -> "tuple[int, int, list[bytes]] | None":
     start = len(line) + 1
     end = start + length
     data = head[start:end + 4096]
-    if len(data) < length + 4096 and len(head) == 65536:
+    if len(data) < length + 4096 and len(head) >= 4096:
         data = os.pread(fd, length + 4096, start)
     payload, tail = data[:length], data[length:]
     if len(payload) != length or zlib.crc32(payload) != crc or not payload.endswith(b"\n"):
         return None  # being written: its writer leads itself if no one takes it
     if parse_answer(tail, reqno) is not None:
+        if answered is not None:
+            answered[name] = head[:start]
         return None  # answered already
     return reqno, end, payload.split(b"\n")[:-1]
 
