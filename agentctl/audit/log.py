@@ -25,7 +25,6 @@ import time as _time
 from pathlib import Path
 from typing import Iterator
 
-from ..clock import rfc3339
 from ..errors import OperationalError
 from ..events import Event
 from . import codec, group, store, tree
@@ -320,33 +319,11 @@ class AuditLog:
     # --- checkpoints and proofs -------------------------------------------------------------------
     def add_checkpoint(self, key_name: str, seed: bytes, clock=_time.time, event: Event | None = None,
                        deliver=None) -> tuple[int, bytes, str]:
-        """Sign (origin, size, root) now and store it; in the same transaction append ``event``
-        recording it (its metadata gets the signed ``size``), so a checkpoint is never unrecorded.
-        ``deliver(note)``, when given, runs before the transaction commits: if it raises, nothing is
-        stored or recorded."""
-        from .note import checkpoint_body, sign_note
+        """Sign (origin, size, root) now and store it, recording ``event`` in the same transaction
+        (:func:`.proving.add_checkpoint`)."""
+        from .proving import add_checkpoint
 
-        try:
-            with self._locked():
-                cr = self._frontier()
-                size, root = cr.size, cr.root()
-                note = sign_note(checkpoint_body(self.origin, size, root), key_name, seed)
-                existing = self.conn.execute("SELECT note FROM checkpoints WHERE size = ?", (size,)).fetchone()
-                if existing is None:
-                    self.conn.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?)", (size, root, note, rfc3339(clock(), micro=True)))
-                else:
-                    note = existing[0]
-                if event is not None:
-                    import dataclasses  # checkpoints only: not on the cold verify path
-
-                    self._insert([dataclasses.replace(event, metadata={**event.metadata, "size": size})], clock)
-                if deliver is not None:
-                    deliver(note)
-        except sqlite3.DatabaseError as e:
-            raise OperationalError(f"audit checkpoint failed ({self.path}): {e}") from None
-        except OSError as e:
-            raise OperationalError(f"audit checkpoint failed ({self.path}): {e.strerror or e}") from None
-        return size, root, note
+        return add_checkpoint(self, key_name, seed, clock, event, deliver)
 
     def verify(self, host_keys: dict[str, list[bytes]], external: str | None = None, progress=None):
         """Check the whole log: see :func:`agentctl.audit.tamper.verify`."""

@@ -1,19 +1,22 @@
-"""Proofs a log hands out: inclusion of one event in a checkpoint, consistency between two
-checkpoints (RFC 9162), each checked before it is returned (:mod:`.proof`)."""
+"""Checkpoints a log signs, and the proofs it hands out: inclusion of one event in a checkpoint,
+consistency between two checkpoints (RFC 9162), each checked before it is returned (:mod:`.proof`)."""
 
 from __future__ import annotations
 
 import base64
 import json
+import sqlite3
 from typing import TYPE_CHECKING
 
-from ..errors import DeniedError, UsageError
+from ..clock import rfc3339
+from ..errors import DeniedError, OperationalError, UsageError
 from . import proof, store, tree
 
 if TYPE_CHECKING:
+    from ..events import Event
     from .log import AuditLog
 
-__all__ = ["prove", "consistency"]
+__all__ = ["add_checkpoint", "prove", "consistency"]
 
 
 def _matching(log: AuditLog, checkpoint: str, what: str) -> tuple[int, bytes, str]:
@@ -67,3 +70,34 @@ def consistency(log: AuditLog, old: str, new: str) -> dict:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+def add_checkpoint(log: AuditLog, key_name: str, seed: bytes, clock, event: Event | None = None,
+                   deliver=None) -> tuple[int, bytes, str]:
+    """Sign (origin, size, root) now and store it; in the same transaction append ``event``
+    recording it (its metadata gets the signed ``size``), so a checkpoint is never unrecorded.
+    ``deliver(note)``, when given, runs before the transaction commits: if it raises, nothing is
+    stored or recorded."""
+    from .note import checkpoint_body, sign_note
+
+    try:
+        with log._locked():
+            cr = log._frontier()
+            size, root = cr.size, cr.root()
+            note = sign_note(checkpoint_body(log.origin, size, root), key_name, seed)
+            existing = log.conn.execute("SELECT note FROM checkpoints WHERE size = ?", (size,)).fetchone()
+            if existing is None:
+                log.conn.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?)", (size, root, note, rfc3339(clock(), micro=True)))
+            else:
+                note = existing[0]
+            if event is not None:
+                import dataclasses  # checkpoints only: not on the cold verify path
+
+                log._insert([dataclasses.replace(event, metadata={**event.metadata, "size": size})], clock)
+            if deliver is not None:
+                deliver(note)
+    except sqlite3.DatabaseError as e:
+        raise OperationalError(f"audit checkpoint failed ({log.path}): {e}") from None
+    except OSError as e:
+        raise OperationalError(f"audit checkpoint failed ({log.path}): {e.strerror or e}") from None
+    return size, root, note
