@@ -28,7 +28,7 @@ class Instant:
 
     __slots__ = ("ts", "offset", "text", "_fields")
 
-    def __init__(self, ts: float, offset: int, text: str, fields: tuple[int, ...]) -> None:
+    def __init__(self, ts: float, offset: int, text: str, fields: tuple[int, int, int, int, int, int, int]) -> None:
         self.ts, self.offset, self.text, self._fields = ts, offset, text, fields
 
     def timestamp(self) -> float:
@@ -38,7 +38,8 @@ class Instant:
         from datetime import datetime, timedelta, timezone
 
         tz = timezone.utc if self.offset == 0 else timezone(timedelta(minutes=self.offset))
-        return datetime(*self._fields, tzinfo=tz)
+        y, mo, d, h, mi, s, us = self._fields
+        return datetime(y, mo, d, h, mi, s, us, tzinfo=tz)
 
     def __repr__(self) -> str:
         return f"Instant({self.text!r})"
