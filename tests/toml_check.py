@@ -26,6 +26,10 @@ def same_as_tomllib(text: str) -> None:
     """toml_subset.loads gives what tomllib gives for ``text``, or raises what tomllib raises."""
     try:
         want = tomllib.loads(text)
+    except RecursionError:  # nested too deeply for tomllib: the subset reader hands it over, the same error
+        with pytest.raises(RecursionError):
+            toml_subset.loads(text)
+        return
     except tomllib.TOMLDecodeError:
         for instants in (False, True):
             with pytest.raises(tomllib.TOMLDecodeError):  # the subset reader never accepts what tomllib refuses
