@@ -64,13 +64,14 @@ def load_config(f: Path, env: Mapping[str, str]) -> Config:
     values: dict = {}
     if f.exists():
         import stat
-        import tomllib
+
+        from . import toml_subset
 
         try:
             if not stat.S_ISREG(f.stat().st_mode):  # a FIFO would block the read forever
                 raise StoreError(f"config file {f} is not a regular file", hint="replace it with a file")
-            doc = tomllib.loads(f.read_text("utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            doc = toml_subset.loads(f.read_text("utf-8"))
+        except (toml_subset.TOMLDecodeError, UnicodeDecodeError) as e:
             raise StoreError(f"damaged config file {f}: {e}", hint="fix or remove it") from None
         except RecursionError:
             raise UsageError(f"config file {f} is nested too deeply to read", hint="fix or remove it") from None

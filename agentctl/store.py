@@ -8,24 +8,33 @@ replaced silently.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from .encoding import EncodingError, b64u_decode, b64u_encode
 from .errors import NotFoundError, StoreError, UsageError
 from .home import Home, atomic_write
 from .models import Key, Principal, Revocation, Revocations
 from .names import check_name, file_stem, is_name
+from .toml_subset import Instant
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 __all__ = ["Store"]
 
 
 def _dt(ts: float) -> datetime:
+    from datetime import datetime, timezone
+
     return datetime.fromtimestamp(round(ts, 6), tz=timezone.utc)
 
 
 def _ts(value: object) -> float:
+    if isinstance(value, Instant):  # read by toml_subset: always with an offset, seconds as datetime gives them
+        return value.ts
+    from datetime import datetime
+
     if not isinstance(value, datetime) or value.tzinfo is None:
         raise ValueError("expected a time with an offset")
     return value.timestamp()
@@ -68,9 +77,11 @@ def _principal_from(doc: dict) -> Principal:
     )
 
 
-def read_toml(path: Path) -> dict | None:
-    """A store file's TOML (None when there is none); unreadable or damaged: a StoreError naming it."""
-    import tomllib
+def read_toml(path: Path, *, instants: bool = False) -> dict | None:
+    """A store file's TOML (None when there is none); unreadable or damaged: a StoreError naming it.
+    Date-times are :class:`datetime.datetime`, or with ``instants`` :class:`~agentctl.toml_subset.Instant`
+    where the subset reader read them (the caller takes either)."""
+    from . import toml_subset
 
     try:
         text = path.read_bytes().decode("utf-8")
@@ -79,8 +90,8 @@ def read_toml(path: Path) -> dict | None:
     except (OSError, UnicodeDecodeError) as e:
         raise StoreError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
     try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
+        return toml_subset.loads(text, instants=instants)
+    except toml_subset.TOMLDecodeError as e:
         raise StoreError(f"damaged store file {path}: invalid TOML ({e})", hint="restore it from a backup; agentctl never rewrites a damaged file") from None
 
 
@@ -94,7 +105,7 @@ class Store:
 
     def get(self, name: str) -> Principal | None:
         path = self.principal_path(name)
-        doc = read_toml(path)
+        doc = read_toml(path, instants=True)
         if doc is None:
             return None
         try:

@@ -49,6 +49,9 @@ def isolated_env(tmp_path, monkeypatch):
     monkeypatch.setattr(ks, "_availability", None)
     monkeypatch.setattr(keyring.core, "_keyring_backend", None)  # keyring caches the backend it picked
     yield
+    import toml_check
+
+    toml_check.check_tree(tmp_path)  # every TOML file a test left: agentctl.toml_subset reads it as tomllib does
 
 
 @pytest.fixture

@@ -20,10 +20,14 @@ import pytest
 
 HEAVY = ("typer", "click", "rich", "keyring", "sqlite3", "_sqlite3")
 HOME_LOOKUP = ("platformdirs",)
+# reading config.toml and principal files: agentctl.toml_subset reads what agentctl writes without tomllib
+# (nor the string and datetime it loads); rfc3339 formats without datetime
+TOML = ("tomllib", "string", "datetime")
 # what a cold single verify has no use for: dataclasses' own imports, OpenSSL's libcrypto, minting and I/O
 # it never does (frozen.dataclass, the built-in SHA-256 and lazy imports keep them out)
 VERIFY_UNUSED = ("dataclasses", "inspect", "ast", "dis", "tokenize", "_hashlib", "secrets", "hmac", "random", "socket",
-                 "logging", "email", "subprocess", "shutil", "tempfile", "uuid", "textwrap", "importlib_metadata")
+                 "logging", "email", "subprocess", "shutil", "tempfile", "uuid", "textwrap", "importlib_metadata",
+                 "tomllib", "string")  # datetime: sqlite3 imports it when the audit log is open
 NAME = "agent:code-reviewer:prod"
 
 PROBE = """
@@ -76,7 +80,7 @@ def test_pubkey_with_home_option(tmp_path, principal):
     code, out, err, packages = probe(tmp_path, ["--home", str(principal), "pubkey", NAME], env={"AGENTCTL_HOME": None})
     assert (code, err) == (0, "")
     assert out.startswith("did:key:z6Mk")
-    assert imported(packages, HEAVY + HOME_LOOKUP) == []
+    assert imported(packages, HEAVY + HOME_LOOKUP + TOML) == []
 
 
 @pytest.mark.parametrize("extra", [[], ["--format", "jwk"], ["--format=jwks"], ["--json"]])
@@ -84,7 +88,7 @@ def test_pubkey_with_home_variable(tmp_path, principal, extra):
     code, out, err, packages = probe(tmp_path, ["pubkey", NAME, *extra])  # AGENTCTL_HOME is set
     assert (code, err) == (0, "")
     assert out.strip()
-    assert imported(packages, HEAVY + HOME_LOOKUP) == []
+    assert imported(packages, HEAVY + HOME_LOOKUP + TOML) == []
 
 
 def test_pubkey_of_an_unknown_name_fails_light_too(tmp_path, principal):
@@ -150,6 +154,25 @@ def test_verify_takes_the_light_path_and_records(tmp_path, home, grant, extra):
 
     with sqlite3.connect(home / "audit.db") as db:  # the event is there, committed
         assert db.execute("SELECT COUNT(*) FROM entries").fetchone()[0] >= 1
+
+
+def test_verify_with_auditing_off_reads_its_files_without_tomllib(tmp_path, home, grant):
+    """config.toml (hand-edited here) and the principal files: the subset reader takes them. (datetime is
+    loaded by sqlite3, which the revocation store imports, so it is not asserted here: pubkey asserts it.)"""
+    (home / "config.toml").write_text((home / "config.toml").read_text() + "audit = false\n")
+    code, out, err, packages = probe(tmp_path, ["--home", str(home), "verify", str(grant), *VERIFY], env={"AGENTCTL_HOME": None})
+    assert (code, err) == (0, "")
+    assert out.startswith("ok: grant to agent:a") and "until 20" in out  # the expiry, formatted without datetime
+    assert imported(packages, ("tomllib", "string") + VERIFY_UNUSED) == []
+
+
+def test_a_config_outside_the_subset_still_reads_through_tomllib(tmp_path, home, grant):
+    """A hand-written config.toml the subset reader does not take (a literal string here) is read by
+    tomllib: the same settings, the same verdict."""
+    (home / "config.toml").write_text((home / "config.toml").read_text() + "keystore = 'file'  # literal string\n")
+    code, out, err, packages = probe(tmp_path, ["--home", str(home), "verify", str(grant), *VERIFY], env={"AGENTCTL_HOME": None})
+    assert (code, err) == (0, "")
+    assert "tomllib" in packages
 
 
 def test_a_denied_verify_stays_light_and_says_why(tmp_path, home, grant):
