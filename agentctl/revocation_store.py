@@ -95,6 +95,13 @@ def _connect(path: Path) -> sqlite3.Connection:
 _FOUND: dict[int, str] = {}  # the lookup of n (kind, id) pairs, by n
 
 
+def found_sql(n: int) -> str:
+    """The lookup of ``n`` (kind, id) pairs: one index search each (an OR of equalities; SQLite answers
+    a row-value ``(kind, id) IN (VALUES …)`` by scanning the whole index, which grows with the store)."""
+    sql = _FOUND[n] = "SELECT kind, id FROM revoked WHERE " + " OR ".join(["(kind = ? AND id = ?)"] * n)
+    return sql
+
+
 class StoredRevocations(Revocations):
     """The revocations of a home, looked up in its store one id at a time. A :class:`Revocations`
     (``find``, ``principal``, ``key``, ``grant``); ``entries`` reads the whole store (for an export or a
@@ -126,10 +133,7 @@ class StoredRevocations(Revocations):
         path = self.__dict__["_path"]
         if not pairs:
             return set()
-        sql = _FOUND.get(len(pairs))
-        if sql is None:
-            sql = "SELECT kind, id FROM revoked WHERE (kind, id) IN (VALUES " + ",".join(["(?,?)"] * len(pairs)) + ")"
-            _FOUND[len(pairs)] = sql
+        sql = _FOUND.get(len(pairs)) or found_sql(len(pairs))
         try:
             rows = self._db().execute(sql, [x for pair in pairs for x in pair]).fetchall()
         except sqlite3.DatabaseError as e:
