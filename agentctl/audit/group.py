@@ -5,7 +5,7 @@ waiting in the spool (:mod:`.spool`) in one transaction, and answers each reques
 is durable; it takes the spool after inserting its own events, so callers that came meanwhile are in.
 A caller that finds the lock taken leaves its events in a spool file of its own, sleeps until the
 leader's commit is done (on the gate, with every other waiting caller), and takes its answer (the seqs
-its events were committed as), or leads itself when no holder took them. :func:`insert_docs` writes the rows: each event's canonical JSON deflated
+its events were committed as), or leads itself when no holder took them. :class:`Inserter` writes the rows: each event's canonical JSON deflated
 (:mod:`.codec`), its leaf hash's tag, and the tree nodes every fourth level.
 """
 
@@ -29,7 +29,7 @@ from . import spool as _spool
 if TYPE_CHECKING:
     from .log import AuditLog
 
-__all__ = ["Group", "insert_docs", "doc", "encoded"]
+__all__ = ["Group", "Inserter", "insert", "doc", "encoded"]
 
 #: How often a waiting caller finds its request unanswered and the lock taken by a holder that does not
 #: hold the gate (one between taking the lock and the gate) before it queues on the lock itself.
@@ -164,15 +164,14 @@ class Group:
         return mine
 
 
-def insert_docs(log: AuditLog, groups: list[list[dict]], own: bool) -> list:
-    """Insert groups of prepared events (each without its ``seq``), in order, inside the caller's
-    locked transaction: per group, its seqs, or (for a group after the first, which came from the
-    spool) a message when it cannot be encoded (then it is left out, and nothing of it is stored).
-    The first group's encoding failure raises."""
+def insert(log: AuditLog, docs: list[dict]) -> list[int]:
+    """Insert prepared events (each without its ``seq``) inside the caller's locked transaction; their
+    seqs. An event that cannot be encoded raises, and nothing is stored."""
     ins = Inserter(log)
-    out = [ins.add(docs, i == 0 and own) for i, docs in enumerate(groups)]
+    seqs = ins.add(docs, True)
     ins.finish()
-    return out
+    assert isinstance(seqs, list)  # own events that cannot be encoded raised
+    return seqs
 
 
 class Inserter:

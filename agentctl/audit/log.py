@@ -277,11 +277,7 @@ class AuditLog:
     def _insert(self, events: list[Event], clock) -> list[int]:
         """Insert events inside the caller's locked transaction."""
         host = host_name()
-        return self._insert_docs([[group.doc(ev, clock, host) for ev in events]], own=True)[0]
-
-    def _insert_docs(self, groups: list[list[dict]], own: bool) -> list:
-        """Insert groups of prepared events in the caller's transaction (:func:`.group.insert_docs`)."""
-        return group.insert_docs(self, groups, own)
+        return group.insert(self, [group.doc(ev, clock, host) for ev in events])
 
     # --- reading ----------------------------------------------------------------------------------
     @property
